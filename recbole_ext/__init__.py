@@ -1,0 +1,23 @@
+"""recbole_ext: new recommender models that RecBole drives as if they were its own.
+
+Public API:
+
+- :func:`get_model`, :func:`get_trainer`: resolve names, ours first, then RecBole's.
+- :class:`Config`: RecBole's configurator with our YAML defaults and today's-stack fixes.
+- :func:`run_recbole_ext`: train and test one model (RecBole's ``run_recbole``).
+"""
+
+__version__ = "0.1.0"
+
+from recbole_ext.config import Config  # noqa: E402
+from recbole_ext.utils import get_model, get_trainer  # noqa: E402
+
+
+def run_recbole_ext(*args, **kwargs):
+    """See :func:`recbole_ext.quick_start.run_recbole_ext`."""
+    from recbole_ext.quick_start import run_recbole_ext as _run
+
+    return _run(*args, **kwargs)
+
+
+__all__ = ["Config", "get_model", "get_trainer", "run_recbole_ext", "__version__"]

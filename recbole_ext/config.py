@@ -1,0 +1,226 @@
+"""``Config``: RecBole's configurator, taught about recbole_ext's models, YAML and today's numpy.
+
+Loading order (later wins), as RecBole's precedence:
+
+1. RecBole's defaults (``overall.yaml``, RecBole's model and data-set YAML, its quick-start YAML);
+2. our per-model defaults ``recbole_ext/properties/model/<Model>.yaml``;
+3. for sequential models, our sequential base ``recbole_ext/properties/sequential.yaml``;
+4. the data set's YAML ``yaml/<dataset>.yaml`` when one exists (see :func:`dataset_yaml_dirs`);
+5. the user's ``config_file_list``, then ``config_dict``, then command-line ``--key=value``.
+
+It also fixes RecBole 1.2.1's ``compatibility_settings`` for numpy 2, resolves model names
+through :func:`recbole_ext.utils.get_model`, finds data offline (:mod:`recbole_ext.data.locate`),
+and turns RecBole's configuration errors into :class:`~recbole_ext.errors.ConfigError`.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+from logging import getLogger
+from typing import Iterable, List, Optional
+
+import numpy as np
+import yaml
+from recbole.config import Config as RecBoleConfig
+from recbole.utils import ModelType
+
+from recbole_ext.errors import ConfigError
+from recbole_ext.utils import OWN_MODEL_YAML_DIR, PACKAGE_DIR, get_model, own_model_names
+
+SEQUENTIAL_BASE_YAML = os.path.join(PACKAGE_DIR, "properties", "sequential.yaml")
+
+# numpy names RecBole 1.2.1 still uses (``np.float``, ``np.long``, ...) mapped to what they meant.
+# RecBole sets these itself in ``compatibility_settings``, but reaches ``np.float_``, which
+# numpy 2 removed, and crashes before the first line of config is read.
+NUMPY_ALIASES = {
+    "bool": "bool_",
+    "int": "int_",
+    "float": "float64",
+    "complex": "complex128",
+    "object": "object_",
+    "str": "str_",
+    "long": "int_",
+    "unicode": "str_",
+    "float_": "float64",
+    "complex_": "complex128",
+    "unicode_": "str_",
+}
+
+
+def restore_numpy_aliases() -> None:
+    """Give numpy back the removed names RecBole's code uses, where they are missing."""
+    for alias, target in NUMPY_ALIASES.items():
+        if alias not in np.__dict__:
+            setattr(np, alias, getattr(np, target))
+
+
+def dataset_yaml_dirs() -> List[str]:
+    """Folders searched for ``<dataset>.yaml``: ``$RECBOLE_EXT_YAML_DIR``, ``./yaml`` and the
+    ``yaml/`` beside the package in a source checkout."""
+    dirs = []
+    env = os.environ.get("RECBOLE_EXT_YAML_DIR")
+    if env:
+        dirs.append(env)
+    dirs.append(os.path.join(os.getcwd(), "yaml"))
+    dirs.append(os.path.join(os.path.dirname(PACKAGE_DIR), "yaml"))
+    seen, out = set(), []
+    for d in dirs:
+        real = os.path.realpath(d)
+        if real not in seen:
+            seen.add(real)
+            out.append(d)
+    return out
+
+
+def find_dataset_yaml(dataset: str) -> Optional[str]:
+    for d in dataset_yaml_dirs():
+        path = os.path.join(d, f"{dataset}.yaml")
+        if os.path.isfile(path):
+            return path
+    return None
+
+
+def load_yaml_file(path: str, loader) -> dict:
+    """Read one YAML file into a dict; a syntax error or a non-mapping is a ConfigError."""
+    try:
+        with open(path, "r", encoding="utf-8") as f:
+            data = yaml.load(f.read(), Loader=loader)
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {path}") from None
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise ConfigError(f"invalid YAML in {path}{where}: {problem}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"invalid YAML in {path}: expected 'key: value' pairs, got {type(data).__name__}")
+    return data
+
+
+class Config(RecBoleConfig):
+    """RecBole's ``Config`` with recbole_ext's models, YAML defaults and compatibility fixes."""
+
+    def __init__(
+        self,
+        model=None,
+        dataset=None,
+        config_file_list=None,
+        config_dict=None,
+        cmd_args: Optional[Iterable[str]] = None,
+    ):
+        """Same arguments as RecBole's ``Config``, plus ``cmd_args``: ``--key=value`` strings.
+
+        Unlike RecBole, ``sys.argv`` is never read here: the command line passes its
+        ``--key=value`` pairs explicitly, so a library call or a test is not affected by the
+        arguments of the process that hosts it.
+        """
+        self._cmd_args = list(cmd_args or [])
+        try:
+            super().__init__(model, dataset, config_file_list, config_dict)
+        except ConfigError:
+            raise
+        except (ValueError, KeyError, TypeError, NotImplementedError, RuntimeError) as e:
+            from recbole_ext.errors import UserError
+
+            if isinstance(e, UserError):
+                raise
+            msg = e.args[0] if e.args else str(e)
+            raise ConfigError(f"invalid configuration: {msg}") from None
+        self._warn_unknown_model_keys()
+
+    # ------------------------------------------------------------- numpy 2
+    def compatibility_settings(self):
+        restore_numpy_aliases()
+
+    # ------------------------------------------------------------- files
+    def _load_config_files(self, file_list):
+        config = {}
+        for path in file_list or []:
+            config.update(load_yaml_file(path, self.yaml_loader))
+        return config
+
+    def _load_cmd_line(self):
+        cmd = {}
+        for arg in self._cmd_args:
+            if not arg.startswith("--") or "=" not in arg:
+                raise ConfigError(f"cannot read option '{arg}': expected --key=value")
+            key, value = arg[2:].split("=", 1)
+            if key in cmd and value != cmd[key]:
+                raise ConfigError(f"option --{key} given twice with different values")
+            cmd[key] = value
+        return self._convert_config_dict(cmd)
+
+    def _get_model_and_dataset(self, model, dataset):
+        if model is None:
+            model = self.external_config_dict.get("model")
+            if model is None:
+                raise ConfigError("no model given: pass --model=NAME")
+        if isinstance(model, str):
+            final_model_class = get_model(model)
+            final_model = final_model_class.__name__
+        else:
+            final_model_class, final_model = model, model.__name__
+        if dataset is None:
+            dataset = self.external_config_dict.get("dataset")
+            if dataset is None:
+                raise ConfigError("no data set given: pass --dataset=NAME")
+        return final_model, final_model_class, dataset
+
+    def _load_internal_config_dict(self, model, model_class, dataset):
+        super()._load_internal_config_dict(model, model_class, dataset)
+        own_yaml = os.path.join(OWN_MODEL_YAML_DIR, f"{model}.yaml")
+        self.own_model_keys: List[str] = []
+        if model in own_model_names() and os.path.isfile(own_yaml):
+            own = load_yaml_file(own_yaml, self.yaml_loader)
+            self.own_model_keys = list(own)
+            self.internal_config_dict.update(own)
+        if self.internal_config_dict.get("MODEL_TYPE") == ModelType.SEQUENTIAL:
+            self.internal_config_dict.update(load_yaml_file(SEQUENTIAL_BASE_YAML, self.yaml_loader))
+        self.dataset_yaml = find_dataset_yaml(dataset)
+        if self.dataset_yaml:
+            data_cfg = load_yaml_file(self.dataset_yaml, self.yaml_loader)
+            self.internal_config_dict.update(data_cfg)
+            self.parameters["Dataset"] += [k for k in data_cfg if k not in self.parameters["Dataset"]]
+
+    def _set_default_parameters(self):
+        from recbole_ext.data.locate import locate_dataset
+
+        user_data_path = self.final_config_dict.get("data_path")
+        # CE with negative sampling: one clear message instead of RecBole's ValueError
+        neg = self.final_config_dict.get("train_neg_sample_args")
+        if (
+            self.final_config_dict.get("loss_type") == "CE"
+            and isinstance(neg, dict)
+            and neg.get("distribution") not in (None, "none", "None")
+        ):
+            raise ConfigError(
+                "loss_type CE scores every item and cannot be combined with negative sampling "
+                f"(train_neg_sample_args={neg}); set train_neg_sample_args: ~ or use loss_type: BPR"
+            )
+        super()._set_default_parameters()
+        self.final_config_dict["data_path"] = locate_dataset(self.dataset, user_data_path)
+
+    # ------------------------------------------------------------- checks
+    def _warn_unknown_model_keys(self):
+        """Warn about config keys close to one of our model's keys but not known anywhere."""
+        if not getattr(self, "own_model_keys", None):
+            return
+        known = set(self.internal_config_dict) | {
+            p for params in self.parameters.values() for p in params
+        }
+        known |= {"model", "dataset", "config_files"}
+        for key in self.external_config_dict:
+            if key in known:
+                continue
+            close = difflib.get_close_matches(key, self.own_model_keys, n=3, cutoff=0.6)
+            if close:
+                msg = (
+                    f"config key '{key}' is not a key of {self.model}; did you mean "
+                    f"{' or '.join(repr(c) for c in close)}? Known keys of {self.model}: "
+                    f"{', '.join(self.own_model_keys)}"
+                )
+                getLogger("recbole_ext").warning(msg)
+                self.unknown_key_warnings = getattr(self, "unknown_key_warnings", []) + [msg]

@@ -1,0 +1,1 @@
+"""Data sets, data loaders and converters for recbole_ext."""

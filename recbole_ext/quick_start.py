@@ -1,0 +1,102 @@
+"""``run_recbole_ext``: RecBole's ``run_recbole`` on recbole_ext's resolvers.
+
+Builds the data set, trains with early stopping, evaluates the best checkpoint on the test split,
+logs through RecBole's format (file + console, TensorBoard as RecBole's trainer does) and returns
+the same dict as ``run_recbole`` plus a few extra keys (``model``, ``dataset``, ``log_file``,
+``saved_model_file``, ``timings``). Nothing here imports ``recbole.quick_start`` (which imports
+ray).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from logging import getLogger
+from typing import Iterable, List, Optional
+
+from recbole.utils import get_environment, init_seed, set_color
+
+from recbole_ext.config import Config
+from recbole_ext.data.utils import create_dataset, data_preparation
+from recbole_ext.errors import UserError
+from recbole_ext.logger import close_logger, init_logger
+from recbole_ext.utils import get_model, get_trainer
+
+
+def count_parameters(model) -> int:
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def run_recbole_ext(
+    model: Optional[str] = None,
+    dataset: Optional[str] = None,
+    config_file_list: Optional[List[str]] = None,
+    config_dict: Optional[dict] = None,
+    cmd_args: Optional[Iterable[str]] = None,
+    saved: bool = True,
+    log_dir: str = "./log",
+) -> dict:
+    """Train and test one model on one data set; see the module docstring.
+
+    Args:
+        model: model name (ours or RecBole's), or ``None`` to read it from the config.
+        dataset: data-set name, or ``None`` to read it from the config.
+        config_file_list: YAML files, later ones win.
+        config_dict: parameters, winning over the files.
+        cmd_args: ``--key=value`` strings, winning over everything.
+        saved: write the best checkpoint and test it (RecBole's ``saved``).
+        log_dir: folder for the log file.
+
+    Returns:
+        ``best_valid_score``, ``valid_score_bigger``, ``best_valid_result``, ``test_result`` as
+        ``run_recbole`` returns them, and ``model``, ``dataset``, ``log_file``,
+        ``saved_model_file``, ``n_params``, ``timings``.
+    """
+    config = Config(model, dataset, config_file_list, config_dict, cmd_args)
+    init_seed(config["seed"], config["reproducibility"])
+    log_file = init_logger(config, log_dir=log_dir)
+    logger = getLogger()
+    trainer = None
+    try:
+        for msg in getattr(config, "unknown_key_warnings", []):
+            logger.warning(msg)
+        logger.info(config)
+        data = create_dataset(config)
+        logger.info(data)
+        train_data, valid_data, test_data = data_preparation(config, data)
+
+        init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
+        net = get_model(config["model"])(config, train_data._dataset).to(config["device"])
+        logger.info(net)
+        n_params = count_parameters(net)
+        logger.info(set_color("Trainable parameters", "blue") + f": {n_params}")
+
+        trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, net)
+        show_progress = bool(config["show_progress"]) and sys.stderr.isatty()
+        best_valid_score, best_valid_result = trainer.fit(
+            train_data, valid_data, saved=saved, show_progress=show_progress
+        )
+        test_result = trainer.evaluate(test_data, load_best_model=saved, show_progress=show_progress)
+
+        logger.info("The running environment of this training is as follows:\n" + get_environment(config).draw())
+        logger.info(set_color("best valid ", "yellow") + f": {best_valid_result}")
+        logger.info(set_color("test result", "yellow") + f": {test_result}")
+    except UserError:
+        # a user error leaves nothing half-written: no log, no checkpoint
+        close_logger()
+        for path in (log_file, getattr(trainer, "saved_model_file", None)):
+            if path and os.path.exists(path):
+                os.unlink(path)
+        raise
+    return {
+        "best_valid_score": best_valid_score,
+        "valid_score_bigger": config["valid_metric_bigger"],
+        "best_valid_result": best_valid_result,
+        "test_result": test_result,
+        "model": config["model"],
+        "dataset": config["dataset"],
+        "log_file": log_file,
+        "saved_model_file": trainer.saved_model_file if saved else None,
+        "n_params": n_params,
+        "timings": dict(trainer.timings),
+    }
