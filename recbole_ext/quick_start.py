@@ -27,6 +27,56 @@ def count_parameters(model) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
+def build_data(config):
+    """Build and split the data set for ``config``: ``(dataset, train_data, valid_data, test_data)``."""
+    logger = getLogger()
+    data = create_dataset(config)
+    logger.info(data)
+    train_data, valid_data, test_data = data_preparation(config, data)
+    return data, train_data, valid_data, test_data
+
+
+def train_and_test(config, train_data, valid_data, test_data, saved: bool = True, resume_file: Optional[str] = None):
+    """Build the model and its trainer, train with early stopping, test the best checkpoint.
+
+    Returns:
+        ``(result, trainer)``: ``result`` as :func:`run_recbole_ext` documents (without
+        ``log_file``), ``trainer`` the trainer used (its ``model``, ``timings``,
+        ``saved_model_file``).
+    """
+    logger = getLogger()
+    init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
+    net = get_model(config["model"])(config, train_data._dataset).to(config["device"])
+    logger.info(net)
+    n_params = count_parameters(net)
+    logger.info(set_color("Trainable parameters", "blue") + f": {n_params}")
+
+    trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, net)
+    if resume_file:
+        trainer.resume_checkpoint(resume_file)
+    show_progress = bool(config["show_progress"]) and sys.stderr.isatty()
+    best_valid_score, best_valid_result = trainer.fit(
+        train_data, valid_data, saved=saved, show_progress=show_progress
+    )
+    test_result = trainer.evaluate(test_data, load_best_model=saved, show_progress=show_progress)
+
+    logger.info("The running environment of this training is as follows:\n" + get_environment(config).draw())
+    logger.info(set_color("best valid ", "yellow") + f": {best_valid_result}")
+    logger.info(set_color("test result", "yellow") + f": {test_result}")
+    result = {
+        "best_valid_score": best_valid_score,
+        "valid_score_bigger": config["valid_metric_bigger"],
+        "best_valid_result": best_valid_result,
+        "test_result": test_result,
+        "model": config["model"],
+        "dataset": config["dataset"],
+        "saved_model_file": trainer.saved_model_file if saved else None,
+        "n_params": n_params,
+        "timings": dict(trainer.timings),
+    }
+    return result, trainer
+
+
 def run_recbole_ext(
     model: Optional[str] = None,
     dataset: Optional[str] = None,
@@ -35,6 +85,7 @@ def run_recbole_ext(
     cmd_args: Optional[Iterable[str]] = None,
     saved: bool = True,
     log_dir: str = "./log",
+    resume_file: Optional[str] = None,
 ) -> dict:
     """Train and test one model on one data set; see the module docstring.
 
@@ -46,6 +97,7 @@ def run_recbole_ext(
         cmd_args: ``--key=value`` strings, winning over everything.
         saved: write the best checkpoint and test it (RecBole's ``saved``).
         log_dir: folder for the log file.
+        resume_file: a checkpoint of ours to continue training from.
 
     Returns:
         ``best_valid_score``, ``valid_score_bigger``, ``best_valid_result``, ``test_result`` as
@@ -61,26 +113,8 @@ def run_recbole_ext(
         for msg in getattr(config, "unknown_key_warnings", []):
             logger.warning(msg)
         logger.info(config)
-        data = create_dataset(config)
-        logger.info(data)
-        train_data, valid_data, test_data = data_preparation(config, data)
-
-        init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
-        net = get_model(config["model"])(config, train_data._dataset).to(config["device"])
-        logger.info(net)
-        n_params = count_parameters(net)
-        logger.info(set_color("Trainable parameters", "blue") + f": {n_params}")
-
-        trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, net)
-        show_progress = bool(config["show_progress"]) and sys.stderr.isatty()
-        best_valid_score, best_valid_result = trainer.fit(
-            train_data, valid_data, saved=saved, show_progress=show_progress
-        )
-        test_result = trainer.evaluate(test_data, load_best_model=saved, show_progress=show_progress)
-
-        logger.info("The running environment of this training is as follows:\n" + get_environment(config).draw())
-        logger.info(set_color("best valid ", "yellow") + f": {best_valid_result}")
-        logger.info(set_color("test result", "yellow") + f": {test_result}")
+        _, train_data, valid_data, test_data = build_data(config)
+        result, trainer = train_and_test(config, train_data, valid_data, test_data, saved, resume_file)
     except UserError:
         # a user error leaves nothing half-written: no log, no checkpoint
         close_logger()
@@ -88,15 +122,5 @@ def run_recbole_ext(
             if path and os.path.exists(path):
                 os.unlink(path)
         raise
-    return {
-        "best_valid_score": best_valid_score,
-        "valid_score_bigger": config["valid_metric_bigger"],
-        "best_valid_result": best_valid_result,
-        "test_result": test_result,
-        "model": config["model"],
-        "dataset": config["dataset"],
-        "log_file": log_file,
-        "saved_model_file": trainer.saved_model_file if saved else None,
-        "n_params": n_params,
-        "timings": dict(trainer.timings),
-    }
+    result["log_file"] = log_file
+    return result
