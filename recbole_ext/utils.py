@@ -53,7 +53,8 @@ def own_model_names() -> List[str]:
 def recbole_model_names() -> List[str]:
     """Names of RecBole's models that are importable as modules."""
     names = []
-    for name in _names_in(RECBOLE_MODEL_YAML_DIR):
+    # RecBole models that ship without a YAML of defaults (RecBole's own resolver finds them)
+    for name in sorted(set(_names_in(RECBOLE_MODEL_YAML_DIR)) | {"Random"}):
         if _find_module("recbole.model", name) is not None:
             names.append(name)
     return names
@@ -138,5 +139,15 @@ def get_trainer(model_type: ModelType, model_name: str):
     if issubclass(base, CompatTrainerMixin):
         return base
     if base not in _TRAINER_CACHE:
-        _TRAINER_CACHE[base] = type(base.__name__, (CompatTrainerMixin, base), {"__module__": __name__})
+        from recbole.trainer import Trainer as RecBoleTrainer
+
+        if base is not RecBoleTrainer and issubclass(base, RecBoleTrainer):
+            # a specialised RecBole trainer (KGTrainer, KGATTrainer, MKRTrainer, RecVAETrainer,
+            # NCLTrainer...) keeps its own _train_epoch/fit, and their super() calls reach our
+            # mixin: MRO base -> CompatTrainerMixin -> RecBole's Trainer
+            compat = type("Trainer", (CompatTrainerMixin, RecBoleTrainer), {"__module__": __name__})
+            bases = (base, compat)
+        else:
+            bases = (CompatTrainerMixin, base)
+        _TRAINER_CACHE[base] = type(base.__name__, bases, {"__module__": __name__})
     return _TRAINER_CACHE[base]

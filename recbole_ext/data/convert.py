@@ -1,0 +1,171 @@
+"""Convert raw interaction files into RecBole atomic files (``<out>/<name>/<name>.inter``).
+
+Formats:
+
+- ``movielens``: MovieLens ``ratings.dat`` lines ``UserID::MovieID::Rating::Timestamp``.
+- ``sequences``: one user per line, ``user item item ...`` in chronological order (whitespace
+  separated); each item's position becomes its timestamp.
+- ``csv``: ``user,item,rating,timestamp`` with or without a header line (rating and timestamp
+  optional: two columns give ``user,item`` in chronological order, positions become timestamps).
+
+Command line::
+
+    python -m recbole_ext.data.convert FORMAT INPUT --name NAME [--out datasets/]
+
+The output file is written to a temporary file and renamed, so a failed conversion leaves
+nothing behind. Malformed input raises :class:`~recbole_ext.errors.DataFormatError` naming the
+line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import sys
+import tempfile
+from typing import Iterable, Iterator, List, Optional, Sequence, Tuple
+
+from recbole_ext.errors import DataFormatError, UserError
+
+Row = Tuple[str, ...]
+HEADER_4 = ("user_id:token", "item_id:token", "rating:float", "timestamp:float")
+HEADER_3 = ("user_id:token", "item_id:token", "timestamp:float")
+
+
+def _number(value: str, what: str, path: str, lineno: int) -> str:
+    try:
+        float(value)
+    except ValueError:
+        raise DataFormatError(f"{path}, line {lineno}: {what} '{value}' is not a number") from None
+    return value
+
+
+def read_movielens(path: str) -> Iterator[Row]:
+    """Rows ``(user, item, rating, timestamp)`` from a ``ratings.dat`` file."""
+    with open(path, encoding="latin-1") as f:
+        for lineno, line in enumerate(f, 1):
+            line = line.strip()
+            if not line:
+                continue
+            parts = line.split("::")
+            if len(parts) != 4:
+                raise DataFormatError(
+                    f"{path}, line {lineno}: expected UserID::MovieID::Rating::Timestamp, got '{line[:60]}'"
+                )
+            user, item, rating, ts = parts
+            yield (user, item, _number(rating, "rating", path, lineno), _number(ts, "timestamp", path, lineno))
+
+
+def read_sequences(path: str) -> Iterator[Row]:
+    """Rows ``(user, item, position)`` from a ``user item item ...`` file."""
+    with open(path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            parts = line.split()
+            if not parts:
+                continue
+            if len(parts) < 2:
+                raise DataFormatError(f"{path}, line {lineno}: user '{parts[0]}' has no items")
+            user = parts[0]
+            for pos, item in enumerate(parts[1:]):
+                yield (user, item, str(pos))
+
+
+def read_csv(path: str) -> Iterator[Row]:
+    """Rows ``(user, item, rating, timestamp)`` or ``(user, item, position)`` from a CSV file."""
+    with open(path, encoding="utf-8", newline="") as f:
+        reader = csv.reader(f)
+        width: Optional[int] = None
+        positions = {}
+        for lineno, parts in enumerate(reader, 1):
+            parts = [p.strip() for p in parts]
+            if not parts or not any(parts):
+                continue
+            if lineno == 1 and parts[0].lower() in ("user", "user_id", "userid"):
+                continue  # header
+            if width is None:
+                width = len(parts)
+                if width not in (2, 3, 4):
+                    raise DataFormatError(
+                        f"{path}, line {lineno}: expected user,item[,rating[,timestamp]], got {width} columns"
+                    )
+            if len(parts) != width:
+                raise DataFormatError(f"{path}, line {lineno}: expected {width} columns, got {len(parts)}")
+            if width == 2:
+                user, item = parts
+                pos = positions.get(user, 0)
+                positions[user] = pos + 1
+                yield (user, item, str(pos))
+            elif width == 3:
+                user, item, rating = parts
+                pos = positions.get(user, 0)
+                positions[user] = pos + 1
+                yield (user, item, _number(rating, "rating", path, lineno), str(pos))
+            else:
+                user, item, rating, ts = parts
+                yield (
+                    user, item,
+                    _number(rating, "rating", path, lineno),
+                    _number(ts, "timestamp", path, lineno),
+                )
+
+
+READERS = {"movielens": read_movielens, "sequences": read_sequences, "csv": read_csv}
+
+
+def write_atomic_inter(rows: Iterable[Row], out_dir: str, name: str) -> Tuple[str, int]:
+    """Write ``rows`` to ``out_dir/name/name.inter`` atomically; returns ``(path, n_rows)``."""
+    folder = os.path.join(out_dir, name)
+    os.makedirs(folder, exist_ok=True)
+    path = os.path.join(folder, f"{name}.inter")
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=folder)
+    n = 0
+    header: Optional[Sequence[str]] = None
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            for row in rows:
+                if header is None:
+                    header = HEADER_4 if len(row) == 4 else HEADER_3
+                    f.write("\t".join(header) + "\n")
+                f.write("\t".join(row) + "\n")
+                n += 1
+        if n == 0:
+            raise DataFormatError("the input holds no interactions")
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path, n
+
+
+def convert(fmt: str, src: str, name: str, out_dir: str = "datasets") -> Tuple[str, int]:
+    """Convert ``src`` in format ``fmt`` to RecBole atomic files; returns ``(path, n_rows)``."""
+    if fmt not in READERS:
+        raise UserError(f"unknown format '{fmt}': choose one of {', '.join(READERS)}")
+    if not os.path.isfile(src):
+        raise UserError(f"input file not found: {src}")
+    return write_atomic_inter(READERS[fmt](src), out_dir, name)
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m recbole_ext.data.convert",
+        description="Convert raw interaction files into RecBole atomic files.",
+    )
+    parser.add_argument("format", choices=sorted(READERS), help="input format")
+    parser.add_argument("input", help="input file")
+    parser.add_argument("--name", required=True, help="data set name (folder and file stem)")
+    parser.add_argument("--out", default="datasets", help="output root folder (default: datasets)")
+    args = parser.parse_args(argv)
+    try:
+        path, n = convert(args.format, args.input, args.name, args.out)
+    except UserError as e:
+        print(f"recbole_ext: error: {e}", file=sys.stderr)
+        return 2
+    print(f"wrote {n} interactions to {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,115 @@
+"""The command line: user mistakes give one clear line, exit status 2, no traceback, no files."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from conftest import write_inter
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+RUNNER = os.path.join(ROOT, "run_recbole_ext.py")
+
+
+def run_cli(args, cwd):
+    env = dict(os.environ, PYTHONWARNINGS="ignore")
+    return subprocess.run(
+        [sys.executable, RUNNER, *args], cwd=cwd, capture_output=True, text=True, env=env, timeout=600
+    )
+
+
+def files_under(folder):
+    return sorted(
+        os.path.relpath(os.path.join(d, f), folder) for d, _, fs in os.walk(folder) for f in fs
+    )
+
+
+def assert_user_error(proc, *needles, cwd=None):
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stderr, proc.stderr
+    lines = [l for l in proc.stderr.splitlines() if l.startswith("recbole_ext: error:")]
+    assert len(lines) == 1, proc.stderr
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+    if cwd is not None:
+        left = [f for f in files_under(cwd) if f.startswith(("log", "saved"))]
+        assert not left, f"files left behind: {left}"
+
+
+def test_unknown_model_lists_close_matches_and_all_names(tmp_path):
+    proc = run_cli(["--model=SASRek", "--dataset=ml-100k"], tmp_path)
+    assert_user_error(proc, "unknown model 'SASRek'", "Did you mean: SASRec", "Known models:", "GRU4Rec", cwd=tmp_path)
+
+
+def test_missing_dataset_says_where_it_looked(tmp_path):
+    proc = run_cli(["--model=GRU4Rec", "--dataset=no-such-data"], tmp_path)
+    assert_user_error(proc, "data set 'no-such-data' not found", "no-such-data.inter", "cannot download", cwd=tmp_path)
+
+
+@pytest.mark.parametrize(
+    "header,rows,needle",
+    [
+        (("user_id", "item_id:token", "timestamp:float"), [(1, 1, 1)], "user_id"),
+        (("user_id:token", "item_id:token", "timestamp:float"), [(1, 1, 1), (1, 2, "soon")], "soon"),
+    ],
+    ids=["header-without-type", "non-numeric-float"],
+)
+def test_malformed_atomic_file(tmp_path, header, rows, needle):
+    data = tmp_path / "data"
+    write_inter(str(data), "bad", rows, header=header)
+    proc = run_cli(["--model=GRU4Rec", "--dataset=bad", f"--data_path={data}", "--epochs=1"], tmp_path)
+    assert_user_error(proc, "bad.inter", needle, cwd=tmp_path)
+
+
+def test_invalid_yaml(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("epochs: [1, 2\nlearning_rate: 0.1\n")
+    proc = run_cli(["--model=GRU4Rec", "--dataset=ml-100k", f"--config_files={bad}"], tmp_path)
+    assert_user_error(proc, "invalid YAML", "bad.yaml", cwd=tmp_path)
+
+
+def test_ce_loss_with_negative_sampling_conflicts(tmp_path):
+    cfg = tmp_path / "neg.yaml"
+    cfg.write_text("loss_type: CE\ntrain_neg_sample_args:\n  distribution: uniform\n  sample_num: 1\n")
+    proc = run_cli(["--model=GRU4Rec", "--dataset=ml-100k", f"--config_files={cfg}"], tmp_path)
+    assert_user_error(proc, "CE", "negative sampling", cwd=tmp_path)
+
+
+def test_option_without_value(tmp_path):
+    proc = run_cli(["--model=GRU4Rec", "--dataset=ml-100k", "--epochs"], tmp_path)
+    assert_user_error(proc, "--epochs", cwd=tmp_path)
+
+
+def test_misspelled_key_of_our_model_warns_with_known_keys(ml100k_slice):
+    from recbole_ext.config import Config
+    from recbole_ext.utils import own_model_names
+
+    name = own_model_names()[0]
+    probe = Config(name, "ml-slice", config_dict={"data_path": ml100k_slice})
+    key = next(k for k in probe.own_model_keys if len(k) > 5 and k[2] != k[3])
+    typo = key[:2] + key[3] + key[2] + key[4:]  # swap two letters
+    cfg = Config(name, "ml-slice", config_dict={"data_path": ml100k_slice, typo: 1})
+    warnings = getattr(cfg, "unknown_key_warnings", [])
+    assert len(warnings) == 1 and repr(key) in warnings[0] and f"Known keys of {name}" in warnings[0]
+
+
+def test_list_models_and_module_entry_point(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "recbole_ext", "--list-models"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "SASRec" in proc.stdout and "recbole_ext:" in proc.stdout
+
+
+def test_cli_trains_and_prints_test_metrics(tmp_path, ml100k_slice):
+    proc = run_cli(
+        ["--model=GRU4Rec", "--dataset=ml-slice", f"--data_path={ml100k_slice}", "--epochs=1",
+         "--hidden_size=16", "--embedding_size=16", "--MAX_ITEM_LIST_LENGTH=20", "--show_progress=False",
+         "--load_col={'inter': ['user_id', 'item_id', 'timestamp']}"],
+        tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "test result: {'recall@10':" in proc.stdout
+    assert any(f.startswith("log") and f.endswith(".log") for f in files_under(tmp_path))

@@ -1,0 +1,126 @@
+"""RecBole 1.2.1 on numpy 2 / pandas 3 / torch >= 2.6: each fix of recbole_ext, with a test that
+fails without it (the RecBole behaviour is shown next to ours where it can be run safely)."""
+
+from __future__ import annotations
+
+import os
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import write_inter
+
+
+def test_recbole_config_compat_breaks_on_numpy2_and_ours_does_not(ml100k_slice):
+    from recbole.config import Config as RecBoleConfig
+
+    from recbole_ext.config import Config
+
+    if not hasattr(np, "float_"):
+        # RecBole's own compatibility step reaches np.float_, which numpy 2 removed
+        with pytest.raises(AttributeError):
+            RecBoleConfig.compatibility_settings(object())
+    cfg = Config("GRU4Rec", "ml-slice", config_dict={"data_path": ml100k_slice})
+    assert cfg["model"] == "GRU4Rec"
+    # the names RecBole's code still uses resolve to what they meant
+    assert np.float is np.float64 and np.long is np.int_ and np.bool is np.bool_
+
+
+def test_checkpoint_loads_with_weights_only_and_evaluate_best_model(run_tiny, ml100k_slice):
+    result = run_tiny("GRU4Rec", "ml-slice", ml100k_slice)
+    path = result["saved_model_file"]
+    ckpt = torch.load(path, map_location="cpu", weights_only=True)  # RecBole's pickled Config fails here
+    assert ckpt["config"]["model"] == "GRU4Rec"
+    assert isinstance(ckpt["config"]["MODEL_TYPE"], str)
+    assert result["test_result"] is not None and "ndcg@10" in result["test_result"]
+
+
+def test_recbole_checkpoint_is_refused_by_weights_only(tmp_path):
+    """The bug we route around: a RecBole-style checkpoint (pickled Config) fails weights_only."""
+    from recbole.utils import ModelType
+
+    path = tmp_path / "legacy.pth"
+    torch.save({"config": {"MODEL_TYPE": ModelType.SEQUENTIAL}, "state_dict": {}}, path)
+    with pytest.raises(Exception):
+        torch.load(path, weights_only=True)
+
+
+def _build(tmp_path, name, inter_rows, inter_header, item_rows=None, item_header=None, **cfg):
+    from recbole_ext.config import Config
+    from recbole_ext.data.utils import create_dataset
+
+    root = str(tmp_path)
+    write_inter(root, name, inter_rows, header=inter_header)
+    if item_rows is not None:
+        with open(os.path.join(root, name, f"{name}.item"), "w") as f:
+            f.write("\t".join(item_header) + "\n")
+            for r in item_rows:
+                f.write("\t".join(str(x) for x in r) + "\n")
+    config = Config("BPR", name, config_dict={"data_path": root, "normalize_all": False, **cfg})
+    return create_dataset(config)
+
+
+def test_fill_nan_really_fills_missing_float_and_token_values(tmp_path):
+    """pandas 3: ``feat[field].fillna(inplace=True)`` is a silent no-op; ours writes back."""
+    rows = [(u, i, "" if (u, i) == (1, 2) else float(u + i), u * 10 + i) for u in range(1, 6) for i in range(1, 6)]
+    items = [(i, "" if i == 3 else f"c{i % 2}", "" if i == 4 else i * 1.5) for i in range(1, 6)]
+    ds = _build(
+        tmp_path, "nan-data", rows, ("user_id:token", "item_id:token", "rating:float", "timestamp:float"),
+        items, ("item_id:token", "cat:token", "price:float"),
+        load_col={"inter": ["user_id", "item_id", "rating", "timestamp"], "item": ["item_id", "cat", "price"]},
+    )
+    rating = np.asarray(ds.inter_feat["rating"])
+    assert not np.isnan(rating).any(), "missing rating stayed NaN"
+    known = [float(u + i) for u in range(1, 6) for i in range(1, 6) if (u, i) != (1, 2)]
+    users = np.asarray(ds.inter_feat["user_id"])
+    items = np.asarray(ds.inter_feat["item_id"])
+    row = np.flatnonzero((users == ds.token2id("user_id", "1")) & (items == ds.token2id("item_id", "2")))
+    assert len(row) == 1
+    assert rating[row[0]] == pytest.approx(np.mean(known)), "missing rating must be the column mean"
+    cat = np.asarray(ds.item_feat["cat"])
+    price = np.asarray(ds.item_feat["price"], dtype=float)
+    item_ids = list(np.asarray(ds.item_feat["item_id"]))
+    item3 = item_ids.index(ds.token2id("item_id", "3"))
+    item4 = item_ids.index(ds.token2id("item_id", "4"))
+    assert cat[item3] == 0, "missing token must map to [PAD] (0)"
+    assert price[item4] == pytest.approx(np.mean([i * 1.5 for i in (1, 2, 3, 5)]))
+    assert not np.isnan(price).any()
+
+
+def test_token_seq_field_builds_with_per_row_lengths(tmp_path):
+    """pandas 3: ``Series.agg(len)`` returns one number; ours splits by per-row lengths."""
+    rows = [(u, i, u * 10 + i) for u in range(1, 5) for i in range(1, 5)]
+    genres = {1: "a b c", 2: "b", 3: "c a", 4: "d e f g"}
+    ds = _build(
+        tmp_path, "seq-data", rows, ("user_id:token", "item_id:token", "timestamp:float"),
+        [(i, g) for i, g in genres.items()], ("item_id:token", "genre:token_seq"),
+        load_col={"inter": ["user_id", "item_id", "timestamp"], "item": ["item_id", "genre"]},
+    )
+    genre = list(ds.item_feat["genre"])
+    item_ids = list(np.asarray(ds.item_feat["item_id"]))
+    for raw, g in genres.items():
+        ids = genre[item_ids.index(ds.token2id("item_id", str(raw)))]
+        tokens = [ds.id2token("genre", int(x)) for x in ids if int(x) != 0]
+        assert tokens == g.split()
+
+
+def test_training_emits_no_gradscaler_deprecation(run_tiny, ml100k_slice):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        run_tiny("GRU4Rec", "ml-slice", ml100k_slice)
+    assert not [w for w in caught if "GradScaler" in str(w.message)]
+
+
+def test_package_does_not_import_ray_or_quick_start():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, recbole_ext, recbole_ext.quick_start, recbole_ext.cli;"
+        "from recbole_ext.utils import get_model; get_model('SASRec');"
+        "print('ray' in sys.modules, 'recbole.quick_start' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split()[-2:] == ["False", "False"]
