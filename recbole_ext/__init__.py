@@ -5,6 +5,7 @@ Public API:
 - :func:`get_model`, :func:`get_trainer`: resolve names, ours first, then RecBole's.
 - :class:`Config`: RecBole's configurator with our YAML defaults and today's-stack fixes.
 - :func:`run_recbole_ext`: train and test one model (RecBole's ``run_recbole``).
+- :func:`recommend`: top-k items for a history of raw item tokens, from a checkpoint.
 """
 
 __version__ = "0.1.0"
@@ -20,4 +21,12 @@ def run_recbole_ext(*args, **kwargs):
     return _run(*args, **kwargs)
 
 
-__all__ = ["Config", "get_model", "get_trainer", "run_recbole_ext", "__version__"]
+def recommend(*args, **kwargs):
+    """See :func:`recbole_ext.recommend.recommend`. (Once :mod:`recbole_ext.recommend` is
+    imported, ``recbole_ext.recommend`` is that module, which is callable the same way.)"""
+    from recbole_ext.recommend import recommend as _recommend
+
+    return _recommend(*args, **kwargs)
+
+
+__all__ = ["Config", "get_model", "get_trainer", "recommend", "run_recbole_ext", "__version__"]

@@ -18,7 +18,10 @@ USAGE = (
     "       run_recbole_ext.py --list-models\n"
     "       run_recbole_ext.py --model=NAME --dataset=NAME --resume=CKPT [--trust-checkpoint] [--key=value ...]\n"
     "       run_recbole_ext.py --recommend --checkpoint=CKPT (--items=ID,ID,... | --items-file=IN --output=OUT)"
-    " [--k=10] [--exclude-seen]"
+    " [--k=10] [--exclude-seen]\n"
+    "       run_recbole_ext.py --model=A,B,C --dataset=NAME [--seeds=1,2,3] [--results-dir=DIR] [--force]"
+    " [--no-plot] [--key=value ...]\n"
+    "       run_recbole_ext.py report LOGDIR... [--out DIR] [--no-plot]"
 )
 
 

@@ -202,6 +202,22 @@ class Config(RecBoleConfig):
             )
         super()._set_default_parameters()
         self.final_config_dict["data_path"] = locate_dataset(self.dataset, user_data_path)
+        self._load_time_field_for_time_order()
+
+    def _load_time_field_for_time_order(self):
+        """RecBole's default ``load_col`` for a data set without its own YAML is
+        ``{inter: [user_id, item_id]}``: a model evaluated in time order (``order: TO``, every
+        sequential model) then crashes with "[timestamp] is not exist". When ``load_col`` lists
+        the interaction columns without the time field, add it."""
+        cfg = self.final_config_dict
+        order = (cfg.get("eval_args") or {}).get("order")
+        load_col = cfg.get("load_col")
+        time_field = cfg.get("TIME_FIELD")
+        if order != "TO" or not time_field or not isinstance(load_col, dict):
+            return
+        inter = load_col.get("inter")
+        if isinstance(inter, list) and time_field not in inter:
+            cfg["load_col"] = {**load_col, "inter": inter + [time_field]}
 
     # ------------------------------------------------------------- checks
     def _warn_unknown_model_keys(self):

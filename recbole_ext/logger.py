@@ -51,9 +51,10 @@ def init_logger(config, log_dir: str = "./log", console: bool = True) -> str:
     os.makedirs(model_dir, exist_ok=True)
     config_str = "".join(str(v) for v in config.final_config_dict.values())
     md5 = hashlib.md5(config_str.encode("utf-8")).hexdigest()[:6]
-    path = os.path.join(
-        model_dir, f'{config["model"]}-{config["dataset"]}-{get_local_time()}-{md5}.log'
-    )
+    stem = os.path.join(model_dir, f'{config["model"]}-{config["dataset"]}-{get_local_time()}-{md5}')
+    path, n = f"{stem}.log", 1
+    while os.path.exists(path):  # two runs within one second: never share (append to) a file
+        path, n = f"{stem}-{n}.log", n + 1
     level = _level(config["state"])
 
     fh = logging.FileHandler(path)

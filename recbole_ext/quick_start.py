@@ -36,7 +36,15 @@ def build_data(config):
     return data, train_data, valid_data, test_data
 
 
-def train_and_test(config, train_data, valid_data, test_data, saved: bool = True, resume_file: Optional[str] = None):
+def train_and_test(
+    config,
+    train_data,
+    valid_data,
+    test_data,
+    saved: bool = True,
+    resume_file: Optional[str] = None,
+    trust_checkpoint: bool = False,
+):
     """Build the model and its trainer, train with early stopping, test the best checkpoint.
 
     Returns:
@@ -53,7 +61,7 @@ def train_and_test(config, train_data, valid_data, test_data, saved: bool = True
 
     trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, net)
     if resume_file:
-        trainer.resume_checkpoint(resume_file)
+        trainer.resume_checkpoint(resume_file, trust_checkpoint=trust_checkpoint)
     show_progress = bool(config["show_progress"]) and sys.stderr.isatty()
     best_valid_score, best_valid_result = trainer.fit(
         train_data, valid_data, saved=saved, show_progress=show_progress
@@ -86,6 +94,7 @@ def run_recbole_ext(
     saved: bool = True,
     log_dir: str = "./log",
     resume_file: Optional[str] = None,
+    trust_checkpoint: bool = False,
 ) -> dict:
     """Train and test one model on one data set; see the module docstring.
 
@@ -97,7 +106,9 @@ def run_recbole_ext(
         cmd_args: ``--key=value`` strings, winning over everything.
         saved: write the best checkpoint and test it (RecBole's ``saved``).
         log_dir: folder for the log file.
-        resume_file: a checkpoint of ours to continue training from.
+        resume_file: a checkpoint of ours to continue training from (it is updated in place).
+        trust_checkpoint: allow ``resume_file`` to be a legacy RecBole checkpoint, which is
+            unpickled (this can run code: only for files you trust).
 
     Returns:
         ``best_valid_score``, ``valid_score_bigger``, ``best_valid_result``, ``test_result`` as
@@ -114,12 +125,16 @@ def run_recbole_ext(
             logger.warning(msg)
         logger.info(config)
         _, train_data, valid_data, test_data = build_data(config)
-        result, trainer = train_and_test(config, train_data, valid_data, test_data, saved, resume_file)
+        result, trainer = train_and_test(
+            config, train_data, valid_data, test_data, saved, resume_file, trust_checkpoint
+        )
     except UserError:
         # a user error leaves nothing half-written: no log, no checkpoint
         close_logger()
         for path in (log_file, getattr(trainer, "saved_model_file", None)):
-            if path and os.path.exists(path):
+            if path and os.path.exists(path) and not (
+                resume_file and os.path.abspath(path) == os.path.abspath(str(resume_file))
+            ):  # never delete the checkpoint the user resumed from
                 os.unlink(path)
         raise
     result["log_file"] = log_file

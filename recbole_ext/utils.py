@@ -37,6 +37,25 @@ RECBOLE_DIR = os.path.dirname(os.path.abspath(recbole.__file__))
 RECBOLE_MODEL_YAML_DIR = os.path.join(RECBOLE_DIR, "properties", "model")
 
 
+def _import_recbole_sequential_models() -> None:
+    """Import RecBole's sequential models once, undoing a global side effect of that import.
+
+    ``recbole/model/sequential_recommender/sine.py`` calls ``torch.autograd.set_detect_anomaly(True)``
+    at import time, and the package imports it whenever any RecBole sequential model (or a name
+    lookup through it) is imported. Anomaly mode makes every backward pass check for NaN and
+    record stack traces: about 10x slower training for every model. The previous setting is
+    restored right after the import.
+    """
+    import torch
+
+    was_enabled = torch.is_anomaly_enabled()
+    importlib.import_module("recbole.model.sequential_recommender")
+    torch.autograd.set_detect_anomaly(was_enabled)
+
+
+_import_recbole_sequential_models()
+
+
 def _names_in(yaml_dir: str) -> List[str]:
     if not os.path.isdir(yaml_dir):
         return []

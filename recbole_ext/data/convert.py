@@ -23,10 +23,10 @@ import argparse
 import csv
 import os
 import sys
-import tempfile
-from typing import Iterable, Iterator, List, Optional, Sequence, Tuple
+from typing import Iterable, Iterator, List, Optional, Tuple
 
 from recbole_ext.errors import DataFormatError, UserError
+from recbole_ext.fileio import atomic_open
 
 Row = Tuple[str, ...]
 HEADER_4 = ("user_id:token", "item_id:token", "rating:float", "timestamp:float")
@@ -115,27 +115,16 @@ READERS = {"movielens": read_movielens, "sequences": read_sequences, "csv": read
 
 def write_atomic_inter(rows: Iterable[Row], out_dir: str, name: str) -> Tuple[str, int]:
     """Write ``rows`` to ``out_dir/name/name.inter`` atomically; returns ``(path, n_rows)``."""
-    folder = os.path.join(out_dir, name)
-    os.makedirs(folder, exist_ok=True)
-    path = os.path.join(folder, f"{name}.inter")
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=folder)
+    path = os.path.join(out_dir, name, f"{name}.inter")
     n = 0
-    header: Optional[Sequence[str]] = None
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            for row in rows:
-                if header is None:
-                    header = HEADER_4 if len(row) == 4 else HEADER_3
-                    f.write("\t".join(header) + "\n")
-                f.write("\t".join(row) + "\n")
-                n += 1
+    with atomic_open(path, "w") as f:
+        for row in rows:
+            if n == 0:
+                f.write("\t".join(HEADER_4 if len(row) == 4 else HEADER_3) + "\n")
+            f.write("\t".join(row) + "\n")
+            n += 1
         if n == 0:
             raise DataFormatError("the input holds no interactions")
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
     return path, n
 
 

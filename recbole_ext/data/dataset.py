@@ -11,6 +11,13 @@ fix written here reaches every model. What the mixin mends:
 - ``_remap``: RecBole splits remapped token sequences with ``feat[field].agg(len)``, which
   pandas 3 answers with one number (the column length) instead of one length per row, so every
   data set with a ``token_seq`` field fails to build. We take per-row lengths explicitly.
+- ``_normalize``, ``_discretization``, ``_reset_ent_remapID`` (knowledge graphs) and
+  ``_benchmark_presets`` (sequential benchmark files) use the same ``agg(len)``; they split by
+  per-row lengths too (:func:`row_lengths`, :func:`split_points`).
+- ``_load_feat``: RecBole's ``fillna("", inplace=True)`` on sequence columns is a no-op under
+  copy-on-write, so a blank ``token_seq``/``float_seq`` cell crashed loading; it is now an empty
+  sequence. A malformed header or a non-numeric ``float`` value raises
+  :class:`~recbole_ext.errors.DataFormatError` (file, line, column, problem) instead of a traceback.
 - ``_download``: RecBole asks on stdin and downloads; offline that cannot work, so we raise
   :class:`~recbole_ext.errors.DatasetNotFoundError` with the paths that were searched.
 """
@@ -21,14 +28,98 @@ import numpy as np
 import pandas as pd
 from recbole.data.dataset import Dataset as RecBoleDataset
 from recbole.data.dataset import SequentialDataset as RecBoleSequentialDataset
-from recbole.utils import FeatureType, set_color
+from recbole.utils import FeatureSource, FeatureType, set_color
 
-from recbole_ext.errors import DatasetNotFoundError
+from recbole_ext.errors import DataFormatError, DatasetNotFoundError
+
+FEATURE_TYPES = ", ".join(t.value for t in FeatureType)
 
 
 def row_lengths(column: pd.Series) -> np.ndarray:
     """Length of each row of a sequence column (what ``column.agg(len)`` gave before pandas 3)."""
     return np.fromiter((len(x) for x in column.values), dtype=np.int64, count=len(column))
+
+
+def split_points(column: pd.Series) -> np.ndarray:
+    """Where to split the concatenated rows of a sequence column back into rows."""
+    return np.cumsum(row_lengths(column))[:-1]
+
+
+def concat_rows(column: pd.Series, dtype=None) -> np.ndarray:
+    """All rows of a sequence column, concatenated (empty columns and rows allowed)."""
+    parts = [np.asarray(x) for x in column.values]
+    if not parts:
+        return np.array([], dtype=dtype or np.float64)
+    out = np.concatenate(parts)
+    return out.astype(dtype) if dtype is not None else out
+
+
+def read_header(filepath: str, field_separator: str, encoding: str):
+    """``[(column_header, field, FeatureType)]`` of an atomic file's first line.
+
+    Raises:
+        DataFormatError: a column is not ``name:type`` or names an unknown type.
+    """
+    with open(filepath, "r", encoding=encoding) as f:
+        head = f.readline().rstrip("\r\n")
+    fields = []
+    for position, field_type in enumerate(head.split(field_separator), start=1):
+        parts = field_type.split(":")
+        if len(parts) != 2 or not parts[0] or not parts[1]:
+            raise DataFormatError(
+                f"{filepath}, line 1, column {position}: header '{field_type}' is not 'name:type' "
+                f"(types: {FEATURE_TYPES})"
+            )
+        try:
+            ftype = FeatureType(parts[1])
+        except ValueError:
+            raise DataFormatError(
+                f"{filepath}, line 1, column {position}: field '{parts[0]}' has unknown type "
+                f"'{parts[1]}' (types: {FEATURE_TYPES})"
+            ) from None
+        fields.append((field_type, parts[0], ftype))
+    return fields
+
+
+def parse_float_column(values: pd.Series, filepath: str, position: int, field: str) -> pd.Series:
+    """A ``float`` column read as text, as float64 (blank cells stay NaN).
+
+    Raises:
+        DataFormatError: a cell is not a number (names the first such line).
+    """
+    numbers = pd.to_numeric(values, errors="coerce").astype(np.float64)
+    bad = numbers.isna().to_numpy() & values.notna().to_numpy()
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
+        raise DataFormatError(
+            f"{filepath}, line {row + 2}, column {position} ('{field}'): "
+            f"'{values.iloc[row]}' is not a number"
+        )
+    return numbers
+
+
+def parse_float_seq(cell: str, separator: str, row: int, filepath: str, position: int, field: str) -> np.ndarray:
+    """One ``float_seq`` cell as an array of floats.
+
+    Raises:
+        DataFormatError: an element is not a number.
+    """
+    items = list(filter(None, cell.split(separator)))
+    try:
+        return np.array([float(x) for x in items], dtype=np.float64)
+    except ValueError:
+        bad = next(x for x in items if not _is_number(x))
+        raise DataFormatError(
+            f"{filepath}, line {row + 2}, column {position} ('{field}'): '{bad}' is not a number"
+        ) from None
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+        return True
+    except ValueError:
+        return False
 
 
 class CompatDatasetMixin:
@@ -80,6 +171,219 @@ class CompatDatasetMixin:
                 split_point = np.cumsum(row_lengths(feat[field]))[:-1]
                 feat[field] = np.split(new_ids, split_point)
 
+    # ------------------------------------------------------------ loading atomic files
+    def _load_feat(self, filepath, source):
+        """Load one atomic file into a DataFrame (RecBole's ``_load_feat``, mended).
+
+        Differences from RecBole 1.2.1:
+
+        - a malformed header (a column without ``:type``, an unknown type) or a value that is not
+          a number in a ``float``/``float_seq`` column raises
+          :class:`~recbole_ext.errors.DataFormatError` naming the file, line, column and problem
+          (RecBole crashes with a traceback);
+        - a blank ``token_seq``/``float_seq`` cell becomes an empty sequence (RecBole's
+          ``fillna(inplace=True)`` is a no-op under pandas 3 copy-on-write, and the NaN crashes
+          the split).
+        """
+        self.logger.debug(set_color(f"Loading feature from [{filepath}] (source: [{source}]).", "green"))
+        load_col, unload_col = self._get_load_and_unload_col(source)
+        if load_col == set():
+            return None
+
+        field_separator = self.config["field_separator"]
+        encoding = self.config["encoding"]
+        columns, usecols, positions, ftypes = [], [], [], []
+        for position, (field_type, field, ftype) in enumerate(
+            read_header(filepath, field_separator, encoding), start=1
+        ):
+            if load_col is not None and field not in load_col:
+                continue
+            if unload_col is not None and field in unload_col:
+                continue
+            if isinstance(source, FeatureSource) or source != "link":
+                self.field2source[field] = source
+                self.field2type[field] = ftype
+                if not ftype.value.endswith("seq"):
+                    self.field2seqlen[field] = 1
+                if "float" in ftype.value:
+                    self.field2bucketnum[field] = 2
+            columns.append(field)
+            usecols.append(field_type)
+            positions.append(position)
+            ftypes.append(ftype)
+
+        if len(columns) == 0:
+            self.logger.warning(f"No columns has been loaded from [{source}]")
+            return None
+
+        try:
+            df = pd.read_csv(
+                filepath,
+                delimiter=field_separator,
+                usecols=usecols,
+                dtype={c: str for c in usecols},
+                encoding=encoding,
+                engine="python",
+            )
+        except (pd.errors.ParserError, ValueError) as e:
+            problem = str(e).strip().splitlines()[-1]
+            raise DataFormatError(f"{filepath}: cannot read the file: {problem}") from None
+        df.columns = columns
+
+        seq_separator = self.config["seq_separator"]
+        for field, position, ftype in zip(columns, positions, ftypes):
+            where = (filepath, position, field)
+            if ftype == FeatureType.FLOAT:
+                df[field] = parse_float_column(df[field], *where)
+                continue
+            if not ftype.value.endswith("seq"):
+                continue
+            cells = df[field].fillna("").values
+            if ftype == FeatureType.TOKEN_SEQ:
+                df[field] = [np.array(list(filter(None, cell.split(seq_separator)))) for cell in cells]
+            else:
+                df[field] = [
+                    parse_float_seq(cell, seq_separator, row, *where) for row, cell in enumerate(cells)
+                ]
+            max_seq_len = max(map(len, df[field].values)) if len(df) else 0
+            if self.config["seq_len"] and field in self.config["seq_len"]:
+                seq_len = self.config["seq_len"][field]
+                df[field] = [seq[:seq_len] if len(seq) > seq_len else seq for seq in df[field].values]
+                self.field2seqlen[field] = min(seq_len, max_seq_len)
+            else:
+                self.field2seqlen[field] = max_seq_len
+        return df
+
+    # ------------------------------------------------------------ sequence columns (pandas 3)
+    def _normalize(self):
+        """Min-max normalise ``normalize_field`` / ``normalize_all`` fields (RecBole's logic),
+        splitting ``float_seq`` columns by per-row length."""
+        if self.config["normalize_field"] is not None and self.config["normalize_all"] is True:
+            raise ValueError("Normalize_field and normalize_all can't be set at the same time.")
+        if self.config["normalize_field"]:
+            fields = self.config["normalize_field"]
+            for field in fields:
+                if field not in self.field2type:
+                    raise ValueError(f"Field [{field}] does not exist.")
+                if self.field2type[field] not in (FeatureType.FLOAT, FeatureType.FLOAT_SEQ):
+                    self.logger.warning(f"{field} is not a FLOAT/FLOAT_SEQ feat, which will not be normalized.")
+        elif self.config["normalize_all"]:
+            fields = self.float_like_fields
+        else:
+            return
+        self.logger.debug(set_color("Normalized fields", "blue") + f": {fields}")
+
+        for field in fields:
+            for feat in self.field2feats(field):
+                ftype = self.field2type[field]
+                if ftype == FeatureType.FLOAT:
+                    feat[field] = self._min_max(feat[field].values, field)
+                elif ftype == FeatureType.FLOAT_SEQ:
+                    flat = concat_rows(feat[field])
+                    feat[field] = np.split(self._min_max(flat, field), split_points(feat[field]))
+
+    def _min_max(self, arr: np.ndarray, field: str):
+        if len(arr) == 0:
+            return arr
+        mx, mn = np.max(arr), np.min(arr)
+        if mx == mn:
+            self.logger.warning(f"All the same value in [{field}].")
+            return np.ones_like(arr, dtype=np.float64) if arr.ndim else 1.0
+        return (arr - mn) / (mx - mn)
+
+    def _discretization(self):
+        """Bucket ``discretization`` fields and give every numerical feature its
+        ``[value, 1]`` / ``[1, bucket]`` pair (RecBole's logic), splitting ``float_seq`` columns
+        by per-row length."""
+        dis_info = {}
+        if self.config["discretization"]:
+            dis_info = dict(self.config["discretization"])
+            for field in list(dis_info):
+                if field not in self.field2type:
+                    raise ValueError(f"Field [{field}] does not exist.")
+                if field not in self.config["numerical_features"]:
+                    raise ValueError(f"Field [{field}] must be a numerical feature")
+                if self.field2type[field] not in (FeatureType.FLOAT, FeatureType.FLOAT_SEQ):
+                    self.logger.warning(f"{field} is not a FLOAT/FLOAT_SEQ feat, which will not be normalized.")
+                    del dis_info[field]
+            self.logger.debug(set_color("Normalized fields", "blue") + f": {dis_info.keys()}")
+
+        for field in self.config["numerical_features"]:
+            info = dis_info.get(field)
+            for feat in self.field2feats(field):
+                ftype = self.field2type[field]
+                if info is not None:
+                    method, bucket = info["method"], info.get("bucket")
+                    if method == "ED" and bucket is None:
+                        raise ValueError("The number of buckets must be set when apply equal discretization.")
+                    if ftype == FeatureType.FLOAT:
+                        res, self.field2bucketnum[field] = self._bucketize(feat[field].values, method, bucket, field)
+                        feat[field] = np.stack([np.ones_like(res), res], axis=-1).tolist()
+                    elif ftype == FeatureType.FLOAT_SEQ:
+                        points = split_points(feat[field])
+                        res, self.field2bucketnum[field] = self._bucketize(concat_rows(feat[field]), method, bucket, field)
+                        ret = np.ones_like(res)
+                        feat[field] = list(zip(np.split(ret, points), np.split(res, points)))
+                else:
+                    if ftype == FeatureType.FLOAT:
+                        feat[field] = np.stack([feat[field], np.ones_like(feat[field])], axis=-1).tolist()
+                    else:
+                        points = split_points(feat[field])
+                        ret = concat_rows(feat[field])
+                        res = np.ones_like(ret)
+                        feat[field] = list(zip(np.split(ret, points), np.split(res, points)))
+
+    def _bucketize(self, arr: np.ndarray, method: str, bucket, field: str):
+        if method == "ED":  # equal-distance buckets
+            lower, upper = min(arr), max(arr) + 1e-9
+            if upper != lower:
+                arr = np.floor((arr - lower) * bucket / (upper - lower) + 1)
+            else:
+                self.logger.warning(f"All the same value in [{field}].")
+                arr = np.ones_like(arr) * bucket
+        elif method == "LD":  # logarithm buckets
+            mask = arr > 2
+            x = np.floor(np.log(arr * mask + 1e-9) ** 2 + 1)
+            x = np.where(mask, x, arr)
+            _, arr = np.unique(x, return_inverse=True)
+        else:
+            raise ValueError(f"Method [{method}] does not exist.")
+        return arr, int(max(arr) + 1)
+
+    def _benchmark_presets(self):
+        """SequentialDataset with benchmark files: RecBole sets the item-list length column with
+        ``agg(len)`` (one number under pandas 3); we set it from per-row lengths."""
+        parent = getattr(super(), "_benchmark_presets", None)
+        if parent is not None:
+            parent()
+        list_field = getattr(self, "item_id_list_field", None)
+        if list_field is not None and list_field in self.inter_feat:
+            self.inter_feat[self.item_list_length_field] = row_lengths(self.inter_feat[list_field])
+
+    def _reset_ent_remapID(self, field, idmap, id2token, token2id):
+        """Knowledge-graph data sets: re-map item/entity ids, splitting sequence fields by per-row
+        length (RecBole's ``KnowledgeBasedDataset`` method, mended for pandas 3)."""
+        self.field2id_token[field] = id2token
+        self.field2token_id[field] = token2id
+        for feat in self.field2feats(field):
+            if self.field2type[field] == FeatureType.TOKEN:
+                feat[field] = idmap[feat[field].values]
+            else:
+                new_idx = idmap[concat_rows(feat[field], dtype=np.int64)]
+                feat[field] = np.split(new_idx, split_points(feat[field]))
+
+
+    def build(self):
+        """RecBole's ``build``, after checking that time order has a time column to sort by."""
+        order = self.config["eval_args"]["order"]
+        if order == "TO" and self.benchmark_filename_list is None and self.time_field not in self.field2type:
+            raise DataFormatError(
+                f"data set '{self.dataset_name}' is split in time order (eval_args.order: TO) but has no "
+                f"'{self.time_field}' column loaded: add a '{self.time_field}:float' column to "
+                f"{self.dataset_name}.inter (and to load_col), or set eval_args.order: RO"
+            )
+        return super().build()
+
 
 class Dataset(CompatDatasetMixin, RecBoleDataset):
     """RecBole's ``Dataset`` with the pandas 3 / offline fixes."""
@@ -87,3 +391,70 @@ class Dataset(CompatDatasetMixin, RecBoleDataset):
 
 class SequentialDataset(CompatDatasetMixin, RecBoleSequentialDataset):
     """RecBole's ``SequentialDataset`` with the pandas 3 / offline fixes."""
+
+
+class SVAEDataset(SequentialDataset):
+    """Sequential data set for SVAE: one training sample per user, holding the whole sequence.
+
+    RecBole's sequential data set turns a user's ``n`` training items into ``n - 1`` samples (one
+    per prefix), so a model that predicts at every step of its input would see each step up to
+    ``L`` times an epoch. Here the validation and test splits are RecBole's (leave-one-out rows:
+    input sequence and the next item), and the training split becomes one row per user:
+
+    - ``ITEM_SEQ`` (``item_id_list``): the user's training items except the last, at most
+      ``train_max_len - 1`` of them (the most recent), right-padded with 0;
+    - ``ITEM_SEQ_LEN`` (``item_length``): how many;
+    - ``ITEM_ID``: the last training item, i.e. the target after the last input step.
+
+    The target at input step ``t`` is the item at ``t + 1`` of ``ITEM_SEQ + [ITEM_ID]``. Users with
+    fewer than two training items give no training row. Config: ``train_max_len`` (``~``:
+    ``MAX_ITEM_LIST_LENGTH + 1``, so training inputs are as long as evaluation inputs).
+    """
+
+    def build(self):
+        datasets = super().build()
+        datasets[0] = self._one_row_per_user(datasets[0])
+        return datasets
+
+    def _one_row_per_user(self, train):
+        """Collapse the prefix rows of the training split into one full sequence per user."""
+        import torch
+        from recbole.data.interaction import Interaction
+
+        max_len = self.config["train_max_len"] if "train_max_len" in self.config else None
+        max_len = int(max_len) if max_len is not None else self.max_item_list_len + 1
+        if max_len < 2:
+            from recbole_ext.errors import ConfigError
+
+            raise ConfigError(f"train_max_len must be at least 2, got {max_len}")
+        inter = train.inter_feat
+        uid = inter[self.uid_field].numpy()
+        seqs = inter[self.item_id_list_field].numpy()
+        lens = inter[self.item_list_length_field].numpy()
+        targets = inter[self.iid_field].numpy()
+        # rows of one user are contiguous and in time order (stable sorts since augmentation)
+        starts = np.flatnonzero(np.r_[True, uid[1:] != uid[:-1]])
+        ends = np.r_[starts[1:], len(uid)]
+        users, full_seqs = [], []
+        for s, e in zip(starts, ends):
+            full = np.concatenate([seqs[s, : lens[s]], targets[s:e]])[-max_len:]
+            if len(full) >= 2:
+                users.append(uid[s])
+                full_seqs.append(full)
+        n = len(full_seqs)
+        width = max((len(f) - 1 for f in full_seqs), default=1)
+        item_seq = np.zeros((n, width), dtype=np.int64)
+        for i, f in enumerate(full_seqs):
+            item_seq[i, : len(f) - 1] = f[:-1]
+        new_inter = Interaction(
+            {
+                self.uid_field: torch.as_tensor(np.asarray(users, dtype=np.int64)),
+                self.item_id_list_field: torch.from_numpy(item_seq),
+                self.item_list_length_field: torch.as_tensor(
+                    np.asarray([len(f) - 1 for f in full_seqs], dtype=np.int64)
+                ),
+                self.iid_field: torch.as_tensor(np.asarray([f[-1] for f in full_seqs], dtype=np.int64)),
+            }
+        )
+        self.logger.debug(f"SVAEDataset: {len(inter)} prefix rows -> {n} user sequences")
+        return train.copy(new_inter)

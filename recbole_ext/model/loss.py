@@ -73,3 +73,55 @@ def kl_anneal_beta(step: int, total_anneal_steps: int, anneal_cap: float) -> flo
     if total_anneal_steps <= 0:
         return float(anneal_cap)
     return float(min(anneal_cap, step / total_anneal_steps))
+
+
+# --------------------------------------------------------------------------- VAE losses
+
+
+def multinomial_nll_from_ids(logits: torch.Tensor, target_ids: torch.Tensor, pad_id: int = 0) -> torch.Tensor:
+    """Multinomial negative log-likelihood of a few target items given by id, per row.
+
+    The same value as :func:`multinomial_nll` with a multi-hot (count) target row holding the
+    ids in ``target_ids``, without building that ``[..., n_items]`` row. Ids equal to ``pad_id``
+    are ignored; an id repeated counts twice, as a count vector would.
+
+    Args:
+        logits: unnormalised scores over items.
+        target_ids: item ids of the observed items, ``pad_id`` where there is none.
+        pad_id: the id that marks "no target".
+
+    Returns:
+        ``-sum_k log softmax(logits)[target_k]`` per row (not averaged).
+
+    Shape:
+        - logits: ``[N, n_items]``
+        - target_ids: ``[N, K]``
+        - output: ``[N]``
+    """
+    log_p = F.log_softmax(logits, dim=-1).gather(-1, target_ids)
+    return -(log_p * (target_ids != pad_id).to(log_p.dtype)).sum(dim=-1)
+
+
+def annealed_elbo_loss(
+    nll: torch.Tensor, kl: torch.Tensor, beta: float, weight: torch.Tensor = None
+) -> torch.Tensor:
+    """Negative annealed ELBO ``mean(nll + beta * kl)``, optionally a weighted mean.
+
+    Args:
+        nll: reconstruction negative log-likelihood per row.
+        kl: KL divergence per row (see :func:`gaussian_kl`).
+        beta: KL weight (see :func:`kl_anneal_beta`).
+        weight: non-negative weight per row (0 masks a row out); ``None``: plain mean.
+
+    Returns:
+        The scalar loss; 0 when every weight is 0.
+
+    Shape:
+        - nll, kl, weight: ``[N]``
+        - output: ``[]``
+    """
+    per_row = nll + beta * kl
+    if weight is None:
+        return per_row.mean()
+    weight = weight.to(per_row.dtype)
+    return (per_row * weight).sum() / weight.sum().clamp(min=1.0)

@@ -3,11 +3,23 @@
 :func:`recbole_ext.utils.get_model` passes every RecBole model class through :func:`mended`:
 a class registered here resolves to its mended subclass (same name, so logs, YAML defaults and
 trainer lookup are unchanged); every other class is returned as it is.
+
+Mended so far:
+
+- graph models that build their user-item adjacency with ``scipy.sparse.dok_matrix._update``,
+  a private method scipy 1.17 removed (SpectralCF, GCMC, NGCF, LightGCN, NCL, KGIN, MCCLK).
+  Their graph-building method is replaced by one built on :func:`bipartite_adjacency` and
+  :func:`normalize_adjacency` (same matrix as RecBole's: 0/1 entries, duplicates collapsed, the
+  same degree normalisation and epsilon), written once here.
 """
 
 from __future__ import annotations
 
-from typing import Callable, Dict
+from typing import Callable, Dict, Tuple
+
+import numpy as np
+import scipy.sparse as sp
+import torch
 
 _MENDERS: Dict[str, Callable[[type], type]] = {}
 
@@ -32,3 +44,114 @@ def mended(model_class: type) -> type:
     if model_class not in _CACHE:
         _CACHE[model_class] = fn(model_class)
     return _CACHE[model_class]
+
+
+# ----------------------------------------------------------------------------- graphs
+def bipartite_adjacency(inter: sp.coo_matrix, n_users: int, n_nodes: int) -> sp.csr_matrix:
+    """The symmetric 0/1 user-item graph ``[[0, R], [R^T, 0]]`` with ``n_nodes`` nodes.
+
+    Args:
+        inter: user x item (or user x entity) interactions; values are ignored, duplicates count once.
+        n_users: number of user nodes (items start at ``n_users``).
+        n_nodes: total number of nodes (``n_users + n_items`` or ``n_users + n_entities``).
+
+    Returns:
+        ``[n_nodes, n_nodes]`` CSR matrix of float64 ones (what RecBole built with
+        ``dok_matrix._update``).
+    """
+    inter = sp.coo_matrix(inter)
+    rows = np.concatenate([inter.row, inter.col + n_users]).astype(np.int64)
+    cols = np.concatenate([inter.col + n_users, inter.row]).astype(np.int64)
+    adj = sp.coo_matrix((np.ones(len(rows)), (rows, cols)), shape=(n_nodes, n_nodes)).tocsr()
+    adj.sum_duplicates()
+    adj.data[:] = 1.0
+    return adj
+
+
+def normalize_adjacency(adj: sp.spmatrix, power: float, symmetric: bool, eps: float) -> Tuple[sp.coo_matrix, np.ndarray]:
+    """``D^p A D^p`` (``symmetric``) or ``D^p A`` with ``D = diag(degree + eps)``.
+
+    A zero degree with ``eps == 0`` gives a zero row (RecBole's KGIN/MCCLK convention).
+
+    Returns:
+        ``(normalized matrix as COO, the diagonal d^p as float64)``.
+    """
+    degree = np.asarray((adj > 0).sum(axis=1)).ravel().astype(np.float64) + eps
+    with np.errstate(divide="ignore"):
+        d = np.power(degree, power)
+    d[np.isinf(d)] = 0.0
+    dm = sp.diags(d)
+    out = dm @ adj @ dm if symmetric else dm @ adj
+    return sp.coo_matrix(out), d
+
+
+def to_torch_sparse(mat: sp.spmatrix) -> torch.Tensor:
+    """A scipy matrix as a float32 ``torch.sparse_coo_tensor``."""
+    mat = sp.coo_matrix(mat)
+    index = torch.from_numpy(np.vstack([mat.row, mat.col]).astype(np.int64))
+    return torch.sparse_coo_tensor(index, torch.from_numpy(mat.data.astype(np.float32)), mat.shape)
+
+
+class SymNormAdjacencyFix:
+    """``get_norm_adj_mat`` of LightGCN, NGCF, GCMC and NCL: ``D^-1/2 A D^-1/2`` (epsilon 1e-7)."""
+
+    def get_norm_adj_mat(self) -> torch.Tensor:
+        n = self.n_users + self.n_items
+        adj = bipartite_adjacency(self.interaction_matrix, self.n_users, n)
+        norm, d = normalize_adjacency(adj, -0.5, symmetric=True, eps=1e-7)
+        if type(self).__name__ == "NCL":  # NCL keeps the diagonal for its prototype loss
+            self.diag = torch.from_numpy(d).to(self.device)
+        return to_torch_sparse(norm)
+
+
+class LaplacianFix:
+    """SpectralCF's ``get_laplacian_matrix``: ``I - D^-1 A`` (epsilon 1e-7)."""
+
+    def get_laplacian_matrix(self) -> torch.Tensor:
+        n = self.n_users + self.n_items
+        adj = bipartite_adjacency(self.interaction_matrix, self.n_users, n)
+        a_tilde, _ = normalize_adjacency(adj, -1.0, symmetric=False, eps=1e-7)
+        return self.get_eye_mat(n) - to_torch_sparse(a_tilde)
+
+
+class KGInterGraphFix:
+    """``get_norm_inter_matrix`` of KGIN and MCCLK over users + entities ("bi" or "si")."""
+
+    def get_norm_inter_matrix(self, mode: str = "bi"):
+        n = self.n_users + self.n_entities
+        adj = bipartite_adjacency(self.inter_matrix, self.n_users, n)
+        if mode == "bi":
+            graph, _ = normalize_adjacency(adj, -0.5, symmetric=True, eps=0.0)
+        elif mode == "si":
+            graph, _ = normalize_adjacency(adj, -1.0, symmetric=False, eps=0.0)
+        else:
+            raise NotImplementedError(f"Normalize mode [{mode}] has not been implemented.")
+        inter = graph.tocsr()[: self.n_users, self.n_users :].tocoo()
+        return to_torch_sparse(inter).to(self.device), to_torch_sparse(graph).to(self.device)
+
+
+def _mend_with(fix: type) -> Callable[[type], type]:
+    def build(base: type) -> type:
+        return type(base.__name__, (fix, base), {"__module__": __name__, "__doc__": base.__doc__})
+
+    return build
+
+
+for _name in ("LightGCN", "NGCF", "GCMC", "NCL"):
+    register(_name)(_mend_with(SymNormAdjacencyFix))
+register("SpectralCF")(_mend_with(LaplacianFix))
+for _name in ("KGIN", "MCCLK"):
+    register(_name)(_mend_with(KGInterGraphFix))
+
+
+class FwFMFieldsFix:
+    """FwFM counts float_seq fields in ``num_feature_field`` but leaves them out of its
+    feature-to-field map (KeyError on any data set with a float_seq feature); add them."""
+
+    def _get_feature2field(self):
+        if len(self.feature_names) == 3:
+            self.feature_names = tuple(self.feature_names) + (self.float_seq_field_names,)
+        super()._get_feature2field()
+
+
+register("FwFM")(_mend_with(FwFMFieldsFix))

@@ -12,6 +12,7 @@ RecBole would choose, so every model (ours and RecBole's) gets:
 
 from __future__ import annotations
 
+import os
 import time
 from typing import Dict, List
 
@@ -21,7 +22,7 @@ from tqdm import tqdm
 from recbole.trainer import Trainer as RecBoleTrainer
 from recbole.utils import get_gpu_usage, set_color
 
-from recbole_ext.trainer.checkpoint import atomic_torch_save, safe_load, to_plain
+from recbole_ext.trainer.checkpoint import atomic_torch_save, to_plain
 
 
 class CompatTrainerMixin:
@@ -85,16 +86,59 @@ class CompatTrainerMixin:
             hook()
 
     # ------------------------------------------------------------ checkpoints
+    # One file per run (``saved_model_file``), rewritten atomically after every epoch: the best
+    # weights (``state_dict``, what evaluation and recommendation use) plus everything needed to
+    # continue training exactly where the last finished epoch left off. See
+    # :mod:`recbole_ext.trainer.checkpoint` for the layout.
+    _best_state = None
+    _best_epoch = -1
+    _stopped_early = False
+    _pending_resume = None
+    _train_data = None
+
+    def _dataset_info(self) -> dict:
+        dataset = getattr(self._train_data, "_dataset", None)
+        if dataset is None:
+            return {}
+        info = {"uid_field": dataset.uid_field, "iid_field": dataset.iid_field}
+        for key, field in (("user", dataset.uid_field), ("item", dataset.iid_field)):
+            if field is None:
+                continue
+            info[f"n_{key}s"] = int(dataset.num(field))
+            tokens = dataset.field2id_token.get(field)
+            if tokens is not None:
+                info[f"{key}_tokens"] = [str(t) for t in tokens]
+        return info
+
     def _checkpoint_state(self, epoch: int) -> dict:
+        from recbole_ext.trainer.checkpoint import FORMAT, plain_other_parameter, rng_state
+
+        current = {k: v.detach().cpu() for k, v in self.model.state_dict().items()}
+        best = self._best_state if self._best_state is not None else current
+        scheduler = getattr(self, "scheduler", None)
+        rng = rng_state()
+        generator = getattr(self._train_data, "generator", None)
+        rng["train_loader"] = generator.get_state() if generator is not None else None
+        config = to_plain(self.config.final_config_dict)
+        if config.get("data_path"):
+            config["data_path"] = os.path.abspath(config["data_path"])
         return {
-            "format": "recbole_ext/1",
-            "config": to_plain(self.config.final_config_dict),
+            "format": FORMAT,
+            "config": config,
             "epoch": int(epoch),
+            "best_epoch": int(self._best_epoch if self._best_state is not None else epoch),
             "cur_step": int(self.cur_step),
             "best_valid_score": float(self.best_valid_score),
-            "state_dict": self.model.state_dict(),
-            "other_parameter": to_plain(self.model.other_parameter()),
+            "best_valid_result": to_plain(self.best_valid_result),
+            "stopped_early": bool(self._stopped_early),
+            "state_dict": best,
+            "last_state_dict": None if best is current else current,
+            "other_parameter": plain_other_parameter(self.model.other_parameter()),
             "optimizer": self.optimizer.state_dict(),
+            "scheduler": scheduler.state_dict() if hasattr(scheduler, "state_dict") else None,
+            "train_loss": {int(k): to_plain(v) for k, v in self.train_loss_dict.items()},
+            "rng": rng,
+            "dataset": self._dataset_info(),
         }
 
     def _save_checkpoint(self, epoch, verbose=True, **kwargs):
@@ -105,25 +149,150 @@ class CompatTrainerMixin:
         if verbose:
             self.logger.info(set_color("Saving current", "blue") + f": {saved_model_file}")
 
-    def _load_model_from(self, checkpoint_file: str) -> dict:
-        checkpoint = safe_load(checkpoint_file, map_location=self.device)
+    def _load_model_from(self, checkpoint_file: str, trust_checkpoint: bool = False) -> dict:
+        from recbole_ext.trainer.checkpoint import load_checkpoint
+
+        checkpoint = load_checkpoint(checkpoint_file, trust_checkpoint, map_location=self.device)
         self.model.load_state_dict(checkpoint["state_dict"])
         self.model.load_other_parameter(checkpoint.get("other_parameter"))
         return checkpoint
 
-    def resume_checkpoint(self, resume_file):
+    def resume_checkpoint(self, resume_file, trust_checkpoint: bool = False):
+        """Continue from a checkpoint: weights of its last epoch, optimizer, scheduler, RNG
+        states, the training loader's shuffling generator and the early-stopping state.
+
+        Training then writes into ``resume_file``. A legacy RecBole checkpoint needs
+        ``trust_checkpoint=True`` and restores only weights, optimizer and early stopping.
+        """
         resume_file = str(resume_file)
-        self.saved_model_file = resume_file
-        checkpoint = self._load_model_from(resume_file)
-        self.start_epoch = checkpoint["epoch"] + 1
-        self.cur_step = checkpoint["cur_step"]
-        self.best_valid_score = checkpoint["best_valid_score"]
-        if str(checkpoint["config"]["model"]).lower() != self.config["model"].lower():
-            self.logger.warning(
-                "The checkpoint was written by a different model; loading its state dict may fail."
+        checkpoint = self._load_model_from(resume_file, trust_checkpoint)
+        if str(checkpoint["config"].get("model", "")).lower() != self.config["model"].lower():
+            from recbole_ext.trainer.checkpoint import CheckpointError
+
+            raise CheckpointError(
+                f"{resume_file} was written by model {checkpoint['config'].get('model')}, "
+                f"not {self.config['model']}"
             )
+        self.saved_model_file = resume_file
+        last = checkpoint.get("last_state_dict")
+        if last is not None:
+            self.model.load_state_dict(last)
+        self.start_epoch = int(checkpoint["epoch"]) + 1
+        self.cur_step = int(checkpoint["cur_step"])
+        self.best_valid_score = float(checkpoint["best_valid_score"])
+        self.best_valid_result = checkpoint.get("best_valid_result")
+        self._best_epoch = int(checkpoint.get("best_epoch", checkpoint["epoch"]))
+        self._best_state = {k: v.detach().cpu().clone() for k, v in checkpoint["state_dict"].items()}
+        self._stopped_early = bool(checkpoint.get("stopped_early", False))
+        self.train_loss_dict = {int(k): v for k, v in (checkpoint.get("train_loss") or {}).items()}
         self.optimizer.load_state_dict(checkpoint["optimizer"])
+        scheduler = getattr(self, "scheduler", None)
+        if checkpoint.get("scheduler") is not None and hasattr(scheduler, "load_state_dict"):
+            scheduler.load_state_dict(checkpoint["scheduler"])
+        self._pending_resume = checkpoint.get("rng")
+        if checkpoint.get("legacy"):
+            self.logger.warning(
+                "legacy RecBole checkpoint: RNG states and data order are not restored, "
+                "so the continued run will not match an uninterrupted one exactly"
+            )
         self.logger.info(f"Checkpoint loaded. Resume training from epoch {self.start_epoch}")
+
+    def _restore_pending_rng(self, train_data) -> None:
+        from recbole_ext.trainer.checkpoint import set_rng_state
+
+        rng, self._pending_resume = self._pending_resume, None
+        if not rng:
+            return
+        set_rng_state(rng)
+        generator = getattr(train_data, "generator", None)
+        if rng.get("train_loader") is not None and generator is not None:
+            generator.set_state(rng["train_loader"])
+
+    # ------------------------------------------------------------ fit
+    def fit(self, train_data, valid_data=None, verbose=True, saved=True, show_progress=False, callback_fn=None):
+        """RecBole's ``Trainer.fit`` with a checkpoint after every epoch (best weights plus the
+        resumable state) and exact resumption (see :meth:`resume_checkpoint`).
+
+        Trainers whose ``fit`` is their own (e.g. RecBole's pre-training trainers) keep it.
+        """
+        self._train_data = train_data
+        if getattr(super().fit, "__func__", None) is not RecBoleTrainer.fit:
+            self._restore_pending_rng(train_data)
+            return super().fit(train_data, valid_data, verbose, saved, show_progress, callback_fn)
+        from time import time as now
+
+        from recbole.trainer.trainer import dict2str, early_stopping
+
+        self.eval_collector.data_collect(train_data)
+        if self.config["train_neg_sample_args"].get("dynamic", False):
+            train_data.get_model(self.model)
+        self._restore_pending_rng(train_data)
+        if self._stopped_early and self.start_epoch < self.epochs:
+            self.logger.info("The checkpoint's run had already stopped early; nothing to train.")
+            self.start_epoch = self.epochs
+        if saved and self.start_epoch >= self.epochs and not os.path.exists(self.saved_model_file):
+            self._save_checkpoint(self.start_epoch - 1, verbose=verbose)
+
+        for epoch_idx in range(self.start_epoch, self.epochs):
+            training_start_time = now()
+            train_loss = self._train_epoch(train_data, epoch_idx, show_progress=show_progress)
+            self.train_loss_dict[epoch_idx] = sum(train_loss) if isinstance(train_loss, tuple) else train_loss
+            training_end_time = now()
+            if verbose:
+                self.logger.info(
+                    self._generate_train_loss_output(epoch_idx, training_start_time, training_end_time, train_loss)
+                )
+            self._add_train_loss_to_tensorboard(epoch_idx, train_loss)
+            self.wandblogger.log_metrics(
+                {"epoch": epoch_idx, "train_loss": train_loss, "train_step": epoch_idx}, head="train"
+            )
+
+            stop_flag = False
+            if self.eval_step <= 0 or not valid_data:
+                # no validation: the last epoch is the best (RecBole's rule)
+                self._best_state, self._best_epoch = None, epoch_idx
+            elif (epoch_idx + 1) % self.eval_step == 0:
+                valid_start_time = now()
+                valid_score, valid_result = self._valid_epoch(valid_data, show_progress=show_progress)
+                self.best_valid_score, self.cur_step, stop_flag, update_flag = early_stopping(
+                    valid_score,
+                    self.best_valid_score,
+                    self.cur_step,
+                    max_step=self.stopping_step,
+                    bigger=self.valid_metric_bigger,
+                )
+                valid_end_time = now()
+                if verbose:
+                    self.logger.info(
+                        (
+                            set_color("epoch %d evaluating", "green") + " [" + set_color("time", "blue")
+                            + ": %.2fs, " + set_color("valid_score", "blue") + ": %f]"
+                        )
+                        % (epoch_idx, valid_end_time - valid_start_time, valid_score)
+                    )
+                    self.logger.info(set_color("valid result", "blue") + ": \n" + dict2str(valid_result))
+                self.tensorboard.add_scalar("Vaild_score", valid_score, epoch_idx)
+                self.wandblogger.log_metrics({**valid_result, "valid_step": epoch_idx}, head="valid")
+                if update_flag:
+                    self._best_state = {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()}
+                    self._best_epoch = epoch_idx
+                    self.best_valid_result = valid_result
+                if callback_fn:
+                    callback_fn(epoch_idx, valid_score)
+                if stop_flag:
+                    self._stopped_early = True
+                    if verbose:
+                        self.logger.info(
+                            "Finished training, best eval result in epoch %d"
+                            % (epoch_idx - self.cur_step * self.eval_step)
+                        )
+            if saved:
+                self._save_checkpoint(epoch_idx, verbose=verbose)
+            if stop_flag:
+                break
+
+        self._add_hparam_to_tensorboard(self.best_valid_score)
+        return self.best_valid_score, self.best_valid_result
 
     # ------------------------------------------------------------ evaluation
     @torch.no_grad()
@@ -139,6 +308,116 @@ class CompatTrainerMixin:
         n_batches = max(len(eval_data), 1)
         self.timings["eval_batch_ms"].append(1000.0 * (time.perf_counter() - start) / n_batches)
         return result
+
+    # ------------------------------------------------------------ fast sampled evaluation
+    #: Sampled ranking evaluation (``uni100``, ``pop100``, ...) of sequential models encodes each
+    #: distinct sequence once instead of once per candidate row; False: RecBole's path.
+    fast_sampled_eval: bool = True
+
+    def _neg_sample_batch_eval(self, batched_data):
+        """RecBole's sampled evaluation of one batch, with each sequence encoded once.
+
+        RecBole's ``NegSampleEvalDataLoader`` repeats every evaluated row once per candidate
+        (1 positive + N negatives) and calls ``predict`` on all of them. For sequential models in
+        ranking evaluation this override encodes each distinct row once, then scores its
+        candidates with ``predict_candidates`` (our models) or by gathering from
+        ``full_sort_predict`` (RecBole's). The first batch is checked against ``predict`` on one
+        user's rows; value metrics, other model types, models without either method, or a
+        failed check use RecBole's path.
+        """
+        scores = self._fast_sampled_scores(batched_data) if self.fast_sampled_eval else None
+        if scores is None:
+            return super()._neg_sample_batch_eval(batched_data)
+        interaction, row_idx, positive_u, positive_i = batched_data
+        col_idx = interaction[self.config["ITEM_ID_FIELD"]]
+        full = torch.full((int(positive_u[-1]) + 1, self.tot_item_num), float("-inf"), device=self.device)
+        full[row_idx, col_idx] = scores.to(full.dtype)
+        return interaction, full, positive_u, positive_i
+
+    @staticmethod
+    def _sampled_eval_layout(row_idx: torch.Tensor, positive_u: torch.Tensor):
+        """Where each distinct evaluated row and its candidates sit in a sampled batch.
+
+        RecBole lays out each user's block as ``times`` copies of the user's ``n_u`` rows (first
+        copy: positives; then negatives). Returns ``(unique_rows [U], cand_rows [U, times])`` with
+        ``U = len(positive_u)``, or ``None`` when the batch does not have that layout.
+        """
+        n_users = int(positive_u[-1]) + 1 if len(positive_u) else 0
+        if n_users == 0 or len(row_idx) == 0:
+            return None
+        rows_per_user = torch.bincount(row_idx, minlength=n_users)
+        pos_per_user = torch.bincount(positive_u, minlength=n_users)
+        if bool((pos_per_user == 0).any()) or bool((rows_per_user % pos_per_user != 0).any()):
+            return None
+        times = rows_per_user // pos_per_user
+        if bool((times != times[0]).any()) or bool((row_idx[1:] < row_idx[:-1]).any()):
+            return None
+        start = torch.cumsum(rows_per_user, 0) - rows_per_user
+        pos_start = torch.cumsum(pos_per_user, 0) - pos_per_user
+        k = torch.arange(len(positive_u)) - pos_start[positive_u]
+        unique_rows = start[positive_u] + k
+        cand_rows = unique_rows[:, None] + torch.arange(int(times[0]))[None, :] * pos_per_user[positive_u][:, None]
+        return unique_rows, cand_rows
+
+    def _fast_sampled_scores(self, batched_data):
+        """Per-row scores ``[N]`` of a sampled batch, encoding each distinct row once, or
+        ``None`` to use RecBole's path (see :meth:`_neg_sample_batch_eval`)."""
+        from recbole.model.abstract_recommender import AbstractRecommender
+        from recbole.utils import EvaluatorType, ModelType
+
+        model = self.model
+        interaction, row_idx, positive_u, _ = batched_data
+        if (
+            getattr(self, "_fast_eval_ok", True) is False
+            or row_idx is None
+            or self.config["eval_type"] != EvaluatorType.RANKING
+            or getattr(model, "type", None) != ModelType.SEQUENTIAL
+            or getattr(model, "ITEM_SEQ", None) not in interaction.interaction
+        ):
+            return None
+        own = callable(getattr(model, "predict_candidates", None))
+        if not own and type(model).full_sort_predict is AbstractRecommender.full_sort_predict:
+            return None
+        layout = self._sampled_eval_layout(row_idx, positive_u)
+        if layout is None:
+            return None
+        unique_rows, cand_rows = layout
+        # every copy of a row must carry the same sequence, length and user as the row itself
+        rep = torch.empty(len(row_idx), dtype=torch.long)
+        rep[cand_rows.reshape(-1)] = unique_rows.repeat_interleave(cand_rows.shape[1])
+        for field in (model.ITEM_SEQ, model.ITEM_SEQ_LEN, self.config["USER_ID_FIELD"]):
+            if field in interaction.interaction and not torch.equal(interaction[field][rep], interaction[field]):
+                return None
+
+        iid = self.config["ITEM_ID_FIELD"]
+        unique = interaction[unique_rows].to(self.device)
+        items = interaction[iid][cand_rows].to(self.device)
+        try:
+            if own:
+                cand_scores = model.predict_candidates(unique, items)
+            else:
+                all_scores = model.full_sort_predict(unique).view(len(unique_rows), -1)
+                cand_scores = all_scores.gather(1, items)
+        except NotImplementedError:
+            self._fast_eval_ok = False
+            return None
+        scores = torch.empty(len(row_idx), dtype=cand_scores.dtype, device=cand_scores.device)
+        scores[cand_rows.reshape(-1).to(scores.device)] = cand_scores.reshape(-1)
+
+        if not getattr(self, "_fast_eval_checked", False):
+            first = cand_rows[0]
+            slow = model.predict(interaction[first].to(self.device)).reshape(-1)
+            fast = scores[first.to(scores.device)]
+            tol = 1e-4 * max(1.0, float(slow.abs().max()))
+            self._fast_eval_checked = True
+            if not torch.allclose(fast.float(), slow.float(), rtol=1e-4, atol=tol):
+                self._fast_eval_ok = False
+                self.logger.warning(
+                    f"{type(model).__name__}: candidate scores from full_sort_predict differ from "
+                    "predict; sampled evaluation uses RecBole's (slower) path"
+                )
+                return None
+        return scores
 
 
 class Trainer(CompatTrainerMixin, RecBoleTrainer):

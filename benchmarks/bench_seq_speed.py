@@ -1,0 +1,173 @@
+"""Speed of sequential models on CPU with the same data, batch size and width.
+
+For each model (GLINTRU, SASRec with 2 layers, GRU4Rec, BERT4Rec), in a fresh subprocess so that
+peak RSS is its own: training seconds per epoch (measured on ``--train-batches`` batches and
+scaled to the full epoch), inference ms per full-ranking evaluation batch (``--eval-batches``),
+peak RSS. With ``--sampled``, a second table: one pass over the validation set in full ranking,
+in pop100 through our fast sampled path, and in pop100 through RecBole's path.
+
+    python benchmarks/bench_seq_speed.py --dataset=ml-100k --max-len=50 --batch=256 --hidden=64
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+
+MODELS = ["GLINTRU", "SASRec", "GRU4Rec", "BERT4Rec"]
+MODEL_KEYS = {
+    "SASRec": {"n_layers": 2, "n_heads": 2, "inner_size": 256},
+    "BERT4Rec": {"n_layers": 2, "n_heads": 2, "inner_size": 256},
+    "GLINTRU": {"n_heads": 4},
+    "GRU4Rec": {"num_layers": 1},
+}
+
+
+def config_for(args, model: str, mode: str):
+    from recbole_ext.config import Config
+
+    cfg = {
+        "state": "ERROR",
+        "show_progress": False,
+        "MAX_ITEM_LIST_LENGTH": args.max_len,
+        "train_batch_size": args.batch,
+        "eval_batch_size": args.batch if mode == "full" else args.batch * 101,
+        "hidden_size": args.hidden,
+        "embedding_size": args.hidden,
+        "load_col": {"inter": ["user_id", "item_id", "timestamp"]},
+        "eval_args": {"split": {"LS": "valid_and_test"}, "order": "TO", "mode": mode, "group_by": "user"},
+        "metrics": ["Recall", "NDCG"],
+        "topk": [10],
+        "valid_metric": "NDCG@10",
+    }
+    cfg.update(MODEL_KEYS.get(model, {}))
+    return Config(model, args.dataset, config_dict=cfg)
+
+
+def one(args, model: str) -> dict:
+    import torch
+    from recbole.utils import init_seed
+
+    from recbole_ext.data.utils import create_dataset, data_preparation
+    from recbole_ext.utils import get_model, get_trainer
+
+    torch.set_num_threads(args.threads)
+    config = config_for(args, model, "full")
+    init_seed(0, True)
+    dataset = create_dataset(config)
+    train_data, valid_data, _ = data_preparation(config, dataset)
+    net = get_model(config["model"])(config, train_data._dataset)
+    trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, net)
+    n_params = sum(p.numel() for p in net.parameters())
+
+    # training: the first --train-batches batches of one epoch (after one warm-up batch)
+    net.train()
+    batches = iter(train_data)
+    timed, spent = 0, 0.0
+    for i, inter in enumerate(batches):
+        start = time.perf_counter()
+        trainer.optimizer.zero_grad()
+        loss = net.calculate_loss(inter)
+        loss.backward()
+        trainer.optimizer.step()
+        if i > 0:
+            spent += time.perf_counter() - start
+            timed += 1
+        if timed >= args.train_batches:
+            break
+    epoch_s = spent / timed * len(train_data)
+
+    # inference: full-ranking scores of --eval-batches validation batches
+    net.eval()
+    eval_ms, n_eval = 0.0, 0
+    with torch.no_grad():
+        for i, batch in enumerate(valid_data):
+            start = time.perf_counter()
+            net.full_sort_predict(batch[0])
+            if i > 0:
+                eval_ms += 1000 * (time.perf_counter() - start)
+                n_eval += 1
+            if n_eval >= args.eval_batches:
+                break
+    out = {
+        "model": model,
+        "params": n_params,
+        "train_batches_per_epoch": len(train_data),
+        "epoch_s": epoch_s,
+        "eval_ms": eval_ms / max(n_eval, 1),
+    }
+    if args.sampled:
+        out.update(sampled_passes(args, model, trainer, valid_data, dataset))
+    out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return out
+
+
+def sampled_passes(args, model, trainer, full_valid, dataset) -> dict:
+    """Seconds for one validation pass: full ranking, pop100 fast path, pop100 RecBole path."""
+    from recbole.utils import init_seed
+
+    from recbole_ext.data.utils import create_dataset, data_preparation
+
+    config = config_for(args, model, "pop100")
+    init_seed(0, True)
+    _, pop_valid, _ = data_preparation(config, create_dataset(config))
+    trainer.config["eval_type"] = config["eval_type"]
+    res = {}
+    for name, data, fast in (("full_pass_s", full_valid, True), ("pop100_fast_s", pop_valid, True), ("pop100_recbole_s", pop_valid, False)):
+        trainer.fast_sampled_eval = fast
+        init_seed(1, True)
+        start = time.perf_counter()
+        trainer.evaluate(data, load_best_model=False)
+        res[name] = time.perf_counter() - start
+    return res
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--dataset", default="ml-100k")
+    p.add_argument("--max-len", type=int, default=50)
+    p.add_argument("--batch", type=int, default=256)
+    p.add_argument("--hidden", type=int, default=64)
+    p.add_argument("--train-batches", type=int, default=10)
+    p.add_argument("--eval-batches", type=int, default=3)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--models", default=",".join(MODELS))
+    p.add_argument("--sampled", action="store_true", help="also time pop100 vs full validation passes")
+    p.add_argument("--one", help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.one:
+        print("RESULT " + json.dumps(one(args, args.one)))
+        return
+
+    rows = []
+    for model in args.models.split(","):
+        cmd = [sys.executable, os.path.abspath(__file__), "--one", model] + [a for a in sys.argv[1:] if not a.startswith("--models")]
+        out = subprocess.run(cmd, capture_output=True, text=True)
+        line = [l for l in out.stdout.splitlines() if l.startswith("RESULT ")]
+        if not line:
+            print(f"{model}: failed\n{out.stderr[-2000:]}", file=sys.stderr)
+            continue
+        rows.append(json.loads(line[-1][7:]))
+    base = next((r["epoch_s"] for r in rows if r["model"] == "SASRec"), None)
+    print(f"\n{args.dataset}, max length {args.max_len}, batch {args.batch}, hidden {args.hidden}, "
+          f"{args.threads} threads; train time from {args.train_batches} batches scaled to one epoch\n")
+    print("| model | params | train s/epoch | x SASRec | eval ms/batch (full) | peak RSS MB |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for r in rows:
+        rel = f"{r['epoch_s'] / base:.2f}" if base else "-"
+        print(f"| {r['model']} | {r['params']:,} | {r['epoch_s']:.2f} | {rel} | {r['eval_ms']:.1f} | {r['peak_rss_mb']:.0f} |")
+    if args.sampled:
+        print("\n| model | valid pass full (s) | pop100 fast (s) | pop100 RecBole (s) | fast / full |")
+        print("|---|---:|---:|---:|---:|")
+        for r in rows:
+            print(f"| {r['model']} | {r['full_pass_s']:.2f} | {r['pop100_fast_s']:.2f} | {r['pop100_recbole_s']:.2f} | "
+                  f"{r['pop100_fast_s'] / r['full_pass_s']:.2f} |")
+
+
+if __name__ == "__main__":
+    main()

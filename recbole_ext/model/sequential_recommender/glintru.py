@@ -1,0 +1,129 @@
+"""GLINT-RU: gated lightweight intelligent recurrent units for sequential recommendation.
+
+Paper: Sheng Zhang et al., "GLINT-RU: Gated Lightweight Intelligent Recurrent Units for
+Sequential Recommender Systems", KDD 2025.
+Reference code: https://github.com/szhang-cityu/GLINT-RU (``GLINT-RU.py``, ``run.py``).
+
+One block over the (dropped-out) item embeddings ``X`` ``[B, L, d]``, no positional embedding:
+an ELU-normalised linear-attention expert and a gated GRU expert (conv -> GRU -> gated
+projection -> conv) are mixed by softmax weights of two learnable logits, multiplied by a
+data-aware gate ``GELU(Linear(X))``, projected, dropped out and added to ``X`` under a LayerNorm;
+a gated MLP with the same residual LayerNorm follows. The state at the last real item is scored
+against the item embedding table (the shared base class does the scoring and the CE loss).
+
+Deviations from the reference code (defaults reproduce the reference unless said otherwise):
+
+- Runs by name ``GLINTRU`` with complete YAML defaults; the reference run script asks RecBole
+  for ``'GLINT-RU'`` and its model reads ``embedding_size``, ``num_layers``, ``dropout_prob`` and
+  ``loss_type``, which no file of the repository sets. Our defaults take the run script's values
+  (``hidden_size`` 64, ``n_heads`` 4, ``hidden_dropout_prob`` 0.2, ``layer_norm_eps`` 1e-12) and
+  choose ``dropout_prob`` 0.2 (embedding dropout), ``num_layers`` 1, ``loss_type`` CE.
+- One width: the embedding size is ``hidden_size``. The reference reads ``embedding_size``
+  separately but its residual ``LayerNorm(h + X)`` only works when both are equal.
+- The three hard-coded ``Dropout(0.3)`` are keys: ``gate_dropout_prob`` (selective gate),
+  ``mix_dropout_prob`` (after the mixing projection), ``mlp_dropout_prob`` (after the gated
+  MLP), all 0.3 by default. The hard-coded kernel size 3 of both convolutions is
+  ``kernel_size``; even sizes pad one step more after than before (the reference has only 3).
+- ``attn_dropout_prob`` is not a key: the reference builds that dropout but never applies it.
+- The reference applies one LayerNorm module twice (after mixing and after the MLP). Kept by
+  default; ``share_layer_norm: False`` gives the MLP its own LayerNorm (+2d parameters).
+- Attention norms are floored at 1e-12 (the reference divides by the bare norm, which is
+  infinite for an all-zero ELU output).
+- ``causal: True`` (default ``False`` = reference) removes padded positions from the attention
+  keys and makes both convolutions causal (left padding), so the state at the last real item
+  no longer depends on what follows it; batches are then trimmed to their longest real
+  sequence (exact in that mode). The default keeps the reference's behaviour: symmetric
+  convolutions look one step ahead (at the last real item: into padding) and the attention sums
+  over padded positions, so the padding length changes the output.
+- Padding row: as in the reference, ``xavier_normal_`` also initialises row 0 of the item table
+  and the tied CE output trains it (``padding_idx`` only stops the input-side gradient).
+- With ``num_layers > 1`` every GRU layer gets xavier-uniform weights (the reference
+  initialises layer 0 only).
+- Optional learned item bias (``item_bias``, off by default) comes from the shared base class.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.init import xavier_normal_, xavier_uniform_
+
+from recbole_ext.model.abstract_recommender import SequenceEncoderRecommender
+from recbole_ext.model.layers import EluNormLinearAttention, GatedGRUExpert, GatedMLP
+
+
+class GLINTRU(SequenceEncoderRecommender):
+    """GLINT-RU (see the module docstring). ``forward(item_seq, item_seq_len) -> [B, d]``."""
+
+    def __init__(self, config, dataset):
+        super().__init__(config, dataset)
+
+        # load parameters info
+        self.hidden_size: int = config["hidden_size"]
+        self.n_heads: int = config["n_heads"]
+        self.num_layers: int = config["num_layers"]
+        self.kernel_size: int = config["kernel_size"]
+        self.dropout_prob: float = config["dropout_prob"]
+        self.hidden_dropout_prob: float = config["hidden_dropout_prob"]
+        self.gate_dropout_prob: float = config["gate_dropout_prob"]
+        self.mix_dropout_prob: float = config["mix_dropout_prob"]
+        self.mlp_dropout_prob: float = config["mlp_dropout_prob"]
+        self.layer_norm_eps: float = config["layer_norm_eps"]
+        self.causal: bool = bool(config["causal"])
+        self.share_layer_norm: bool = bool(config["share_layer_norm"])
+
+        # define layers
+        d = self.hidden_size
+        self.item_embedding = nn.Embedding(self.n_items, d, padding_idx=0)
+        self.emb_dropout = nn.Dropout(self.dropout_prob)
+        self.attention = EluNormLinearAttention(d, self.n_heads, self.hidden_dropout_prob, self.layer_norm_eps)
+        self.gru_expert = GatedGRUExpert(d, self.kernel_size, self.num_layers, self.gate_dropout_prob, self.causal)
+        self.expert_logits = nn.Parameter(torch.tensor([0.5, 0.5]))
+        self.data_gate = nn.Linear(d, d)
+        self.mix_dense = nn.Linear(d, d)
+        self.mix_dropout = nn.Dropout(self.mix_dropout_prob)
+        self.LayerNorm = nn.LayerNorm(d, eps=self.layer_norm_eps)
+        self.mlp = GatedMLP(d, self.mlp_dropout_prob)
+        self.mlp_LayerNorm = self.LayerNorm if self.share_layer_norm else nn.LayerNorm(d, eps=self.layer_norm_eps)
+
+        # parameters initialization
+        self.apply(self._init_weights)
+
+    @staticmethod
+    def _init_weights(module: nn.Module) -> None:
+        if isinstance(module, nn.Embedding):
+            xavier_normal_(module.weight)
+        elif isinstance(module, nn.GRU):
+            for name, param in module.named_parameters():
+                if name.startswith("weight"):
+                    xavier_uniform_(param)
+        elif isinstance(module, nn.Linear):
+            xavier_uniform_(module.weight)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+
+    def forward(self, item_seq: torch.Tensor, item_seq_len: torch.Tensor) -> torch.Tensor:
+        """Encode each sequence into the state at its last real item.
+
+        Shape:
+            - item_seq: ``[B, L]`` (right-padded with 0)
+            - item_seq_len: ``[B]``
+            - output: ``[B, d]``
+        """
+        key_mask = None
+        if self.causal:
+            # exact in causal mode: nothing at or before the last real item sees later steps
+            item_seq = item_seq[:, : int(item_seq_len.max())]
+            positions = torch.arange(item_seq.shape[1], device=item_seq.device)
+            key_mask = positions[None, :] < item_seq_len[:, None]
+        x = self.emb_dropout(self.item_embedding(item_seq))
+
+        attention_out = self.attention(x, key_mask)
+        gru_out = self.gru_expert(x)
+        w = F.softmax(self.expert_logits, dim=0)
+        h = (w[0] * gru_out + w[1] * attention_out) * F.gelu(self.data_gate(x))
+        h = self.LayerNorm(self.mix_dropout(self.mix_dense(h)) + x)
+
+        out = self.mlp_LayerNorm(self.mlp(h) + h)
+        return self.gather_indexes(out, item_seq_len - 1)

@@ -1,0 +1,99 @@
+"""Plots of a comparison: validation curves and the accuracy/speed trade-off (one PNG).
+
+Left panel: the validation score (the configured ``valid_metric``) per epoch for every model,
+averaged over seeds at each epoch a seed reached. Right panel: bars of the test NDCG@10 (the
+first NDCG metric, else the first metric) and of the training seconds per epoch, side by side
+per model. matplotlib is optional (``pip install recbole_ext[plot]``); without it
+:func:`plot_comparison` says so and returns ``None``.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Dict, List, Optional, Tuple
+
+
+def have_matplotlib() -> bool:
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _trade_off_metric(records: List[dict]) -> Optional[str]:
+    names: List[str] = []
+    for r in records:
+        for k in r.get("test_result") or {}:
+            if k not in names:
+                names.append(k)
+    for want in ("ndcg@10",):
+        if want in names:
+            return want
+    ndcg = [n for n in names if n.lower().startswith("ndcg")]
+    return (ndcg or names or [None])[0]
+
+
+def curves(records: List[dict]) -> Dict[str, List[Tuple[int, float]]]:
+    """Per model: ``[(epoch, mean validation score over seeds)]``."""
+    out: Dict[str, Dict[int, List[float]]] = {}
+    for r in records:
+        if r.get("status") != "ok":
+            continue
+        for epoch, score in r.get("valid_curve") or []:
+            out.setdefault(r["model"], {}).setdefault(int(epoch), []).append(float(score))
+    return {m: [(e, sum(v) / len(v)) for e, v in sorted(d.items())] for m, d in out.items()}
+
+
+def plot_comparison(records: List[dict], path: str, echo: Callable[[str], None] = print) -> Optional[str]:
+    """Draw the two panels into ``path`` (PNG); returns ``path``, or ``None`` without matplotlib."""
+    if not have_matplotlib():
+        echo("[compare] matplotlib is not installed (pip install 'recbole_ext[plot]'): no plot drawn")
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    ok = [r for r in records if r.get("status") == "ok"]
+    models: List[str] = []
+    for r in ok:
+        if r["model"] not in models:
+            models.append(r["model"])
+    valid_metric = next((r.get("valid_metric") for r in ok if r.get("valid_metric")), "validation score")
+    metric = _trade_off_metric(ok)
+
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.2))
+    for model, pts in curves(ok).items():
+        if pts:
+            ax1.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", markersize=3, label=model)
+    from matplotlib.ticker import MaxNLocator
+
+    ax1.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax1.set_xlabel("epoch")
+    ax1.set_ylabel(f"valid {valid_metric}")
+    ax1.set_title("Validation score per epoch")
+    if models:
+        ax1.legend(fontsize=8)
+    ax1.grid(alpha=0.3)
+
+    def mean(xs):
+        xs = [x for x in xs if x is not None]
+        return sum(xs) / len(xs) if xs else 0.0
+
+    acc = [mean([r["test_result"].get(metric) for r in ok if r["model"] == m]) for m in models]
+    speed = [mean([mean(r.get("train_epoch_s") or []) for r in ok if r["model"] == m]) for m in models]
+    x = list(range(len(models)))
+    w = 0.38
+    bars1 = ax2.bar([i - w / 2 for i in x], acc, w, color="tab:blue", label=f"test {metric}")
+    ax2.set_ylabel(f"test {metric}", color="tab:blue")
+    ax2.set_xticks(x)
+    ax2.set_xticklabels(models, rotation=20, ha="right")
+    ax3 = ax2.twinx()
+    bars2 = ax3.bar([i + w / 2 for i in x], speed, w, color="tab:orange", label="train s/epoch")
+    ax3.set_ylabel("training seconds per epoch", color="tab:orange")
+    ax2.set_title(f"Accuracy ({metric}) vs. speed (s/epoch)")
+    ax2.legend([bars1, bars2], [f"test {metric}", "train s/epoch"], fontsize=8, loc="upper left")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

@@ -1,0 +1,555 @@
+"""Sweep: run every model RecBole tests itself, plus every model of ours, through recbole_ext.
+
+``python -m recbole_ext.sweep [--models A,B] [--out FILE] [--isolate process|none]``
+
+The cases are RecBole's own model test list (``tests/model/test_model_auto.py`` of
+RUCAIBox/RecBole, 137 cases over 90 models, config variants included: :data:`RECBOLE_CASES`),
+followed by one case per model of ours (:func:`recbole_ext.utils.own_model_names`). Each case
+trains one epoch (KTUP's first case two, as RecBole's test does) on a small generated data set
+(:func:`write_sweep_dataset`: 200 users, 200 items, token / token_seq / float / float_seq fields,
+user and item features, a knowledge graph with ``.kg`` and ``.link``, blank cells in every
+kind of field) through :func:`recbole_ext.quick_start.run_recbole_ext`.
+
+Every case is isolated: by default in its own process (``--isolate process``), so a crash or a
+hang in one case (limit ``--timeout`` seconds) does not stop the sweep; ``--isolate none`` runs
+the cases in this process, each in ``try/except`` (what the test suite uses). The sweep prints
+a Markdown table: model, type, status (``ok`` / ``failed`` / ``skipped``), seconds, and a
+one-line cause for a failure or the package to install for a skip. A case is skipped only when
+a model needs an optional package RecBole does not install (:data:`OPTIONAL_PACKAGES`); exit
+status is 1 when a case failed.
+
+Deviation from RecBole's test set-up: RecBole's default ``train_neg_sample_args`` (uniform, one
+negative) is passed explicitly to RecBole's cases that do not set it, because recbole_ext's
+sequential base YAML turns negative sampling off for sequential models; except for models whose
+loss is CE (RepeatNet), which recbole_ext's Config refuses to combine with negative sampling
+(RecBole skips that check for models with an ``input_type``; RepeatNet ignores the negatives).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional
+
+import numpy as np
+
+DATASET = "sweep"
+
+# RecBole's overall.yaml default, restored for RecBole's cases (see the module docstring).
+RECBOLE_DEFAULT_NEG = {"distribution": "uniform", "sample_num": 1, "alpha": 1.0, "dynamic": False, "candidate_num": 0}
+
+# module to import -> pip package; models -> modules they need
+PIP_NAMES = {"lightgbm": "lightgbm", "xgboost": "xgboost", "faiss": "faiss-cpu", "dgl": "dgl", "torch_scatter": "torch-scatter"}
+OPTIONAL_PACKAGES: Dict[str, List[str]] = {
+    # recbole.model.exlib_recommender imports both libraries, so each model needs both
+    "LightGBM": ["lightgbm", "xgboost"],
+    "XGBoost": ["xgboost", "lightgbm"],
+    "NCL": ["faiss"],
+    "KGAT": ["dgl"],
+    "KGIN": ["torch_scatter"],
+    "MCCLK": ["torch_scatter"],
+}
+
+_G, _C, _S, _K = "general", "context", "sequential", "knowledge"
+_NONE = None  # train_neg_sample_args: None, as in RecBole's test cases
+
+# (type, config) per case, in RecBole's order; taken from RecBole's tests/model/test_model_auto.py
+RECBOLE_CASES: List[tuple] = [
+    (_G, {"model": "Pop"}),
+    (_G, {"model": "Random"}),
+    (_G, {"model": "ItemKNN", "knn_method": "item"}),
+    (_G, {"model": "ItemKNN", "knn_method": "user"}),
+    (_G, {"model": "AsymKNN", "knn_method": "item"}),
+    (_G, {"model": "AsymKNN", "knn_method": "user"}),
+    (_G, {"model": "BPR"}),
+    (_G, {"model": "BPR", "train_neg_sample_args": {"distribution": "uniform", "sample_num": 1, "alpha": 1.0, "dynamic": True, "candidate_num": 2}}),
+    (_G, {"model": "NeuMF"}),
+    (_G, {"model": "ConvNCF"}),
+    (_G, {"model": "DMF"}),
+    (_G, {"model": "DMF", "inter_matrix_type": "rating"}),
+    (_G, {"model": "FISM"}),
+    (_G, {"model": "FISM", "split_to": 10, "alpha": 0.5}),
+    (_G, {"model": "NAIS"}),
+    (_G, {"model": "NAIS", "algorithm": "concat", "split_to": 10, "alpha": 0.5, "beta": 0.1}),
+    (_G, {"model": "SpectralCF"}),
+    (_G, {"model": "GCMC"}),
+    (_G, {"model": "GCMC", "accum": "stack", "sparse_feature": False}),
+    (_G, {"model": "NGCF"}),
+    (_G, {"model": "LightGCN"}),
+    (_G, {"model": "DGCF"}),
+    (_G, {"model": "LINE"}),
+    (_G, {"model": "EASE"}),
+    (_G, {"model": "MultiDAE", "train_neg_sample_args": _NONE}),
+    (_G, {"model": "MultiVAE", "train_neg_sample_args": _NONE}),
+    (_G, {"model": "ENMF", "train_neg_sample_args": _NONE}),
+    (_G, {"model": "MacridVAE", "train_neg_sample_args": _NONE}),
+    (_G, {"model": "CDAE", "train_neg_sample_args": _NONE}),
+    (_G, {"model": "NNCF"}),
+    (_G, {"model": "RecVAE", "train_neg_sample_args": _NONE}),
+    (_G, {"model": "SLIMElastic"}),
+    (_G, {"model": "SGL"}),
+    (_G, {"model": "ADMMSLIM"}),
+    (_G, {"model": "SimpleX", "aggregator": "mean"}),
+    (_G, {"model": "SimpleX", "aggregator": "user_attention"}),
+    (_G, {"model": "SimpleX", "aggregator": "self_attention"}),
+    (_G, {"model": "NCEPLRec"}),
+    (_G, {"model": "NCL", "num_clusters": 100}),
+    (_G, {"model": "DiffRec"}),
+    (_G, {"model": "DiffRec", "time-aware": True}),
+    (_G, {"model": "LDiffRec"}),
+    (_G, {"model": "LDiffRec", "time-aware": True}),
+]
+for _m, _extra in [
+    ("LR", {}), ("FM", {}), ("NFM", {}), ("DeepFM", {}), ("xDeepFM", {}), ("xDeepFM", {"direct": True}),
+    ("AFM", {}), ("FNN", {}), ("PNN", {}), ("PNN", {"use_inner": True, "use_outer": True}),
+    ("PNN", {"use_inner": False, "use_outer": False}), ("DSSM", {}), ("WideDeep", {}), ("AutoInt", {}),
+    ("FFM", {}), ("FwFM", {}), ("DCN", {}), ("DCNV2", {}),
+    ("XGBoost", {"xgb_params": {"booster": "gbtree", "objective": "binary:logistic", "eval_metric": ["auc", "logloss"]}, "xgb_num_boost_round": 1}),
+    ("LightGBM", {"lgb_params": {"boosting": "gbdt", "objective": "binary", "metric": ["auc", "binary_logloss"]}, "lgb_num_boost_round": 1}),
+    ("FiGNN", {}), ("KD_DAGFM", {}), ("EulerNet", {}),
+]:
+    RECBOLE_CASES.append((_C, {"model": _m, "threshold": {"rating": 4}, **_extra}))
+_BPR = {"loss_type": "BPR"}
+RECBOLE_CASES += [
+    (_S, {"model": "DIN"}),
+    (_S, {"model": "DIEN"}),
+    (_S, {"model": "FPMC"}),
+    (_S, {"model": "GRU4Rec", "train_neg_sample_args": _NONE}),
+    (_S, {"model": "GRU4RecCPR", "train_neg_sample_args": _NONE}),
+    (_S, {"model": "GRU4Rec", **_BPR}),
+    (_S, {"model": "NARM", "train_neg_sample_args": _NONE}),
+    (_S, {"model": "NARM", **_BPR}),
+    (_S, {"model": "STAMP", "train_neg_sample_args": _NONE}),
+    (_S, {"model": "STAMP", **_BPR}),
+    (_S, {"model": "Caser", "MAX_ITEM_LIST_LENGTH": 10, "reproducibility": False, "train_neg_sample_args": _NONE}),
+    (_S, {"model": "Caser", **_BPR, "MAX_ITEM_LIST_LENGTH": 10, "reproducibility": False}),
+    (_S, {"model": "NextItNet", "reproducibility": False, "train_neg_sample_args": _NONE}),
+    (_S, {"model": "NextItNet", **_BPR, "reproducibility": False}),
+    (_S, {"model": "TransRec"}),
+    (_S, {"model": "SASRec", "train_neg_sample_args": _NONE}),
+    (_S, {"model": "SASRecCPR", "train_neg_sample_args": _NONE}),
+    (_S, {"model": "SASRec", **_BPR, "hidden_act": "relu"}),
+    (_S, {"model": "SASRec", **_BPR, "hidden_act": "sigmoid"}),
+    (_S, {"model": "SRGNN", "MAX_ITEM_LIST_LENGTH": 3, "train_neg_sample_args": _NONE}),
+    (_S, {"model": "SRGNN", **_BPR, "MAX_ITEM_LIST_LENGTH": 3}),
+    (_S, {"model": "GCSAN", "MAX_ITEM_LIST_LENGTH": 3, "train_neg_sample_args": _NONE}),
+    (_S, {"model": "GCSAN", **_BPR, "hidden_act": "tanh", "MAX_ITEM_LIST_LENGTH": 3}),
+    (_S, {"model": "GRU4RecF", "train_neg_sample_args": _NONE}),
+    (_S, {"model": "GRU4RecF", "pooling_mode": "max", "train_neg_sample_args": _NONE}),
+    (_S, {"model": "GRU4RecF", "pooling_mode": "sum", "train_neg_sample_args": _NONE}),
+    (_S, {"model": "SASRecF", "train_neg_sample_args": _NONE}),
+    (_S, {"model": "SASRecF", "pooling_mode": "max", "train_neg_sample_args": _NONE}),
+    (_S, {"model": "SASRecF", "pooling_mode": "sum", "train_neg_sample_args": _NONE}),
+    (_S, {"model": "HRM", "train_neg_sample_args": _NONE}),
+    (_S, {"model": "HRM", **_BPR}),
+    (_S, {"model": "NPE", "train_neg_sample_args": _NONE}),
+    (_S, {"model": "NPE", **_BPR}),
+    (_S, {"model": "SHAN", "train_neg_sample_args": _NONE, "transform": "inverse_itemseq"}),
+    (_S, {"model": "SHAN", **_BPR, "transform": "inverse_itemseq"}),
+    (_S, {"model": "HGN", "train_neg_sample_args": _NONE}),
+    (_S, {"model": "HGN", **_BPR}),
+    (_S, {"model": "FOSSIL", "train_neg_sample_args": _NONE}),
+    (_S, {"model": "RepeatNet"}),
+    (_S, {"model": "FDSA", "train_neg_sample_args": _NONE}),
+    (_S, {"model": "FDSA", "pooling_mode": "max", "train_neg_sample_args": _NONE}),
+    (_S, {"model": "FDSA", "pooling_mode": "sum", "train_neg_sample_args": _NONE}),
+    (_S, {"model": "BERT4Rec", "train_neg_sample_args": _NONE, "transform": "mask_itemseq"}),
+    (_S, {"model": "BERT4Rec", **_BPR, "hidden_act": "swish", "transform": "mask_itemseq"}),
+    (_S, {"model": "LightSANs", "train_neg_sample_args": _NONE}),
+    (_S, {"model": "LightSANs", **_BPR}),
+    (_S, {"model": "SINE", "train_neg_sample_args": _NONE}),
+    (_S, {"model": "SINE", **_BPR}),
+    (_S, {"model": "SINE", "train_neg_sample_args": _NONE, "loss_type": "NLL"}),
+    (_S, {"model": "CORE", "train_neg_sample_args": _NONE, "dnn_type": "trm"}),
+    (_S, {"model": "CORE", "train_neg_sample_args": _NONE, "dnn_type": "ave"}),
+    (_S, {"model": "FEARec", "train_neg_sample_args": _NONE}),
+    (_K, {"model": "CKE"}),
+    (_K, {"model": "CFKG"}),
+    (_K, {"model": "CFKG", "loss_function": "transe"}),
+    (_K, {"model": "KTUP", "train_rec_step": 1, "train_kg_step": 1, "epochs": 2}),
+    (_K, {"model": "KTUP", "use_st_gumbel": False, "L1_flag": True}),
+    (_K, {"model": "KGAT"}),
+    (_K, {"model": "KGAT", "aggregator_type": "gcn"}),
+    (_K, {"model": "KGAT", "aggregator_type": "graphsage"}),
+    (_K, {"model": "RippleNet"}),
+    (_K, {"model": "MKR"}),
+    (_K, {"model": "MKR", "use_inner_product": False}),
+    (_K, {"model": "KGCN"}),
+    (_K, {"model": "KGCN", "aggregator": "neighbor"}),
+    (_K, {"model": "KGCN", "aggregator": "concat"}),
+    (_K, {"model": "KGNNLS"}),
+    (_K, {"model": "KGNNLS", "aggregator": "neighbor"}),
+    (_K, {"model": "KGNNLS", "aggregator": "concat"}),
+    (_K, {"model": "MCCLK"}),
+    (_K, {"model": "KGIN"}),
+]
+
+# settings every case shares (RecBole's test_model.yaml: one epoch; plus small batches and the
+# columns of the generated data set)
+BASE_CONFIG = {
+    "epochs": 1,
+    "state": "ERROR",
+    "show_progress": False,
+    "train_batch_size": 1024,
+    "eval_batch_size": 4096,
+    "load_col": {
+        "inter": ["user_id", "item_id", "rating", "timestamp"],
+        "user": ["user_id", "age", "gender", "occupation", "income"],
+        "item": ["item_id", "release_year", "class", "price", "price_hist"],
+        "kg": ["head_id", "relation_id", "tail_id"],
+        "link": ["item_id", "entity_id"],
+    },
+    "numerical_features": ["income", "price", "price_hist"],
+}
+
+
+@dataclass
+class Case:
+    """One sweep case: a model, its type and the config of RecBole's test case (or ours)."""
+
+    model: str
+    mtype: str
+    config: dict
+    label: str = ""
+    origin: str = "recbole"
+
+    @property
+    def name(self) -> str:
+        return self.label or self.model
+
+
+@dataclass
+class Result:
+    case: Case
+    status: str  # ok / failed / skipped
+    seconds: float
+    cause: str = ""
+    extra: dict = field(default_factory=dict)
+
+
+def _label(config: dict) -> str:
+    rest = {k: v for k, v in config.items() if k != "model"}
+    if not rest:
+        return config["model"]
+    parts = []
+    for k, v in rest.items():
+        if k == "train_neg_sample_args":
+            v = "none" if v is None else ("dns" if v.get("dynamic") else "uniform")
+        elif isinstance(v, dict):
+            continue
+        parts.append(f"{k}={v}")
+    return f"{config['model']} ({', '.join(parts)})" if parts else config["model"]
+
+
+def own_cases() -> List[Case]:
+    """One case per model of ours, with its own defaults (names read at call time)."""
+    from recbole.utils import ModelType
+
+    from recbole_ext.utils import get_model, own_model_names
+
+    names = {ModelType.GENERAL: _G, ModelType.SEQUENTIAL: _S, ModelType.CONTEXT: _C, ModelType.KNOWLEDGE: _K}
+    cases = []
+    for name in own_model_names():
+        try:
+            mtype = names.get(get_model(name).type, "other")
+        except Exception:  # noqa: BLE001 - a broken own model shows up as a failed case
+            mtype = "?"
+        cases.append(Case(name, mtype, {"model": name}, name + " (recbole_ext)", origin="recbole_ext"))
+    return cases
+
+
+def all_cases(models: Optional[List[str]] = None) -> List[Case]:
+    """RecBole's cases then ours, filtered by model name (case-insensitive) when given."""
+    cases = [Case(c["model"], t, dict(c), _label(c)) for t, c in RECBOLE_CASES] + own_cases()
+    if models:
+        wanted = {m.lower() for m in models}
+        cases = [c for c in cases if c.model.lower() in wanted]
+    return cases
+
+
+# ----------------------------------------------------------------------------- data set
+def write_sweep_dataset(root: str, n_users: int = 200, n_items: int = 200, per_user: int = 12, seed: int = 0) -> str:
+    """Write the sweep data set ``root/sweep/sweep.{inter,user,item,kg,link}``; returns ``root``.
+
+    Fields: ``user_id, item_id`` (token), ``rating, timestamp`` (float); users: ``age, gender,
+    occupation`` (token), ``income`` (float); items: ``release_year`` (token), ``class``
+    (token_seq), ``price`` (float), ``price_hist`` (float_seq); a knowledge graph of 8 relations
+    with ``.link`` for 90% of the items. Blank cells: two timestamps and one rating in
+    ``.inter``; a gender and an income in ``.user``; a release year, a class, a price and a
+    price history in ``.item``; ten users and ten items have no feature row at all.
+    """
+    rng = np.random.default_rng(seed)
+    d = os.path.join(root, DATASET)
+    os.makedirs(d, exist_ok=True)
+
+    def write(suffix: str, header: List[str], rows: List[List[str]]) -> None:
+        with open(os.path.join(d, f"{DATASET}.{suffix}"), "w", encoding="utf-8") as f:
+            f.write("\t".join(header) + "\n")
+            for r in rows:
+                f.write("\t".join(r) + "\n")
+
+    inter = []
+    popularity = rng.zipf(1.3, n_items).astype(float)
+    p = popularity / popularity.sum()
+    t0 = 880_000_000
+    for u in range(1, n_users + 1):
+        n = int(rng.integers(per_user // 2, per_user * 3 // 2))
+        items = rng.choice(np.arange(1, n_items + 1), size=n, replace=False, p=p)
+        times = np.sort(rng.integers(t0, t0 + 10_000_000, size=n))
+        for i, t in zip(items, times):
+            inter.append([str(u), str(i), str(int(rng.integers(1, 6))), str(int(t))])
+    inter[5][3] = ""  # blank timestamps -> column mean
+    inter[17][3] = ""
+    inter[8][2] = ""  # blank rating -> column mean
+    write("inter", ["user_id:token", "item_id:token", "rating:float", "timestamp:float"], inter)
+
+    occupations = ["student", "engineer", "artist", "writer", "other"]
+    users = []
+    for u in range(1, n_users - 10 + 1):  # the last ten users have no feature row
+        users.append([str(u), str(int(rng.integers(15, 70))), rng.choice(["M", "F"]), rng.choice(occupations),
+                      f"{rng.uniform(10, 100):.2f}"])
+    users[3][2] = ""  # blank gender -> padding token
+    users[4][4] = ""  # blank income -> column mean
+    write("user", ["user_id:token", "age:token", "gender:token", "occupation:token", "income:float"], users)
+
+    genres = ["Action", "Comedy", "Drama", "Thriller", "Romance", "Sci-Fi", "Horror", "Animation"]
+    items = []
+    for i in range(1, n_items - 10 + 1):  # the last ten items have no feature row
+        k = int(rng.integers(1, 4))
+        hist = " ".join(f"{x:.2f}" for x in rng.uniform(1, 50, size=int(rng.integers(1, 5))))
+        items.append([str(i), str(int(rng.integers(1970, 2000))), " ".join(rng.choice(genres, size=k, replace=False)),
+                      f"{rng.uniform(1, 50):.2f}", hist])
+    items[2][1] = ""  # blank release year
+    items[3][2] = ""  # blank class (token_seq)
+    items[4][3] = ""  # blank price (float)
+    items[5][4] = ""  # blank price history (float_seq)
+    write("item", ["item_id:token", "release_year:token", "class:token_seq", "price:float", "price_hist:float_seq"], items)
+
+    n_linked = int(n_items * 0.9)
+    link = [[str(i), f"m.{i}"] for i in range(1, n_linked + 1)]
+    write("link", ["item_id:token", "entity_id:token"], link)
+    relations = [f"film.rel{r}" for r in range(8)]
+    extra = [f"m.x{e}" for e in range(150)]
+    kg, seen = [], set()
+    entities = [f"m.{i}" for i in range(1, n_linked + 1)]
+    while len(kg) < 3000:
+        h = entities[int(rng.integers(len(entities)))]
+        r = relations[int(rng.integers(len(relations)))]
+        pool = extra if rng.random() < 0.7 else entities
+        t = pool[int(rng.integers(len(pool)))]
+        if (h, r, t) not in seen and h != t:
+            seen.add((h, r, t))
+            kg.append([h, r, t])
+    write("kg", ["head_id:token", "relation_id:token", "tail_id:token"], kg)
+    return root
+
+
+# ----------------------------------------------------------------------------- running
+def missing_packages(model: str) -> List[str]:
+    """The optional modules ``model`` needs that cannot be imported here."""
+    out = []
+    for module in OPTIONAL_PACKAGES.get(model, []):
+        try:
+            found = importlib.util.find_spec(module) is not None
+        except (ImportError, ValueError):
+            found = False
+        if not found:
+            out.append(module)
+    return out
+
+
+def _loss_type(case: Case) -> Optional[str]:
+    """The case's loss type: its config's, else the default in RecBole's model YAML."""
+    if "loss_type" in case.config:
+        return case.config["loss_type"]
+    import yaml
+
+    from recbole_ext.utils import RECBOLE_MODEL_YAML_DIR
+
+    path = os.path.join(RECBOLE_MODEL_YAML_DIR, f"{case.model}.yaml")
+    if not os.path.isfile(path):
+        return None
+    with open(path, encoding="utf-8") as f:
+        return (yaml.safe_load(f) or {}).get("loss_type")
+
+
+def case_config(case: Case, data_root: str, workdir: str) -> dict:
+    cfg = dict(BASE_CONFIG)
+    cfg["data_path"] = data_root
+    cfg["checkpoint_dir"] = os.path.join(workdir, "saved")
+    if case.origin == "recbole" and "train_neg_sample_args" not in case.config and _loss_type(case) != "CE":
+        cfg["train_neg_sample_args"] = dict(RECBOLE_DEFAULT_NEG)
+    cfg.update({k: v for k, v in case.config.items() if k != "model"})
+    return cfg
+
+
+def one_line(exc: BaseException) -> str:
+    """``Type: message (file:line)`` of an exception, on one line."""
+    msg = " ".join(str(exc).split())[:200]
+    tb = traceback.extract_tb(exc.__traceback__)
+    where = f" ({os.path.basename(tb[-1].filename)}:{tb[-1].lineno})" if tb else ""
+    return f"{type(exc).__name__}: {msg}{where}"
+
+
+def run_case(case: Case, data_root: str, workdir: str) -> Result:
+    """Run one case in this process; never raises (except KeyboardInterrupt)."""
+    from recbole_ext.quick_start import run_recbole_ext
+
+    missing = missing_packages(case.model)
+    if missing:
+        return Result(case, "skipped", 0.0, "pip install " + " ".join(PIP_NAMES.get(m, m) for m in missing))
+    start = time.perf_counter()
+    old_cwd = os.getcwd()
+    os.makedirs(workdir, exist_ok=True)
+    os.chdir(workdir)
+    try:
+        out = run_recbole_ext(case.model, DATASET, None, case_config(case, data_root, workdir),
+                              saved=False, log_dir=os.path.join(workdir, "log"))
+        test = {k: float(v) for k, v in (out.get("test_result") or {}).items()}
+        bad = [k for k, v in test.items() if not np.isfinite(v)]
+        if bad:
+            return Result(case, "failed", time.perf_counter() - start, f"non-finite test metrics: {', '.join(bad)}")
+        return Result(case, "ok", time.perf_counter() - start, extra={"test_result": test})
+    except KeyboardInterrupt:
+        raise
+    except ModuleNotFoundError as e:
+        root = (e.name or "").split(".")[0]
+        if root in PIP_NAMES:
+            return Result(case, "skipped", time.perf_counter() - start, f"pip install {PIP_NAMES[root]}")
+        return Result(case, "failed", time.perf_counter() - start, one_line(e))
+    except BaseException as e:  # noqa: BLE001 - one crash must not stop the sweep
+        return Result(case, "failed", time.perf_counter() - start, one_line(e))
+    finally:
+        os.chdir(old_cwd)
+        try:
+            from recbole_ext.logger import close_logger
+
+            close_logger()
+        except Exception:  # noqa: BLE001
+            pass
+
+
+def run_case_in_process(index: int, case: Case, data_root: str, workdir: str, timeout: float) -> Result:
+    """Run case ``index`` of :func:`all_cases` in a fresh Python process."""
+    cmd = [sys.executable, "-m", "recbole_ext.sweep", "--_one", str(index), "--_data", data_root, "--_work", workdir,
+           "--threads", str(torch_threads())]
+    start = time.perf_counter()
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return Result(case, "failed", time.perf_counter() - start, f"timed out after {timeout:.0f} s")
+    for line in reversed(proc.stdout.splitlines()):
+        if line.startswith("SWEEP_RESULT "):
+            d = json.loads(line[len("SWEEP_RESULT "):])
+            return Result(case, d["status"], d["seconds"], d["cause"], d.get("extra", {}))
+    tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+    return Result(case, "failed", time.perf_counter() - start, f"process exited {proc.returncode}: {tail[:200]}")
+
+
+def torch_threads() -> int:
+    import torch
+
+    return torch.get_num_threads()
+
+
+def format_table(results: List[Result]) -> str:
+    lines = ["| model | type | status | seconds | cause / to install |", "|---|---|---|---:|---|"]
+    for r in results:
+        cause = r.cause.replace("|", "/")
+        lines.append(f"| {r.case.name} | {r.case.mtype} | {r.status} | {r.seconds:.1f} | {cause} |")
+    n = {s: sum(r.status == s for r in results) for s in ("ok", "failed", "skipped")}
+    lines.append("")
+    lines.append(f"{len(results)} cases, {len({r.case.model for r in results})} models: "
+                 f"{n['ok']} ok, {n['failed']} failed, {n['skipped']} skipped")
+    return "\n".join(lines)
+
+
+def versions() -> str:
+    import pandas
+    import recbole
+    import scipy
+    import torch
+
+    return (f"Python {sys.version.split()[0]}, RecBole {recbole.__version__}, numpy {np.__version__}, "
+            f"pandas {pandas.__version__}, scipy {scipy.__version__}, torch {torch.__version__}")
+
+
+def run_sweep(cases: List[Case], isolate: str = "process", timeout: float = 600.0,
+              workdir: Optional[str] = None, progress=None) -> List[Result]:
+    """Write the data set to a temporary folder and run ``cases``; returns one result per case."""
+    full = all_cases() if isolate == "process" else []
+    with tempfile.TemporaryDirectory(prefix="recbole_ext_sweep_") as tmp:
+        workdir = workdir or tmp
+        data_root = write_sweep_dataset(os.path.join(tmp, "data"))
+        results = []
+        for n, case in enumerate(cases):
+            case_dir = os.path.join(workdir, f"case{n:03d}")
+            if isolate == "process":
+                r = run_case_in_process(full.index(case), case, data_root, case_dir, timeout)
+            else:
+                r = run_case(case, data_root, case_dir)
+            results.append(r)
+            if progress:
+                progress(n, len(cases), r)
+        return results
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m recbole_ext.sweep", description=__doc__.splitlines()[0])
+    parser.add_argument("--models", help="comma-separated model names (default: every case)")
+    parser.add_argument("--out", help="also write the table (Markdown) to this file")
+    parser.add_argument("--isolate", choices=["process", "none"], default="process",
+                        help="run each case in its own process (default) or in this one")
+    parser.add_argument("--timeout", type=float, default=600.0, help="seconds per case (process isolation)")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads per case (default 1)")
+    parser.add_argument("--list", action="store_true", help="list the cases and exit")
+    parser.add_argument("--_one", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--_data", help=argparse.SUPPRESS)
+    parser.add_argument("--_work", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    import torch
+
+    torch.set_num_threads(max(1, args.threads))
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, args.threads)))
+
+    if args._one is not None:  # child process: one case, result as one JSON line
+        case = all_cases()[args._one]
+        r = run_case(case, args._data, args._work)
+        print("SWEEP_RESULT " + json.dumps({"status": r.status, "seconds": r.seconds, "cause": r.cause, "extra": r.extra}))
+        return 0
+
+    models = [m.strip() for m in args.models.split(",") if m.strip()] if args.models else None
+    cases = all_cases(models)
+    if args.list:
+        for c in cases:
+            print(f"{c.name}\t{c.mtype}\t{c.origin}")
+        return 0
+    if not cases:
+        print(f"recbole_ext: error: no sweep case for models {args.models}", file=sys.stderr)
+        return 2
+
+    def progress(n, total, r):
+        print(f"[{n + 1}/{total}] {r.case.name}: {r.status} ({r.seconds:.1f} s) {r.cause}", file=sys.stderr, flush=True)
+
+    started = time.strftime("%Y-%m-%d %H:%M")
+    t0 = time.perf_counter()
+    results = run_sweep(cases, isolate=args.isolate, timeout=args.timeout, progress=progress)
+    table = format_table(results)
+    header = f"Sweep of {started}, {time.perf_counter() - t0:.0f} s wall; {versions()}\n\n"
+    print(header + table)
+    if args.out:
+        with open(args.out, "w", encoding="utf-8") as f:
+            f.write(header + table + "\n")
+    return 1 if any(r.status == "failed" for r in results) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
