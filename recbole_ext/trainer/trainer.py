@@ -1,12 +1,18 @@
 """Trainer fixes for RecBole 1.2.1 on today's stack, as a mixin over any RecBole trainer.
 
-:func:`recbole_ext.utils.get_trainer` puts :class:`CompatTrainerMixin` in front of the trainer
-RecBole would choose, so every model (ours and RecBole's) gets:
+:func:`recbole_ext.utils.get_trainer` combines :class:`CompatTrainerMixin` with the trainer
+RecBole would choose (for RecBole's specialised trainers, such as ``KGTrainer``, the order is
+``<specialised> -> CompatTrainerMixin -> Trainer``, so their own schedules still run on top of
+our loop), so every model (ours and RecBole's) gets:
 
-- checkpoints of plain data written atomically and loaded with ``weights_only=True``
-  (:mod:`recbole_ext.trainer.checkpoint`), so ``evaluate(load_best_model=True)`` and
-  ``resume_checkpoint`` work under torch >= 2.6;
+- checkpoints of plain data written atomically after every epoch and loaded with
+  ``weights_only=True`` (:mod:`recbole_ext.trainer.checkpoint`), so
+  ``evaluate(load_best_model=True)`` works under torch >= 2.6, and ``resume_checkpoint`` restores
+  weights, optimizer, early stopping and every RNG state (a resumed run ends where an
+  uninterrupted one does);
 - ``torch.amp.GradScaler("cuda", ...)`` instead of the deprecated ``torch.cuda.amp.GradScaler``;
+- fast sampled evaluation (``pop100``/``uni100``) for sequential models: each sequence is encoded
+  once instead of once per candidate (:meth:`CompatTrainerMixin._neg_sample_batch_eval`);
 - per-epoch training time and evaluation time per batch, kept in ``self.timings``.
 """
 
