@@ -111,14 +111,22 @@ def fingerprint(model: str, dataset: str, seed, config_files, config_dict, cmd_a
 
 
 # ------------------------------------------------------------------ memory
-def _rss_mb() -> Optional[float]:
+def _proc_status_mb(key: str) -> Optional[float]:
+    """A ``kB`` line of ``/proc/self/status`` (``VmRSS``, ``VmHWM``) in MB, or None."""
     try:
         with open("/proc/self/status") as f:
             for line in f:
-                if line.startswith("VmRSS:"):
+                if line.startswith(key + ":"):
                     return int(line.split()[1]) / 1024.0
     except OSError:
         pass
+    return None
+
+
+def _rss_mb() -> Optional[float]:
+    rss = _proc_status_mb("VmRSS")
+    if rss is not None:
+        return rss
     try:
         import psutil
 
@@ -128,14 +136,7 @@ def _rss_mb() -> Optional[float]:
 
 
 def _hwm_mb() -> Optional[float]:
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024.0
-    except OSError:
-        return None
-    return None
+    return _proc_status_mb("VmHWM")
 
 
 def _reset_hwm() -> bool:

@@ -119,23 +119,20 @@ def run_recbole_ext(
     init_seed(config["seed"], config["reproducibility"])
     log_file = init_logger(config, log_dir=log_dir)
     logger = getLogger()
-    trainer = None
     try:
         for msg in getattr(config, "unknown_key_warnings", []):
             logger.warning(msg)
         logger.info(config)
         _, train_data, valid_data, test_data = build_data(config)
-        result, trainer = train_and_test(
+        result, _ = train_and_test(
             config, train_data, valid_data, test_data, saved, resume_file, trust_checkpoint
         )
     except UserError:
-        # a user error leaves nothing half-written: no log, no checkpoint
+        # a user error leaves nothing half-written: the user errors (data, config, untrusted
+        # checkpoint) all arise before the first checkpoint is written, so only the log remains
         close_logger()
-        for path in (log_file, getattr(trainer, "saved_model_file", None)):
-            if path and os.path.exists(path) and not (
-                resume_file and os.path.abspath(path) == os.path.abspath(str(resume_file))
-            ):  # never delete the checkpoint the user resumed from
-                os.unlink(path)
+        if os.path.exists(log_file):
+            os.unlink(log_file)
         raise
     result["log_file"] = log_file
     return result
