@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import pytest
 import torch
+from recbole.data.dataloader import NegSampleEvalDataLoader
 from recbole.utils import init_seed
 
 from recbole_ext.config import Config
+from recbole_ext.data.dataloader import CandidateEvalDataLoader
 from recbole_ext.data.utils import create_dataset, data_preparation
 from recbole_ext.utils import get_model, get_trainer
 
@@ -32,6 +34,7 @@ MODEL_KEYS = {
     "SASRec": {"n_layers": 1, "n_heads": 2, "inner_size": 32},
     "GLINTRU": {"n_heads": 2},
     "GRU4Rec": {"embedding_size": 16},
+    "BERT4Rec": {"n_layers": 1, "n_heads": 2, "inner_size": 32},
 }
 
 
@@ -51,6 +54,13 @@ def build(model: str, data_root: str, mode: str, **extra):
     return config, trainer, valid_data, test_data
 
 
+def recbole_loader(config, ours, eval_batch_size=None):
+    """RecBole's own sampled-evaluation loader over the same split and sampler as ``ours``."""
+    if eval_batch_size is not None:
+        config["eval_batch_size"] = eval_batch_size
+    return NegSampleEvalDataLoader(config, ours._dataset, ours._sampler, shuffle=False)
+
+
 def evaluate(trainer, data, fast: bool, seed: int = 7):
     trainer.fast_sampled_eval = fast
     init_seed(seed, True)  # same sampled negatives on both paths
@@ -59,25 +69,64 @@ def evaluate(trainer, data, fast: bool, seed: int = 7):
 
 @pytest.mark.parametrize(
     "model,mode",
-    [("SASRec", "pop100"), ("GLINTRU", "pop100"), ("GLINTRU", "uni100"), ("GRU4Rec", "uni100")],
+    [
+        ("SASRec", "pop100"),
+        ("GLINTRU", "pop100"),
+        ("GLINTRU", "uni100"),
+        ("GRU4Rec", "uni100"),
+        ("BERT4Rec", "pop100"),  # a data transform (mask_itemseq) drawing from Python's random
+    ],
 )
 def test_fast_sampled_metrics_equal_recbole(ml100k_slice, model, mode):
-    _, trainer, valid_data, test_data = build(model, ml100k_slice, mode)
-    for data in (valid_data, test_data):
-        slow = evaluate(trainer, data, fast=False)
-        fast = evaluate(trainer, data, fast=True)
+    """Our loader + encode-once scoring == RecBole's loader + per-candidate ``predict``."""
+    config, trainer, valid_data, test_data = build(model, ml100k_slice, mode)
+    for ours in (valid_data, test_data):
+        assert isinstance(ours, CandidateEvalDataLoader) and ours.compact
+        theirs = recbole_loader(config, ours)
+        assert type(theirs) is NegSampleEvalDataLoader
+        slow = evaluate(trainer, theirs, fast=False)
+        fast = evaluate(trainer, ours, fast=True)
         assert getattr(trainer, "_fast_eval_ok", True), "fast path fell back to RecBole's"
         assert dict(fast) == dict(slow)
+        # RecBole's loader with encode-once scoring, and our loader on RecBole's path, agree too
+        assert dict(evaluate(trainer, theirs, fast=True)) == dict(slow)
+        assert dict(evaluate(trainer, ours, fast=False)) == dict(slow)
+
+
+def test_candidate_batches_expand_to_recbole_batches(ml100k_slice):
+    """Same negatives, same order: each expanded batch equals RecBole's batch field by field."""
+    config, _, valid_data, _ = build("GLINTRU", ml100k_slice, "pop100", eval_batch_size=7)
+    ours = valid_data
+    assert ours.step == 7  # users per batch
+    theirs = recbole_loader(config, ours, eval_batch_size=7 * 101)
+    init_seed(5, True)
+    our_batches = list(ours)
+    init_seed(5, True)
+    their_batches = list(theirs)
+    assert len(our_batches) == len(their_batches) >= 2
+    for batch, (inter, row_idx, positive_u, positive_i) in zip(our_batches, their_batches):
+        assert batch.candidates.shape == (len(batch), 101)
+        e_inter, e_row_idx, e_pos_u, e_pos_i = batch.expand()
+        for got, want in ((e_row_idx, row_idx), (e_pos_u, positive_u), (e_pos_i, positive_i)):
+            assert torch.equal(got, want)
+        assert set(e_inter.interaction) == set(inter.interaction)
+        for field in inter.interaction:
+            assert torch.equal(e_inter[field], inter[field]), field
 
 
 @pytest.mark.parametrize("model", ["SASRec", "GLINTRU"])
 def test_fast_sampled_scores_and_encodes_once(ml100k_slice, model):
-    _, trainer, valid_data, _ = build(model, ml100k_slice, "pop100")
+    """On RecBole's batches and on ours, each user's sequence is encoded once and the scores
+    equal ``predict``'s."""
+    config, trainer, valid_data, _ = build(model, ml100k_slice, "pop100", eval_batch_size=10)
     trainer.model.eval()
     trainer.tot_item_num = valid_data._dataset.item_num
+    theirs = recbole_loader(config, valid_data, eval_batch_size=1010)
     init_seed(3, True)
-    batches = list(valid_data)
-    assert len(batches) >= 2
+    batches = list(theirs)
+    init_seed(3, True)
+    compact = list(valid_data)
+    assert len(batches) == len(compact) >= 2
 
     rows_encoded = []
     original_forward = trainer.model.forward
@@ -88,21 +137,61 @@ def test_fast_sampled_scores_and_encodes_once(ml100k_slice, model):
 
     trainer.model.forward = counting_forward
     with torch.no_grad():
-        for batch in batches:
+        for batch, candidate_batch in zip(batches, compact):
             trainer.fast_sampled_eval = False
             rows_encoded.clear()
             _, slow, _, _ = trainer._neg_sample_batch_eval(batch)
             slow_rows = sum(rows_encoded)
-            trainer.fast_sampled_eval = True
-            trainer._fast_eval_checked = True  # count only the batch's own encoding
-            rows_encoded.clear()
-            _, fast, _, _ = trainer._neg_sample_batch_eval(batch)
             n_users = len(batch[2])
             assert slow_rows == len(batch[1]) == 101 * n_users
-            assert sum(rows_encoded) == n_users
+            trainer.fast_sampled_eval = True
+            trainer._fast_eval_checked = True  # count only the batch's own encoding
             finite = torch.isfinite(slow)
-            assert torch.equal(finite, torch.isfinite(fast))
-            assert torch.allclose(fast[finite], slow[finite], rtol=1e-5, atol=1e-5)
+            for fast_batch in (batch, candidate_batch):
+                rows_encoded.clear()
+                _, fast, _, _ = trainer._neg_sample_batch_eval(fast_batch)
+                assert sum(rows_encoded) == n_users
+                assert torch.equal(finite, torch.isfinite(fast))
+                assert torch.allclose(fast[finite], slow[finite], rtol=1e-5, atol=1e-5)
+
+
+def test_vectorised_sampler_draws_recbole_negatives(ml100k_slice):
+    """The vectorised sampler gives RecBole's negatives for users with many used items (the
+    general, non-repeatable sampler: the ``np.isin`` branch) and one used item."""
+    import numpy as np
+    from recbole.sampler import Sampler
+
+    from recbole_ext.data.dataloader import vectorised_sampler
+
+    config, _, _, _ = build("GLINTRU", ml100k_slice, "pop100")
+    dataset = create_dataset(config).build()[0]
+    for distribution in ("popularity", "uniform"):
+        sampler = Sampler(["train"], [dataset], distribution).set_phase("train")
+        fast = vectorised_sampler(sampler)
+        assert type(fast) is not type(sampler) and type(sampler) is Sampler
+        users = dataset.inter_feat[dataset.uid_field].numpy()[:20]
+        assert max(len(sampler.used_ids[u]) for u in users) > 8
+        for u in users:
+            np.random.seed(int(u))
+            want = sampler.sample_by_user_ids(np.array([u, u]), np.array([1, 2]), 50)
+            np.random.seed(int(u))
+            got = fast.sample_by_user_ids(np.array([u, u]), np.array([1, 2]), 50)
+            assert torch.equal(got, want)
+
+
+def test_model_without_candidate_scoring_uses_expanded_batches(ml100k_slice):
+    """A sequential model with neither ``predict_candidates`` nor ``full_sort_predict`` is
+    evaluated on RecBole's expanded rows and gives RecBole's metrics."""
+    from recbole.model.abstract_recommender import AbstractRecommender
+
+    config, trainer, valid_data, _ = build("SASRec", ml100k_slice, "uni100")
+    slow = evaluate(trainer, recbole_loader(config, valid_data), fast=False)
+    type_backup = type(trainer.model)
+    trainer.model.__class__ = type("NoFullSort", (type_backup,), {"full_sort_predict": AbstractRecommender.full_sort_predict})
+    try:
+        assert dict(evaluate(trainer, valid_data, fast=True)) == dict(slow)
+    finally:
+        trainer.model.__class__ = type_backup
 
 
 def test_layout_rejects_unequal_candidate_counts():

@@ -5,7 +5,9 @@
   :class:`~recbole_ext.data.dataset.CompatDatasetMixin` in front.
 - :func:`get_dataloader`: a model class of ours may name its training loader in
   ``train_dataloader`` (e.g. RecBole's ``UserDataLoader`` for models that batch users); other
-  models get RecBole's choice.
+  models get RecBole's choice. Sampled ranking evaluation of sequential models uses
+  :class:`~recbole_ext.data.dataloader.CandidateEvalDataLoader` (each row once, not once per
+  candidate).
 - :func:`data_preparation`: RecBole's splitting, using the two resolvers above.
 """
 
@@ -62,13 +64,19 @@ def create_dataset(config):
 
 
 def get_dataloader(config, phase: str) -> type:
-    """Data-loader class for a phase: the model's own ``train_dataloader`` first, else RecBole's."""
+    """Data-loader class for a phase: the model's own ``train_dataloader`` first, else RecBole's
+    (for sampled evaluation of sequential models, our candidate loader in place of RecBole's)."""
     if phase == "train":
         model_class = get_model(config["model"])
         own = getattr(model_class, "train_dataloader", None)
         if own is not None:
             return own
-    return recbole_data_utils.get_dataloader(config, phase)
+    chosen = recbole_data_utils.get_dataloader(config, phase)
+    if phase != "train":
+        from recbole_ext.data.dataloader import eval_loader_class
+
+        return eval_loader_class(config, chosen) or chosen
+    return chosen
 
 
 def data_preparation(config, dataset):

@@ -37,6 +37,7 @@ class CompatTrainerMixin:
     def __init__(self, config, model):
         super().__init__(config, model)
         self.timings: Dict[str, List[float]] = {"train_epoch_s": [], "eval_batch_ms": []}
+        self.fast_sampled_eval = config["fast_sampled_eval"] is not False
 
     # ------------------------------------------------------------ training
     def _train_epoch(self, train_data, epoch_idx, loss_func=None, show_progress=False):
@@ -317,32 +318,54 @@ class CompatTrainerMixin:
 
     # ------------------------------------------------------------ fast sampled evaluation
     #: Sampled ranking evaluation (``uni100``, ``pop100``, ...) of sequential models encodes each
-    #: distinct sequence once instead of once per candidate row; False: RecBole's path.
+    #: distinct sequence once instead of once per candidate row; False: RecBole's path. Set from
+    #: the ``fast_sampled_eval`` config key.
     fast_sampled_eval: bool = True
 
     def _neg_sample_batch_eval(self, batched_data):
-        """RecBole's sampled evaluation of one batch, with each sequence encoded once.
+        """Sampled evaluation of one batch, with each sequence encoded once.
 
-        RecBole's ``NegSampleEvalDataLoader`` repeats every evaluated row once per candidate
-        (1 positive + N negatives) and calls ``predict`` on all of them. For sequential models in
-        ranking evaluation this override encodes each distinct row once, then scores its
-        candidates with ``predict_candidates`` (our models) or by gathering from
-        ``full_sort_predict`` (RecBole's). The first batch is checked against ``predict`` on one
-        user's rows; value metrics, other model types, models without either method, or a
-        failed check use RecBole's path.
+        Batches come either from our :class:`~recbole_ext.data.dataloader.CandidateEvalDataLoader`
+        (:class:`~recbole_ext.data.dataloader.CandidateBatch`: each row once plus its candidate
+        ids) or from RecBole's ``NegSampleEvalDataLoader`` (every row repeated once per
+        candidate). Either way a sequential model in ranking evaluation encodes each distinct
+        row once and scores its candidates with ``predict_candidates`` (our models) or by
+        gathering from ``full_sort_predict`` (RecBole's). The first batch is checked against
+        ``predict`` on one user's rows; value metrics, other model types, models without either
+        method, or a failed check use RecBole's path.
         """
-        scores = self._fast_sampled_scores(batched_data) if self.fast_sampled_eval else None
-        if scores is None:
-            return super()._neg_sample_batch_eval(batched_data)
-        interaction, row_idx, positive_u, positive_i = batched_data
-        col_idx = interaction[self.config["ITEM_ID_FIELD"]]
-        full = torch.full((int(positive_u[-1]) + 1, self.tot_item_num), float("-inf"), device=self.device)
-        full[row_idx, col_idx] = scores.to(full.dtype)
+        from recbole_ext.data.dataloader import CandidateBatch
+
+        if isinstance(batched_data, CandidateBatch):
+            unique, candidates, positive_u = batched_data.interaction, batched_data.candidates, batched_data.positive_u
+            scores = self._candidate_scores(unique, candidates, positive_u, batched_data.expand)
+            if scores is None:
+                return super()._neg_sample_batch_eval(batched_data.expand())
+            positive_i = batched_data.positive_i
+            interaction = unique
+        else:
+            interaction, row_idx, positive_u, positive_i = batched_data
+            layout = self._recbole_batch_layout(batched_data)
+            scores = None
+            if layout is not None:
+                unique_rows, cand_rows = layout
+                candidates = interaction[self.config["ITEM_ID_FIELD"]][cand_rows]
+
+                def first_user_rows(n_users=None):
+                    return interaction[cand_rows[positive_u == 0].t().reshape(-1)], None, None, None
+
+                scores = self._candidate_scores(interaction[unique_rows], candidates, positive_u, first_user_rows)
+            if scores is None:
+                return super()._neg_sample_batch_eval(batched_data)
+        n_users = int(positive_u[-1]) + 1
+        full = torch.full((n_users, self.tot_item_num), float("-inf"), device=self.device)
+        rows = positive_u.to(self.device)[:, None].expand_as(candidates)
+        full[rows, candidates.to(self.device)] = scores.to(full.dtype)
         return interaction, full, positive_u, positive_i
 
     @staticmethod
     def _sampled_eval_layout(row_idx: torch.Tensor, positive_u: torch.Tensor):
-        """Where each distinct evaluated row and its candidates sit in a sampled batch.
+        """Where each distinct evaluated row and its candidates sit in a RecBole sampled batch.
 
         RecBole lays out each user's block as ``times`` copies of the user's ``n_u`` rows (first
         copy: positives; then negatives). Returns ``(unique_rows [U], cand_rows [U, times])`` with
@@ -365,65 +388,87 @@ class CompatTrainerMixin:
         cand_rows = unique_rows[:, None] + torch.arange(int(times[0]))[None, :] * pos_per_user[positive_u][:, None]
         return unique_rows, cand_rows
 
-    def _fast_sampled_scores(self, batched_data):
-        """Per-row scores ``[N]`` of a sampled batch, encoding each distinct row once, or
-        ``None`` to use RecBole's path (see :meth:`_neg_sample_batch_eval`)."""
+    def _fast_path_applies(self, interaction) -> bool:
         from recbole.model.abstract_recommender import AbstractRecommender
         from recbole.utils import EvaluatorType, ModelType
 
         model = self.model
-        interaction, row_idx, positive_u, _ = batched_data
         if (
-            getattr(self, "_fast_eval_ok", True) is False
-            or row_idx is None
+            not self.fast_sampled_eval
+            or getattr(self, "_fast_eval_ok", True) is False
             or self.config["eval_type"] != EvaluatorType.RANKING
             or getattr(model, "type", None) != ModelType.SEQUENTIAL
             or getattr(model, "ITEM_SEQ", None) not in interaction.interaction
         ):
-            return None
+            return False
         own = callable(getattr(model, "predict_candidates", None))
-        if not own and type(model).full_sort_predict is AbstractRecommender.full_sort_predict:
+        return own or type(model).full_sort_predict is not AbstractRecommender.full_sort_predict
+
+    def _recbole_batch_layout(self, batched_data):
+        """``(unique_rows, cand_rows)`` of a RecBole sampled batch whose copies of a row all
+        carry the same sequence, length and user, or ``None``."""
+        interaction, row_idx, positive_u, _ = batched_data
+        if row_idx is None or not self._fast_path_applies(interaction):
             return None
         layout = self._sampled_eval_layout(row_idx, positive_u)
         if layout is None:
             return None
         unique_rows, cand_rows = layout
-        # every copy of a row must carry the same sequence, length and user as the row itself
         rep = torch.empty(len(row_idx), dtype=torch.long)
         rep[cand_rows.reshape(-1)] = unique_rows.repeat_interleave(cand_rows.shape[1])
+        model = self.model
         for field in (model.ITEM_SEQ, model.ITEM_SEQ_LEN, self.config["USER_ID_FIELD"]):
             if field in interaction.interaction and not torch.equal(interaction[field][rep], interaction[field]):
                 return None
+        return layout
 
-        iid = self.config["ITEM_ID_FIELD"]
-        unique = interaction[unique_rows].to(self.device)
-        items = interaction[iid][cand_rows].to(self.device)
+    def _candidate_scores(self, unique, candidates: torch.Tensor, positive_u: torch.Tensor, expand):
+        """Scores ``[R, C]`` of each distinct row's candidates, encoding each row once, or
+        ``None`` to use RecBole's path.
+
+        Args:
+            unique: the ``R`` distinct rows (an ``Interaction``).
+            candidates: ``[R, C]`` candidate item ids per row.
+            positive_u: ``[R]`` user index of each row within the batch.
+            expand: returns RecBole's batch for these rows; used once, to check the first
+                user's scores against ``predict``.
+        """
+        model = self.model
+        if not self._fast_path_applies(unique):
+            return None
+        unique = unique.to(self.device)
+        items = candidates.to(self.device)
         try:
-            if own:
-                cand_scores = model.predict_candidates(unique, items)
+            if callable(getattr(model, "predict_candidates", None)):
+                scores = model.predict_candidates(unique, items)
             else:
-                all_scores = model.full_sort_predict(unique).view(len(unique_rows), -1)
-                cand_scores = all_scores.gather(1, items)
+                all_scores = model.full_sort_predict(unique).view(len(items), -1)
+                scores = all_scores.gather(1, items)
         except NotImplementedError:
             self._fast_eval_ok = False
             return None
-        scores = torch.empty(len(row_idx), dtype=cand_scores.dtype, device=cand_scores.device)
-        scores[cand_rows.reshape(-1).to(scores.device)] = cand_scores.reshape(-1)
-
         if not getattr(self, "_fast_eval_checked", False):
-            first = cand_rows[0]
-            slow = model.predict(interaction[first].to(self.device)).reshape(-1)
-            fast = scores[first.to(scores.device)]
-            tol = 1e-4 * max(1.0, float(slow.abs().max()))
             self._fast_eval_checked = True
-            if not torch.allclose(fast.float(), slow.float(), rtol=1e-4, atol=tol):
+            if not self._matches_predict(scores, positive_u, expand):
                 self._fast_eval_ok = False
                 self.logger.warning(
-                    f"{type(model).__name__}: candidate scores from full_sort_predict differ from "
-                    "predict; sampled evaluation uses RecBole's (slower) path"
+                    f"{type(model).__name__}: candidate scores differ from predict; "
+                    "sampled evaluation uses RecBole's (slower) path"
                 )
                 return None
         return scores
+
+    def _matches_predict(self, scores: torch.Tensor, positive_u: torch.Tensor, expand) -> bool:
+        """Whether the first user's candidate scores equal RecBole's ``predict`` on its rows."""
+        first = (positive_u == 0).nonzero(as_tuple=True)[0].to(scores.device)
+        expanded = expand(1)[0]
+        n_rows = len(first)
+        # RecBole's rows of user 0: `times` copies of its n_rows rows, positives first
+        head = expanded[torch.arange(n_rows * scores.shape[1])]
+        slow = self.model.predict(head.to(self.device)).reshape(scores.shape[1], n_rows).t()
+        fast = scores[first]
+        tol = 1e-4 * max(1.0, float(slow.abs().max()))
+        return bool(torch.allclose(fast.float(), slow.float(), rtol=1e-4, atol=tol))
 
 
 class Trainer(CompatTrainerMixin, RecBoleTrainer):
