@@ -26,6 +26,7 @@ import numpy as np
 import torch
 from recbole.data.dataloader import NegSampleEvalDataLoader
 from recbole.data.interaction import Interaction, cat_interactions
+from recbole.sampler import RepeatableSampler
 
 
 class CandidateBatch:
@@ -91,12 +92,22 @@ class VectorisedSamplingMixin:
         threshold = np.random.random(sample_num)
         return np.where(prob[index] > threshold, keys[index], alias[index])
 
+    def sample_by_user_ids(self, user_ids, item_ids, num):
+        if isinstance(self, RepeatableSampler) and len(item_ids) == 1:
+            # RecBole's RepeatableSampler: the only used id is the row's own item
+            return self._sample_avoiding(np.asarray(item_ids, dtype=np.int64), num)
+        return super().sample_by_user_ids(user_ids, item_ids, num)
+
     def sample_by_key_ids(self, key_ids, num):
         key_ids = np.asarray(key_ids)
         if len(key_ids) == 0 or not (key_ids == key_ids[0]).all():
             return super().sample_by_key_ids(key_ids, num)
         used = np.fromiter(self.used_ids[key_ids[0]], dtype=np.int64)
-        total_num = len(key_ids) * num
+        return self._sample_avoiding(used, len(key_ids) * num)
+
+    def _sample_avoiding(self, used: np.ndarray, total_num: int) -> torch.Tensor:
+        """RecBole's single-key branch of ``sample_by_key_ids``: draw ``total_num`` ids, then
+        redraw the positions holding a used id until none does."""
         value_ids = np.asarray(self.sampling(total_num), dtype=np.int64)
         check_list = np.flatnonzero(_is_used(value_ids, used))
         while len(check_list) > 0:
