@@ -7,6 +7,13 @@ peak RSS. With ``--sampled``, a second table: one pass over the validation set i
 in pop100 through our fast sampled path, and in pop100 through RecBole's path.
 
     python benchmarks/bench_seq_speed.py --dataset=ml-100k --max-len=50 --batch=256 --hidden=64
+
+``--reference-glintru=PATH`` adds a row for the reference code's model (``GLINT-RU.py`` from a
+checkout of github.com/szhang-cityu/GLINT-RU, which is not part of this repository), same data,
+batches and width. As released its ``forward`` raises ``TypeError`` (it assigns a plain tensor,
+``F.softmax(self.weights)``, to the ``nn.Parameter`` attribute ``self.weights``); the harness
+keeps that softmax in a local variable instead, the smallest change that lets it run, and sets
+the keys it reads that its repository never sets.
 """
 
 from __future__ import annotations
@@ -20,12 +27,38 @@ import sys
 import time
 
 MODELS = ["GLINTRU", "SASRec", "GRU4Rec", "BERT4Rec"]
+REFERENCE = "GLINTRU-reference"
+# the reference's crashing line, and the local-variable form the harness runs instead
+REFERENCE_FIX = [
+    ("        self.weights = F.softmax(self.weights, dim=0)\n", "        weights = F.softmax(self.weights, dim=0)\n"),
+    ("self.weights[0] * gru_output + self.weights[1] * attention_output", "weights[0] * gru_output + weights[1] * attention_output"),
+]
 MODEL_KEYS = {
     "SASRec": {"n_layers": 2, "n_heads": 2, "inner_size": 256},
     "BERT4Rec": {"n_layers": 2, "n_heads": 2, "inner_size": 256},
     "GLINTRU": {"n_heads": 4},
     "GRU4Rec": {"num_layers": 1},
+    # keys the reference model reads that its repository sets nowhere (ours: GLINTRU.yaml)
+    REFERENCE: {"n_heads": 4, "num_layers": 1, "dropout_prob": 0.2, "loss_type": "CE", "attn_dropout_prob": 0.2},
 }
+
+
+def reference_glintru_class(path: str):
+    """The reference ``GLINTRU`` class from ``path``, with :data:`REFERENCE_FIX` applied."""
+    import types
+
+    from recbole_ext.config import restore_numpy_aliases
+
+    restore_numpy_aliases()
+    with open(path) as f:
+        source = f.read()
+    for old, new in REFERENCE_FIX:
+        if source.count(old) != 1:
+            raise SystemExit(f"{path}: expected the reference GLINT-RU.py (line not found: {old.strip()})")
+        source = source.replace(old, new)
+    module = types.ModuleType("glintru_reference")
+    exec(compile(source, path, "exec"), module.__dict__)
+    return module.GLINTRU
 
 
 def config_for(args, model: str, mode: str):
@@ -48,7 +81,7 @@ def config_for(args, model: str, mode: str):
         "valid_metric": "NDCG@10",
     }
     cfg.update(MODEL_KEYS.get(model, {}))
-    return Config(model, args.dataset, config_dict=cfg)
+    return Config("GLINTRU" if model == REFERENCE else model, args.dataset, config_dict=cfg)
 
 
 def one(args, model: str) -> dict:
@@ -63,7 +96,8 @@ def one(args, model: str) -> dict:
     init_seed(0, True)
     dataset = create_dataset(config)
     train_data, valid_data, _ = data_preparation(config, dataset)
-    net = get_model(config["model"])(config, train_data._dataset)
+    model_class = reference_glintru_class(args.reference_glintru) if model == REFERENCE else get_model(config["model"])
+    net = model_class(config, train_data._dataset)
     trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, net)
     n_params = sum(p.numel() for p in net.parameters())
 
@@ -84,18 +118,19 @@ def one(args, model: str) -> dict:
             break
     epoch_s = spent / timed * len(train_data)
 
-    # inference: full-ranking scores of --eval-batches validation batches
+    # inference: full-ranking scores of --eval-batches validation batches (cycling through the
+    # validation set when it has fewer batches), after one warm-up batch
     net.eval()
-    eval_ms, n_eval = 0.0, 0
+    eval_batches = list(valid_data)
+    eval_ms = 0.0
     with torch.no_grad():
-        for i, batch in enumerate(valid_data):
+        for i in range(args.eval_batches + 1):
+            batch = eval_batches[i % len(eval_batches)]
             start = time.perf_counter()
             net.full_sort_predict(batch[0])
             if i > 0:
                 eval_ms += 1000 * (time.perf_counter() - start)
-                n_eval += 1
-            if n_eval >= args.eval_batches:
-                break
+    n_eval = args.eval_batches
     out = {
         "model": model,
         "params": n_params,
@@ -154,6 +189,8 @@ def main() -> None:
     p.add_argument("--sampled", action="store_true", help="also time pop100 vs full validation passes")
     p.add_argument("--skip-recbole-path", action="store_true",
                    help="with --sampled: skip RecBole's own per-candidate pop100 pass (slow on big data)")
+    p.add_argument("--reference-glintru", metavar="PATH",
+                   help="GLINT-RU.py of the reference code: adds a row for its model")
     p.add_argument("--one", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.one:
@@ -161,7 +198,10 @@ def main() -> None:
         return
 
     rows = []
-    for model in args.models.split(","):
+    models = args.models.split(",")
+    if args.reference_glintru and REFERENCE not in models:
+        models.insert(1, REFERENCE)
+    for model in models:
         cmd = [sys.executable, os.path.abspath(__file__), "--one", model] + [a for a in sys.argv[1:] if not a.startswith("--models")]
         out = subprocess.run(cmd, capture_output=True, text=True)
         line = [l for l in out.stdout.splitlines() if l.startswith("RESULT ")]

@@ -9,6 +9,72 @@ import torch.nn.functional as F
 from torch import nn
 
 
+# ============================================================== shared blocks (every model)
+
+#: Dropout probabilities are rounded to multiples of 1 / DROPOUT_LEVELS by :class:`FastDropout`.
+DROPOUT_LEVELS = 1 << 16
+
+
+def dropout_keep_mask(shape: torch.Size, p: float, device: torch.device) -> Tuple[torch.Tensor, float]:
+    """A random boolean keep-mask and its exact keep probability, from 16 random bits per
+    element (four elements per 64-bit draw of the default generator).
+
+    ``p`` is rounded to the nearest multiple of ``1 / 65536``; the returned keep probability
+    ``q`` is the exact one, so scaling by ``1 / q`` keeps the expectation unchanged.
+
+    Args:
+        shape: shape of the mask.
+        p: drop probability, ``0 <= p <= 1``.
+        device: where to draw.
+
+    Returns:
+        ``(keep, q)``: ``keep`` a boolean tensor of ``shape``, ``q = P(keep)``.
+    """
+    n = math.prod(shape)
+    cut = int(round(p * DROPOUT_LEVELS))
+    words = torch.empty((n + 3) // 4, dtype=torch.int64, device=device).random_(-(2**63), 2**63 - 1)
+    bits = words.view(torch.int16)[:n]  # uniform over [-32768, 32767]
+    keep = (bits >= cut - DROPOUT_LEVELS // 2).view(shape)
+    return keep, (DROPOUT_LEVELS - cut) / DROPOUT_LEVELS
+
+
+class _FastDropoutFunction(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, p: float) -> torch.Tensor:  # type: ignore[override]
+        keep, q = dropout_keep_mask(x.shape, p, x.device)
+        scale = keep.to(x.dtype).mul_(1.0 / q) if q > 0 else torch.zeros_like(x)
+        ctx.save_for_backward(scale)
+        return x * scale
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):  # type: ignore[override]
+        (scale,) = ctx.saved_tensors
+        return grad * scale, None
+
+
+class FastDropout(nn.Dropout):
+    """Inverted dropout as ``nn.Dropout``, about 4x faster on CPU.
+
+    PyTorch's CPU dropout draws one Bernoulli variable per element, which costs more than the
+    matrix products of the small models here (measured: 95 ms against 24 ms forward + backward
+    on ``[2048, 50, 64]``, 2 cores). This draws 16 random bits per element instead
+    (:func:`dropout_keep_mask`), so ``p`` is rounded to a multiple of ``1 / 65536`` (0.3 becomes
+    0.300003). The random stream differs from ``nn.Dropout``'s; evaluation mode is the identity.
+
+    Args:
+        p: drop probability.
+
+    Shape:
+        - input: any
+        - output: same as input
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0.0:
+            return x
+        return _FastDropoutFunction.apply(x, float(self.p))
+
+
 # ============================================================== GLINT-RU blocks (GLINTRU model)
 
 
@@ -69,7 +135,7 @@ class EluNormLinearAttention(nn.Module):
         self.key = nn.Linear(hidden_size, hidden_size)
         self.value = nn.Linear(hidden_size, hidden_size)
         self.dense = nn.Linear(hidden_size, hidden_size)
-        self.out_dropout = nn.Dropout(hidden_dropout_prob)
+        self.out_dropout = FastDropout(hidden_dropout_prob)
         self.LayerNorm = nn.LayerNorm(hidden_size, eps=layer_norm_eps)
 
     def split_heads(self, x: torch.Tensor) -> torch.Tensor:
@@ -138,7 +204,7 @@ class GatedGRUExpert(nn.Module):
             nn.Linear(hidden_size, hidden_size // 2),
             nn.SiLU(),
             nn.Linear(hidden_size // 2, hidden_size),
-            nn.Dropout(gate_dropout_prob),
+            FastDropout(gate_dropout_prob),
         )
         self.conv_out = TimeConv1d(hidden_size, kernel_size, causal)
 
@@ -164,7 +230,7 @@ class GatedMLP(nn.Module):
         self.dense_value = nn.Linear(hidden_size, hidden_size)
         self.dense_gate = nn.Linear(hidden_size, hidden_size)
         self.dense_out = nn.Linear(hidden_size, hidden_size)
-        self.dropout = nn.Dropout(dropout_prob)
+        self.dropout = FastDropout(dropout_prob)
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         """Shape: ``[..., d] -> [..., d]``."""

@@ -50,7 +50,7 @@ from torch import nn
 from torch.nn.init import xavier_normal_, xavier_uniform_
 
 from recbole_ext.model.abstract_recommender import SequenceEncoderRecommender
-from recbole_ext.model.layers import EluNormLinearAttention, GatedGRUExpert, GatedMLP
+from recbole_ext.model.layers import EluNormLinearAttention, FastDropout, GatedGRUExpert, GatedMLP
 
 
 class GLINTRU(SequenceEncoderRecommender):
@@ -76,13 +76,13 @@ class GLINTRU(SequenceEncoderRecommender):
         # define layers
         d = self.hidden_size
         self.item_embedding = nn.Embedding(self.n_items, d, padding_idx=0)
-        self.emb_dropout = nn.Dropout(self.dropout_prob)
+        self.emb_dropout = FastDropout(self.dropout_prob)
         self.attention = EluNormLinearAttention(d, self.n_heads, self.hidden_dropout_prob, self.layer_norm_eps)
         self.gru_expert = GatedGRUExpert(d, self.kernel_size, self.num_layers, self.gate_dropout_prob, self.causal)
         self.expert_logits = nn.Parameter(torch.tensor([0.5, 0.5]))
         self.data_gate = nn.Linear(d, d)
         self.mix_dense = nn.Linear(d, d)
-        self.mix_dropout = nn.Dropout(self.mix_dropout_prob)
+        self.mix_dropout = FastDropout(self.mix_dropout_prob)
         self.LayerNorm = nn.LayerNorm(d, eps=self.layer_norm_eps)
         self.mlp = GatedMLP(d, self.mlp_dropout_prob)
         self.mlp_LayerNorm = self.LayerNorm if self.share_layer_norm else nn.LayerNorm(d, eps=self.layer_norm_eps)
