@@ -6,8 +6,9 @@
 
 ``speed`` times, on random input, forward+backward ("train") and forward under ``no_grad``
 ("inference") of one layer: ``torch.nn.LSTM``, the naive mLSTM (Python loop over steps with the
-input projections inside the loop, like mlstm4reco), and the three implementations of
-:class:`recbole_ext.model.layers.MultiplicativeLSTMLayer` (``loop``, ``script``, ``fused``), plus
+input projections inside the loop, like mlstm4reco), and the implementations of
+:class:`recbole_ext.model.layers.MultiplicativeLSTMLayer` (``loop``, ``script``, ``fused``,
+``native``: the C++ forward loop that the default ``auto`` uses on the CPU), plus
 ``torch.compile`` of the ``loop`` layer when ``--compile`` is given. Then one training epoch and one
 full-ranking evaluation of the two models on ml-100k through RecBole's trainer (``--epoch-data``).
 ``accuracy`` trains both models on a fixed grid and prints test MRR@10 / NDCG@10.
@@ -70,7 +71,7 @@ def speed(args) -> None:
         return f
 
     variants = [("nn.LSTM", lambda: lstm(x)[0]), ("mLSTM naive loop", lambda: naive_mlstm_layer(layer, x))]
-    variants += [(f"mLSTM {impl}", with_impl(impl)) for impl in ("loop", "script", "fused")]
+    variants += [(f"mLSTM {impl}", with_impl(impl)) for impl in ("loop", "script", "fused", "native")]
     if args.compile:
         compiled = torch.compile(lambda: with_impl("loop")(), dynamic=False)
         variants.append(("mLSTM loop + torch.compile", compiled))

@@ -63,6 +63,45 @@ def test_fast_mlstm_matches_naive_reference(impl):
         assert torch.allclose(a, r, atol=1e-10, rtol=1e-8), (a - r).abs().max()
 
 
+def test_native_recurrence_builds_and_is_used(monkeypatch):
+    """The C++ forward loop builds here (CI machines have a compiler), ``auto`` uses it for
+    training (saving what the backward needs) and for inference (saving nothing), and it
+    agrees with the TorchScript implementation in float32."""
+    from recbole_ext.model import layers, mlstm_native
+
+    ext = mlstm_native.native_extension()
+    assert ext is not None, f"the C++ mLSTM recurrence did not build: {mlstm_native.build_error()}"
+    calls = []
+
+    class Recorder:
+        def forward(self, *args):
+            calls.append(args[-1])
+            return ext.forward(*args)
+
+    monkeypatch.setattr(layers, "native_extension", lambda: Recorder())
+    torch.manual_seed(3)
+    net = MultiplicativeLSTM(16, 24, num_layers=2)
+    assert all(layer.impl == "auto" for layer in net.layers)
+    x = torch.randn(32, 11, 16, requires_grad=True)
+    h, c = net(x)
+    (h.sum() + c.sum()).backward()
+    assert calls == [True, True]
+    grads = [p.grad.clone() for p in net.parameters()]
+    with torch.no_grad():
+        h_inf, _ = net(x)
+    assert calls == [True, True, False, False]
+    assert torch.allclose(h_inf, h.detach(), atol=1e-6)
+    for layer in net.layers:
+        layer.impl = "fused"
+    net.zero_grad()
+    h_ref, c_ref = net(x)
+    (h_ref.sum() + c_ref.sum()).backward()
+    assert len(calls) == 4
+    assert torch.allclose(h, h_ref, atol=1e-5) and torch.allclose(c, c_ref, atol=1e-5)
+    for g, p in zip(grads, net.parameters()):
+        assert torch.allclose(g, p.grad, atol=1e-4, rtol=1e-4)
+
+
 def test_mlstm_with_identity_multiplier_is_an_lstm():
     torch.manual_seed(1)
     b, n, d, hid = 4, 8, 5, 6

@@ -8,6 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from recbole_ext.model.mlstm_native import native_applies, native_extension
+
 
 # ============================================================== shared blocks (every model)
 
@@ -243,9 +245,10 @@ class GatedMLP(nn.Module):
 #   [i, f, g, o] = W_ih x_t + W_mh m_t + b   (PyTorch's gate order i, f, g, o)
 #   c_t = sigmoid(f) c_{t-1} + sigmoid(i) tanh(g);  h_t = sigmoid(o) tanh(c_t)
 # The input-side terms (W_ih x_t + b, W_im x_t + b_im) of all steps are one matmul; only the
-# recurrent part runs step by step. ``impl="fused"`` (default) wraps the recurrence in an autograd
-# Function whose forward and hand-written backward (BPTT) loops are TorchScript functions, with the
-# weight gradients of all steps computed after the loop as single matmuls.
+# recurrent part runs step by step. ``impl="fused"`` wraps the recurrence in an autograd Function
+# whose forward and hand-written backward (BPTT) loops are TorchScript functions, with the weight
+# gradients of all steps computed after the loop as single matmuls; ``impl="native"`` (what the
+# default ``"auto"`` picks on the CPU) runs the forward loop in C++ (``csrc/mlstm_cpu.cpp``).
 
 
 @torch.jit.script
@@ -345,11 +348,16 @@ def _mlstm_recurrence_bwd(
 
 
 class _MLSTMRecurrence(torch.autograd.Function):
-    """Autograd wrapper of the scripted mLSTM recurrence (forward and BPTT loops)."""
+    """Autograd wrapper of the mLSTM recurrence: forward loop in TorchScript or, with
+    ``native``, the C++ extension (:mod:`recbole_ext.model.mlstm_native`, same outputs); the
+    backward (BPTT) loop in TorchScript."""
 
     @staticmethod
-    def forward(ctx, xg, xm, h0, c0, w_mh, w_hm, b_hm):  # type: ignore[override]
-        hs, cs, hms, ms, acts = _mlstm_recurrence_fwd(xg, xm, h0, c0, w_mh, w_hm, b_hm)
+    def forward(ctx, xg, xm, h0, c0, w_mh, w_hm, b_hm, native=None):  # type: ignore[override]
+        if native is not None:
+            hs, cs, hms, ms, acts = native.forward(xg, xm, h0, c0, w_mh, w_hm, b_hm, True)
+        else:
+            hs, cs, hms, ms, acts = _mlstm_recurrence_fwd(xg, xm, h0, c0, w_mh, w_hm, b_hm)
         ctx.save_for_backward(h0, c0, xm, w_mh, w_hm, hs, cs, hms, ms, acts)
         return hs, cs
 
@@ -361,7 +369,7 @@ class _MLSTMRecurrence(torch.autograd.Function):
         d_xg, d_xm, d_h0, d_c0, d_w_mh, d_w_hm, d_b_hm, _ = _mlstm_recurrence_bwd(
             grad_h, grad_c, h0, c0, xm, w_mh, w_hm, hs, cs, hms, ms, acts
         )
-        return d_xg, d_xm, d_h0, d_c0, d_w_mh, d_w_hm, d_b_hm
+        return d_xg, d_xm, d_h0, d_c0, d_w_mh, d_w_hm, d_b_hm, None
 
 
 def _mlstm_recurrence_autograd(
@@ -386,7 +394,7 @@ def _mlstm_recurrence_autograd(
 
 _mlstm_recurrence_scripted = torch.jit.script(_mlstm_recurrence_autograd)
 
-MLSTM_IMPLS = ("fused", "script", "loop")
+MLSTM_IMPLS = ("auto", "native", "fused", "script", "loop")
 
 
 class MultiplicativeLSTMLayer(nn.Module):
@@ -401,12 +409,15 @@ class MultiplicativeLSTMLayer(nn.Module):
     Args:
         input_size: ``D``.
         hidden_size: ``H``.
-        impl: ``"fused"`` (scripted forward and hand-written backward loops), ``"script"``
-            (TorchScript loop under autograd) or ``"loop"`` (Python loop under autograd). All
-            compute the same function; they differ in speed only.
+        impl: ``"native"`` (forward loop in C++, :mod:`recbole_ext.model.mlstm_native`, built
+            on first use; backward as ``"fused"``), ``"fused"`` (scripted forward and
+            hand-written backward loops), ``"script"`` (TorchScript loop under autograd),
+            ``"loop"`` (Python loop under autograd), or ``"auto"`` (default: ``"native"`` on the
+            CPU when the extension builds, else ``"fused"``). All compute the same function;
+            they differ in speed only.
     """
 
-    def __init__(self, input_size: int, hidden_size: int, impl: str = "fused") -> None:
+    def __init__(self, input_size: int, hidden_size: int, impl: str = "auto") -> None:
         super().__init__()
         if impl not in MLSTM_IMPLS:
             raise ValueError(f"impl must be one of {MLSTM_IMPLS}, got {impl!r}")
@@ -456,7 +467,20 @@ class MultiplicativeLSTMLayer(nn.Module):
         proj = F.linear(x.transpose(0, 1), w_in, b_in)
         xg = proj[:, :, : 4 * hid].contiguous()
         xm = proj[:, :, 4 * hid :].contiguous()
-        if self.impl == "fused":
+        impl = self.impl
+        if impl in ("auto", "native"):
+            native = native_extension() if native_applies(xg, h0, c0) else None
+            if native is None:
+                impl = "fused"
+            elif torch.is_grad_enabled() and any(
+                t.requires_grad for t in (xg, xm, h0, c0, self.weight_mh, self.weight_hm, self.bias_hm)
+            ):
+                hs, cs = _MLSTMRecurrence.apply(xg, xm, h0, c0, self.weight_mh, self.weight_hm, self.bias_hm, native)
+                return hs.transpose(0, 1), cs.transpose(0, 1)
+            else:  # inference: nothing saved for a backward pass
+                hs, cs = native.forward(xg, xm, h0, c0, self.weight_mh, self.weight_hm, self.bias_hm, False)[:2]
+                return hs.transpose(0, 1), cs.transpose(0, 1)
+        if impl == "fused":
             hs, cs = _MLSTMRecurrence.apply(xg, xm, h0, c0, self.weight_mh, self.weight_hm, self.bias_hm)
         elif self.impl == "script":
             hs, cs = _mlstm_recurrence_scripted(xg, xm, h0, c0, self.weight_mh, self.weight_hm, self.bias_hm)
@@ -476,7 +500,7 @@ class MultiplicativeLSTM(nn.Module):
         impl: see :class:`MultiplicativeLSTMLayer`.
     """
 
-    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, dropout: float = 0.0, impl: str = "fused") -> None:
+    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, dropout: float = 0.0, impl: str = "auto") -> None:
         super().__init__()
         if num_layers < 1:
             raise ValueError(f"num_layers must be >= 1, got {num_layers}")

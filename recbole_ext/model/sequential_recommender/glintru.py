@@ -40,6 +40,14 @@ Deviations from the reference code (defaults reproduce the reference unless said
 - With ``num_layers > 1`` every GRU layer gets xavier-uniform weights (the reference
   initialises layer 0 only).
 - Optional learned item bias (``item_bias``, off by default) comes from the shared base class.
+- All dropouts are :class:`~recbole_ext.model.layers.FastDropout` (16 random bits per element:
+  about 4x faster than PyTorch's CPU dropout, ``p`` rounded to a multiple of 1/65536; a different
+  random stream from ``nn.Dropout``, the same distribution up to that rounding).
+- The mixing weights are ``softmax(expert_logits)`` computed in every forward. The reference's
+  ``forward`` assigns that softmax back to its ``nn.Parameter`` attribute
+  (``self.weights = F.softmax(self.weights, dim=0)``), which PyTorch refuses with ``TypeError``,
+  so the released model cannot run a forward pass at all; the speed harness
+  (``benchmarks/bench_seq_speed.py --reference-glintru``) keeps the softmax in a local variable.
 """
 
 from __future__ import annotations

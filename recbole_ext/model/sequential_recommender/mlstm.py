@@ -28,9 +28,11 @@ Deviations from mlstm4reco (keys that restore its choice in brackets):
 - It always learns an item bias; ours is ``item_bias: True`` (off by default). Embeddings start
   ``xavier_normal_`` instead of ``N(0, 1/d)``; cell weights uniform in ``±1/sqrt(H)`` as it does.
 - Speed: it steps a Python loop over ``LSTMCell`` with the input projections inside the loop; we
-  compute the input-side projections of all steps in one matmul and run the recurrence as
-  TorchScript loops with a hand-written backward (``impl="fused"`` of the layer), so the weight
-  gradients of all steps are single matmuls. See docs/mlstm.md for timings.
+  compute the input-side projections of all steps in one matmul and run only the recurrence
+  step by step: forward in C++ (``impl="native"``, built on first use; what the layer's default
+  ``"auto"`` picks on the CPU, falling back to TorchScript without a compiler), backward as a
+  TorchScript loop with a hand-written BPTT (``impl="fused"``), so the weight gradients of all
+  steps are single matmuls. See docs/mlstm.md for timings.
 """
 
 from __future__ import annotations
