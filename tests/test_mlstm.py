@@ -102,6 +102,30 @@ def test_native_recurrence_builds_and_is_used(monkeypatch):
         assert torch.allclose(g, p.grad, atol=1e-4, rtol=1e-4)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("scale", [1.0, 30.0, 1000.0])
+def test_native_recurrence_on_extreme_inputs(dtype, scale):
+    """Saturated gates (pre-activations in the hundreds) stay finite and equal TorchScript's:
+    the extension is built with -ffast-math, which assumes exp never overflows."""
+    from recbole_ext.model import layers, mlstm_native
+
+    ext = mlstm_native.native_extension()
+    assert ext is not None, mlstm_native.build_error()
+    torch.manual_seed(4)
+    n, b, hid = 5, 8, 16
+    xg = (torch.randn(n, b, 4 * hid) * scale).to(dtype)
+    xm = torch.randn(n, b, hid, dtype=dtype)
+    h0, c0 = torch.randn(b, hid, dtype=dtype), torch.randn(b, hid, dtype=dtype)
+    w_mh = torch.randn(4 * hid, hid, dtype=dtype) * scale
+    w_hm, b_hm = torch.randn(hid, hid, dtype=dtype), torch.randn(hid, dtype=dtype)
+    got = ext.forward(xg, xm, h0, c0, w_mh, w_hm, b_hm, True)
+    want = layers._mlstm_recurrence_fwd(xg, xm, h0, c0, w_mh, w_hm, b_hm)
+    tol = 1e-4 if dtype == torch.float32 else 1e-10
+    for g, w in zip(got, want):
+        assert torch.isfinite(g).all()
+        assert torch.allclose(g, w, atol=tol, rtol=tol), (g - w).abs().max()
+
+
 def test_mlstm_with_identity_multiplier_is_an_lstm():
     torch.manual_seed(1)
     b, n, d, hid = 4, 8, 5, 6

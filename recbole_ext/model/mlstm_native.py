@@ -20,7 +20,7 @@ import torch
 
 SOURCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "csrc", "mlstm_cpu.cpp")
 EXTENSION_NAME = "recbole_ext_mlstm_cpu"
-CFLAGS = ["-O3", "-march=native", "-ffast-math", "-fno-finite-math-only"]
+CFLAGS = ["-O3", "-march=native", "-ffast-math"]
 
 _state = {"tried": False, "module": None, "error": None}
 

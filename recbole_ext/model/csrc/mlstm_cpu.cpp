@@ -1,10 +1,11 @@
 // Forward recurrence of one multiplicative-LSTM layer on the CPU, for recbole_ext's mLSTM.
 // Built on first use by recbole_ext/model/mlstm_native.py (torch.utils.cpp_extension.load);
 // the gate nonlinearities are written as plain loops so that the compiler vectorises them
-// (-O3 -march=native -ffast-math -fno-finite-math-only). Equations and tensor layout: recbole_ext/model/layers.py
+// (-O3 -march=native -ffast-math). Equations and tensor layout: recbole_ext/model/layers.py
 // (_mlstm_recurrence_fwd, whose outputs this reproduces; its TorchScript BPTT consumes them).
 #include <torch/extension.h>
 #include <ATen/Parallel.h>
+#include <algorithm>
 #include <cmath>
 #include <vector>
 
@@ -34,6 +35,10 @@ std::vector<at::Tensor> forward(const at::Tensor& xg, const at::Tensor& xm, cons
     at::addmm_out(gates, xg[t], m, w_mh_t);
     at::Tensor h_new = hs[t], c_new = cs[t];
     AT_DISPATCH_FLOATING_TYPES(xg.scalar_type(), "mlstm_forward_cell", [&] {
+      // -ffast-math assumes no infinities: keep exp/tanh arguments where they stay finite
+      // (beyond these bounds sigmoid and tanh are already 0/1 and +-1 in this precision)
+      const scalar_t exp_lim = sizeof(scalar_t) == 4 ? scalar_t(80) : scalar_t(700);
+      const scalar_t tanh_lim = sizeof(scalar_t) == 4 ? scalar_t(15) : scalar_t(40);
       const scalar_t* gp = gates.data_ptr<scalar_t>();
       const scalar_t* cp = c.data_ptr<scalar_t>();
       scalar_t* ap = act.data_ptr<scalar_t>();
@@ -43,13 +48,17 @@ std::vector<at::Tensor> forward(const at::Tensor& xg, const at::Tensor& xm, cons
         for (int64_t b = b0; b < b1; ++b) {
           const scalar_t* g = gp + b * 4 * H;
           scalar_t* a = ap + b * 4 * H;
-          for (int64_t j = 0; j < 4 * H; ++j) a[j] = scalar_t(1) / (scalar_t(1) + std::exp(-g[j]));
-          for (int64_t j = 2 * H; j < 3 * H; ++j) a[j] = std::tanh(g[j]);
+          for (int64_t j = 0; j < 4 * H; ++j) {
+            const scalar_t v = std::min(std::max(g[j], -exp_lim), exp_lim);
+            a[j] = scalar_t(1) / (scalar_t(1) + std::exp(-v));
+          }
+          for (int64_t j = 2 * H; j < 3 * H; ++j) a[j] = std::tanh(std::min(std::max(g[j], -tanh_lim), tanh_lim));
           const scalar_t* cpb = cp + b * H;
           scalar_t* cnb = cn + b * H;
           scalar_t* hpb = hp + b * H;
           for (int64_t j = 0; j < H; ++j) cnb[j] = a[H + j] * cpb[j] + a[j] * a[2 * H + j];
-          for (int64_t j = 0; j < H; ++j) hpb[j] = a[3 * H + j] * std::tanh(cnb[j]);
+          for (int64_t j = 0; j < H; ++j)
+            hpb[j] = a[3 * H + j] * std::tanh(std::min(std::max(cnb[j], -tanh_lim), tanh_lim));
         }
       });
     });
