@@ -18,7 +18,6 @@ Each prints a Markdown table.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from typing import Callable, List
