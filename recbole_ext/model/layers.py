@@ -461,24 +461,30 @@ class MultiplicativeLSTMLayer(nn.Module):
             c0 = x.new_zeros(b, hid)
         else:
             h0, c0 = state
+        impl = self.impl
+        native = None
+        if impl in ("auto", "native"):
+            native = native_extension() if native_applies(x, h0, c0) else None
+            impl = "native" if native is not None else "fused"
+        training = torch.is_grad_enabled() and any(
+            t.requires_grad for t in (x, h0, c0, *self.parameters())
+        )
+        if native is not None and not training:
+            # inference: one matmul over all steps, batch first; the C++ loop reads the
+            # time-major views without copying them, and saves nothing for a backward pass
+            proj = F.linear(x, torch.cat([self.weight_ih, self.weight_im]), torch.cat([self.bias, self.bias_im]))
+            xg = proj[:, :, : 4 * hid].transpose(0, 1)
+            xm = proj[:, :, 4 * hid :].transpose(0, 1)
+            hs, cs = native.forward(xg, xm, h0, c0, self.weight_mh, self.weight_hm, self.bias_hm, False)[:2]
+            return hs.transpose(0, 1), cs.transpose(0, 1)
         # input-side terms of every step, time-major: two matmuls over all steps ([L, B, 4H] and
         # [L, B, H]; one [L, B, 5H] matmul split in two costs more, in the slices' backward)
         xt = x.transpose(0, 1).contiguous()
         xg = F.linear(xt, self.weight_ih, self.bias)
         xm = F.linear(xt, self.weight_im, self.bias_im)
-        impl = self.impl
-        if impl in ("auto", "native"):
-            native = native_extension() if native_applies(xg, h0, c0) else None
-            if native is None:
-                impl = "fused"
-            elif torch.is_grad_enabled() and any(
-                t.requires_grad for t in (xg, xm, h0, c0, self.weight_mh, self.weight_hm, self.bias_hm)
-            ):
-                hs, cs = _MLSTMRecurrence.apply(xg, xm, h0, c0, self.weight_mh, self.weight_hm, self.bias_hm, native)
-                return hs.transpose(0, 1), cs.transpose(0, 1)
-            else:  # inference: nothing saved for a backward pass
-                hs, cs = native.forward(xg, xm, h0, c0, self.weight_mh, self.weight_hm, self.bias_hm, False)[:2]
-                return hs.transpose(0, 1), cs.transpose(0, 1)
+        if native is not None:
+            hs, cs = _MLSTMRecurrence.apply(xg, xm, h0, c0, self.weight_mh, self.weight_hm, self.bias_hm, native)
+            return hs.transpose(0, 1), cs.transpose(0, 1)
         if impl == "fused":
             hs, cs = _MLSTMRecurrence.apply(xg, xm, h0, c0, self.weight_mh, self.weight_hm, self.bias_hm)
         elif self.impl == "script":
