@@ -432,6 +432,8 @@ class MultiplicativeLSTMLayer(nn.Module):
         self.weight_hm = nn.Parameter(torch.empty(hidden_size, hidden_size))
         self.bias_hm = nn.Parameter(torch.empty(hidden_size))
         self.reset_parameters()
+        if impl in ("auto", "native"):
+            native_extension()  # build (or load) now, not inside the first timed epoch
 
     def reset_parameters(self) -> None:
         bound = 1.0 / math.sqrt(self.hidden_size)

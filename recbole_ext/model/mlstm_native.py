@@ -38,8 +38,11 @@ def native_extension(build: bool = True):
         _state["error"] = "RECBOLE_EXT_NO_NATIVE is set"
         return None
     try:
+        from logging import getLogger
+
         from torch.utils.cpp_extension import load
 
+        getLogger().info("mLSTM: loading its C++ recurrence (compiled on first use, about 30 s)")
         _state["module"] = load(name=EXTENSION_NAME, sources=[SOURCE], extra_cflags=CFLAGS, verbose=False)
     except Exception as exc:  # no compiler, no ninja, no headers: fall back, say so once
         _state["error"] = f"{type(exc).__name__}: {str(exc).strip().splitlines()[-1] if str(exc).strip() else ''}"
