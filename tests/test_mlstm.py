@@ -75,7 +75,7 @@ def test_native_recurrence_builds_and_is_used(monkeypatch):
 
     class Recorder:
         def forward(self, *args):
-            calls.append(args[-1])
+            calls.append(args[7])  # save
             return ext.forward(*args)
 
     monkeypatch.setattr(layers, "native_extension", lambda: Recorder())
@@ -100,6 +100,38 @@ def test_native_recurrence_builds_and_is_used(monkeypatch):
     assert torch.allclose(h, h_ref, atol=1e-5) and torch.allclose(c, c_ref, atol=1e-5)
     for g, p in zip(grads, net.parameters()):
         assert torch.allclose(g, p.grad, atol=1e-4, rtol=1e-4)
+
+
+def test_buffer_pool_reuses_only_freed_buffers():
+    """The C++ loop's saved buffers come from a pool: a second forward while a retained graph is
+    alive must not overwrite that graph's buffers, and freed buffers are reused."""
+    import gc
+
+    from recbole_ext.model import mlstm_native
+
+    assert mlstm_native.native_extension() is not None, mlstm_native.build_error()
+    pool = mlstm_native.POOL
+    torch.manual_seed(5)
+    net = MultiplicativeLSTM(8, 12)
+    x = torch.randn(16, 9, 8)
+    h, c = net(x)
+    h.sum().backward(retain_graph=True)
+    first = [p.grad.clone() for p in net.parameters()]
+    net.zero_grad()
+    h2, c2 = net(torch.randn(16, 9, 8) * 3)  # different values in any buffer it takes
+    h2.sum().backward()
+    net.zero_grad()
+    h.sum().backward()  # the retained graph again: its buffers must be intact
+    for want, p in zip(first, net.parameters()):
+        assert torch.allclose(p.grad, want)
+    key = (16, 12, torch.float32)
+    pool._free.pop(key, None)
+    del h, c, h2, c2
+    gc.collect()
+    assert len(pool._free.get(key, [])) == 2  # both leases came back
+    ptr = pool._free[key][-1][2].data_ptr()
+    lease = pool.take(9, 16, 12, torch.float32)
+    assert lease.views[2].data_ptr() == ptr and lease.views[2].shape == (9, 16, 48)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from recbole_ext.model.mlstm_native import native_applies, native_extension
+from recbole_ext.model.mlstm_native import POOL, native_applies, native_extension
 
 
 # ============================================================== shared blocks (every model)
@@ -355,7 +355,9 @@ class _MLSTMRecurrence(torch.autograd.Function):
     @staticmethod
     def forward(ctx, xg, xm, h0, c0, w_mh, w_hm, b_hm, native=None):  # type: ignore[override]
         if native is not None:
-            hs, cs, hms, ms, acts = native.forward(xg, xm, h0, c0, w_mh, w_hm, b_hm, True)
+            lease = POOL.take(xg.size(0), xg.size(1), h0.size(1), xg.dtype)
+            hs, cs, hms, ms, acts = native.forward(xg, xm, h0, c0, w_mh, w_hm, b_hm, True, *lease.views)
+            ctx.lease = lease  # the buffers go back to the pool when this node is freed
         else:
             hs, cs, hms, ms, acts = _mlstm_recurrence_fwd(xg, xm, h0, c0, w_mh, w_hm, b_hm)
         ctx.save_for_backward(h0, c0, xm, w_mh, w_hm, hs, cs, hms, ms, acts)

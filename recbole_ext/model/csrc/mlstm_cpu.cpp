@@ -14,15 +14,25 @@ namespace {
 // Forward recurrence of one multiplicative-LSTM layer (CPU, contiguous tensors).
 // xg [L,B,4H] input-side gate terms (with bias), xm [L,B,H] input-side multiplicative term
 // (with bias), h0/c0 [B,H]. Returns hs, cs [L,B,H]; when save: hms, ms [L,B,H], acts [L,B,4H].
+// The buffers for hms, ms and acts may be passed in (from a pool kept by the caller: fresh large
+// allocations page-fault on every call, which cost more than the recurrence itself).
 std::vector<at::Tensor> forward(const at::Tensor& xg, const at::Tensor& xm, const at::Tensor& h0,
                                 const at::Tensor& c0, const at::Tensor& w_mh, const at::Tensor& w_hm,
-                                const at::Tensor& b_hm, bool save) {
+                                const at::Tensor& b_hm, bool save, c10::optional<at::Tensor> hms_out,
+                                c10::optional<at::Tensor> ms_out, c10::optional<at::Tensor> acts_out) {
   const int64_t L = xg.size(0), B = xg.size(1), H = h0.size(1);
+  const int64_t n = save ? L : 1;
+  auto buffer = [&](const c10::optional<at::Tensor>& given, int64_t width) {
+    if (given.has_value() && given->defined() && given->is_contiguous() &&
+        given->sizes() == at::IntArrayRef({n, B, width}) && given->scalar_type() == xg.scalar_type())
+      return *given;
+    return at::empty({n, B, width}, xg.options());
+  };
   auto hs = at::empty({L, B, H}, xg.options());
   auto cs = at::empty({L, B, H}, xg.options());
-  auto hms = save ? at::empty({L, B, H}, xg.options()) : at::empty({1, B, H}, xg.options());
-  auto ms = save ? at::empty({L, B, H}, xg.options()) : at::empty({1, B, H}, xg.options());
-  auto acts = save ? at::empty({L, B, 4 * H}, xg.options()) : at::empty({1, B, 4 * H}, xg.options());
+  auto hms = buffer(hms_out, H);
+  auto ms = buffer(ms_out, H);
+  auto acts = buffer(acts_out, 4 * H);
   auto gates = at::empty({B, 4 * H}, xg.options());
   const auto w_mh_t = w_mh.t();
   const auto w_hm_t = w_hm.t();
@@ -71,5 +81,7 @@ std::vector<at::Tensor> forward(const at::Tensor& xg, const at::Tensor& xm, cons
 }  // namespace
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
-  m.def("forward", &forward, "mLSTM forward recurrence (CPU)");
+  m.def("forward", &forward, "mLSTM forward recurrence (CPU)", py::arg("xg"), py::arg("xm"), py::arg("h0"),
+        py::arg("c0"), py::arg("w_mh"), py::arg("w_hm"), py::arg("b_hm"), py::arg("save"),
+        py::arg("hms_out") = py::none(), py::arg("ms_out") = py::none(), py::arg("acts_out") = py::none());
 }
