@@ -209,6 +209,12 @@ class CandidateEvalDataLoader(NegSampleEvalDataLoader):
 
     _fast_sampler = None
 
+    def __getstate__(self):
+        # the vectorised sampler copy is a cache of a dynamically made class: rebuilt on use
+        state = self.__dict__.copy()
+        state.pop("_fast_sampler", None)
+        return state
+
     def _fast_sampler_for(self, sampler):
         """Our vectorised copy of ``sampler``, rebuilt when the loader's sampler changes."""
         if self._fast_sampler is None or self._fast_sampler[0] is not sampler:
