@@ -486,12 +486,9 @@ class MultiplicativeLSTMLayer(nn.Module):
         xt = x.transpose(0, 1).contiguous()
         xg = F.linear(xt, self.weight_ih, self.bias)
         xm = F.linear(xt, self.weight_im, self.bias_im)
-        if native is not None:
+        if impl in ("native", "fused"):  # the C++ or the TorchScript forward loop, one BPTT
             hs, cs = _MLSTMRecurrence.apply(xg, xm, h0, c0, self.weight_mh, self.weight_hm, self.bias_hm, native)
-            return hs.transpose(0, 1), cs.transpose(0, 1)
-        if impl == "fused":
-            hs, cs = _MLSTMRecurrence.apply(xg, xm, h0, c0, self.weight_mh, self.weight_hm, self.bias_hm)
-        elif self.impl == "script":
+        elif impl == "script":
             hs, cs = _mlstm_recurrence_scripted(xg, xm, h0, c0, self.weight_mh, self.weight_hm, self.bias_hm)
         else:
             hs, cs = _mlstm_recurrence_autograd(xg, xm, h0, c0, self.weight_mh, self.weight_hm, self.bias_hm)

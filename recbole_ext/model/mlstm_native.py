@@ -25,13 +25,9 @@ CFLAGS = ["-O3", "-march=native", "-ffast-math"]
 _state = {"tried": False, "module": None, "error": None}
 
 
-def native_extension(build: bool = True):
-    """The compiled extension, building it on the first call; ``None`` if it cannot be built.
-
-    Args:
-        build: if False, only return an extension already loaded in this process.
-    """
-    if _state["tried"] or not build:
+def native_extension():
+    """The compiled extension, building it on the first call; ``None`` if it cannot be built."""
+    if _state["tried"]:
         return _state["module"]
     _state["tried"] = True
     if os.environ.get("RECBOLE_EXT_NO_NATIVE"):
