@@ -5,32 +5,9 @@ from __future__ import annotations
 
 import pytest
 import torch
-import torch.nn.functional as F
 
+from mlstm_reference import naive_mlstm
 from recbole_ext.model.layers import MLSTM_IMPLS, MultiplicativeLSTM
-
-
-def naive_mlstm(x, layers, h0=None, c0=None):
-    """Step-by-step mLSTM written from the equations; returns last-layer ``(h, c)`` ``[B, L, H]``."""
-    inp = x
-    for k, p in enumerate(layers):
-        b, n, _ = inp.shape
-        hid = p.hidden_size
-        h = torch.zeros(b, hid, dtype=x.dtype) if h0 is None else h0[k]
-        c = torch.zeros(b, hid, dtype=x.dtype) if c0 is None else c0[k]
-        hs, cs = [], []
-        for t in range(n):
-            xt = inp[:, t]
-            m = F.linear(xt, p.weight_im, p.bias_im) * F.linear(h, p.weight_hm, p.bias_hm)
-            z = F.linear(xt, p.weight_ih) + F.linear(m, p.weight_mh) + p.bias
-            zi, zf, zg, zo = z.chunk(4, dim=1)
-            c = torch.sigmoid(zf) * c + torch.sigmoid(zi) * torch.tanh(zg)
-            h = torch.sigmoid(zo) * torch.tanh(c)
-            hs.append(h)
-            cs.append(c)
-        inp = torch.stack(hs, 1)
-        out_c = torch.stack(cs, 1)
-    return inp, out_c
 
 
 def _grads(tensors):
@@ -261,3 +238,23 @@ def test_beats_popularity_on_rule_data(run_tiny, rule_dataset, pop_mrr, model_na
     mrr = float(result["test_result"]["mrr@10"])
     assert pop_mrr < 0.3
     assert mrr > pop_mrr + 0.3, (mrr, pop_mrr)
+
+
+@pytest.mark.parametrize("impl", MLSTM_IMPLS)
+def test_mlstm_under_bf16_autocast_runs_in_float32(impl):
+    """Under autocast (``precision: bf16``) the layer runs in its weights' dtype: same outputs
+    and gradients as without autocast, to float32 round-off."""
+    torch.manual_seed(0)
+    net = MultiplicativeLSTM(6, 7, num_layers=2, impl=impl)
+    x = torch.randn(4, 5, 6, requires_grad=True)
+    h, c = net(x)
+    (h.sum() + c.sum()).backward()
+    plain = [h.detach(), c.detach(), x.grad.clone()]
+    x.grad = None
+    with torch.autocast(device_type="cpu", dtype=torch.bfloat16):
+        h, c = net(x)
+    (h.sum() + c.sum()).backward()  # outside autocast, as the trainer does
+    assert h.dtype == torch.float32
+    for got, want in zip([h.detach(), c.detach(), x.grad], plain):
+        # float32 round-off only (the scripted loop re-optimises between calls); bf16 is ~1e-3 off
+        assert torch.allclose(got, want, rtol=1e-6, atol=1e-7)

@@ -458,6 +458,17 @@ class MultiplicativeLSTMLayer(nn.Module):
             - x: ``[B, L, D]``; h_0, c_0: ``[B, H]``
             - h, c: ``[B, L, H]``
         """
+        if torch.is_autocast_enabled(x.device.type):
+            # mixed precision: the recurrence carries its state over every step, so the layer
+            # runs in its weights' precision (the C++ loop and the scripted BPTT take one dtype)
+            dtype = self.weight_ih.dtype
+            with torch.autocast(device_type=x.device.type, enabled=False):
+                return self._forward(x.to(dtype), None if state is None else (state[0].to(dtype), state[1].to(dtype)))
+        return self._forward(x, state)
+
+    def _forward(
+        self, x: torch.Tensor, state: Optional[Tuple[torch.Tensor, torch.Tensor]]
+    ) -> Tuple[torch.Tensor, torch.Tensor]:
         b, _, _ = x.shape
         hid = self.hidden_size
         if state is None:

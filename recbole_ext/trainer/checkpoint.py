@@ -112,14 +112,18 @@ def rng_state() -> Dict[str, Any]:
 
 
 def set_rng_state(state: Dict[str, Any]) -> None:
-    """Restore what :func:`rng_state` captured (CUDA only where devices are present)."""
+    """Restore what :func:`rng_state` captured (CUDA only where devices are present).
+
+    The state may come from a checkpoint loaded onto a GPU (``map_location="cuda"``): every
+    tensor is read back through the CPU, which is where RNG states and numpy live.
+    """
     py = state["python"]
     random.setstate((py["version"], tuple(int(x) for x in py["internal"].tolist()), py["gauss_next"]))
     npst = state["numpy"]
     np.random.set_state(
         (
             npst["name"],
-            npst["keys"].numpy().astype(np.uint32),
+            npst["keys"].cpu().numpy().astype(np.uint32),
             npst["pos"],
             npst["has_gauss"],
             npst["cached_gaussian"],

@@ -38,6 +38,7 @@ class CompatTrainerMixin:
         super().__init__(config, model)
         self.timings: Dict[str, List[float]] = {"train_epoch_s": [], "eval_batch_ms": []}
         self.fast_sampled_eval = config["fast_sampled_eval"] is not False
+        self.time_budget_s = config["train_time_budget_s"]
 
     # ------------------------------------------------------------ training
     def _train_epoch(self, train_data, epoch_idx, loss_func=None, show_progress=False):
@@ -213,7 +214,7 @@ class CompatTrainerMixin:
         set_rng_state(rng)
         generator = getattr(train_data, "generator", None)
         if rng.get("train_loader") is not None and generator is not None:
-            generator.set_state(rng["train_loader"])
+            generator.set_state(rng["train_loader"].cpu())
 
     # ------------------------------------------------------------ fit
     def fit(self, train_data, valid_data=None, verbose=True, saved=True, show_progress=False, callback_fn=None):
@@ -240,6 +241,7 @@ class CompatTrainerMixin:
         if saved and self.start_epoch >= self.epochs and not os.path.exists(self.saved_model_file):
             self._save_checkpoint(self.start_epoch - 1, verbose=verbose)
 
+        fit_start = now()
         for epoch_idx in range(self.start_epoch, self.epochs):
             training_start_time = now()
             train_loss = self._train_epoch(train_data, epoch_idx, show_progress=show_progress)
@@ -296,6 +298,9 @@ class CompatTrainerMixin:
             if saved:
                 self._save_checkpoint(epoch_idx, verbose=verbose)
             if stop_flag:
+                break
+            if self.time_budget_s is not None and now() - fit_start >= self.time_budget_s:
+                self.logger.info(f"Training time budget of {self.time_budget_s} s reached after epoch {epoch_idx}")
                 break
 
         self._add_hparam_to_tensorboard(self.best_valid_score)

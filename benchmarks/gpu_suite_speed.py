@@ -1,0 +1,189 @@
+"""GPU suite, part (b): training and inference speed at the GLINT-RU paper's ML-1M shape.
+
+A generated data set with ML-1M's shape (6,040 users, 3,706 items, about 1M interactions, mean
+length about 165; :func:`gpu_suite_common.ml1m_shape_lengths`) is the reference for the epoch
+size. Only its first ``n_users`` users are built into a RecBole data set: a training step costs
+the same whatever the data set's size (every batch is ``[2048, 200]`` and every score row has
+3,706 items), so seconds per epoch are the mean step time times the full data set's number of
+batches. The RecBole loader (batch assembly on the CPU and the copy to the device) is timed
+apart from the model step, over the same batches.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import math
+import time
+from typing import Dict, List, Tuple
+
+import torch
+
+from gpu_suite_common import ml1m_shape_lengths, ml1m_shape_rows, suite_config, sync, train_samples, write_inter
+
+#: per-model keys at the paper's ML-1M shape (hidden 128; GLINT-RU's run script: 8 heads)
+SPEED_MODELS: Dict[str, Dict] = {
+    "GLINTRU": {"n_heads": 8},
+    "SASRec": {"n_layers": 2, "n_heads": 2, "inner_size": 256},
+    "GRU4Rec": {"num_layers": 1},
+    "BERT4Rec": {"n_layers": 2, "n_heads": 2, "inner_size": 256},
+    "mLSTM": {},
+    "LSTM4Rec": {},
+}
+COMPILED = ("GLINTRU", "SASRec")
+#: models with an ``embedding_size`` apart from ``hidden_size`` (both set to the shape's width)
+EMBEDDING_KEY = ("GRU4Rec", "mLSTM", "LSTM4Rec")
+
+
+def speed_keys(shape: Dict, model: str) -> Dict:
+    keys = {"embedding_size": shape["hidden"]} if model in EMBEDDING_KEY else {}
+    return keys | {
+        "MAX_ITEM_LIST_LENGTH": shape["max_len"],
+        "hidden_size": shape["hidden"],
+        "train_batch_size": shape["batch"],
+        "eval_batch_size": shape["batch"],
+        "load_col": {"inter": ["user_id", "item_id", "timestamp"]},
+        "eval_args": {"split": {"LS": "valid_and_test"}, "order": "TO", "mode": "full", "group_by": "user"},
+        "metrics": ["Recall", "NDCG"],
+        "topk": [10],
+        "valid_metric": "NDCG@10",
+    }
+
+
+def write_shape_data(root: str, shape: Dict) -> Tuple[str, int]:
+    """Write the first ``shape['users']`` users of the ML-1M-shaped set as ``ml1m-shape``.
+
+    Returns:
+        ``(data_root, full_train_samples)``: training sequences of the whole 6,040-user set.
+    """
+    lengths = ml1m_shape_lengths()
+    write_inter(root, "ml1m-shape", ml1m_shape_rows(lengths[: shape["users"]], shape["items"]))
+    return root, train_samples(lengths)
+
+
+def autocast(precision: str, device: torch.device):
+    if precision == "bf16":
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def build_data(model: str, root: str, shape: Dict):
+    """Config and training loader of ``model`` on the ML-1M-shaped sample."""
+    from recbole.utils import init_seed
+
+    from recbole_ext.data.utils import create_dataset, data_preparation
+
+    config = suite_config(model, "ml1m-shape", root, {**speed_keys(shape, model), **SPEED_MODELS[model]})
+    init_seed(0, True)
+    train_data, _, _ = data_preparation(config, create_dataset(config))
+    return config, train_data
+
+
+def build_model(config, train_data):
+    """A freshly initialised model on its device and its trainer (for the optimiser)."""
+    from recbole.utils import init_seed
+
+    from recbole_ext.utils import get_model, get_trainer
+
+    init_seed(0, True)
+    net = get_model(config["model"])(config, train_data._dataset).to(config["device"])
+    return net, get_trainer(config["MODEL_TYPE"], config["model"])(config, net)
+
+
+def load_batches(train_data, device, n: int) -> Tuple[List, float]:
+    """The first ``n`` training batches on ``device``, and the loader's ms per batch for them."""
+    batches = []
+    sync()
+    start = time.perf_counter()
+    for batch in train_data:
+        batches.append(batch.to(device))
+        if len(batches) == n:
+            break
+    sync()
+    return batches, 1000 * (time.perf_counter() - start) / len(batches)
+
+
+def time_steps(net, optimizer, batches, precision: str, warmup: int, steps: int) -> Tuple[float, float]:
+    """Training steps (forward, loss, backward, Adam) as the trainer does them, without a host
+    read per step. Returns ``(seconds per step, seconds of the warm-up steps)``."""
+    device = next(net.parameters()).device
+    net.train()
+    sync()
+    start = time.perf_counter()
+    warm_s = 0.0
+    for i in range(warmup + steps):
+        if i == warmup:
+            sync()
+            warm_s = time.perf_counter() - start
+            start = time.perf_counter()
+        optimizer.zero_grad(set_to_none=True)
+        with autocast(precision, device):
+            loss = net.calculate_loss(batches[i % len(batches)])
+        loss.backward()
+        optimizer.step()
+    sync()
+    return (time.perf_counter() - start) / steps, warm_s
+
+
+@torch.no_grad()
+def time_inference(net, batch, precision: str, reps: int) -> float:
+    """Milliseconds of ``full_sort_predict`` on one training-shaped batch (all items scored)."""
+    device = next(net.parameters()).device
+    net.eval()
+    with autocast(precision, device):
+        net.full_sort_predict(batch)
+        sync()
+        start = time.perf_counter()
+        for _ in range(reps):
+            net.full_sort_predict(batch)
+        sync()
+    return 1000 * (time.perf_counter() - start) / reps
+
+
+def measure(config, train_data, shape: Dict, full_samples: int, precision: str, compiled: bool) -> Dict:
+    """One row of part (b) for the model of ``config``: see the module docstring."""
+    net, trainer = build_model(config, train_data)
+    device = config["device"]
+    if precision == "tf32":
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    if compiled:
+        net.forward = torch.compile(net.forward, dynamic=False, backend=shape.get("compile_backend", "inductor"))
+    batches, loader_ms = load_batches(train_data, device, shape["batches"])
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    step_s, warm_s = time_steps(net, trainer.optimizer, batches, precision, shape["warmup"], shape["steps"])
+    peak = torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda" else float("nan")
+    eval_ms = time_inference(net, batches[0], precision, shape["eval_reps"])
+    n_batches = math.ceil(full_samples / shape["batch"])
+    impl = mlstm_impl(net, device)
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    del net, trainer, batches
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+    return {
+        "model": config["model"], "precision": precision, "compiled": compiled, "impl": impl,
+        "step_ms": 1000 * step_s, "epoch_s": step_s * n_batches, "loader_epoch_s": loader_ms * n_batches / 1000,
+        "eval_ms": eval_ms, "peak_mb": peak, "warmup_s": warm_s, "batches_per_epoch": n_batches,
+    }
+
+
+def mlstm_impl(net, device) -> str:
+    """Which mLSTM recurrence ``impl="auto"`` runs on ``device`` ("-" for other models)."""
+    import os
+
+    if type(net).__name__ != "mLSTM":
+        return "-"
+    if device.type == "cpu" and os.environ.get("RECBOLE_EXT_NO_NATIVE") != "1":
+        return "native (C++)"
+    return "fused (TorchScript)"
+
+
+def plan(models: List[str]) -> List[Tuple[str, List[Tuple[str, bool]]]]:
+    """Per model (one data build each), its rows: fp32 and bf16, then compiled for
+    :data:`COMPILED`; the compiled rows come last overall, as the least important."""
+    rows = [(m, [("fp32", False), ("bf16", False)]) for m in models]
+    rows += [(m, [("fp32", True), ("bf16", True)]) for m in COMPILED if m in models]
+    return rows

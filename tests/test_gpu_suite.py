@@ -1,0 +1,44 @@
+"""``benchmarks/gpu_suite.py --smoke``: the whole GPU suite (all three parts) on CPU, tiny sizes,
+so it is known to run before a GPU is lent. Every check must pass and every row must be there."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SUITE = os.path.join(ROOT, "benchmarks", "gpu_suite.py")
+
+
+def test_gpu_suite_smoke_runs_every_part(tmp_path):
+    out = tmp_path / "report"
+    proc = subprocess.run([sys.executable, SUITE, "--smoke", "--out", str(out)], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    with open(out / "report.csv") as f:
+        rows = list(csv.DictReader(f))
+    failed = [(r["name"], r["values"]) for r in rows if r["status"] != "ok"]
+    assert not failed, failed
+    names = {r["name"] for r in rows}
+    # (a) one epoch of each model, resume + recommend, sampled evaluation, mLSTM reference
+    for model in ("GLINTRU", "mLSTM", "LSTM4Rec", "SVAE", "MultVAE", "SASRec", "GRU4Rec", "BERT4Rec"):
+        assert f"one epoch: {model}" in names
+    assert "resume + recommend: GLINTRU" in names
+    assert {"pop100 ours == RecBole: GLINTRU", "pop100 ours == RecBole: SASRec"} <= names
+    assert {"mLSTM == reference: fused", "mLSTM == reference: loop"} <= names
+    # (b) every model in fp32 and bf16, the compiled rows; (c) one row per grid run
+    for model in ("SASRec", "GLINTRU", "GRU4Rec", "BERT4Rec", "LSTM4Rec", "mLSTM"):
+        assert {f"{model} fp32", f"{model} bf16"} <= names
+    assert {"GLINTRU fp32 compiled", "SASRec bf16 compiled"} <= names
+    beauty = [r for r in rows if r["part"] == "c"]
+    assert len(beauty) == 2
+    for r in beauty:
+        values = json.loads(r["values"])
+        assert values["epochs"] >= 1 and 0.0 <= values["test"]["ndcg@10"] <= 1.0
+    resume = next(json.loads(r["values"]) for r in rows if r["name"] == "resume + recommend: GLINTRU")
+    assert resume["resume_equal"] is True  # exact resumption on the CPU
+    report = (out / "report.md").read_text()
+    assert "## (a)" in report and "## (b)" in report and "## (c)" in report
