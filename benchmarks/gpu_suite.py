@@ -244,6 +244,8 @@ def parse_args(argv=None):
     p.add_argument("--speed-budget-s", type=float, default=120.0, help="part (b) starts no row after this")
     p.add_argument("--beauty-budget-s", type=float, default=200.0, help="training time of each Beauty run")
     p.add_argument("--beauty-data", default=None, help="folder holding amazon-beauty/ (default: found as usual)")
+    p.add_argument("--beauty-grid", default=None, metavar="MODEL:DROPOUT:LEN,...",
+                   help="Beauty runs instead of the default grid, e.g. GLINTRU:0.5:50,SASRec:0.5:50")
     p.add_argument("--beauty-job", help=argparse.SUPPRESS)
     return p.parse_args(argv)
 
@@ -281,6 +283,8 @@ def main(argv=None) -> int:
     jobs, deadline = [], time.time()
     if "c" in args.parts:
         grid = [(m, 0.5, 10) for m in ("GLINTRU", "SASRec")] if args.smoke else BEAUTY_GRID
+        if args.beauty_grid:
+            grid = [(m, float(p), int(n)) for m, p, n in (g.split(":") for g in args.beauty_grid.split(","))]
         budget = min(args.beauty_budget_s, 5.0) if args.smoke else args.beauty_budget_s
         jobs = start_beauty(data if args.smoke else beauty_data(args), workdir, budget, grid)
         deadline = time.time() + budget + (60 if args.smoke else 120)
