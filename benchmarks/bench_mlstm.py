@@ -4,7 +4,8 @@
     python benchmarks/bench_mlstm.py speed [--batch 256 --length 50 --dim 64 --threads 1 --repeats 5]
     python benchmarks/bench_mlstm.py accuracy --dataset ml-100k [--epochs 4 --max-len 20]
 
-``speed`` times, on random input, forward+backward ("train") and forward under ``no_grad``
+``speed`` times, on random input and in one process, alternating between the variants round
+after round, forward+backward ("train") and forward under ``no_grad``
 ("inference") of one layer: ``torch.nn.LSTM``, the naive mLSTM (Python loop over steps with the
 input projections inside the loop, like mlstm4reco), and the implementations of
 :class:`recbole_ext.model.layers.MultiplicativeLSTMLayer` (``loop``, ``script``, ``fused``,
@@ -26,15 +27,40 @@ import torch
 import torch.nn.functional as F
 
 
-def timed(fn: Callable[[], None], repeats: int) -> float:
-    fn()  # warm-up (TorchScript profiling runs, allocator)
-    fn()
-    best = float("inf")
+def cpu_model() -> str:
+    """The processor's name from /proc/cpuinfo (ratios depend on it: nn.LSTM's kernels differ)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            return next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        import platform
+
+        return platform.processor() or "unknown CPU"
+
+
+def alternating(fns: List[Callable[[], None]], repeats: int, warmup: int = 2) -> List[List[float]]:
+    """Milliseconds of each function, timed in turn (all of them once per round, ``repeats``
+    rounds, after ``warmup`` rounds), so a change in the machine's speed hits all alike.
+    Returns one list of ``repeats`` times per function."""
+    for _ in range(warmup):  # TorchScript profiling runs, allocator, page faults
+        for fn in fns:
+            fn()
+    times: List[List[float]] = [[] for _ in fns]
     for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t)
-    return best * 1000.0
+        for i, fn in enumerate(fns):
+            t = time.perf_counter()
+            fn()
+            times[i].append(1000.0 * (time.perf_counter() - t))
+    return times
+
+
+def median(xs: List[float]) -> float:
+    return sorted(xs)[len(xs) // 2]
+
+
+def ratio_to_first(times: List[List[float]]) -> List[float]:
+    """Median over rounds of each function's time divided by the first's in the same round."""
+    return [median([t / b for t, b in zip(ts, times[0])]) for ts in times]
 
 
 def naive_mlstm_layer(layer, x: torch.Tensor) -> torch.Tensor:
@@ -75,23 +101,22 @@ def speed(args) -> None:
         compiled = torch.compile(lambda: with_impl("loop")(), dynamic=False)
         variants.append(("mLSTM loop + torch.compile", compiled))
 
-    rows = []
-    base_train = base_inf = None
-    for name, fn in variants:
-        def train_step():
-            out = fn()
-            out.sum().backward()
-        t_train = timed(train_step, args.repeats)
-        with torch.no_grad():
-            t_inf = timed(fn, args.repeats)
-        if base_train is None:
-            base_train, base_inf = t_train, t_inf
-        rows.append((name, t_train, t_train / base_train, t_inf, t_inf / base_inf))
-    print(f"\nOne layer, B={b}, L={n}, D=H={d}, torch threads={torch.get_num_threads()}, best of {args.repeats}\n")
+    def train_step(fn):
+        def step():
+            fn().sum().backward()
+        return step
+
+    train = alternating([train_step(fn) for _, fn in variants], args.repeats)
+    with torch.no_grad():
+        infer = alternating([fn for _, fn in variants], args.repeats)
+    train_ratio, infer_ratio = ratio_to_first(train), ratio_to_first(infer)
+    print(f"\n{cpu_model()}; one layer, B={b}, L={n}, D=H={d}, torch {torch.__version__}, "
+          f"threads={torch.get_num_threads()}; median of {args.repeats} alternating rounds "
+          "(ratios: median of the per-round ratios)\n")
     print("| variant | train fwd+bwd (ms) | vs nn.LSTM | inference fwd (ms) | vs nn.LSTM |")
     print("|---|---:|---:|---:|---:|")
-    for name, tt, rt, ti, ri in rows:
-        print(f"| {name} | {tt:.1f} | {rt:.2f}x | {ti:.1f} | {ri:.2f}x |")
+    for (name, _), tt, rt, ti, ri in zip(variants, train, train_ratio, infer, infer_ratio):
+        print(f"| {name} | {median(tt):.1f} | {rt:.2f}x | {median(ti):.1f} | {ri:.2f}x |")
     if args.epoch_data:
         epoch_timings(args)
 
@@ -106,22 +131,39 @@ def _run(model: str, dataset: str, extra: dict, data_path: str = None) -> dict:
     return run_recbole_ext(model, dataset, config_dict=cfg, log_dir="/tmp/bench_mlstm_log")
 
 
+def build_for_epochs(model: str, args):
+    """Trainer and loaders of ``model`` on ``args.epoch_data`` with the bench's sizes."""
+    from recbole.utils import init_seed
+
+    from recbole_ext.config import Config
+    from recbole_ext.data.utils import create_dataset, data_preparation
+    from recbole_ext.utils import get_model, get_trainer
+
+    config = Config(model, args.epoch_data, config_dict={
+        "show_progress": False, "state": "ERROR", "train_batch_size": args.batch, "eval_batch_size": args.batch,
+        "MAX_ITEM_LIST_LENGTH": args.length, "embedding_size": args.dim, "hidden_size": args.dim})
+    init_seed(config["seed"], True)
+    train_data, valid_data, _ = data_preparation(config, create_dataset(config))
+    net = get_model(model)(config, train_data._dataset)
+    return get_trainer(config["MODEL_TYPE"], model)(config, net), train_data, valid_data
+
+
 def epoch_timings(args) -> None:
-    """Per-epoch training time and evaluation time per batch through the full pipeline."""
-    extra = {"epochs": args.epochs, "train_batch_size": args.batch, "eval_batch_size": args.batch,
-             "MAX_ITEM_LIST_LENGTH": args.length, "embedding_size": args.dim, "hidden_size": args.dim,
-             "stopping_step": 100}
-    res = {}
-    for model in ("LSTM4Rec", "mLSTM"):
-        r = _run(model, args.epoch_data, extra)
-        res[model] = (min(r["timings"]["train_epoch_s"]), min(r["timings"]["eval_batch_ms"]))
-    lt, le = res["LSTM4Rec"]
-    print(f"\nWhole pipeline on {args.epoch_data} (MAX_ITEM_LIST_LENGTH={args.length}, batch {args.batch}, "
-          f"d={args.dim}, best of {args.epochs} epochs)\n")
-    print("| model | train s/epoch | vs LSTM4Rec | eval ms/batch | vs LSTM4Rec |")
+    """Training epochs and validation passes of LSTM4Rec and mLSTM through RecBole's trainer, in
+    one process, alternating (one epoch of each per round, ``args.epochs`` rounds)."""
+    models = ("LSTM4Rec", "mLSTM")
+    built = [build_for_epochs(m, args) for m in models]
+    epoch = [lambda t=t, d=d: t._train_epoch(d, 0) for t, d, _ in built]
+    evals = [lambda t=t, v=v: t.evaluate(v, load_best_model=False) for t, _, v in built]
+    train_ms = alternating(epoch, args.epochs, warmup=1)
+    eval_ms = alternating(evals, args.epochs, warmup=1)
+    print(f"\nWhole pipeline on {args.epoch_data} ({cpu_model()}, threads={torch.get_num_threads()}; "
+          f"MAX_ITEM_LIST_LENGTH={args.length}, batch {args.batch}, d={args.dim}; median of {args.epochs} "
+          "alternating rounds after one warm-up round)\n")
+    print("| model | train s/epoch | vs LSTM4Rec | valid pass s | vs LSTM4Rec |")
     print("|---|---:|---:|---:|---:|")
-    for model, (t, e) in res.items():
-        print(f"| {model} | {t:.1f} | {t / lt:.2f}x | {e:.1f} | {e / le:.2f}x |")
+    for m, tt, rt, te, re in zip(models, train_ms, ratio_to_first(train_ms), eval_ms, ratio_to_first(eval_ms)):
+        print(f"| {m} | {median(tt) / 1000:.1f} | {rt:.2f}x | {median(te) / 1000:.2f} | {re:.2f}x |")
 
 
 GRID = [

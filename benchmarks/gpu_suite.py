@@ -104,6 +104,7 @@ def part_b(report: Report, shape: Dict, workdir: str, budget_s: float, models: L
                   "infer ms/batch", "x SASRec", "peak MB", "warm-up s", "mLSTM impl"])
     base: Dict = {}
     start = time.perf_counter()
+    loader_line(report, speed, root, shape)
     for model, rows in speed.plan(models):
         if time.perf_counter() - start > budget_s:
             report.line([model, "-", "-", f"skipped: part (b) budget of {budget_s:.0f} s spent"] + [""] * 7)
@@ -117,6 +118,19 @@ def part_b(report: Report, shape: Dict, workdir: str, budget_s: float, models: L
             if time.perf_counter() - start > budget_s:
                 break
             speed_row(report, speed, config, train_data, shape, full_samples, precision, compiled, base)
+
+
+def loader_line(report: Report, speed, root: str, shape: Dict) -> None:
+    """One row: RecBole's loader against the device-resident one (SASRec's batches)."""
+    t0 = time.perf_counter()
+    try:
+        r = speed.loader_compare(root, shape)
+    except Exception as e:  # noqa: BLE001
+        report.row("b", "loader", "FAIL", time.perf_counter() - t0, {}, ["loader", "-", "-", error_text(e)] + [""] * 7)
+        return
+    cell = (f"RecBole's CPU batches {r['recbole_ms']:.1f} ms/batch; device-resident "
+            f"({r['device_ms_loader']}) {r['device_ms']:.1f} ms/batch")
+    report.row("b", "loader", "ok", time.perf_counter() - t0, r, ["loader (SASRec)", "-", "-", cell] + [""] * 7)
 
 
 def speed_row(report, speed, config, train_data, shape, full_samples, precision, compiled, base) -> None:

@@ -67,13 +67,14 @@ def autocast(precision: str, device: torch.device):
     return contextlib.nullcontext()
 
 
-def build_data(model: str, root: str, shape: Dict):
+def build_data(model: str, root: str, shape: Dict, **extra):
     """Config and training loader of ``model`` on the ML-1M-shaped sample."""
     from recbole.utils import init_seed
 
     from recbole_ext.data.utils import create_dataset, data_preparation
 
-    config = suite_config(model, "ml1m-shape", root, {**speed_keys(shape, model), **SPEED_MODELS[model]})
+    keys = {**speed_keys(shape, model), **SPEED_MODELS[model], **extra}
+    config = suite_config(model, "ml1m-shape", root, keys)
     init_seed(0, True)
     train_data, _, _ = data_preparation(config, create_dataset(config))
     return config, train_data
@@ -138,6 +139,17 @@ def time_inference(net, batch, precision: str, reps: int) -> float:
             net.full_sort_predict(batch)
         sync()
     return 1000 * (time.perf_counter() - start) / reps
+
+
+def loader_compare(root: str, shape: Dict, model: str = "SASRec") -> Dict[str, float]:
+    """ms per training batch: RecBole's CPU batches copied over, and the device-resident table
+    (``train_data_on_device``), over the same batches."""
+    out = {}
+    for name, setting in (("recbole_ms", False), ("device_ms", True)):
+        config, train_data = build_data(model, root, shape, train_data_on_device=setting)
+        out[name] = load_batches(train_data, config["device"], shape["batches"])[1]
+        out[name + "_loader"] = type(train_data).__name__
+    return out
 
 
 def measure(config, train_data, shape: Dict, full_samples: int, precision: str, compiled: bool) -> Dict:

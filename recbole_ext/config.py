@@ -29,6 +29,8 @@ from recbole_ext.errors import ConfigError
 from recbole_ext.utils import OWN_MODEL_YAML_DIR, PACKAGE_DIR, get_model, own_model_names
 
 SEQUENTIAL_BASE_YAML = os.path.join(PACKAGE_DIR, "properties", "sequential.yaml")
+#: keys of recbole_ext's trainer, for every model (loaded after RecBole's own defaults)
+OVERALL_YAML = os.path.join(PACKAGE_DIR, "properties", "overall.yaml")
 
 # numpy names RecBole 1.2.1 still uses (``np.float``, ``np.long``, ...) mapped to what they meant.
 # RecBole sets these itself in ``compatibility_settings``, but reaches ``np.float_``, which
@@ -171,6 +173,7 @@ class Config(RecBoleConfig):
 
     def _load_internal_config_dict(self, model, model_class, dataset):
         super()._load_internal_config_dict(model, model_class, dataset)
+        self.internal_config_dict.update(load_yaml_file(OVERALL_YAML, self.yaml_loader))
         own_yaml = os.path.join(OWN_MODEL_YAML_DIR, f"{model}.yaml")
         self.own_model_keys: List[str] = []
         if model in own_model_names() and os.path.isfile(own_yaml):
@@ -187,6 +190,9 @@ class Config(RecBoleConfig):
 
     def _set_default_parameters(self):
         from recbole_ext.data.locate import locate_dataset
+        from recbole_ext.trainer.fast_path import check_precision
+
+        check_precision(self.final_config_dict.get("precision"))
 
         user_data_path = self.final_config_dict.get("data_path")
         # CE with negative sampling: one clear message instead of RecBole's ValueError

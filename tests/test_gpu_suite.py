@@ -33,6 +33,8 @@ def test_gpu_suite_smoke_runs_every_part(tmp_path):
     for model in ("SASRec", "GLINTRU", "GRU4Rec", "BERT4Rec", "LSTM4Rec", "mLSTM"):
         assert {f"{model} fp32", f"{model} bf16"} <= names
     assert {"GLINTRU fp32 compiled", "SASRec bf16 compiled"} <= names
+    loader = next(json.loads(r["values"]) for r in rows if r["name"] == "loader")
+    assert loader["device_ms_loader"] == "DeviceTrainDataLoader" and loader["recbole_ms_loader"] == "TrainDataLoader"
     beauty = [r for r in rows if r["part"] == "c"]
     assert len(beauty) == 2
     for r in beauty:

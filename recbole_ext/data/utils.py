@@ -18,11 +18,13 @@ from logging import getLogger
 from typing import Dict
 
 from recbole.data import utils as recbole_data_utils
+from recbole.data.dataloader import TrainDataLoader
 from recbole.sampler import KGSampler
 from recbole.utils import ModelType, set_color
 
 from recbole_ext.data import dataset as own_datasets
 from recbole_ext.data.dataset import CompatDatasetMixin
+from recbole_ext.data.device_loader import DeviceTrainDataLoader, device_loader_applies
 from recbole_ext.utils import get_model
 
 _TYPE_TO_CLASS = {
@@ -87,9 +89,10 @@ def data_preparation(config, dataset):
         config, dataset, built_datasets
     )
     if config["MODEL_TYPE"] != ModelType.KNOWLEDGE:
-        train_data = get_dataloader(config, "train")(
-            config, train_dataset, train_sampler, shuffle=config["shuffle"]
-        )
+        train_class = get_dataloader(config, "train")
+        if train_class is TrainDataLoader and device_loader_applies(config, train_dataset):
+            train_class = DeviceTrainDataLoader
+        train_data = train_class(config, train_dataset, train_sampler, shuffle=config["shuffle"])
     else:
         kg_sampler = KGSampler(
             dataset,

@@ -29,6 +29,7 @@ from recbole.trainer import Trainer as RecBoleTrainer
 from recbole.utils import get_gpu_usage, set_color
 
 from recbole_ext.trainer.checkpoint import atomic_torch_save, to_plain
+from recbole_ext.trainer.fast_path import LossTotal, autocast, check_precision, compile_forward, set_tf32
 
 
 class CompatTrainerMixin:
@@ -39,14 +40,22 @@ class CompatTrainerMixin:
         self.timings: Dict[str, List[float]] = {"train_epoch_s": [], "eval_batch_ms": []}
         self.fast_sampled_eval = config["fast_sampled_eval"] is not False
         self.time_budget_s = config["train_time_budget_s"]
+        self.precision = check_precision(config["precision"])
+        if self.precision == "tf32":
+            set_tf32(True)
+        compile_forward(model, config["compile"])
+
+    def _autocast(self):
+        """The ``precision`` setting's autocast context for forward passes."""
+        return autocast(self.precision, self.device)
 
     # ------------------------------------------------------------ training
     def _train_epoch(self, train_data, epoch_idx, loss_func=None, show_progress=False):
-        """One epoch (RecBole's loop, with ``torch.amp.GradScaler``); returns the summed loss."""
+        """One epoch (RecBole's loop, with ``torch.amp.GradScaler``, the ``precision`` setting
+        and the losses summed on the device); returns the summed loss, as RecBole's does."""
         start = time.perf_counter()
         self.model.train()
         loss_func = loss_func or self.model.calculate_loss
-        total_loss = None
         iter_data = (
             tqdm(train_data, total=len(train_data), ncols=100,
                  desc=set_color(f"Train {epoch_idx:>5}", "pink"))
@@ -57,6 +66,7 @@ class CompatTrainerMixin:
             train_data.sampler.set_epoch(epoch_idx)
 
         scaler = torch.amp.GradScaler("cuda", enabled=self.enable_scaler)
+        total = LossTotal()  # summed on the device: no host read per step
         for interaction in iter_data:
             interaction = interaction.to(self.device)
             self.optimizer.zero_grad()
@@ -64,18 +74,9 @@ class CompatTrainerMixin:
             if not self.config["single_spec"]:
                 self.set_reduce_hook()
                 sync_loss = self.sync_grad_loss()
-            with torch.autocast(device_type=self.device.type, enabled=self.enable_amp):
+            with torch.autocast(device_type=self.device.type, enabled=self.enable_amp), self._autocast():
                 losses = loss_func(interaction)
-            if isinstance(losses, tuple):
-                loss = sum(losses)
-                loss_tuple = tuple(per_loss.item() for per_loss in losses)
-                total_loss = (
-                    loss_tuple if total_loss is None else tuple(map(sum, zip(total_loss, loss_tuple)))
-                )
-            else:
-                loss = losses
-                total_loss = losses.item() if total_loss is None else total_loss + losses.item()
-            self._check_nan(loss)
+            loss = total.add(losses)
             scaler.scale(loss + sync_loss).backward()
             if self.clip_grad_norm:
                 clip_grad_norm_(self.model.parameters(), **self.clip_grad_norm)
@@ -84,6 +85,9 @@ class CompatTrainerMixin:
             self._after_optimizer_step()
             if self.gpu_available and show_progress:
                 iter_data.set_postfix_str(set_color("GPU RAM: " + get_gpu_usage(self.device), "yellow"))
+        total_loss = total.value()
+        if total_loss is not None:  # a NaN step makes the total NaN: checked once per epoch
+            self._check_nan(torch.tensor(sum(total_loss) if isinstance(total_loss, tuple) else total_loss))
         self.timings["train_epoch_s"].append(time.perf_counter() - start)
         return total_loss
 
@@ -316,10 +320,17 @@ class CompatTrainerMixin:
             self._load_model_from(checkpoint_file)
             self.logger.info(f"Loading model structure and parameters from {checkpoint_file}")
         start = time.perf_counter()
-        result = super().evaluate(eval_data, load_best_model=False, show_progress=show_progress)
+        with self._autocast():
+            result = super().evaluate(eval_data, load_best_model=False, show_progress=show_progress)
         n_batches = max(len(eval_data), 1)
         self.timings["eval_batch_ms"].append(1000.0 * (time.perf_counter() - start) / n_batches)
         return result
+
+    def _full_sort_batch_eval(self, batched_data):
+        """RecBole's full-ranking batch, with the scores in float32 for the metrics (a no-op
+        unless ``precision: bf16`` produced lower-precision scores)."""
+        interaction, scores, positive_u, positive_i = super()._full_sort_batch_eval(batched_data)
+        return interaction, scores.float(), positive_u, positive_i
 
     # ------------------------------------------------------------ fast sampled evaluation
     #: Sampled ranking evaluation (``uni100``, ``pop100``, ...) of sequential models encodes each

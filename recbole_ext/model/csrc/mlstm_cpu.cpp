@@ -58,7 +58,12 @@ std::vector<at::Tensor> forward(const at::Tensor& xg, const at::Tensor& xm, cons
         for (int64_t b = b0; b < b1; ++b) {
           const scalar_t* g = gp + b * 4 * H;
           scalar_t* a = ap + b * 4 * H;
-          for (int64_t j = 0; j < 4 * H; ++j) {
+          // sigmoid on the i, f gates [0, 2H) and the o gate [3H, 4H); tanh on g [2H, 3H)
+          for (int64_t j = 0; j < 2 * H; ++j) {
+            const scalar_t v = std::min(std::max(g[j], -exp_lim), exp_lim);
+            a[j] = scalar_t(1) / (scalar_t(1) + std::exp(-v));
+          }
+          for (int64_t j = 3 * H; j < 4 * H; ++j) {
             const scalar_t v = std::min(std::max(g[j], -exp_lim), exp_lim);
             a[j] = scalar_t(1) / (scalar_t(1) + std::exp(-v));
           }
