@@ -168,7 +168,7 @@ def measure(config, train_data, shape: Dict, full_samples: int, precision: str, 
     peak = torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda" else float("nan")
     eval_ms = time_inference(net, batches[0], precision, shape["eval_reps"])
     n_batches = math.ceil(full_samples / shape["batch"])
-    impl = mlstm_impl(net, device)
+    impl = mlstm_impl(net)
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
     del net, trainer, batches
@@ -182,15 +182,12 @@ def measure(config, train_data, shape: Dict, full_samples: int, precision: str, 
     }
 
 
-def mlstm_impl(net, device) -> str:
-    """Which mLSTM recurrence ``impl="auto"`` runs on ``device`` ("-" for other models)."""
-    import os
-
-    if type(net).__name__ != "mLSTM":
+def mlstm_impl(net) -> str:
+    """Which mLSTM recurrence ran in the last forward pass ("-" for other models)."""
+    layers = getattr(getattr(net, "recurrent", None), "layers", None)
+    if type(net).__name__ != "mLSTM" or not layers:
         return "-"
-    if device.type == "cpu" and os.environ.get("RECBOLE_EXT_NO_NATIVE") != "1":
-        return "native (C++)"
-    return "fused (TorchScript)"
+    return str(getattr(layers[0], "last_impl", "-"))
 
 
 def plan(models: List[str]) -> List[Tuple[str, List[Tuple[str, bool]]]]:

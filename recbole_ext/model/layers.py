@@ -353,8 +353,11 @@ class _MLSTMRecurrence(torch.autograd.Function):
     backward (BPTT) loop in TorchScript."""
 
     @staticmethod
-    def forward(ctx, xg, xm, h0, c0, w_mh, w_hm, b_hm, native=None):  # type: ignore[override]
-        if native is not None:
+    def forward(ctx, xg, xm, h0, c0, w_mh, w_hm, b_hm, native=None, kernels=None):  # type: ignore[override]
+        ctx.kernels = kernels
+        if kernels is not None:  # the Triton pair (recbole_ext.model.mlstm_triton)
+            hs, cs, hms, ms, acts = kernels.recurrence_fwd(xg, xm, h0, c0, w_mh, w_hm, b_hm)
+        elif native is not None:
             lease = POOL.take(xg.size(0), xg.size(1), h0.size(1), xg.dtype)
             hs, cs, hms, ms, acts = native.forward(xg, xm, h0, c0, w_mh, w_hm, b_hm, True, *lease.views)
             ctx.lease = lease  # the buffers go back to the pool when this node is freed
@@ -368,10 +371,11 @@ class _MLSTMRecurrence(torch.autograd.Function):
         h0, c0, xm, w_mh, w_hm, hs, cs, hms, ms, acts = ctx.saved_tensors
         grad_h = torch.zeros_like(hs) if grad_h is None else grad_h.contiguous()
         grad_c = torch.zeros_like(cs) if grad_c is None else grad_c.contiguous()
-        d_xg, d_xm, d_h0, d_c0, d_w_mh, d_w_hm, d_b_hm, _ = _mlstm_recurrence_bwd(
+        bwd = _mlstm_recurrence_bwd if ctx.kernels is None else ctx.kernels.recurrence_bwd
+        d_xg, d_xm, d_h0, d_c0, d_w_mh, d_w_hm, d_b_hm, _ = bwd(
             grad_h, grad_c, h0, c0, xm, w_mh, w_hm, hs, cs, hms, ms, acts
         )
-        return d_xg, d_xm, d_h0, d_c0, d_w_mh, d_w_hm, d_b_hm, None
+        return d_xg, d_xm, d_h0, d_c0, d_w_mh, d_w_hm, d_b_hm, None, None
 
 
 def _mlstm_recurrence_autograd(
@@ -396,7 +400,24 @@ def _mlstm_recurrence_autograd(
 
 _mlstm_recurrence_scripted = torch.jit.script(_mlstm_recurrence_autograd)
 
-MLSTM_IMPLS = ("auto", "native", "fused", "script", "loop")
+MLSTM_IMPLS = ("auto", "native", "fused", "script", "loop", "triton")
+
+
+def _triton_kernels(x: torch.Tensor, hidden: int, required: bool):
+    """:mod:`recbole_ext.model.mlstm_triton` when its kernels apply to ``x``, else ``None``
+    (a ``ValueError`` saying why when ``required``)."""
+    from recbole_ext.model import mlstm_triton
+
+    if required and mlstm_triton.applies(x, hidden):
+        return mlstm_triton
+    if not required and mlstm_triton.works_on(x, hidden):
+        return mlstm_triton
+    if required:
+        raise ValueError(
+            "impl='triton' needs Triton installed, a CUDA tensor (or TRITON_INTERPRET=1), a hidden "
+            f"size that is a power of two >= 16 and float32/float64 (got {x.device}, {hidden}, {x.dtype})"
+        )
+    return None
 
 
 class MultiplicativeLSTMLayer(nn.Module):
@@ -414,9 +435,11 @@ class MultiplicativeLSTMLayer(nn.Module):
         impl: ``"native"`` (forward loop in C++, :mod:`recbole_ext.model.mlstm_native`, built
             on first use; backward as ``"fused"``), ``"fused"`` (scripted forward and
             hand-written backward loops), ``"script"`` (TorchScript loop under autograd),
-            ``"loop"`` (Python loop under autograd), or ``"auto"`` (default: ``"native"`` on the
-            CPU when the extension builds, else ``"fused"``). All compute the same function;
-            they differ in speed only.
+            ``"loop"`` (Python loop under autograd), ``"triton"`` (forward and backward loops
+            as one Triton kernel each, :mod:`recbole_ext.model.mlstm_triton`; CUDA), or
+            ``"auto"`` (default: on CUDA ``"triton"`` where it applies, else ``"fused"``; on the
+            CPU ``"native"`` when the extension builds, else ``"fused"``). All compute the same
+            function; they differ in speed only.
     """
 
     def __init__(self, input_size: int, hidden_size: int, impl: str = "auto") -> None:
@@ -477,10 +500,14 @@ class MultiplicativeLSTMLayer(nn.Module):
         else:
             h0, c0 = state
         impl = self.impl
-        native = None
+        native = kernels = None
+        if impl == "triton" or (impl == "auto" and x.is_cuda):
+            kernels = _triton_kernels(x, hid, required=impl == "triton")
+            impl = "triton" if kernels is not None else "fused"
         if impl in ("auto", "native"):
             native = native_extension() if native_applies(x, h0, c0) else None
             impl = "native" if native is not None else "fused"
+        self.last_impl = impl  # what ran, for reports
         training = torch.is_grad_enabled() and any(
             t.requires_grad for t in (x, h0, c0, *self.parameters())
         )
@@ -497,8 +524,8 @@ class MultiplicativeLSTMLayer(nn.Module):
         xt = x.transpose(0, 1).contiguous()
         xg = F.linear(xt, self.weight_ih, self.bias)
         xm = F.linear(xt, self.weight_im, self.bias_im)
-        if impl in ("native", "fused"):  # the C++ or the TorchScript forward loop, one BPTT
-            hs, cs = _MLSTMRecurrence.apply(xg, xm, h0, c0, self.weight_mh, self.weight_hm, self.bias_hm, native)
+        if impl in ("native", "fused", "triton"):  # C++, TorchScript or Triton loops
+            hs, cs = _MLSTMRecurrence.apply(xg, xm, h0, c0, self.weight_mh, self.weight_hm, self.bias_hm, native, kernels)
         elif impl == "script":
             hs, cs = _mlstm_recurrence_scripted(xg, xm, h0, c0, self.weight_mh, self.weight_hm, self.bias_hm)
         else:

@@ -1,0 +1,202 @@
+"""mLSTM recurrence on the GPU as two Triton kernels: one launch for the whole forward loop and
+one for the whole backward loop (BPTT), instead of several kernel launches per step and op.
+
+Each program owns ``BLOCK_B`` rows of the batch and steps through time with its states in
+registers; per step it multiplies by ``W_hm`` and the four ``H x H`` blocks of ``W_mh`` (read
+from the L2 cache each step; at H = 128 they are 320 KB) with ``tl.dot`` in IEEE float32
+(no TF32) or float64. The kernels write exactly what the TorchScript pair
+(:func:`recbole_ext.model.layers._mlstm_recurrence_fwd` / ``_bwd``) writes, so the weight
+gradients are formed the same way after the loop. They apply when Triton is installed, the
+tensors are on a CUDA device (or ``TRITON_INTERPRET=1`` is set, which runs them on the CPU, as
+the tests do), ``H`` is a power of two of at least 16 (``tl.dot`` and ``tl.arange``) and the
+dtype is float32 or float64.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from typing import Dict, Tuple
+
+import torch
+
+try:
+    import triton
+    import triton.language as tl
+except ImportError:  # the layer then uses the TorchScript recurrence
+    triton = None
+
+BLOCK_B = 16
+_PROBED: Dict[Tuple[str, torch.dtype, int], bool] = {}
+
+
+def applies(x: torch.Tensor, hidden: int) -> bool:
+    """Whether the Triton kernels can run the recurrence of ``x`` (see the module docstring)."""
+    return (
+        triton is not None
+        and (x.is_cuda or os.environ.get("TRITON_INTERPRET") == "1")
+        and hidden >= 16
+        and hidden & (hidden - 1) == 0
+        and x.dtype in (torch.float32, torch.float64)
+    )
+
+
+def works_on(x: torch.Tensor, hidden: int) -> bool:
+    """Whether the kernels apply to ``x`` and, the first time per device, dtype and size, also
+    compile and agree with the TorchScript recurrence on a small random problem (forward and
+    backward). A failure warns once; the layer then keeps the TorchScript recurrence."""
+    if not applies(x, hidden):
+        return False
+    key = (str(x.device), x.dtype, hidden)
+    if key not in _PROBED:
+        try:
+            _PROBED[key] = _agrees_with_torchscript(x.device, x.dtype, hidden)
+            why = "results differ from the TorchScript recurrence"
+        except Exception as e:  # noqa: BLE001 - any compile or launch failure means: do not use
+            _PROBED[key], why = False, f"{type(e).__name__}: {e}"
+        if not _PROBED[key]:
+            warnings.warn(f"mLSTM: Triton kernels not used on {x.device} ({why}); using TorchScript", stacklevel=3)
+    return _PROBED[key]
+
+
+def _agrees_with_torchscript(device, dtype, hidden: int) -> bool:
+    from recbole_ext.model.layers import _mlstm_recurrence_bwd, _mlstm_recurrence_fwd
+
+    gen = torch.Generator().manual_seed(0)
+    n, b = 5, 2 * BLOCK_B + 3
+
+    def rand(*shape):
+        return (torch.randn(*shape, generator=gen, dtype=torch.float64) * 0.5).to(device=device, dtype=dtype)
+
+    args = (rand(n, b, 4 * hidden), rand(n, b, hidden), rand(b, hidden), rand(b, hidden),
+            rand(4 * hidden, hidden), rand(hidden, hidden), rand(hidden))
+    fwd_ref, fwd = _mlstm_recurrence_fwd(*args), recurrence_fwd(*args)
+    grads = (rand(n, b, hidden), rand(n, b, hidden))
+    bwd_args = (args[2], args[3], args[1], args[4], args[5]) + tuple(fwd_ref)
+    bwd_ref, bwd = _mlstm_recurrence_bwd(*grads, *bwd_args), recurrence_bwd(*grads, *bwd_args)
+    tol = 1e-4 if dtype == torch.float32 else 1e-9
+    return all(torch.allclose(a, r, rtol=tol, atol=tol) for a, r in zip(fwd + bwd, fwd_ref + bwd_ref))
+
+
+if triton is not None:
+
+    @triton.jit
+    def _tanh(x):
+        return 2.0 * tl.sigmoid(2.0 * x) - 1.0
+
+    @triton.jit
+    def _wt(w, row0, H: tl.constexpr):
+        """The ``H x H`` block of rows ``row0..row0+H`` of a ``[*, H]`` weight, transposed."""
+        k = tl.arange(0, H)
+        return tl.load(w + (row0 + k[None, :]) * H + k[:, None])
+
+    @triton.jit
+    def _w(w, row0, H: tl.constexpr):
+        """The ``H x H`` block of rows ``row0..row0+H`` of a ``[*, H]`` weight."""
+        k = tl.arange(0, H)
+        return tl.load(w + (row0 + k[:, None]) * H + k[None, :])
+
+    @triton.jit
+    def _fwd_kernel(xg, xm, h0, c0, w_mh, w_hm, b_hm, hs, cs, hms, ms, acts, L, B,
+                    H: tl.constexpr, BLOCK: tl.constexpr):
+        rows = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+        cols = tl.arange(0, H)
+        mask = (rows < B)[:, None]
+        off = rows[:, None] * H + cols[None, :]
+        goff = rows[:, None] * 4 * H + cols[None, :]
+        h = tl.load(h0 + off, mask=mask, other=0.0)
+        c = tl.load(c0 + off, mask=mask, other=0.0)
+        bias = tl.load(b_hm + cols)[None, :]
+        for t in range(L):
+            hm = tl.dot(h, _wt(w_hm, 0, H), input_precision="ieee") + bias
+            m = tl.load(xm + t * B * H + off, mask=mask, other=0.0) * hm
+            g0 = xg + t * B * 4 * H + goff
+            zi = tl.load(g0, mask=mask, other=0.0) + tl.dot(m, _wt(w_mh, 0, H), input_precision="ieee")
+            zf = tl.load(g0 + H, mask=mask, other=0.0) + tl.dot(m, _wt(w_mh, H, H), input_precision="ieee")
+            zg = tl.load(g0 + 2 * H, mask=mask, other=0.0) + tl.dot(m, _wt(w_mh, 2 * H, H), input_precision="ieee")
+            zo = tl.load(g0 + 3 * H, mask=mask, other=0.0) + tl.dot(m, _wt(w_mh, 3 * H, H), input_precision="ieee")
+            i, f, g, o = tl.sigmoid(zi), tl.sigmoid(zf), _tanh(zg), tl.sigmoid(zo)
+            c = f * c + i * g
+            h = o * _tanh(c)
+            a0 = acts + t * B * 4 * H + goff
+            tl.store(a0, i, mask=mask)
+            tl.store(a0 + H, f, mask=mask)
+            tl.store(a0 + 2 * H, g, mask=mask)
+            tl.store(a0 + 3 * H, o, mask=mask)
+            tl.store(hms + t * B * H + off, hm, mask=mask)
+            tl.store(ms + t * B * H + off, m, mask=mask)
+            tl.store(hs + t * B * H + off, h, mask=mask)
+            tl.store(cs + t * B * H + off, c, mask=mask)
+
+    @triton.jit
+    def _bwd_kernel(grad_h, grad_c, c0, xm, w_mh, w_hm, cs, acts, d_gates, d_m, d_h0, d_c0, L, B,
+                    H: tl.constexpr, BLOCK: tl.constexpr):
+        rows = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+        cols = tl.arange(0, H)
+        mask = (rows < B)[:, None]
+        off = rows[:, None] * H + cols[None, :]
+        goff = rows[:, None] * 4 * H + cols[None, :]
+        dh = tl.zeros((BLOCK, H), dtype=d_h0.dtype.element_ty)
+        dc = tl.zeros((BLOCK, H), dtype=d_h0.dtype.element_ty)
+        for s in range(L):
+            t = L - 1 - s
+            a0 = acts + t * B * 4 * H + goff
+            i = tl.load(a0, mask=mask, other=0.0)
+            f = tl.load(a0 + H, mask=mask, other=0.0)
+            g = tl.load(a0 + 2 * H, mask=mask, other=0.0)
+            o = tl.load(a0 + 3 * H, mask=mask, other=0.0)
+            c_t = tl.load(cs + t * B * H + off, mask=mask, other=0.0)
+            before = tl.load(cs + tl.maximum(t - 1, 0) * B * H + off, mask=mask, other=0.0)
+            c_prev = tl.where(t > 0, before, tl.load(c0 + off, mask=mask, other=0.0))
+            tc = _tanh(c_t)
+            dh = tl.load(grad_h + t * B * H + off, mask=mask, other=0.0) + dh
+            dct = tl.load(grad_c + t * B * H + off, mask=mask, other=0.0) + dc + dh * o * (1.0 - tc * tc)
+            dgi = dct * g * i * (1.0 - i)
+            dgf = dct * c_prev * f * (1.0 - f)
+            dgg = dct * i * (1.0 - g * g)
+            dgo = dh * tc * o * (1.0 - o)
+            d0 = d_gates + t * B * 4 * H + goff
+            tl.store(d0, dgi, mask=mask)
+            tl.store(d0 + H, dgf, mask=mask)
+            tl.store(d0 + 2 * H, dgg, mask=mask)
+            tl.store(d0 + 3 * H, dgo, mask=mask)
+            dm = tl.dot(dgi, _w(w_mh, 0, H), input_precision="ieee")
+            dm += tl.dot(dgf, _w(w_mh, H, H), input_precision="ieee")
+            dm += tl.dot(dgg, _w(w_mh, 2 * H, H), input_precision="ieee")
+            dm += tl.dot(dgo, _w(w_mh, 3 * H, H), input_precision="ieee")
+            tl.store(d_m + t * B * H + off, dm, mask=mask)
+            dmx = dm * tl.load(xm + t * B * H + off, mask=mask, other=0.0)
+            dh = tl.dot(dmx, _w(w_hm, 0, H), input_precision="ieee")
+            dc = dct * f
+        tl.store(d_h0 + off, dh, mask=mask)
+        tl.store(d_c0 + off, dc, mask=mask)
+
+
+def recurrence_fwd(xg, xm, h0, c0, w_mh, w_hm, b_hm) -> Tuple[torch.Tensor, ...]:
+    """Same arguments and returns as :func:`recbole_ext.model.layers._mlstm_recurrence_fwd`."""
+    n_steps, batch, hidden = xm.shape
+    xg, xm, h0, c0 = (t.contiguous() for t in (xg, xm, h0, c0))
+    hs, cs, hms, ms = (torch.empty_like(xm) for _ in range(4))
+    acts = torch.empty_like(xg)
+    grid = (triton.cdiv(batch, BLOCK_B),)
+    _fwd_kernel[grid](xg, xm, h0, c0, w_mh.contiguous(), w_hm.contiguous(), b_hm.contiguous(),
+                      hs, cs, hms, ms, acts, n_steps, batch, H=hidden, BLOCK=BLOCK_B)
+    return hs, cs, hms, ms, acts
+
+
+def recurrence_bwd(grad_h, grad_c, h0, c0, xm, w_mh, w_hm, hs, cs, hms, ms, acts) -> Tuple[torch.Tensor, ...]:
+    """Same arguments and returns as :func:`recbole_ext.model.layers._mlstm_recurrence_bwd`."""
+    n_steps, batch, hidden = xm.shape
+    d_gates = torch.empty_like(acts)
+    d_m = torch.empty_like(xm)
+    d_h0, d_c0 = torch.empty_like(h0), torch.empty_like(c0)
+    grid = (triton.cdiv(batch, BLOCK_B),)
+    _bwd_kernel[grid](grad_h, grad_c, c0.contiguous(), xm, w_mh.contiguous(), w_hm.contiguous(), cs, acts,
+                      d_gates, d_m, d_h0, d_c0, n_steps, batch, H=hidden, BLOCK=BLOCK_B)
+    d_hm = d_m * xm
+    d_xm = d_m * hms
+    h_prev = torch.cat([h0.unsqueeze(0), hs[:-1]], 0)
+    d_w_mh = torch.mm(d_gates.reshape(-1, 4 * hidden).t(), ms.reshape(-1, hidden))
+    d_w_hm = torch.mm(d_hm.reshape(-1, hidden).t(), h_prev.reshape(-1, hidden))
+    d_b_hm = d_hm.sum(dim=(0, 1))
+    return d_gates, d_xm, d_h0, d_c0, d_w_mh, d_w_hm, d_b_hm, d_b_hm

@@ -1,0 +1,85 @@
+"""The Triton mLSTM kernels (``impl="triton"``, what ``"auto"`` runs on CUDA) against the
+step-by-step reference, run on the CPU by Triton's interpreter (``TRITON_INTERPRET=1``, which
+must be set before Triton is imported: hence a subprocess). The GPU suite runs the same check on
+CUDA."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+pytest.importorskip("triton", reason="Triton is an optional dependency (the `test` extra installs it)")
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+CHECK = r"""
+import sys, torch
+sys.path.insert(0, sys.argv[1])
+from mlstm_reference import naive_mlstm
+from recbole_ext.model.layers import MultiplicativeLSTM
+
+def run(dtype, b, n, d, hid, layers, rtol, atol):
+    torch.manual_seed(0)
+    net = MultiplicativeLSTM(d, hid, num_layers=layers, impl="triton").to(dtype)
+    x = torch.randn(b, n, d, dtype=dtype, requires_grad=True)
+    h0 = torch.randn(layers, b, hid, dtype=dtype, requires_grad=True)
+    c0 = torch.randn(layers, b, hid, dtype=dtype, requires_grad=True)
+    wh, wc = torch.randn(b, n, hid, dtype=dtype), torch.randn(b, n, hid, dtype=dtype)
+    leaves = [x, h0, c0, *net.parameters()]
+    h, c = net(x, (h0, c0))
+    ((h * wh).sum() + (c.tanh() * wc).sum()).backward()
+    fast = [h.detach(), c.detach()] + [t.grad.clone() for t in leaves]
+    for t in leaves:
+        t.grad = None
+    h_ref, c_ref = naive_mlstm(x, list(net.layers), h0, c0)
+    ((h_ref * wh).sum() + (c_ref.tanh() * wc).sum()).backward()
+    ref = [h_ref.detach(), c_ref.detach()] + [t.grad.clone() for t in leaves]
+    gap = max(float((a - r).abs().max()) for a, r in zip(fast, ref))
+    assert all(torch.allclose(a, r, rtol=rtol, atol=atol) for a, r in zip(fast, ref)), (dtype, gap)
+    print(dtype, b, n, hid, "gap", gap)
+
+run(torch.float64, 5, 9, 6, 16, 2, 1e-9, 1e-10)    # 5 rows: a partly masked block
+run(torch.float64, 37, 4, 16, 32, 1, 1e-9, 1e-10)  # three blocks, the last partly masked
+run(torch.float32, 20, 7, 8, 16, 1, 1e-4, 1e-5)
+try:
+    MultiplicativeLSTM(4, 12, impl="triton")(torch.randn(2, 3, 4))
+except ValueError as e:
+    assert "power of two" in str(e)
+else:
+    raise AssertionError("impl='triton' with hidden 12 must be refused")
+print("ok")
+"""
+
+
+def test_triton_kernels_match_the_reference_in_the_interpreter():
+    env = dict(os.environ, TRITON_INTERPRET="1")
+    proc = subprocess.run([sys.executable, "-c", CHECK, HERE], capture_output=True, text=True, env=env, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
+    assert proc.stdout.strip().endswith("ok")
+
+
+PROBE = r"""
+import warnings, torch
+from recbole_ext.model import mlstm_triton
+x = torch.zeros(2, 3, 16)
+assert mlstm_triton.works_on(x, 16)             # compiles, agrees with TorchScript
+good = mlstm_triton.recurrence_fwd
+mlstm_triton._PROBED.clear()
+mlstm_triton.recurrence_fwd = lambda *a: tuple(t + 1e-3 for t in good(*a))   # a wrong kernel
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    assert not mlstm_triton.works_on(x, 16)
+    assert not mlstm_triton.works_on(x, 16)     # decided once
+assert len(caught) == 1 and "results differ" in str(caught[0].message)
+print("ok")
+"""
+
+
+def test_kernels_are_used_only_after_they_agree_with_torchscript():
+    env = dict(os.environ, TRITON_INTERPRET="1")
+    proc = subprocess.run([sys.executable, "-c", PROBE], capture_output=True, text=True, env=env, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
+    assert proc.stdout.strip().endswith("ok")
