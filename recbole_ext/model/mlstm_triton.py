@@ -97,16 +97,27 @@ if triton is not None:
         return tl.load(w + (row0 + k[:, None]) * H + k[None, :])
 
     @triton.jit
-    def _fwd_kernel(xg, xm, h0, c0, w_mh, w_hm, b_hm, hs, cs, hms, ms, acts, L, B,
-                    H: tl.constexpr, BLOCK: tl.constexpr):
+    def _block(B, H: tl.constexpr, BLOCK: tl.constexpr):
+        """This program's rows: the row mask and the offsets into ``[B, H]`` and ``[B, 4H]``."""
         rows = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
         cols = tl.arange(0, H)
-        mask = (rows < B)[:, None]
-        off = rows[:, None] * H + cols[None, :]
-        goff = rows[:, None] * 4 * H + cols[None, :]
+        return (rows < B)[:, None], rows[:, None] * H + cols[None, :], rows[:, None] * 4 * H + cols[None, :]
+
+    @triton.jit
+    def _store_gates(ptr, H: tl.constexpr, i, f, g, o, mask):
+        """Store the four ``[BLOCK, H]`` gate blocks side by side in a ``[B, 4H]`` row block."""
+        tl.store(ptr, i, mask=mask)
+        tl.store(ptr + H, f, mask=mask)
+        tl.store(ptr + 2 * H, g, mask=mask)
+        tl.store(ptr + 3 * H, o, mask=mask)
+
+    @triton.jit
+    def _fwd_kernel(xg, xm, h0, c0, w_mh, w_hm, b_hm, hs, cs, hms, ms, acts, L, B,
+                    H: tl.constexpr, BLOCK: tl.constexpr):
+        mask, off, goff = _block(B, H, BLOCK)
         h = tl.load(h0 + off, mask=mask, other=0.0)
         c = tl.load(c0 + off, mask=mask, other=0.0)
-        bias = tl.load(b_hm + cols)[None, :]
+        bias = tl.load(b_hm + tl.arange(0, H))[None, :]
         for t in range(L):
             hm = tl.dot(h, _wt(w_hm, 0, H), input_precision="ieee") + bias
             m = tl.load(xm + t * B * H + off, mask=mask, other=0.0) * hm
@@ -118,11 +129,7 @@ if triton is not None:
             i, f, g, o = tl.sigmoid(zi), tl.sigmoid(zf), _tanh(zg), tl.sigmoid(zo)
             c = f * c + i * g
             h = o * _tanh(c)
-            a0 = acts + t * B * 4 * H + goff
-            tl.store(a0, i, mask=mask)
-            tl.store(a0 + H, f, mask=mask)
-            tl.store(a0 + 2 * H, g, mask=mask)
-            tl.store(a0 + 3 * H, o, mask=mask)
+            _store_gates(acts + t * B * 4 * H + goff, H, i, f, g, o, mask)
             tl.store(hms + t * B * H + off, hm, mask=mask)
             tl.store(ms + t * B * H + off, m, mask=mask)
             tl.store(hs + t * B * H + off, h, mask=mask)
@@ -131,11 +138,7 @@ if triton is not None:
     @triton.jit
     def _bwd_kernel(grad_h, grad_c, c0, xm, w_mh, w_hm, cs, acts, d_gates, d_m, d_h0, d_c0, L, B,
                     H: tl.constexpr, BLOCK: tl.constexpr):
-        rows = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
-        cols = tl.arange(0, H)
-        mask = (rows < B)[:, None]
-        off = rows[:, None] * H + cols[None, :]
-        goff = rows[:, None] * 4 * H + cols[None, :]
+        mask, off, goff = _block(B, H, BLOCK)
         dh = tl.zeros((BLOCK, H), dtype=d_h0.dtype.element_ty)
         dc = tl.zeros((BLOCK, H), dtype=d_h0.dtype.element_ty)
         for s in range(L):
@@ -155,11 +158,7 @@ if triton is not None:
             dgf = dct * c_prev * f * (1.0 - f)
             dgg = dct * i * (1.0 - g * g)
             dgo = dh * tc * o * (1.0 - o)
-            d0 = d_gates + t * B * 4 * H + goff
-            tl.store(d0, dgi, mask=mask)
-            tl.store(d0 + H, dgf, mask=mask)
-            tl.store(d0 + 2 * H, dgg, mask=mask)
-            tl.store(d0 + 3 * H, dgo, mask=mask)
+            _store_gates(d_gates + t * B * 4 * H + goff, H, dgi, dgf, dgg, dgo, mask)
             dm = tl.dot(dgi, _w(w_mh, 0, H), input_precision="ieee")
             dm += tl.dot(dgf, _w(w_mh, H, H), input_precision="ieee")
             dm += tl.dot(dgg, _w(w_mh, 2 * H, H), input_precision="ieee")
