@@ -404,20 +404,19 @@ MLSTM_IMPLS = ("auto", "native", "fused", "script", "loop", "triton")
 
 
 def _triton_kernels(x: torch.Tensor, hidden: int, required: bool):
-    """:mod:`recbole_ext.model.mlstm_triton` when its kernels apply to ``x``, else ``None``
-    (a ``ValueError`` saying why when ``required``)."""
+    """:mod:`recbole_ext.model.mlstm_triton` when its kernels apply to ``x`` (and, unless
+    ``required``, passed their first-use check), else ``None``; a ``ValueError`` saying why when
+    ``required``."""
     from recbole_ext.model import mlstm_triton
 
-    if required and mlstm_triton.applies(x, hidden):
-        return mlstm_triton
-    if not required and mlstm_triton.works_on(x, hidden):
-        return mlstm_triton
-    if required:
+    if not required:
+        return mlstm_triton if mlstm_triton.works_on(x, hidden) else None
+    if not mlstm_triton.applies(x, hidden):
         raise ValueError(
             "impl='triton' needs Triton installed, a CUDA tensor (or TRITON_INTERPRET=1), a hidden "
             f"size that is a power of two >= 16 and float32/float64 (got {x.device}, {hidden}, {x.dtype})"
         )
-    return None
+    return mlstm_triton
 
 
 class MultiplicativeLSTMLayer(nn.Module):
