@@ -29,6 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="run_recbole_ext.py",
         usage=USAGE,
+        allow_abbrev=False,  # else --seed=7 would be taken for --seeds=7 and start a comparison
         description="Train and evaluate recbole_ext's and RecBole's models with RecBole's pipeline. "
         "Any other --key=value pair overrides that config key (RecBole's precedence).",
     )

@@ -113,3 +113,13 @@ def test_cli_trains_and_prints_test_metrics(tmp_path, ml100k_slice):
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "test result: {'recall@10':" in proc.stdout
     assert any(f.startswith("log") and f.endswith(".log") for f in files_under(tmp_path))
+
+
+def test_options_are_never_abbreviated():
+    """``--seed`` is RecBole's key, not an abbreviation of our ``--seeds`` (which would silently
+    switch the run into comparison mode); likewise ``--resu`` is not ``--resume``."""
+    from recbole_ext.cli import split_args
+
+    args, rest = split_args(["--model=GLINTRU", "--dataset=ml-100k", "--seed=7", "--resu=x"])
+    assert args.seeds is None and args.resume is None
+    assert rest == ["--seed=7", "--resu=x"]
