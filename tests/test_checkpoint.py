@@ -231,3 +231,26 @@ def test_sigkill_mid_training_leaves_a_loadable_checkpoint(ml100k_slice, tmp_pat
 def test_missing_resume_file_is_a_user_error(tmp_path):
     with pytest.raises(UserError, match="not found"):
         load_checkpoint(str(tmp_path / "nope.pth"))
+
+
+def test_runs_started_in_the_same_second_get_their_own_checkpoint(ml100k_slice, tmp_path, monkeypatch):
+    """RecBole names checkpoints by the second: two trainers made at once (a frozen clock here)
+    must still write, and test, different files."""
+    import recbole.trainer.trainer as recbole_trainer
+
+    from recbole_ext.config import Config
+    from recbole_ext.data.utils import create_dataset, data_preparation
+    from recbole_ext.utils import get_model, get_trainer
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(recbole_trainer, "get_local_time", lambda: "Nov-27-2026_16-00-00")
+    config = Config("GLINTRU", "ml-slice", config_dict={
+        "data_path": ml100k_slice, "state": "WARNING", "checkpoint_dir": str(tmp_path / "saved"),
+        "load_col": {"inter": ["user_id", "item_id", "timestamp"]}})
+    train_data, _, _ = data_preparation(config, create_dataset(config))
+    names = {
+        get_trainer("sequential", "GLINTRU")(config, get_model("GLINTRU")(config, train_data._dataset)).saved_model_file
+        for _ in range(2)
+    }
+    assert len(names) == 2
+    assert all(os.path.basename(n).startswith("GLINTRU-Nov-27-2026_16-00-00-") for n in names)

@@ -19,6 +19,7 @@ our loop), so every model (ours and RecBole's) gets:
 from __future__ import annotations
 
 import os
+import secrets
 import time
 from typing import Dict, List
 
@@ -37,6 +38,10 @@ class CompatTrainerMixin:
 
     def __init__(self, config, model):
         super().__init__(config, model)
+        # RecBole names the checkpoint <model>-<time to the second>.pth: two runs started in the
+        # same second would write, and test, one file. A random suffix makes each run's its own.
+        stem, ext = os.path.splitext(self.saved_model_file)
+        self.saved_model_file = f"{stem}-{secrets.token_hex(4)}{ext}"
         self.timings: Dict[str, List[float]] = {"train_epoch_s": [], "eval_batch_ms": []}
         self.fast_sampled_eval = config["fast_sampled_eval"] is not False
         self.time_budget_s = config["train_time_budget_s"]
