@@ -10,6 +10,10 @@ Public API:
 
 __version__ = "0.1.0"
 
+from recbole_ext._requirements import check_recbole  # noqa: E402
+
+check_recbole()  # one line saying what to install, before anything imports RecBole
+
 from recbole_ext.config import Config  # noqa: E402
 from recbole_ext.utils import get_model, get_trainer  # noqa: E402
 
