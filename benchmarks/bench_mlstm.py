@@ -8,7 +8,7 @@
 after round, forward+backward ("train") and forward under ``no_grad``
 ("inference") of one layer: ``torch.nn.LSTM``, the naive mLSTM (Python loop over steps with the
 input projections inside the loop, like mlstm4reco), and the implementations of
-:class:`recbole_ext.model.layers.MultiplicativeLSTMLayer` (``loop``, ``script``, ``fused``,
+:class:`recbole_ext.model.mlstm.MultiplicativeLSTMLayer` (``loop``, ``script``, ``fused``,
 ``native``: the C++ forward loop that the default ``auto`` uses on the CPU), plus
 ``torch.compile`` of the ``loop`` layer when ``--compile`` is given. Then one training epoch and one
 full-ranking evaluation of the two models on ml-100k through RecBole's trainer (``--epoch-data``).
@@ -81,7 +81,7 @@ def naive_mlstm_layer(layer, x: torch.Tensor) -> torch.Tensor:
 
 
 def speed(args) -> None:
-    from recbole_ext.model.layers import MultiplicativeLSTMLayer
+    from recbole_ext.model.mlstm import MultiplicativeLSTMLayer
 
     torch.manual_seed(0)
     b, n, d = args.batch, args.length, args.dim

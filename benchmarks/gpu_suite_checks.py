@@ -121,7 +121,7 @@ def check_mlstm(device: str) -> List[Tuple[str, bool, str, Dict]]:
     sys.path.insert(0, os.path.join(os.path.dirname(HERE), "tests"))
     from mlstm_reference import naive_mlstm  # the tests' reference, written from the equations
 
-    from recbole_ext.model.layers import MLSTM_IMPLS, MultiplicativeLSTM
+    from recbole_ext.model.mlstm import MLSTM_IMPLS, MultiplicativeLSTM
 
     # the C++ loop is CPU-only; the Triton kernels need CUDA (hidden 16: a size they take)
     impls = [i for i in MLSTM_IMPLS if i != ("native" if device == "cuda" else "triton")]

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from mlstm_reference import naive_mlstm
-from recbole_ext.model.layers import MLSTM_IMPLS, MultiplicativeLSTM
+from recbole_ext.model.mlstm import MLSTM_IMPLS, MultiplicativeLSTM
 
 #: implementations that run on the CPU at any size ("triton": tests/test_mlstm_triton.py)
 CPU_IMPLS = tuple(i for i in MLSTM_IMPLS if i != "triton")
@@ -47,7 +47,7 @@ def test_native_recurrence_builds_and_is_used(monkeypatch):
     """The C++ forward loop builds here (CI machines have a compiler), ``auto`` uses it for
     training (saving what the backward needs) and for inference (saving nothing), and it
     agrees with the TorchScript implementation in float32."""
-    from recbole_ext.model import layers, mlstm_native
+    from recbole_ext.model.mlstm import layer as mlstm_layer, native as mlstm_native
 
     ext = mlstm_native.native_extension()
     assert ext is not None, f"the C++ mLSTM recurrence did not build: {mlstm_native.build_error()}"
@@ -58,7 +58,7 @@ def test_native_recurrence_builds_and_is_used(monkeypatch):
             calls.append(args[7])  # save
             return ext.forward(*args)
 
-    monkeypatch.setattr(layers, "native_extension", lambda: Recorder())
+    monkeypatch.setattr(mlstm_layer, "native_extension", lambda: Recorder())
     torch.manual_seed(3)
     net = MultiplicativeLSTM(16, 24, num_layers=2)
     assert all(layer.impl == "auto" for layer in net.layers)
@@ -87,7 +87,7 @@ def test_buffer_pool_reuses_only_freed_buffers():
     alive must not overwrite that graph's buffers, and freed buffers are reused."""
     import gc
 
-    from recbole_ext.model import mlstm_native
+    from recbole_ext.model.mlstm import native as mlstm_native
 
     assert mlstm_native.native_extension() is not None, mlstm_native.build_error()
     pool = mlstm_native.POOL
@@ -119,7 +119,7 @@ def test_buffer_pool_reuses_only_freed_buffers():
 def test_native_recurrence_on_extreme_inputs(dtype, scale):
     """Saturated gates (pre-activations in the hundreds) stay finite and equal TorchScript's:
     the extension is built with -ffast-math, which assumes exp never overflows."""
-    from recbole_ext.model import layers, mlstm_native
+    from recbole_ext.model.mlstm import native as mlstm_native, recurrence
 
     ext = mlstm_native.native_extension()
     assert ext is not None, mlstm_native.build_error()
@@ -131,7 +131,7 @@ def test_native_recurrence_on_extreme_inputs(dtype, scale):
     w_mh = torch.randn(4 * hid, hid, dtype=dtype) * scale
     w_hm, b_hm = torch.randn(hid, hid, dtype=dtype), torch.randn(hid, dtype=dtype)
     got = ext.forward(xg, xm, h0, c0, w_mh, w_hm, b_hm, True)
-    want = layers._mlstm_recurrence_fwd(xg, xm, h0, c0, w_mh, w_hm, b_hm)
+    want = recurrence._mlstm_recurrence_fwd(xg, xm, h0, c0, w_mh, w_hm, b_hm)
     tol = 1e-4 if dtype == torch.float32 else 1e-10
     for g, w in zip(got, want):
         assert torch.isfinite(g).all()

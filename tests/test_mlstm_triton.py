@@ -19,7 +19,7 @@ CHECK = r"""
 import sys, torch
 sys.path.insert(0, sys.argv[1])
 from mlstm_reference import naive_mlstm
-from recbole_ext.model.layers import MultiplicativeLSTM
+from recbole_ext.model.mlstm import MultiplicativeLSTM
 
 def run(dtype, b, n, d, hid, layers, rtol, atol):
     torch.manual_seed(0)
@@ -63,7 +63,7 @@ def test_triton_kernels_match_the_reference_in_the_interpreter():
 
 PROBE = r"""
 import warnings, torch
-from recbole_ext.model import mlstm_triton
+from recbole_ext.model.mlstm import triton_kernels as mlstm_triton
 x = torch.zeros(2, 3, 16)
 assert mlstm_triton.works_on(x, 16)             # compiles, agrees with TorchScript
 good = mlstm_triton.recurrence_fwd

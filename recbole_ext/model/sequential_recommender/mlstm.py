@@ -5,7 +5,7 @@ ICLR workshop 2017 (arXiv:1609.07959). Recommender setting and reference code:
 https://github.com/FlorianWilhelm/mlstm4reco (``src/mlstm4reco/layers.py``, ``representations.py``),
 built on Spotlight's ``ImplicitSequenceModel``.
 
-The cell (:class:`recbole_ext.model.layers.MultiplicativeLSTM`): ``m_t = (W_im x_t + b_im) *
+The cell (:class:`recbole_ext.model.mlstm.MultiplicativeLSTM`): ``m_t = (W_im x_t + b_im) *
 (W_hm h_{t-1} + b_hm)``, then an LSTM cell whose recurrent input is ``m_t`` instead of
 ``h_{t-1}``. Everything around the cell is shared with the LSTM baseline
 (:class:`~recbole_ext.model.sequential_recommender.lstm4rec.RecurrentSequenceRecommender`), so
@@ -39,7 +39,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from recbole_ext.model.layers import MultiplicativeLSTM
+from recbole_ext.model.mlstm import MultiplicativeLSTM
 from recbole_ext.model.sequential_recommender.lstm4rec import RecurrentSequenceRecommender
 
 

@@ -1,7 +1,7 @@
 // Forward recurrence of one multiplicative-LSTM layer on the CPU, for recbole_ext's mLSTM.
-// Built on first use by recbole_ext/model/mlstm_native.py (torch.utils.cpp_extension.load);
+// Built on first use by recbole_ext/model/mlstm/native.py (torch.utils.cpp_extension.load);
 // the gate nonlinearities are written as plain loops so that the compiler vectorises them
-// (-O3 -march=native -ffast-math). Equations and tensor layout: recbole_ext/model/layers.py
+// (-O3 -march=native -ffast-math). Equations and tensor layout: recbole_ext/model/mlstm/recurrence.py
 // (_mlstm_recurrence_fwd, whose outputs this reproduces; its TorchScript BPTT consumes them).
 #include <torch/extension.h>
 #include <ATen/Parallel.h>

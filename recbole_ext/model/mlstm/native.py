@@ -2,7 +2,7 @@
 
 ``csrc/mlstm_cpu.cpp`` runs the recurrence of one multiplicative-LSTM layer on the CPU with the
 gate nonlinearities as loops the compiler vectorises; it computes exactly what the TorchScript
-forward (:func:`recbole_ext.model.layers._mlstm_recurrence_fwd`) computes and returns the same
+forward (:func:`recbole_ext.model.mlstm.recurrence._mlstm_recurrence_fwd`) computes and returns the same
 tensors, so the TorchScript backward pass is shared. It needs a C++ compiler (and ninja) at run
 time; the first use compiles it (about 30 s) into PyTorch's extension cache
 (``$TORCH_EXTENSIONS_DIR``, default ``~/.cache/torch_extensions``). When it cannot be built, or

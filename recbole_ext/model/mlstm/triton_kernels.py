@@ -5,7 +5,7 @@ Each program owns ``BLOCK_B`` rows of the batch and steps through time with its 
 registers; per step it multiplies by ``W_hm`` and the four ``H x H`` blocks of ``W_mh`` (read
 from the L2 cache each step; at H = 128 they are 320 KB) with ``tl.dot`` in IEEE float32
 (no TF32) or float64. The kernels write exactly what the TorchScript pair
-(:func:`recbole_ext.model.layers._mlstm_recurrence_fwd` / ``_bwd``) writes, so the weight
+(:func:`recbole_ext.model.mlstm.recurrence._mlstm_recurrence_fwd` / ``_bwd``) writes, so the weight
 gradients are formed the same way after the loop. They apply when Triton is installed, the
 tensors are on a CUDA device (or ``TRITON_INTERPRET=1`` is set, which runs them on the CPU, as
 the tests do), ``H`` is a power of two of at least 16 (``tl.dot`` and ``tl.arange``) and the
@@ -60,7 +60,7 @@ def works_on(x: torch.Tensor, hidden: int) -> bool:
 
 
 def _agrees_with_torchscript(device, dtype, hidden: int) -> bool:
-    from recbole_ext.model.layers import _mlstm_recurrence_bwd, _mlstm_recurrence_fwd
+    from recbole_ext.model.mlstm.recurrence import _mlstm_recurrence_bwd, _mlstm_recurrence_fwd
 
     gen = torch.Generator().manual_seed(0)
     n, b = 5, 2 * BLOCK_B + 3
@@ -172,7 +172,7 @@ if triton is not None:
 
 
 def recurrence_fwd(xg, xm, h0, c0, w_mh, w_hm, b_hm) -> Tuple[torch.Tensor, ...]:
-    """Same arguments and returns as :func:`recbole_ext.model.layers._mlstm_recurrence_fwd`."""
+    """Same arguments and returns as :func:`recbole_ext.model.mlstm.recurrence._mlstm_recurrence_fwd`."""
     n_steps, batch, hidden = xm.shape
     xg, xm, h0, c0 = (t.contiguous() for t in (xg, xm, h0, c0))
     hs, cs, hms, ms = (torch.empty_like(xm) for _ in range(4))
@@ -184,7 +184,7 @@ def recurrence_fwd(xg, xm, h0, c0, w_mh, w_hm, b_hm) -> Tuple[torch.Tensor, ...]
 
 
 def recurrence_bwd(grad_h, grad_c, h0, c0, xm, w_mh, w_hm, hs, cs, hms, ms, acts) -> Tuple[torch.Tensor, ...]:
-    """Same arguments and returns as :func:`recbole_ext.model.layers._mlstm_recurrence_bwd`."""
+    """Same arguments and returns as :func:`recbole_ext.model.mlstm.recurrence._mlstm_recurrence_bwd`."""
     n_steps, batch, hidden = xm.shape
     d_gates = torch.empty_like(acts)
     d_m = torch.empty_like(xm)
