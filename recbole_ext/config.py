@@ -133,6 +133,14 @@ class Config(RecBoleConfig):
             raise ConfigError(f"invalid configuration: {msg}") from None
         self._warn_unknown_model_keys()
 
+    def _init_parameters_category(self):
+        """RecBole's key categories, as lists of this config's own: RecBole 1.2.1 stores its
+        module-level lists here and extends the data-set one in place, so every ``Config`` made
+        grew the list every later one starts from (a data set's keys then showed up as data-set
+        keys of all later configs)."""
+        super()._init_parameters_category()
+        self.parameters = {category: list(keys) for category, keys in self.parameters.items()}
+
     # ------------------------------------------------------------- numpy 2
     def compatibility_settings(self):
         restore_numpy_aliases()

@@ -124,3 +124,19 @@ def test_package_does_not_import_ray_or_quick_start():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split()[-2:] == ["False", "False"]
+
+
+def test_config_leaves_recboles_module_lists_alone(ml100k_slice):
+    """RecBole 1.2.1's Config extends its module-level ``dataset_arguments`` in place; ours
+    works on a copy, so making configs does not change what later ones start from."""
+    from recbole.config import configurator
+
+    from recbole_ext.config import Config
+
+    before = {name: list(getattr(configurator, name)) for name in
+              ("general_arguments", "training_arguments", "evaluation_arguments", "dataset_arguments")}
+    for model in ("GLINTRU", "SASRec"):
+        Config(model, "ml-100k", config_dict={"state": "WARNING"})
+        Config(model, "ml-slice", config_dict={"data_path": ml100k_slice, "state": "WARNING"})
+    for name, keys in before.items():
+        assert getattr(configurator, name) == keys, name
