@@ -1,4 +1,4 @@
-"""Fast sampled evaluation (``CompatTrainerMixin._neg_sample_batch_eval``) against RecBole's path.
+"""Fast sampled evaluation (``SampledEvalMixin._neg_sample_batch_eval``) against RecBole's path.
 
 RecBole's sampled ranking evaluation (``uni100``, ``pop100``) calls ``predict`` once per
 (row, candidate). Ours encodes each distinct row once; metrics and scores must be the same.
@@ -208,19 +208,19 @@ def test_model_without_candidate_scoring_uses_expanded_batches(ml100k_slice):
 
 
 def test_layout_rejects_unequal_candidate_counts():
-    from recbole_ext.trainer.trainer import CompatTrainerMixin
+    from recbole_ext.evaluation.sampled import SampledEvalMixin
 
     # two users, one row each, 3 candidates each: accepted
     row_idx = torch.tensor([0, 0, 0, 1, 1, 1])
-    layout = CompatTrainerMixin._sampled_eval_layout(row_idx, torch.tensor([0, 1]))
+    layout = SampledEvalMixin._sampled_eval_layout(row_idx, torch.tensor([0, 1]))
     assert layout is not None
     unique_rows, cand_rows = layout
     assert unique_rows.tolist() == [0, 3] and cand_rows.tolist() == [[0, 1, 2], [3, 4, 5]]
     # a user with two rows: copies interleave (p1, p2, n1, n2, ...)
-    layout = CompatTrainerMixin._sampled_eval_layout(torch.tensor([0, 0, 0, 0]), torch.tensor([0, 0]))
+    layout = SampledEvalMixin._sampled_eval_layout(torch.tensor([0, 0, 0, 0]), torch.tensor([0, 0]))
     assert layout[1].tolist() == [[0, 2], [1, 3]]
     # unequal candidate counts: RecBole's path
-    assert CompatTrainerMixin._sampled_eval_layout(torch.tensor([0, 0, 1, 1, 1]), torch.tensor([0, 1])) is None
+    assert SampledEvalMixin._sampled_eval_layout(torch.tensor([0, 0, 1, 1, 1]), torch.tensor([0, 1])) is None
 
 
 def test_full_sort_mode_unaffected(ml100k_slice):

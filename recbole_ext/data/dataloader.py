@@ -8,7 +8,7 @@ the loader's copying alone costs several times a full-ranking pass.
 :class:`CandidateEvalDataLoader` draws exactly the negatives RecBole's loader draws (same sampler,
 same calls, same user order, so the same random numbers) but yields a :class:`CandidateBatch`: the
 distinct rows once plus a ``[rows, 1 + N]`` matrix of candidate item ids. The trainer
-(:meth:`recbole_ext.trainer.trainer.CompatTrainerMixin._neg_sample_batch_eval`) encodes each row
+(:meth:`recbole_ext.evaluation.sampled.SampledEvalMixin._neg_sample_batch_eval`) encodes each row
 once and scores its candidates; for a model that cannot, :meth:`CandidateBatch.expand` rebuilds
 RecBole's own batch layout.
 

@@ -1,0 +1,1 @@
+"""Evaluation of recbole_ext: fast sampled evaluation (:mod:`.sampled`)."""
