@@ -8,7 +8,8 @@ Parts (``--parts``, default ``abc``), in the order they run:
 
 - (b) speed: training seconds per epoch, inference ms per 2048-batch and peak GPU memory of
   GLINTRU, SASRec, GRU4Rec, BERT4Rec, mLSTM and LSTM4Rec at L=200, d=128 (fp32, bf16; compiled
-  GLINTRU and SASRec), on an otherwise idle device; ratios to SASRec from the same run;
+  GLINTRU and SASRec), on an otherwise idle device; ratios to SASRec from the same run; a
+  torch.profiler table of SASRec's and GLINTRU's fp32 training steps;
 - (c) Beauty: GLINTRU and SASRec on amazon-beauty under the paper's pop100 protocol, a grid of
   embedding dropout x max length, all runs at once, each trained to early stopping (patience 10)
   or the time budget; while they run,
@@ -42,7 +43,8 @@ SMOKE_SHAPE = {"users": 60, "items": 300, "max_len": 20, "hidden": 16, "batch": 
                "batches": 3, "warmup": 1, "steps": 2, "eval_reps": 1, "compile_backend": "eager"}
 #: the Beauty grid: (model, embedding dropout, max length); every run gets the paper's settings
 BEAUTY_GRID = [(m, p, n) for m in ("GLINTRU", "SASRec") for p in (0.2, 0.5) for n in (50, 100)]
-PAPER = {"GLINTRU": (0.4472, 0.2498, 0.2964), "SASRec": (0.4332, 0.2325, 0.2798)}
+#: models whose fp32 training steps part (b) profiles (why GLINTRU is slower than SASRec on a GPU)
+PROFILED = ("SASRec", "GLINTRU")
 
 
 def beauty_keys(model: str, dropout: float, max_len: int) -> Dict:
@@ -103,6 +105,7 @@ def part_b(report: Report, shape: Dict, workdir: str, budget_s: float, models: L
     report.table(["model", "precision", "compiled", "train s/epoch", "x SASRec", "loader s/epoch",
                   "infer ms/batch", "x SASRec", "peak MB", "warm-up s", "mLSTM impl"])
     base: Dict = {}
+    profiled: Dict[str, str] = {}
     start = time.perf_counter()
     loader_line(report, speed, root, shape)
     for model, rows in speed.plan(models):
@@ -118,6 +121,18 @@ def part_b(report: Report, shape: Dict, workdir: str, budget_s: float, models: L
             if time.perf_counter() - start > budget_s:
                 break
             speed_row(report, speed, config, train_data, shape, full_samples, precision, compiled, base)
+        if model in PROFILED and not profiled.get(model):
+            profiled[model] = profile_text(speed, config, train_data, shape)
+    for model, text in profiled.items():
+        report.text(f"Where {model}'s fp32 training steps spend their time (torch.profiler, 3 steps):\n\n"
+                    f"```\n{text}\n```")
+
+
+def profile_text(speed, config, train_data, shape: Dict) -> str:
+    try:
+        return speed.profile_table(config, train_data, shape)
+    except Exception as e:  # noqa: BLE001 - a failed profile is text in the report
+        return f"profile failed: {error_text(e)}"
 
 
 def loader_line(report: Report, speed, root: str, shape: Dict) -> None:

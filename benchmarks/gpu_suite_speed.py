@@ -182,6 +182,24 @@ def measure(config, train_data, shape: Dict, full_samples: int, precision: str, 
     }
 
 
+def profile_table(config, train_data, shape: Dict, rows: int = 12) -> str:
+    """The ops that take the most device (or, without CUDA, CPU) time in three fp32 training
+    steps of the model of ``config``, as torch.profiler's table."""
+    from torch.profiler import ProfilerActivity, profile
+
+    net, trainer = build_model(config, train_data)
+    device = config["device"]
+    batches, _ = load_batches(train_data, device, 3)
+    time_steps(net, trainer.optimizer, batches, "fp32", warmup=2, steps=1)
+    cuda = device.type == "cuda"
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+    with profile(activities=activities) as prof:
+        time_steps(net, trainer.optimizer, batches, "fp32", warmup=0, steps=3)
+    del net, trainer, batches
+    sort = "self_device_time_total" if cuda else "self_cpu_time_total"
+    return prof.key_averages().table(sort_by=sort, row_limit=rows, max_name_column_width=60)
+
+
 def mlstm_impl(net) -> str:
     """Which mLSTM recurrence ran in the last forward pass ("-" for other models)."""
     layers = getattr(getattr(net, "recurrent", None), "layers", None)

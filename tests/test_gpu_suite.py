@@ -44,3 +44,6 @@ def test_gpu_suite_smoke_runs_every_part(tmp_path):
     assert resume["resume_equal"] is True  # exact resumption on the CPU
     report = (out / "report.md").read_text()
     assert "## (a)" in report and "## (b)" in report and "## (c)" in report
+    for model in ("SASRec", "GLINTRU"):  # the profile of part (b)
+        assert f"Where {model}'s fp32 training steps spend their time" in report
+    assert "profile failed" not in report
