@@ -35,7 +35,7 @@ from typing import Dict, List
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
-from gpu_suite_common import Report, device_name, rule_rows, write_inter  # noqa: E402
+from gpu_suite_common import Report, device_name, rule_sequences, write_inter  # noqa: E402
 
 GPU_SHAPE = {"users": 800, "items": 3706, "max_len": 200, "hidden": 128, "batch": 2048,
              "batches": 8, "warmup": 3, "steps": 10, "eval_reps": 5}
@@ -257,7 +257,7 @@ def cells_name(spec: Dict) -> str:
 
 # ---------------------------------------------------------------- main
 def smoke_data(workdir: str) -> Dict:
-    root = write_inter(os.path.join(workdir, "data"), "suite-tiny", rule_rows(80, 30, 15))
+    root = write_inter(os.path.join(workdir, "data"), "suite-tiny", rule_sequences(80, 30, 15))
     keys = {"MAX_ITEM_LIST_LENGTH": 10, "hidden_size": 16, "embedding_size": 16, "train_batch_size": 256,
             "eval_batch_size": 256, "load_col": {"inter": ["user_id", "item_id", "timestamp"]},
             "eval_args": {"split": {"LS": "valid_and_test"}, "order": "TO", "mode": "full", "group_by": "user"}}

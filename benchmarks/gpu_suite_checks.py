@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import math
 import os
-import sys
 import time
 from typing import Dict, List, Tuple
 
@@ -21,7 +20,6 @@ import torch
 
 from gpu_suite_common import suite_config
 
-HERE = os.path.dirname(os.path.abspath(__file__))
 SMOKE_MODELS = ["GLINTRU", "mLSTM", "LSTM4Rec", "SVAE", "MultVAE", "SASRec", "GRU4Rec", "BERT4Rec"]
 MODEL_KEYS: Dict[str, Dict] = {
     "SASRec": {"n_layers": 2, "n_heads": 2},
@@ -118,7 +116,6 @@ def check_sampled_eval(data: Dict, models=("GLINTRU", "SASRec")) -> List[Tuple[s
 
 def check_mlstm(device: str) -> List[Tuple[str, bool, str, Dict]]:
     """Each mLSTM recurrence usable on ``device`` against the tests' step-by-step reference."""
-    sys.path.insert(0, os.path.join(os.path.dirname(HERE), "tests"))
     from mlstm_reference import naive_mlstm  # the tests' reference, written from the equations
 
     from recbole_ext.model.mlstm import MLSTM_IMPLS, MultiplicativeLSTM

@@ -9,12 +9,17 @@ from __future__ import annotations
 import csv
 import json
 import os
+import sys
 import time
 from typing import Dict, Iterable, List, Optional
 
 import numpy as np
 
-INTER_HEADER = ("user_id:token", "item_id:token", "timestamp:float")
+#: the tests' folder: generated data (``synthetic``) and the mLSTM reference come from there
+TESTS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests")
+sys.path.insert(0, TESTS_DIR)
+
+from synthetic import rule_sequences, write_inter  # noqa: E402,F401  (the tests' generators)
 
 
 class Report:
@@ -62,27 +67,6 @@ class Report:
 
     def elapsed(self) -> float:
         return time.time() - self.started
-
-
-def write_inter(root: str, name: str, rows) -> str:
-    """Write ``root/name/name.inter`` (user, item, timestamp); returns ``root``."""
-    folder = os.path.join(root, name)
-    os.makedirs(folder, exist_ok=True)
-    with open(os.path.join(folder, f"{name}.inter"), "w") as f:
-        f.write("\t".join(INTER_HEADER) + "\n")
-        f.writelines(f"{u}\t{i}\t{t}\n" for u, i, t in rows)
-    return root
-
-
-def rule_rows(n_users: int, n_items: int, length: int, seed: int = 0):
-    """Sequences whose next item is ``perm[current]`` 90% of the time: learnable, tiny."""
-    rng = np.random.default_rng(seed)
-    perm = rng.permutation(np.arange(1, n_items + 1))
-    for u in range(1, n_users + 1):
-        item = int(rng.integers(1, n_items + 1))
-        for t in range(length):
-            yield u, item, t
-            item = int(perm[item - 1]) if rng.random() < 0.9 else int(rng.integers(1, n_items + 1))
 
 
 def ml1m_shape_lengths(n_users: int = 6040, seed: int = 0) -> np.ndarray:

@@ -11,13 +11,14 @@ apart from the model step, over the same batches.
 
 from __future__ import annotations
 
-import contextlib
 import gc
 import math
 import time
 from typing import Dict, List, Tuple
 
 import torch
+
+from recbole_ext.trainer.fast_path import autocast, compile_forward
 
 from gpu_suite_common import ml1m_shape_lengths, ml1m_shape_rows, suite_config, sync, train_samples, write_inter
 
@@ -59,12 +60,6 @@ def write_shape_data(root: str, shape: Dict) -> Tuple[str, int]:
     lengths = ml1m_shape_lengths()
     write_inter(root, "ml1m-shape", ml1m_shape_rows(lengths[: shape["users"]], shape["items"]))
     return root, train_samples(lengths)
-
-
-def autocast(precision: str, device: torch.device):
-    if precision == "bf16":
-        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
-    return contextlib.nullcontext()
 
 
 def build_data(model: str, root: str, shape: Dict, **extra):
@@ -156,11 +151,8 @@ def measure(config, train_data, shape: Dict, full_samples: int, precision: str, 
     """One row of part (b) for the model of ``config``: see the module docstring."""
     net, trainer = build_model(config, train_data)
     device = config["device"]
-    if precision == "tf32":
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
-    if compiled:
-        net.forward = torch.compile(net.forward, dynamic=False, backend=shape.get("compile_backend", "inductor"))
+    if compiled:  # what the `compile` key does (the smoke run names a cheap backend)
+        compile_forward(net, shape.get("compile_backend", True))
     batches, loader_ms = load_batches(train_data, device, shape["batches"])
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
@@ -169,8 +161,6 @@ def measure(config, train_data, shape: Dict, full_samples: int, precision: str, 
     eval_ms = time_inference(net, batches[0], precision, shape["eval_reps"])
     n_batches = math.ceil(full_samples / shape["batch"])
     impl = mlstm_impl(net)
-    torch.backends.cuda.matmul.allow_tf32 = False
-    torch.backends.cudnn.allow_tf32 = False
     del net, trainer, batches
     gc.collect()
     if torch.cuda.is_available():

@@ -13,7 +13,6 @@ from __future__ import annotations
 import os
 from typing import Dict, Optional
 
-import numpy as np
 import pytest
 import torch
 
@@ -23,18 +22,9 @@ torch.set_num_threads(1)
 
 import recbole  # noqa: E402
 
+from synthetic import rule_sequences, write_inter  # noqa: E402,F401  (tests import them from here)
+
 ML100K = os.path.join(os.path.dirname(recbole.__file__), "dataset_example", "ml-100k", "ml-100k.inter")
-
-
-def write_inter(folder: str, name: str, rows, header=("user_id:token", "item_id:token", "timestamp:float")) -> str:
-    """Write an atomic ``.inter`` file ``folder/name/name.inter``; returns ``folder``."""
-    d = os.path.join(folder, name)
-    os.makedirs(d, exist_ok=True)
-    with open(os.path.join(d, f"{name}.inter"), "w") as f:
-        f.write("\t".join(header) + "\n")
-        for r in rows:
-            f.write("\t".join(str(x) for x in r) + "\n")
-    return folder
 
 
 @pytest.fixture(scope="session")
@@ -50,18 +40,6 @@ def ml100k_slice(tmp_path_factory) -> str:
     write_inter(root, "ml-slice", rows, header=header)
     return root
 
-
-def rule_sequences(n_users: int = 200, n_items: int = 40, length: int = 20, seed: int = 0):
-    """Sequences where the next item is ``perm[current]`` 90% of the time (else random)."""
-    rng = np.random.default_rng(seed)
-    perm = rng.permutation(np.arange(1, n_items + 1))
-    rows = []
-    for u in range(1, n_users + 1):
-        item = int(rng.integers(1, n_items + 1))
-        for t in range(length):
-            rows.append((u, item, t))
-            item = int(perm[item - 1]) if rng.random() < 0.9 else int(rng.integers(1, n_items + 1))
-    return rows
 
 
 @pytest.fixture(scope="session")
