@@ -43,6 +43,8 @@ SMOKE_SHAPE = {"users": 60, "items": 300, "max_len": 20, "hidden": 16, "batch": 
                "batches": 3, "warmup": 1, "steps": 2, "eval_reps": 1, "compile_backend": "eager"}
 #: the Beauty grid: (model, embedding dropout, max length); every run gets the paper's settings
 BEAUTY_GRID = [(m, p, n) for m in ("GLINTRU", "SASRec") for p in (0.2, 0.5) for n in (50, 100)]
+#: part (b)'s models by default, in order
+SPEED_ORDER = ("SASRec", "GLINTRU", "GRU4Rec", "BERT4Rec", "LSTM4Rec", "mLSTM")
 #: models whose fp32 training steps part (b) profiles (why GLINTRU is slower than SASRec on a GPU)
 PROFILED = ("SASRec", "GLINTRU")
 
@@ -271,6 +273,8 @@ def parse_args(argv=None):
     p.add_argument("--smoke", action="store_true", help="all parts on CPU with tiny sizes (seconds)")
     p.add_argument("--parts", default="abc", help="which parts to run: any of a, b, c")
     p.add_argument("--speed-budget-s", type=float, default=120.0, help="part (b) starts no row after this")
+    p.add_argument("--speed-models", default=",".join(SPEED_ORDER), metavar="MODEL,...",
+                   help="part (b)'s models, in order (ratios are to SASRec, so keep it first)")
     p.add_argument("--beauty-budget-s", type=float, default=200.0, help="training time of each Beauty run")
     p.add_argument("--beauty-data", default=None, help="folder holding amazon-beauty/ (default: found as usual)")
     p.add_argument("--beauty-grid", default=None, metavar="MODEL:DROPOUT:LEN,...",
@@ -306,7 +310,7 @@ def main(argv=None) -> int:
                 f"Command: `python benchmarks/gpu_suite.py {argv_text}`.")
     data = smoke_data(workdir) if args.smoke else {"dataset": "ml-100k", "keys": {}}
     if "b" in args.parts:
-        models = ["SASRec", "GLINTRU", "GRU4Rec", "BERT4Rec", "LSTM4Rec", "mLSTM"]
+        models = args.speed_models.split(",")
         part_b(report, SMOKE_SHAPE if args.smoke else GPU_SHAPE, workdir, args.speed_budget_s, models)
         speed_summary(report)
     jobs, deadline = [], time.time()

@@ -21,14 +21,11 @@ from recbole_ext.model.mlstm.recurrence import (
 MLSTM_IMPLS = ("auto", "native", "fused", "script", "loop", "triton")
 
 
-def _triton_kernels(x: torch.Tensor, hidden: int, required: bool):
-    """:mod:`recbole_ext.model.mlstm.triton_kernels` when its kernels apply to ``x`` (and, unless
-    ``required``, passed their first-use check), else ``None``; a ``ValueError`` saying why when
-    ``required``."""
+def _triton_kernels(x: torch.Tensor, hidden: int):
+    """:mod:`recbole_ext.model.mlstm.triton_kernels`, or a ``ValueError`` saying why its kernels
+    cannot run the recurrence of ``x``."""
     from recbole_ext.model.mlstm import triton_kernels as mlstm_triton
 
-    if not required:
-        return mlstm_triton if mlstm_triton.works_on(x, hidden) else None
     if not mlstm_triton.applies(x, hidden):
         raise ValueError(
             "impl='triton' needs Triton installed, a CUDA tensor (or TRITON_INTERPRET=1), a hidden "
@@ -53,9 +50,9 @@ class MultiplicativeLSTMLayer(nn.Module):
             on first use; backward as ``"fused"``), ``"fused"`` (scripted forward and
             hand-written backward loops), ``"script"`` (TorchScript loop under autograd),
             ``"loop"`` (Python loop under autograd), ``"triton"`` (forward and backward loops
-            as one Triton kernel each, :mod:`recbole_ext.model.mlstm.triton_kernels`; CUDA), or
-            ``"auto"`` (default: on CUDA ``"triton"`` where it applies, else ``"fused"``; on the
-            CPU ``"native"`` when the extension builds, else ``"fused"``). All compute the same
+            as one Triton kernel each, :mod:`recbole_ext.model.mlstm.triton_kernels`; CUDA; slower
+            than ``"fused"`` there), or ``"auto"`` (default: ``"native"`` on the CPU when the
+            extension builds, else ``"fused"``). All compute the same
             function; they differ in speed only.
     """
 
@@ -118,9 +115,8 @@ class MultiplicativeLSTMLayer(nn.Module):
             h0, c0 = state
         impl = self.impl
         native = kernels = None
-        if impl == "triton" or (impl == "auto" and x.is_cuda):
-            kernels = _triton_kernels(x, hid, required=impl == "triton")
-            impl = "triton" if kernels is not None else "fused"
+        if impl == "triton":
+            kernels = _triton_kernels(x, hid)
         if impl in ("auto", "native"):
             native = native_extension() if native_applies(x, h0, c0) else None
             impl = "native" if native is not None else "fused"
