@@ -137,7 +137,7 @@ def build_for_epochs(model: str, args):
 
     from recbole_ext.config import Config
     from recbole_ext.data.utils import create_dataset, data_preparation
-    from recbole_ext.utils import get_model, get_trainer
+    from recbole_ext.registry import get_model, get_trainer
 
     config = Config(model, args.epoch_data, config_dict={
         "show_progress": False, "state": "ERROR", "train_batch_size": args.batch, "eval_batch_size": args.batch,

@@ -89,7 +89,7 @@ def one(args, model: str) -> dict:
     from recbole.utils import init_seed
 
     from recbole_ext.data.utils import create_dataset, data_preparation
-    from recbole_ext.utils import get_model, get_trainer
+    from recbole_ext.registry import get_model, get_trainer
 
     torch.set_num_threads(args.threads)
     config = config_for(args, model, "full")

@@ -34,7 +34,7 @@ from recbole.utils import init_seed  # noqa: E402
 
 from recbole_ext.config import Config  # noqa: E402
 from recbole_ext.data.utils import create_dataset, data_preparation  # noqa: E402
-from recbole_ext.utils import get_model, get_trainer  # noqa: E402
+from recbole_ext.registry import get_model, get_trainer  # noqa: E402
 
 getLogger().setLevel("WARNING")
 

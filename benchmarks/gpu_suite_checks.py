@@ -61,7 +61,7 @@ def check_models(data: Dict, workdir: str, models: List[str]) -> List[Tuple[str,
 
 def check_resume(data: Dict, workdir: str) -> Tuple[bool, str, Dict]:
     """2 epochs, resumed to 3, against 3 uninterrupted; then recommendations on the device."""
-    from recbole_ext.recommend import Recommender
+    from recbole_ext.serving import Recommender
 
     straight = run_one("GLINTRU", data, os.path.join(workdir, "straight"), epochs=3)
     first = run_one("GLINTRU", data, os.path.join(workdir, "resumed"), epochs=2)
@@ -85,7 +85,7 @@ def check_sampled_eval(data: Dict, models=("GLINTRU", "SASRec")) -> List[Tuple[s
     from recbole.utils import init_seed
 
     from recbole_ext.data.utils import create_dataset, data_preparation
-    from recbole_ext.utils import get_model, get_trainer
+    from recbole_ext.registry import get_model, get_trainer
 
     rows = []
     eval_args = {"split": {"LS": "valid_and_test"}, "order": "TO", "mode": "pop100", "group_by": "user"}

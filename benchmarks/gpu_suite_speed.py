@@ -79,7 +79,7 @@ def build_model(config, train_data):
     """A freshly initialised model on its device and its trainer (for the optimiser)."""
     from recbole.utils import init_seed
 
-    from recbole_ext.utils import get_model, get_trainer
+    from recbole_ext.registry import get_model, get_trainer
 
     init_seed(0, True)
     net = get_model(config["model"])(config, train_data._dataset).to(config["device"])

@@ -16,7 +16,7 @@ import time
 
 import torch
 
-from recbole_ext.recommend import Recommender
+from recbole_ext.serving import Recommender
 from recbole_ext.trainer.checkpoint import safe_load
 
 

@@ -15,7 +15,7 @@ from recbole_ext._requirements import check_recbole  # noqa: E402
 check_recbole()  # one line saying what to install, before anything imports RecBole
 
 from recbole_ext.config import Config  # noqa: E402
-from recbole_ext.utils import get_model, get_trainer  # noqa: E402
+from recbole_ext.registry import get_model, get_trainer  # noqa: E402
 
 
 def run_recbole_ext(*args, **kwargs):
@@ -28,7 +28,7 @@ def run_recbole_ext(*args, **kwargs):
 def recommend(*args, **kwargs):
     """See :func:`recbole_ext.recommend.recommend`. (Once :mod:`recbole_ext.recommend` is
     imported, ``recbole_ext.recommend`` is that module, which is callable the same way.)"""
-    from recbole_ext.recommend import recommend as _recommend
+    from recbole_ext.serving import recommend as _recommend
 
     return _recommend(*args, **kwargs)
 

@@ -1,68 +1,98 @@
-"""Command line: ``python run_recbole_ext.py --model=NAME --dataset=NAME [--config_files="a.yaml b.yaml"] [--key=value ...]``.
+"""Command line: ``recbole-ext COMMAND ...`` (also ``python -m recbole_ext`` and
+``python run_recbole_ext.py``).
 
-Also ``python -m recbole_ext`` and the ``recbole-ext`` console script. A mistake the user can make
-(unknown model, missing data, bad YAML, conflicting options, malformed data file) prints one line
-``recbole_ext: error: ...`` on stderr and exits with status 2, without a traceback.
+Commands (``train`` is the default, so ``run_recbole_ext.py --model=NAME --dataset=NAME`` trains):
+
+- ``train --model=NAME --dataset=NAME [--config_files="a.yaml b.yaml"] [--resume=CKPT] [--key=value ...]``
+- ``compare --model=A,B,C --dataset=NAME [--seeds=1,2,3] [--results-dir=DIR] [--force] [--no-plot]``
+  (``train`` with a comma in ``--model``, or with ``--seeds``/``--results-dir``/``--force``, compares)
+- ``report LOGDIR... [--out DIR] [--no-plot]``: the comparison table from existing log files
+- ``recommend --checkpoint=CKPT (--items=ID,ID,... | --items-file=IN --output=OUT) [--k=10] [--exclude-seen]``
+- ``convert FORMAT INPUT --name NAME [--out datasets/]``: raw files to RecBole atomic files
+- ``models``: every model name, ours and RecBole's
+
+The flags of earlier versions keep working: ``--list-models`` is ``models``, ``--recommend`` is
+``recommend``. A mistake the user can make (unknown model, missing data, bad YAML, conflicting
+options, malformed data file) prints one line ``recbole_ext: error: ...`` on stderr and exits with
+status 2, without a traceback.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
-from typing import List, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
 from recbole_ext.errors import UserError
 
+PROG = "recbole-ext"
+COMMANDS = ("train", "compare", "report", "recommend", "convert", "models")
 USAGE = (
-    "run_recbole_ext.py --model=NAME --dataset=NAME [--config_files=\"a.yaml b.yaml\"] [--key=value ...]\n"
-    "       run_recbole_ext.py --list-models\n"
-    "       run_recbole_ext.py --model=NAME --dataset=NAME --resume=CKPT [--trust-checkpoint] [--key=value ...]\n"
-    "       run_recbole_ext.py --recommend --checkpoint=CKPT (--items=ID,ID,... | --items-file=IN --output=OUT)"
-    " [--k=10] [--exclude-seen]\n"
-    "       run_recbole_ext.py --model=A,B,C --dataset=NAME [--seeds=1,2,3] [--results-dir=DIR] [--force]"
-    " [--no-plot] [--key=value ...]\n"
-    "       run_recbole_ext.py report LOGDIR... [--out DIR] [--no-plot]"
+    f"{PROG} [train] --model=NAME --dataset=NAME [--config_files=\"a.yaml b.yaml\"] [--resume=CKPT] [--key=value ...]\n"
+    f"       {PROG} compare --model=A,B,C --dataset=NAME [--seeds=1,2,3] [--results-dir=DIR] [--force] [--no-plot]\n"
+    f"       {PROG} report LOGDIR... [--out DIR] [--no-plot]\n"
+    f"       {PROG} recommend --checkpoint=CKPT (--items=ID,ID,... | --items-file=IN --output=OUT) [--k=10]\n"
+    f"       {PROG} convert FORMAT INPUT --name NAME [--out DIR]\n"
+    f"       {PROG} models"
 )
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="run_recbole_ext.py",
-        usage=USAGE,
-        allow_abbrev=False,  # else --seed=7 would be taken for --seeds=7 and start a comparison
-        description="Train and evaluate recbole_ext's and RecBole's models with RecBole's pipeline. "
-        "Any other --key=value pair overrides that config key (RecBole's precedence).",
-    )
-    parser.add_argument("--model", "-m", help="model name, e.g. GLINTRU, mLSTM, SASRec")
+class _Parser(argparse.ArgumentParser):
+    """argparse that raises a :class:`UserError` (one line, exit 2) instead of printing usage."""
+
+    def error(self, message: str):
+        raise UserError(message)
+
+
+def _parser(command: str, description: str) -> argparse.ArgumentParser:
+    # allow_abbrev=False: else --seed=7 would be taken for --seeds=7 and start a comparison
+    return _Parser(prog=f"{PROG} {command}", usage=USAGE, description=description, allow_abbrev=False)
+
+
+def _run_options(parser: argparse.ArgumentParser) -> None:
+    """Options of ``train`` and ``compare``; any other ``--key=value`` pair is a config key."""
+    parser.add_argument("--model", "-m", help="model name, e.g. GLINTRU, mLSTM, SASRec (compare: A,B,C)")
     parser.add_argument("--dataset", "-d", help="data set name, e.g. ml-100k (bundled), amazon-beauty")
     parser.add_argument("--config_files", help="space-separated YAML files, later ones win")
-    parser.add_argument("--list-models", action="store_true", help="print every known model name and exit")
     parser.add_argument("--no-save", action="store_true", help="do not write a checkpoint; test the last epoch")
+    parser.add_argument("--seeds", help="compare: seeds separated by commas, e.g. 1,2,3 (mean, std, t-test)")
+    parser.add_argument("--results-dir", dest="results_dir", help="compare: results folder")
+    parser.add_argument("--force", action="store_true", help="compare: rerun models already in the results folder")
+    parser.add_argument("--no-plot", dest="no_plot", action="store_true", help="compare: do not draw comparison.png")
+
+
+def train_parser() -> argparse.ArgumentParser:
+    parser = _parser("train", "Train and test one model with RecBole's pipeline. Any other --key=value "
+                     "pair overrides that config key (RecBole's precedence).")
+    _run_options(parser)
     parser.add_argument("--resume", metavar="CKPT", help="continue training from a checkpoint (updated in place)")
+    _trust_option(parser)
+    return parser
+
+
+def _trust_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--trust-checkpoint",
-        action="store_true",
+        "--trust-checkpoint", action="store_true",
         help="allow a legacy RecBole checkpoint (a pickle: loading it can run code; only for files you trust)",
     )
-    parser.add_argument("--recommend", action="store_true", help="recommend items from a trained checkpoint")
+
+
+def recommend_parser() -> argparse.ArgumentParser:
+    parser = _parser("recommend", "Recommend items from a trained checkpoint.")
     parser.add_argument("--checkpoint", metavar="CKPT", help="checkpoint to recommend with")
     parser.add_argument("--items", help="comma-separated item tokens of one history, most recent last")
     parser.add_argument("--items-file", help="histories, one per line: user<TAB>item item item")
     parser.add_argument("--output", help="TSV written by --items-file: user, rank, item, score")
     parser.add_argument("--k", type=int, default=10, help="how many items to recommend (default 10)")
     parser.add_argument("--exclude-seen", action="store_true", help="do not recommend the input items")
-    # side-by-side comparison (recbole_ext.compare): --model=A,B,C or any of these options
-    parser.add_argument("--seeds", help="compare: seeds separated by commas, e.g. 1,2,3 (mean, std, t-test)")
-    parser.add_argument("--results-dir", dest="results_dir", help="compare: results folder (default results/<dataset>-<time>)")
-    parser.add_argument("--force", action="store_true", help="compare: rerun models already in the results folder")
-    parser.add_argument("--no-plot", dest="no_plot", action="store_true", help="compare: do not draw comparison.png")
+    parser.add_argument("--recommend", action="store_true", help=argparse.SUPPRESS)
+    _trust_option(parser)
     return parser
 
 
-def split_args(argv: List[str]) -> Tuple[argparse.Namespace, List[str]]:
+def split_args(argv: List[str], parser: Optional[argparse.ArgumentParser] = None) -> Tuple[argparse.Namespace, List[str]]:
     """Our own options, and the ``--key=value`` pairs that go to the config."""
-    parser = build_parser()
-    args, rest = parser.parse_known_args(argv)
+    args, rest = (parser or train_parser()).parse_known_args(argv)
     for arg in rest:
         if not arg.startswith("--") or "=" not in arg:
             raise UserError(f"unrecognised argument '{arg}': config options are written --key=value")
@@ -74,61 +104,73 @@ def plain_metrics(result) -> dict:
     return {k: float(v) for k, v in (result or {}).items()}
 
 
-def run(argv: List[str]) -> int:
-    if argv and argv[0] == "report":  # run_recbole_ext.py report LOGDIR... (recbole_ext.report)
-        from recbole_ext.report import main as report_main
-
-        return report_main(argv[1:])
+def cmd_train(argv: List[str]) -> int:
     args, config_args = split_args(argv)
-    if args.list_models:
-        from recbole_ext.utils import own_model_names, recbole_model_names
-
-        print("recbole_ext: " + ", ".join(own_model_names()))
-        print("RecBole:     " + ", ".join(recbole_model_names()))
-        return 0
-    if args.recommend:
-        return run_recommend(args, config_args)
-    if not args.model:
-        raise UserError("no model given: pass --model=NAME (see --list-models)")
-    if not args.dataset:
-        raise UserError("no data set given: pass --dataset=NAME (ml-100k is bundled)")
-    if "," in args.model or args.seeds or args.results_dir or args.force:
-        from recbole_ext.compare import run_from_args
-
-        return run_from_args(args, config_args)
-    config_files = args.config_files.split() if args.config_files else None
-
+    if args.model and ("," in args.model or args.seeds or args.results_dir or args.force):
+        return _compare(args, config_args)
+    _need_model_and_data(args)
     from recbole_ext.quick_start import run_recbole_ext
 
-    result = run_recbole_ext(
-        args.model,
-        args.dataset,
-        config_files,
-        cmd_args=config_args,
-        saved=not args.no_save,
-        resume_file=args.resume,
-        trust_checkpoint=args.trust_checkpoint,
-    )
+    config_files = args.config_files.split() if args.config_files else None
+    result = run_recbole_ext(args.model, args.dataset, config_files, cmd_args=config_args, saved=not args.no_save,
+                             resume_file=args.resume, trust_checkpoint=args.trust_checkpoint)
     print(f"best valid: {plain_metrics(result['best_valid_result'])}")
     print(f"test result: {plain_metrics(result['test_result'])}")
     return 0
 
 
-def run_recommend(args: argparse.Namespace, config_args: List[str]) -> int:
-    """``--recommend``: one history (``--items``) to stdout, or a file of histories to ``--output``."""
+def _need_model_and_data(args: argparse.Namespace) -> None:
+    if not args.model:
+        raise UserError(f"no model given: pass --model=NAME (see '{PROG} models')")
+    if not args.dataset:
+        raise UserError("no data set given: pass --dataset=NAME (ml-100k is bundled)")
+
+
+def cmd_compare(argv: List[str]) -> int:
+    parser = _parser("compare", "Run several models on the same splits and write the comparison table.")
+    _run_options(parser)
+    args, config_args = split_args(argv, parser)
+    return _compare(args, config_args)
+
+
+def _compare(args: argparse.Namespace, config_args: List[str]) -> int:
+    _need_model_and_data(args)
+    from recbole_ext.compare import run_from_args
+
+    return run_from_args(args, config_args)
+
+
+def cmd_report(argv: List[str]) -> int:
+    from recbole_ext.report import main as report_main
+
+    return report_main(argv)
+
+
+def cmd_convert(argv: List[str]) -> int:
+    from recbole_ext.data.convert import main as convert_main
+
+    return convert_main(argv)
+
+
+def cmd_models(argv: List[str]) -> int:
+    if argv:
+        raise UserError(f"'models' takes no arguments, got {' '.join(argv)}")
+    from recbole_ext.registry import own_model_names, recbole_model_names
+
+    print("recbole_ext: " + ", ".join(own_model_names()))
+    print("RecBole:     " + ", ".join(recbole_model_names()))
+    return 0
+
+
+def cmd_recommend(argv: List[str]) -> int:
+    """One history (``--items``) to stdout, or a file of histories to ``--output``."""
+    args, rest = recommend_parser().parse_known_args(argv)
+    if rest:
+        raise UserError(f"recommend takes no config options, got {' '.join(rest)}")
+    _check_recommend_args(args)
     import warnings
 
-    if config_args:
-        raise UserError(f"--recommend takes no config options, got {' '.join(config_args)}")
-    if not args.checkpoint:
-        raise UserError("--recommend needs --checkpoint=PATH")
-    if bool(args.items) == bool(args.items_file):
-        raise UserError("--recommend needs exactly one of --items=ID,ID,... or --items-file=PATH")
-    if args.items_file and not args.output:
-        raise UserError("--items-file needs --output=PATH")
-    if args.k < 1:
-        raise UserError(f"--k must be at least 1, got {args.k}")
-    from recbole_ext.recommend import Recommender, recommend, recommend_file
+    from recbole_ext.serving import Recommender, recommend, recommend_file
 
     def show(message, category, filename, lineno, file=None, line=None):
         print(f"recbole_ext: warning: {message}", file=sys.stderr)
@@ -139,11 +181,43 @@ def run_recommend(args: argparse.Namespace, config_args: List[str]) -> int:
         recs = recommend_file(rec, args.items_file, args.output, args.k, args.exclude_seen)
         print(f"wrote {sum(len(v) for v in recs.values())} rows for {len(recs)} users to {args.output}")
         return 0
-    recs = recommend(rec, args.items, args.k, args.exclude_seen)
     print("rank\titem\tscore")
-    for rank, (item, score) in enumerate(recs, 1):
+    for rank, (item, score) in enumerate(recommend(rec, args.items, args.k, args.exclude_seen), 1):
         print(f"{rank}\t{item}\t{score:.6g}")
     return 0
+
+
+def _check_recommend_args(args: argparse.Namespace) -> None:
+    if not args.checkpoint:
+        raise UserError("recommend needs --checkpoint=PATH")
+    if bool(args.items) == bool(args.items_file):
+        raise UserError("recommend needs exactly one of --items=ID,ID,... or --items-file=PATH")
+    if args.items_file and not args.output:
+        raise UserError("--items-file needs --output=PATH")
+    if args.k < 1:
+        raise UserError(f"--k must be at least 1, got {args.k}")
+
+
+HANDLERS: Dict[str, Callable[[List[str]], int]] = {
+    "train": cmd_train, "compare": cmd_compare, "report": cmd_report,
+    "recommend": cmd_recommend, "convert": cmd_convert, "models": cmd_models,
+}
+
+
+def run(argv: List[str]) -> int:
+    if argv and argv[0] in ("-h", "--help"):
+        print("usage: " + USAGE + "\n\n" + __doc__.split("\n\n", 1)[1])
+        return 0
+    if argv and argv[0] in HANDLERS:
+        return HANDLERS[argv[0]](argv[1:])
+    if argv and not argv[0].startswith("-"):
+        raise UserError(f"unknown command '{argv[0]}': choose from {', '.join(COMMANDS)}")
+    # the flags of earlier versions that chose another command
+    if "--list-models" in argv:
+        return cmd_models([a for a in argv if a != "--list-models"])
+    if "--recommend" in argv:
+        return cmd_recommend(argv)
+    return cmd_train(argv)
 
 
 def main(argv: Optional[List[str]] = None) -> int:

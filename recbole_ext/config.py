@@ -9,7 +9,7 @@ Loading order (later wins), as RecBole's precedence:
 5. the user's ``config_file_list``, then ``config_dict``, then command-line ``--key=value``.
 
 It also fixes RecBole 1.2.1's ``compatibility_settings`` for numpy 2, resolves model names
-through :func:`recbole_ext.utils.get_model`, finds data offline (:mod:`recbole_ext.data.locate`),
+through :func:`recbole_ext.registry.get_model`, finds data offline (:mod:`recbole_ext.data.locate`),
 and turns RecBole's configuration errors into :class:`~recbole_ext.errors.ConfigError`.
 """
 
@@ -20,52 +20,28 @@ import os
 from logging import getLogger
 from typing import Iterable, List, Optional
 
-import numpy as np
 import yaml
 from recbole.config import Config as RecBoleConfig
 from recbole.utils import ModelType
 
 from recbole_ext.errors import ConfigError
-from recbole_ext.utils import OWN_MODEL_YAML_DIR, PACKAGE_DIR, get_model, own_model_names
+from recbole_ext._paths import OWN_DATASET_YAML_DIR, OWN_MODEL_YAML_DIR, PROPERTIES_DIR
+from recbole_ext.compat.numpy import restore_numpy_aliases
+from recbole_ext.registry import get_model, own_model_names
 
-SEQUENTIAL_BASE_YAML = os.path.join(PACKAGE_DIR, "properties", "sequential.yaml")
+SEQUENTIAL_BASE_YAML = os.path.join(PROPERTIES_DIR, "sequential.yaml")
 #: keys of recbole_ext's trainer, for every model (loaded after RecBole's own defaults)
-OVERALL_YAML = os.path.join(PACKAGE_DIR, "properties", "overall.yaml")
-
-# numpy names RecBole 1.2.1 still uses (``np.float``, ``np.long``, ...) mapped to what they meant.
-# RecBole sets these itself in ``compatibility_settings``, but reaches ``np.float_``, which
-# numpy 2 removed, and crashes before the first line of config is read.
-NUMPY_ALIASES = {
-    "bool": "bool_",
-    "int": "int_",
-    "float": "float64",
-    "complex": "complex128",
-    "object": "object_",
-    "str": "str_",
-    "long": "int_",
-    "unicode": "str_",
-    "float_": "float64",
-    "complex_": "complex128",
-    "unicode_": "str_",
-}
-
-
-def restore_numpy_aliases() -> None:
-    """Give numpy back the removed names RecBole's code uses, where they are missing."""
-    for alias, target in NUMPY_ALIASES.items():
-        if alias not in np.__dict__:
-            setattr(np, alias, getattr(np, target))
-
+OVERALL_YAML = os.path.join(PROPERTIES_DIR, "overall.yaml")
 
 def dataset_yaml_dirs() -> List[str]:
-    """Folders searched for ``<dataset>.yaml``: ``$RECBOLE_EXT_YAML_DIR``, ``./yaml`` and the
-    ``yaml/`` beside the package in a source checkout."""
+    """Folders searched for ``<dataset>.yaml``: ``$RECBOLE_EXT_YAML_DIR``, ``./yaml``, then the
+    package's own ``properties/dataset/`` (installed with it)."""
     dirs = []
     env = os.environ.get("RECBOLE_EXT_YAML_DIR")
     if env:
         dirs.append(env)
     dirs.append(os.path.join(os.getcwd(), "yaml"))
-    dirs.append(os.path.join(os.path.dirname(PACKAGE_DIR), "yaml"))
+    dirs.append(OWN_DATASET_YAML_DIR)
     seen, out = set(), []
     for d in dirs:
         real = os.path.realpath(d)

@@ -20,7 +20,7 @@ from recbole_ext.config import Config
 from recbole_ext.data.utils import create_dataset, data_preparation
 from recbole_ext.errors import UserError
 from recbole_ext.logger import close_logger, init_logger
-from recbole_ext.utils import get_model, get_trainer
+from recbole_ext.registry import get_model, get_trainer
 
 
 def count_parameters(model) -> int:

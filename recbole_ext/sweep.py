@@ -4,7 +4,7 @@
 
 The cases are RecBole's own model test list (``tests/model/test_model_auto.py`` of
 RUCAIBox/RecBole, 137 cases over 90 models, config variants included: :data:`RECBOLE_CASES`),
-followed by one case per model of ours (:func:`recbole_ext.utils.own_model_names`). Each case
+followed by one case per model of ours (:func:`recbole_ext.registry.own_model_names`). Each case
 trains one epoch (KTUP's first case two, as RecBole's test does) on a small generated data set
 (:func:`write_sweep_dataset`: 200 users, 200 items, token / token_seq / float / float_seq fields,
 user and item features, a knowledge graph with ``.kg`` and ``.link``, blank cells in every
@@ -253,7 +253,7 @@ def own_cases() -> List[Case]:
     """One case per model of ours, with its own defaults (names read at call time)."""
     from recbole.utils import ModelType
 
-    from recbole_ext.utils import get_model, own_model_names
+    from recbole_ext.registry import get_model, own_model_names
 
     names = {ModelType.GENERAL: _G, ModelType.SEQUENTIAL: _S, ModelType.CONTEXT: _C, ModelType.KNOWLEDGE: _K}
     cases = []
@@ -372,7 +372,7 @@ def _loss_type(case: Case) -> Optional[str]:
         return case.config["loss_type"]
     import yaml
 
-    from recbole_ext.utils import RECBOLE_MODEL_YAML_DIR
+    from recbole_ext.registry import RECBOLE_MODEL_YAML_DIR
 
     path = os.path.join(RECBOLE_MODEL_YAML_DIR, f"{case.model}.yaml")
     if not os.path.isfile(path):

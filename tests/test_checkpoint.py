@@ -157,7 +157,7 @@ def test_crafted_checkpoint_is_refused_and_runs_nothing(tmp_path, capsys):
 
 def test_legacy_recbole_checkpoint_needs_trust(runs, ml100k_slice, tmp_path, capsys):
     from recbole_ext.config import Config
-    from recbole_ext.recommend import Recommender
+    from recbole_ext.serving import Recommender
 
     ours = safe_load(runs["straight"]["saved_model_file"])
     config = Config("SASRec", "ml-slice", config_dict=dict(CFG, data_path=ml100k_slice))
@@ -240,7 +240,7 @@ def test_runs_started_in_the_same_second_get_their_own_checkpoint(ml100k_slice, 
 
     from recbole_ext.config import Config
     from recbole_ext.data.utils import create_dataset, data_preparation
-    from recbole_ext.utils import get_model, get_trainer
+    from recbole_ext.registry import get_model, get_trainer
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(recbole_trainer, "get_local_time", lambda: "Nov-27-2026_16-00-00")

@@ -85,7 +85,7 @@ def test_option_without_value(tmp_path):
 
 def test_misspelled_key_of_our_model_warns_with_known_keys(ml100k_slice):
     from recbole_ext.config import Config
-    from recbole_ext.utils import own_model_names
+    from recbole_ext.registry import own_model_names
 
     name = own_model_names()[0]
     probe = Config(name, "ml-slice", config_dict={"data_path": ml100k_slice})

@@ -13,7 +13,9 @@ import torch
 import yaml
 from scipy.stats import ttest_rel
 
-from recbole_ext import compare, plot, report
+from recbole_ext import compare, report
+from recbole_ext.compare import runner
+from recbole_ext.results import logparse, plot, render, table as results_table
 from recbole_ext.cli import main as cli_main
 
 def cli_args(data_path: str, results_dir: str, models: str):
@@ -30,7 +32,7 @@ def cli_args(data_path: str, results_dir: str, models: str):
 def side_by_side(ml100k_slice, tmp_path_factory):
     """Run 1: GRU4Rec trains, SASRec runs out of memory, NoSuchModel is unknown (exit 1).
     Run 2, same results folder, GRU4Rec and SASRec: GRU4Rec is skipped, SASRec trains (exit 0)."""
-    import recbole_ext.quick_start as qs
+    qs = runner  # the runner's own name for train_and_test is the one to replace
 
     work = tmp_path_factory.mktemp("compare")
     res = str(work / "res")
@@ -134,7 +136,7 @@ def test_each_model_logs_to_its_own_file_and_shares_the_split(side_by_side):
 
 def test_report_rebuilds_the_table_from_our_logs(side_by_side, capsys):
     res = side_by_side["res"]
-    records = {r["model"]: r for r in report.records_from_logs([os.path.join(res, "log")])}
+    records = {r["model"]: r for r in logparse.records_from_logs([os.path.join(res, "log")])}
     assert set(records) == {"GRU4Rec", "SASRec"}
     for model, rec in records.items():
         stored = json.load(open(os.path.join(res, "runs", f"{model}-seed2020.json")))
@@ -229,7 +231,7 @@ def test_report_reads_plain_recbole_logs(tmp_path, capsys):
     plain_log(logs, "GRU4Rec", 120512, [2.0, 2.5], [0.0150, 0.0190], test_gru, numpy_repr=True,
               mode="{'valid': 'uni100', 'test': 'pop100'}")
     plain_log(logs, "BERT4Rec", 99000, [9.0], [0.01], {}, finished=False)
-    recs = {r["model"]: r for r in report.records_from_logs([logs])}
+    recs = {r["model"]: r for r in logparse.records_from_logs([logs])}
     sas, gru, bert = recs["SASRec"], recs["GRU4Rec"], recs["BERT4Rec"]
     assert sas["test_result"] == test_sas and gru["test_result"] == test_gru
     assert sas["dataset"] == "ml-100k" and sas["seed"] == 2020 and sas["device"] == "cuda"
@@ -241,8 +243,8 @@ def test_report_reads_plain_recbole_logs(tmp_path, capsys):
     assert sas["eval_batch_ms"] == [] and sas["peak_mem_mb"] is None  # not in a plain log
     assert bert["status"] == "failed" and "unfinished" in bert["reason"]
 
-    table = compare.build_table(list(recs.values()))
-    md = compare.to_markdown(table)
+    table = results_table.build_table(list(recs.values()))
+    md = render.to_markdown(table)
     row = {line.split("|")[1].strip(): [c.strip() for c in line.strip("|").split("|")] for line in md.splitlines()[2:]}
     assert row["SASRec"][1] == "**0.0721**" and row["GRU4Rec"][1] == "0.0604"
     assert row["SASRec"][9] == "4.25" and row["GRU4Rec"][9] == "**2.25**"  # s/epoch, lower is better
@@ -267,19 +269,19 @@ def test_seeds_give_mean_std_and_paired_ttest():
     b = [0.20, 0.25, 0.21, 0.22]
     c = [0.21, 0.22, 0.26, 0.20]
     records = [fake_record(m, s, v) for m, vals in (("A", a), ("B", b), ("C", c)) for s, v in zip([1, 2, 3, 4], vals)]
-    table = compare.build_table(records)
+    table = results_table.build_table(records)
     rows = {r["model"]: r for r in table["rows"]}
     cell = rows["B"]["cells"]["test:ndcg@10"]
     assert cell["mean"] == pytest.approx(np.mean(b)) and cell["std"] == pytest.approx(np.std(b, ddof=1))
     assert rows["B"]["p_values"]["test:ndcg@10"] == pytest.approx(ttest_rel(a, b).pvalue)
     assert rows["C"]["p_values"]["test:ndcg@10"] == pytest.approx(ttest_rel(a, c).pvalue)
     assert rows["A"]["mark"]["test:ndcg@10"] == "best*"  # A beats B and C with p < 0.05
-    md = compare.to_markdown(table)
+    md = render.to_markdown(table)
     assert f"**{np.mean(a):.4f} ± {np.std(a, ddof=1):.4f}**\\*" in md
-    assert "Paired t-test" in compare.write_outputs(records, "d", None, echo=lambda s: None)["markdown"]
+    assert "Paired t-test" in render.write_outputs(records, "d", None, echo=lambda s: None)["markdown"]
 
     # B against C only: no significant winner, so no asterisk
-    table = compare.build_table([r for r in records if r["model"] != "A"])
+    table = results_table.build_table([r for r in records if r["model"] != "A"])
     best = [r for r in table["rows"] if r["mark"].get("test:ndcg@10")]
     assert len(best) == 1 and best[0]["mark"]["test:ndcg@10"] == "best"
     other = next(r for r in table["rows"] if not r["mark"].get("test:ndcg@10"))
@@ -288,13 +290,13 @@ def test_seeds_give_mean_std_and_paired_ttest():
 
 def test_models_share_the_split_only_with_the_same_data_settings(ml100k_slice):
     from recbole_ext.config import Config
-    from recbole_ext.data.utils import get_dataset_class
+    from recbole_ext.registry import get_dataset_class
 
     base = {"data_path": ml100k_slice, "load_col": {"inter": ["user_id", "item_id", "timestamp"]}}
 
     def key(model, **kw):
         cfg = Config(model, "ml-slice", config_dict={**base, **kw})
-        return compare.data_key(cfg, get_dataset_class(cfg))
+        return runner.data_key(cfg, get_dataset_class(cfg))
 
     assert key("GRU4Rec") == key("SASRec")
     assert key("GRU4Rec") != key("BPR")  # general data set, built differently
@@ -306,14 +308,14 @@ def test_force_and_changed_options_rerun_stored_models(tmp_path, monkeypatch):
     res = str(tmp_path / "res")
     ran = []
 
-    def fake_run(model, dataset, seed, *a, **k):
+    def fake_run(spec, model, seed, fp, shared):
         ran.append(model)
         rec = fake_record(model, seed, 0.1)
-        rec["fingerprint"] = a[-2]
-        compare._store(res, rec, seed)
+        rec["fingerprint"] = fp
+        runner._store(res, rec, seed)
         return rec
 
-    monkeypatch.setattr(compare, "_run_model", fake_run)
+    monkeypatch.setattr(runner, "_run_model", fake_run)
     quiet = dict(seeds=[1], results_dir=res, plot=False, echo=lambda s: None)
     compare.run_comparison(["GRU4Rec"], "ml-slice", cmd_args=["--epochs=1"], **quiet)
     compare.run_comparison(["GRU4Rec"], "ml-slice", cmd_args=["--epochs=1"], **quiet)

@@ -119,7 +119,7 @@ def test_package_does_not_import_ray_or_quick_start():
 
     code = (
         "import sys, recbole_ext, recbole_ext.quick_start, recbole_ext.cli;"
-        "from recbole_ext.utils import get_model; get_model('SASRec');"
+        "from recbole_ext.registry import get_model; get_model('SASRec');"
         "print('ray' in sys.modules, 'recbole.quick_start' in sys.modules)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

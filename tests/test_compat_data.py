@@ -206,7 +206,7 @@ def _dense_sym_norm(inter: np.ndarray, eps: float) -> np.ndarray:
 
 def test_graph_models_build_without_dok_update(blank_root):
     assert not hasattr(sp.dok_matrix, "_update")  # why the fix exists
-    from recbole_ext.utils import get_model
+    from recbole_ext.registry import get_model
 
     root, _ = blank_root
     config = Config("LightGCN", "blank", config_dict={"data_path": root, "state": "ERROR", "normalize_all": False})

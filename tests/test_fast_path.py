@@ -18,7 +18,7 @@ from recbole_ext.config import Config
 from recbole_ext.data.utils import create_dataset, data_preparation
 from recbole_ext.errors import ConfigError
 from recbole_ext.trainer.fast_path import LossTotal
-from recbole_ext.utils import get_model, get_trainer
+from recbole_ext.registry import get_model, get_trainer
 
 SMALL = {"state": "WARNING", "show_progress": False, "MAX_ITEM_LIST_LENGTH": 20, "hidden_size": 16,
          "n_heads": 2, "train_batch_size": 64, "load_col": {"inter": ["user_id", "item_id", "timestamp"]}}

@@ -13,7 +13,7 @@ from recbole.utils import init_seed
 from recbole_ext.config import Config
 from recbole_ext.data.utils import create_dataset
 from recbole_ext.model.layers import EluNormLinearAttention, TimeConv1d, elu_norm_linear_attention
-from recbole_ext.utils import get_model
+from recbole_ext.registry import get_model
 
 SEQ_DATA = {
     "load_col": {"inter": ["user_id", "item_id", "timestamp"]},

@@ -166,7 +166,7 @@ def test_mlstm_with_identity_multiplier_is_an_lstm():
 def _build_model(model_name: str, data_root: str, **overrides):
     from recbole_ext.config import Config
     from recbole_ext.data.utils import create_dataset
-    from recbole_ext.utils import get_model
+    from recbole_ext.registry import get_model
 
     cfg = {"data_path": data_root, "state": "WARNING", "embedding_size": 12, "hidden_size": 10,
            "MAX_ITEM_LIST_LENGTH": 20, "num_layers": 2, "dropout_prob": 0.0}

@@ -16,7 +16,7 @@ from recbole_ext.config import Config
 from recbole_ext.data.utils import create_dataset, data_preparation
 from recbole_ext.errors import UserError
 from recbole_ext.quick_start import run_recbole_ext
-from recbole_ext.recommend import (
+from recbole_ext.serving import (
     EmptyHistoryError,
     Recommender,
     UnknownTokenWarning,
@@ -24,7 +24,7 @@ from recbole_ext.recommend import (
     recommend,
     recommend_file,
 )
-from recbole_ext.utils import get_model, get_trainer
+from recbole_ext.registry import get_model, get_trainer
 
 from conftest import rule_sequences
 
@@ -193,7 +193,7 @@ SEQUENTIAL_MODELS = [
 
 @pytest.mark.parametrize("model,cfg", SEQUENTIAL_MODELS, ids=[m for m, _ in SEQUENTIAL_MODELS])
 def test_sequential_models_rebuild_from_checkpoint_alone(model, cfg, ml100k_slice, tmp_path):
-    from recbole_ext.utils import own_model_names
+    from recbole_ext.registry import own_model_names
 
     if model not in own_model_names() and model in {"GLINTRU", "LSTM4Rec", "mLSTM", "SVAE"}:
         pytest.fail(f"{model} is not registered")

@@ -9,7 +9,7 @@ import yaml
 
 from recbole_ext.config import Config
 from recbole_ext.errors import UnknownModelError
-from recbole_ext.utils import OWN_MODEL_YAML_DIR, get_model, get_trainer, own_model_names
+from recbole_ext.registry import OWN_MODEL_YAML_DIR, get_model, get_trainer, own_model_names
 
 
 @pytest.mark.parametrize("name", ["SASRec", "GRU4Rec", "BERT4Rec", "MultiVAE", "BPR", "Pop", "LightGCN"])

@@ -14,7 +14,7 @@ from recbole.utils import init_seed
 from recbole_ext.config import Config
 from recbole_ext.data.dataloader import CandidateEvalDataLoader
 from recbole_ext.data.utils import create_dataset, data_preparation
-from recbole_ext.utils import get_model, get_trainer
+from recbole_ext.registry import get_model, get_trainer
 
 SMALL = {
     "state": "WARNING",

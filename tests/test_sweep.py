@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from recbole_ext import sweep
-from recbole_ext.utils import own_model_names
+from recbole_ext.registry import own_model_names
 
 # one general, one graph (scipy fix), one context-aware, one sequential, one knowledge-based
 # (KGTrainer set_mode path) model of RecBole's list

@@ -19,7 +19,7 @@ from recbole_ext.model.loss import (
     multinomial_nll_from_ids,
 )
 from recbole_ext.model.sequential_recommender.svae import next_k_targets
-from recbole_ext.utils import get_model
+from recbole_ext.registry import get_model
 
 from conftest import rule_sequences
 

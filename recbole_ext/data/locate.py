@@ -19,9 +19,7 @@ import os
 from typing import List, Optional
 
 from recbole_ext.errors import DatasetNotFoundError
-from recbole_ext.utils import PACKAGE_DIR, RECBOLE_DIR
-
-REPO_DIR = os.path.dirname(PACKAGE_DIR)
+from recbole_ext._paths import RECBOLE_DIR, REPO_DIR
 
 
 def candidate_dirs(dataset: str, data_path: Optional[str]) -> List[str]:

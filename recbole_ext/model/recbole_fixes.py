@@ -1,6 +1,6 @@
 """Subclasses of RecBole models whose own methods break on today's stack.
 
-:func:`recbole_ext.utils.get_model` passes every RecBole model class through :func:`mended`:
+:func:`recbole_ext.registry.get_model` passes every RecBole model class through :func:`mended`:
 a class registered here resolves to its mended subclass (same name, so logs, YAML defaults and
 trainer lookup are unchanged); every other class is returned as it is.
 

@@ -175,7 +175,7 @@ def load_checkpoint(path: str, trust_checkpoint: bool = False, map_location="cpu
             raise CheckpointError(f"cannot read checkpoint {path}: {type(e).__name__}: {e}") from None
         if not trust_checkpoint:
             raise UntrustedCheckpointError(f"refusing to load {path}: {_LEGACY_WHY}") from None
-        from recbole_ext.config import restore_numpy_aliases
+        from recbole_ext.compat.numpy import restore_numpy_aliases
 
         restore_numpy_aliases()
         import warnings

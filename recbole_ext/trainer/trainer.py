@@ -1,6 +1,6 @@
 """Trainer fixes for RecBole 1.2.1 on today's stack, as a mixin over any RecBole trainer.
 
-:func:`recbole_ext.utils.get_trainer` combines :class:`CompatTrainerMixin` with the trainer
+:func:`recbole_ext.registry.get_trainer` combines :class:`CompatTrainerMixin` with the trainer
 RecBole would choose (for RecBole's specialised trainers, such as ``KGTrainer``, the order is
 ``<specialised> -> CompatTrainerMixin -> Trainer``, so their own schedules still run on top of
 our loop), so every model (ours and RecBole's) gets:

@@ -1,4 +1,5 @@
-"""Resolvers: our classes first, RecBole's as the fallback (the RecBole-GNN pattern).
+"""The registry: resolves names to classes, ours first, RecBole's as the fallback (the
+RecBole-GNN pattern), and is the only place where our mixins are composed with RecBole's classes.
 
 - :func:`get_model` finds ``recbole_ext.model.<type>_recommender.<lower>.<Name>`` first, then
   RecBole's model of that name. Names match case-insensitively and resolve to the canonical
@@ -7,6 +8,14 @@
 - :func:`get_trainer` finds ``recbole_ext.trainer.<Name>Trainer`` first, then RecBole's trainer
   for the model, and in that case returns it mixed with our compatibility fixes
   (:class:`~recbole_ext.trainer.trainer.CompatTrainerMixin`).
+- :func:`get_dataset_class` finds ``recbole_ext.data.dataset.<Model>Dataset`` first, else the
+  class RecBole would pick (``<Model>Dataset`` or the one for the model type), always with
+  :class:`~recbole_ext.data.dataset.CompatDatasetMixin` in front.
+- :func:`get_dataloader`: a model class of ours may name its training loader in
+  ``train_dataloader`` (e.g. RecBole's ``UserDataLoader`` for models that batch users); other
+  models get RecBole's choice. Sampled ranking evaluation of sequential models uses
+  :class:`~recbole_ext.data.dataloader.CandidateEvalDataLoader` (each row once, not once per
+  candidate).
 """
 
 from __future__ import annotations
@@ -18,10 +27,16 @@ import importlib.util
 import os
 from typing import Dict, List
 
-import recbole
+from recbole.data import utils as recbole_data_utils
+
 from recbole.utils import ModelType
 
+from recbole_ext._paths import OWN_MODEL_YAML_DIR, RECBOLE_MODEL_YAML_DIR
+from recbole_ext.data import dataset as own_datasets
+from recbole_ext.data.dataset import CompatDatasetMixin
 from recbole_ext.errors import UnknownModelError
+from recbole_ext.model import recbole_fixes
+from recbole_ext.trainer.trainer import CompatTrainerMixin
 
 MODEL_SUBMODULES = (
     "general_recommender",
@@ -31,10 +46,6 @@ MODEL_SUBMODULES = (
     "exlib_recommender",
 )
 
-PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
-OWN_MODEL_YAML_DIR = os.path.join(PACKAGE_DIR, "properties", "model")
-RECBOLE_DIR = os.path.dirname(os.path.abspath(recbole.__file__))
-RECBOLE_MODEL_YAML_DIR = os.path.join(RECBOLE_DIR, "properties", "model")
 
 
 def _import_recbole_sequential_models() -> None:
@@ -133,8 +144,6 @@ def get_model(model_name: str):
 
 def _mend_recbole_model(model_class):
     """RecBole models whose methods break on today's stack resolve to our mended subclass."""
-    from recbole_ext.model import recbole_fixes
-
     return recbole_fixes.mended(model_class)
 
 
@@ -149,7 +158,6 @@ def get_trainer(model_type: ModelType, model_name: str):
     from recbole.utils import get_trainer as recbole_get_trainer
 
     from recbole_ext import trainer as own_trainers
-    from recbole_ext.trainer.trainer import CompatTrainerMixin
 
     own = getattr(own_trainers, model_name + "Trainer", None)
     if own is not None:
@@ -170,3 +178,48 @@ def get_trainer(model_type: ModelType, model_name: str):
             bases = (CompatTrainerMixin, base)
         _TRAINER_CACHE[base] = type(base.__name__, bases, {"__module__": __name__})
     return _TRAINER_CACHE[base]
+
+
+_TYPE_TO_CLASS = {
+    ModelType.GENERAL: "Dataset",
+    ModelType.SEQUENTIAL: "SequentialDataset",
+    ModelType.CONTEXT: "Dataset",
+    ModelType.KNOWLEDGE: "KnowledgeBasedDataset",
+    ModelType.TRADITIONAL: "Dataset",
+    ModelType.DECISIONTREE: "Dataset",
+}
+_MIXED: Dict[type, type] = {}
+
+
+def get_dataset_class(config) -> type:
+    """The data-set class for ``config['model']`` (see the module docstring)."""
+    name = config["model"] + "Dataset"
+    own = getattr(own_datasets, name, None)
+    if own is not None:
+        return own
+    recbole_module = importlib.import_module("recbole.data.dataset")
+    base = getattr(recbole_module, name, None)
+    if base is None:
+        type_name = _TYPE_TO_CLASS[config["MODEL_TYPE"]]
+        base = getattr(own_datasets, type_name, None) or getattr(recbole_module, type_name)
+    if issubclass(base, CompatDatasetMixin):
+        return base
+    if base not in _MIXED:
+        _MIXED[base] = type(base.__name__, (CompatDatasetMixin, base), {"__module__": own_datasets.__name__})
+    return _MIXED[base]
+
+
+def get_dataloader(config, phase: str) -> type:
+    """Data-loader class for a phase: the model's own ``train_dataloader`` first, else RecBole's
+    (for sampled evaluation of sequential models, our candidate loader in place of RecBole's)."""
+    if phase == "train":
+        model_class = get_model(config["model"])
+        own = getattr(model_class, "train_dataloader", None)
+        if own is not None:
+            return own
+    chosen = recbole_data_utils.get_dataloader(config, phase)
+    if phase != "train":
+        from recbole_ext.data.dataloader import eval_loader_class
+
+        return eval_loader_class(config, chosen) or chosen
+    return chosen

@@ -2,10 +2,7 @@
 
 ``recommend(checkpoint, items, k=10)`` takes the item tokens as they appear in the atomic files
 (most recent last) and returns the top-k item tokens with their scores. The model is rebuilt from
-the checkpoint alone: its saved config and token maps feed a light stand-in for the data set
-(:class:`TokenMapDataset`) that answers what models read in ``__init__`` (field names, ``num``,
-an empty history matrix). A model that asks the data set for more (item features, say) is built
-on the real data set instead, reloaded from the saved config's ``data_path``.
+the checkpoint (:func:`recbole_ext.serving.restore.restore_model`).
 
 - Sequential models (ours and RecBole's): the history is the input sequence; only the most
   recent ``MAX_ITEM_LIST_LENGTH`` items are kept; repeated items stay (repeat consumption is a
@@ -18,8 +15,7 @@ Unknown tokens are reported with an :class:`UnknownTokenWarning` and skipped; a 
 known item raises :class:`EmptyHistoryError`. The padding item is never recommended;
 ``exclude_seen`` also drops the input items. ``k`` larger than what is left returns what is left.
 
-Batch form: :func:`recommend_file` reads ``user<TAB>item item item`` lines and writes
-``user, rank, item, score`` rows (TSV with a header), atomically.
+Batch form: :func:`recbole_ext.serving.batch.recommend_file`.
 """
 
 from __future__ import annotations
@@ -28,13 +24,11 @@ import os
 import warnings
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
-import numpy as np
 import torch
-from recbole.utils import EvaluatorType, InputType, ModelType
+from recbole.utils import ModelType
 
 from recbole_ext.errors import UserError
-from recbole_ext.fileio import atomic_open
-from recbole_ext.trainer.checkpoint import CheckpointError, load_checkpoint
+from recbole_ext.serving.restore import UnsupportedModelError, restore_model
 
 Recommendation = List[Tuple[str, float]]
 
@@ -43,93 +37,10 @@ class EmptyHistoryError(UserError, ValueError):
     """The history holds no item the model knows."""
 
 
-class UnsupportedModelError(UserError, ValueError):
-    """The model cannot score a free item history (e.g. it needs a known user id)."""
-
-
 class UnknownTokenWarning(UserWarning):
     """Some input item tokens are not in the model's catalogue; they were skipped."""
 
 
-# ---------------------------------------------------------------- stand-ins
-_ENUM_KEYS = {"MODEL_TYPE": ModelType, "MODEL_INPUT_TYPE": InputType, "eval_type": EvaluatorType}
-
-
-class PlainConfig(dict):
-    """The checkpoint's plain config, read like RecBole's ``Config`` (missing keys are None)."""
-
-    def __init__(self, plain: dict, device: str = "cpu"):
-        super().__init__(plain)
-        for key, enum_type in _ENUM_KEYS.items():
-            if isinstance(self.get(key), str):
-                self[key] = enum_type[self[key]]
-        self["device"] = torch.device(device)
-        self["use_gpu"] = torch.device(device).type == "cuda"
-        self.final_config_dict = self
-
-    def __getitem__(self, key):
-        return self.get(key)
-
-
-class StandInMissing(AttributeError):
-    """The stand-in data set cannot answer this; the real data set is needed."""
-
-
-class TokenMapDataset:
-    """What models read from a data set in ``__init__``, rebuilt from a checkpoint's token maps.
-
-    Answers ``uid_field``, ``iid_field``, ``num(field)``, ``user_num``, ``item_num``,
-    ``field2id_token``, ``field2token_id`` and an all-padding ``history_item_matrix()``; any other
-    attribute raises :class:`StandInMissing` so the caller can fall back to the real data set.
-    """
-
-    def __init__(self, info: dict):
-        self.uid_field: Optional[str] = info.get("uid_field")
-        self.iid_field: str = info["iid_field"]
-        self.user_num: int = int(info.get("n_users") or 1)
-        self.item_num: int = int(info["n_items"])
-        self.field2id_token: Dict[str, np.ndarray] = {}
-        if info.get("item_tokens") is not None:
-            self.field2id_token[self.iid_field] = np.array(info["item_tokens"])
-        if self.uid_field and info.get("user_tokens") is not None:
-            self.field2id_token[self.uid_field] = np.array(info["user_tokens"])
-        self.field2token_id = {f: {t: i for i, t in enumerate(toks)} for f, toks in self.field2id_token.items()}
-
-    def num(self, field: str) -> int:
-        if field == self.iid_field:
-            return self.item_num
-        if field == self.uid_field:
-            return self.user_num
-        raise StandInMissing(f"the stand-in data set knows no field {field!r}")
-
-    def history_item_matrix(self, value_field=None, max_history_len=None):
-        ids = torch.zeros(self.user_num, 1, dtype=torch.long)
-        return ids, torch.zeros(self.user_num, 1), torch.zeros(self.user_num, dtype=torch.long)
-
-    def __getattr__(self, name):
-        raise StandInMissing(f"the stand-in data set has no attribute {name!r}")
-
-
-def config_for_rebuild(plain: dict):
-    """A real :class:`recbole_ext.config.Config` from a checkpoint's plain config (to reload
-    the data set): the derived keys (enums, device) are left to the configurator."""
-    from recbole_ext.config import Config
-
-    skip = set(_ENUM_KEYS) | {
-        "device", "config_files", "local_rank", "single_spec", "world_size",
-        "valid_neg_sample_args", "test_neg_sample_args",
-    }
-    cfg = {k: v for k, v in plain.items() if k not in skip}
-    neg = cfg.get("train_neg_sample_args")
-    if isinstance(neg, dict) and neg.get("distribution") in (None, "none", "None"):
-        cfg["train_neg_sample_args"] = None
-    cfg["use_gpu"] = False
-    if cfg.get("data_path"):  # the resolved path is the data set's own folder
-        cfg["data_path"] = os.path.dirname(os.path.normpath(cfg["data_path"]))
-    return Config(plain["model"], plain["dataset"], config_dict=cfg)
-
-
-# ---------------------------------------------------------------- the recommender
 class Recommender:
     """A model rebuilt from a checkpoint, with its token maps; see the module docstring.
 
@@ -150,55 +61,12 @@ class Recommender:
         reload_dataset: Optional[bool] = None,
         batch_size: int = 1024,
     ):
-        from recbole_ext.utils import get_model
-
-        ckpt = load_checkpoint(checkpoint, trust_checkpoint, map_location=device)
+        model, plain, info = restore_model(str(checkpoint), device, trust_checkpoint, reload_dataset)
         self.path = str(checkpoint)
         self.batch_size = int(batch_size)
-        plain = ckpt["config"]
         self.model_name: str = plain["model"]
-        model_class = get_model(self.model_name)
-        info = ckpt.get("dataset") or {}
-        self.built_on = "stand-in"
-        model = None
-        if reload_dataset is not True and info.get("item_tokens") is not None:
-            try:
-                dataset = TokenMapDataset(info)
-                model = model_class(PlainConfig(plain, device), dataset)
-            except StandInMissing:
-                if reload_dataset is False:
-                    raise UnsupportedModelError(
-                        f"{self.model_name} needs the real data set to be rebuilt (reload_dataset=False)"
-                    ) from None
-        if model is None:
-            if reload_dataset is False:
-                raise CheckpointError(f"{checkpoint} holds no token maps: the data set must be reloaded")
-            from recbole_ext.data.utils import create_dataset
-
-            config = config_for_rebuild(plain)
-            config["device"] = torch.device(device)
-            dataset = create_dataset(config)
-            saved_tokens = info.get("item_tokens")
-            real_tokens = [str(t) for t in dataset.field2id_token[dataset.iid_field]]
-            if saved_tokens is not None and list(saved_tokens) != real_tokens:
-                raise CheckpointError(
-                    f"the data set at {config['data_path']} no longer matches {checkpoint} (item ids differ)"
-                )
-            info = {
-                "uid_field": dataset.uid_field,
-                "iid_field": dataset.iid_field,
-                "n_users": dataset.user_num,
-                "n_items": dataset.item_num,
-                "item_tokens": real_tokens,
-                "user_tokens": [str(t) for t in dataset.field2id_token[dataset.uid_field]]
-                if dataset.uid_field
-                else None,
-            }
-            model = model_class(config, dataset)
-            self.built_on = "data set"
-        model.load_state_dict(ckpt["state_dict"])
-        model.load_other_parameter(ckpt.get("other_parameter"))
-        self.model = model.to(device).eval()
+        self.built_on = info["built_on"]
+        self.model = model
         self.device = torch.device(device)
         self.config = plain
         self.item_tokens: List[str] = list(info["item_tokens"])
@@ -361,7 +229,6 @@ class Recommender:
         return out
 
 
-# ---------------------------------------------------------------- functions
 def _as_recommender(checkpoint, trust_checkpoint: bool) -> Recommender:
     if isinstance(checkpoint, Recommender):
         return checkpoint
@@ -389,57 +256,3 @@ def recommend(
     return _as_recommender(checkpoint, trust_checkpoint).recommend(items, k, exclude_seen)
 
 
-def read_histories(path: str) -> Dict[str, List[str]]:
-    """Read ``user<TAB>item item item`` lines (blank lines and ``#`` comments skipped)."""
-    histories: Dict[str, List[str]] = {}
-    try:
-        f = open(path, encoding="utf-8")
-    except OSError as e:
-        raise UserError(f"cannot read items file {path}: {e.strerror}") from None
-    with f:
-        for n, line in enumerate(f, 1):
-            line = line.rstrip("\n")
-            if not line.strip() or line.lstrip().startswith("#"):
-                continue
-            if "\t" not in line:
-                raise UserError(f"{path}:{n}: expected 'user<TAB>item item ...', got {line[:60]!r}")
-            user, items = line.split("\t", 1)
-            histories[user.strip()] = items.replace(",", " ").split()
-    return histories
-
-
-def write_recommendations(path: str, recs: Dict[str, Recommendation]) -> None:
-    """Write ``user, rank, item, score`` TSV rows (with a header) atomically."""
-    with atomic_open(path, "w", suffix=".tsv") as f:
-        f.write("user\trank\titem\tscore\n")
-        for user, rows in recs.items():
-            for rank, (item, score) in enumerate(rows, 1):
-                f.write(f"{user}\t{rank}\t{item}\t{score:.6g}\n")
-
-
-def recommend_file(
-    checkpoint: Union[str, os.PathLike, Recommender],
-    items_file: str,
-    output: str,
-    k: int = 10,
-    exclude_seen: bool = False,
-    trust_checkpoint: bool = False,
-) -> Dict[str, Recommendation]:
-    """Batch form: histories from ``items_file``, top-k rows to ``output`` (see the module docstring)."""
-    rec = _as_recommender(checkpoint, trust_checkpoint)
-    recs = rec.recommend_many(read_histories(items_file), k, exclude_seen)
-    write_recommendations(output, recs)
-    return recs
-
-
-class _CallableModule(type(os)):
-    """``recbole_ext.recommend`` is both this module and the function :func:`recommend`: once
-    the module is imported, the package attribute is the module, so calling it recommends."""
-
-    def __call__(self, *args, **kwargs):
-        return recommend(*args, **kwargs)
-
-
-import sys as _sys  # noqa: E402
-
-_sys.modules[__name__].__class__ = _CallableModule
