@@ -11,7 +11,7 @@ Usage::
   trains. The batch-1 epoch is timed on the first ``--b1-users`` users and extrapolated to all
   users (``time * n_users / b1_users``).
 - MultVAE vs MultiVAE: one training epoch through the trainer (``_train_epoch``) on ml-100k with
-  RecBole's general protocol (``yaml/protocol-general-ml100k.yaml``), at the same batch sizes.
+  RecBole's general protocol (``protocol-general-ml100k.yaml``), at the same batch sizes.
 
 Prints a Markdown table; the best of ``--repeats`` runs is reported.
 """
@@ -88,7 +88,7 @@ def bench_svae(b1_users: int, repeats: int):
 
 def bench_multvae(batch_sizes, repeats: int):
     rows = []
-    protocol = [os.path.join(REPO, "yaml", "protocol-general-ml100k.yaml")]
+    protocol = [os.path.join(REPO, "recbole_ext", "properties", "quick_start_config", "protocol-general-ml100k.yaml")]
     for bs in batch_sizes:
         times = {}
         for model in ("MultiVAE", "MultVAE"):

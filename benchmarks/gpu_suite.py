@@ -284,10 +284,10 @@ def parse_args(argv=None):
 
 
 def beauty_data(args) -> Dict:
-    """amazon-beauty under the paper's protocol (``yaml/protocol-pop100.yaml``)."""
+    """amazon-beauty under the paper's protocol (``protocol-pop100.yaml``)."""
     import yaml
 
-    with open(os.path.join(os.path.dirname(HERE), "yaml", "protocol-pop100.yaml")) as f:
+    with open(os.path.join(os.path.dirname(HERE), "recbole_ext", "properties", "quick_start_config", "protocol-pop100.yaml")) as f:
         keys = yaml.safe_load(f)
     return {"dataset": "amazon-beauty", "data_path": args.beauty_data, "keys": keys}
 

@@ -5,8 +5,11 @@ Loading order (later wins), as RecBole's precedence:
 1. RecBole's defaults (``overall.yaml``, RecBole's model and data-set YAML, its quick-start YAML);
 2. our per-model defaults ``recbole_ext/properties/model/<Model>.yaml``;
 3. for sequential models, our sequential base ``recbole_ext/properties/sequential.yaml``;
-4. the data set's YAML ``yaml/<dataset>.yaml`` when one exists (see :func:`dataset_yaml_dirs`);
-5. the user's ``config_file_list``, then ``config_dict``, then command-line ``--key=value``.
+4. the data set's YAML ``<dataset>.yaml`` when one exists: the user's own (``./yaml/`` or
+   ``$RECBOLE_EXT_YAML_DIR``), else the one shipped in ``recbole_ext/properties/dataset/``;
+5. the user's ``config_file_list``, then ``config_dict``, then command-line ``--key=value``. A
+   file name that is no path to a file is looked up among the shipped evaluation protocols
+   (``recbole_ext/properties/quick_start_config/``: ``protocol-pop100.yaml``, ...).
 
 It also fixes RecBole 1.2.1's ``compatibility_settings`` for numpy 2, resolves model names
 through :func:`recbole_ext.registry.get_model`, finds data offline (:mod:`recbole_ext.data.locate`),
@@ -25,7 +28,7 @@ from recbole.config import Config as RecBoleConfig
 from recbole.utils import ModelType
 
 from recbole_ext.errors import ConfigError
-from recbole_ext._paths import OWN_DATASET_YAML_DIR, OWN_MODEL_YAML_DIR, PROPERTIES_DIR
+from recbole_ext._paths import OWN_DATASET_YAML_DIR, OWN_MODEL_YAML_DIR, PROPERTIES_DIR, PROTOCOL_YAML_DIR
 from recbole_ext.compat.numpy import restore_numpy_aliases
 from recbole_ext.registry import get_model, own_model_names
 
@@ -57,6 +60,15 @@ def find_dataset_yaml(dataset: str) -> Optional[str]:
         if os.path.isfile(path):
             return path
     return None
+
+
+def resolve_config_file(path: str) -> str:
+    """``path`` itself when it is a file, else the shipped protocol of that name, else ``path``
+    (which then fails to load with a one-line error)."""
+    if os.path.isfile(path):
+        return path
+    shipped = os.path.join(PROTOCOL_YAML_DIR, os.path.basename(path))
+    return shipped if os.path.isfile(shipped) else path
 
 
 def load_yaml_file(path: str, loader) -> dict:
@@ -125,7 +137,7 @@ class Config(RecBoleConfig):
     def _load_config_files(self, file_list):
         config = {}
         for path in file_list or []:
-            config.update(load_yaml_file(path, self.yaml_loader))
+            config.update(load_yaml_file(resolve_config_file(path), self.yaml_loader))
         return config
 
     def _load_cmd_line(self):

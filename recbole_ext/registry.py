@@ -142,9 +142,19 @@ def get_model(model_name: str):
     raise UnknownModelError(f"model '{name}' is listed but its module could not be found")
 
 
-def _mend_recbole_model(model_class):
-    """RecBole models whose methods break on today's stack resolve to our mended subclass."""
-    return recbole_fixes.mended(model_class)
+_MENDED: Dict[type, type] = {}
+
+
+def _mend_recbole_model(model_class: type) -> type:
+    """RecBole models whose methods break on today's stack resolve to our mended subclass
+    (:data:`recbole_ext.model.recbole_fixes.FIXES` in front of RecBole's class, same name)."""
+    fix = recbole_fixes.FIXES.get(model_class.__name__)
+    if fix is None:
+        return model_class
+    if model_class not in _MENDED:
+        _MENDED[model_class] = type(model_class.__name__, (fix, model_class),
+                                    {"__module__": recbole_fixes.__name__, "__doc__": model_class.__doc__})
+    return _MENDED[model_class]
 
 
 _TRAINER_CACHE: Dict[type, type] = {}

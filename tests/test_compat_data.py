@@ -20,7 +20,7 @@ from recbole_ext.data.dataset import CompatDatasetMixin
 from recbole_ext.data.utils import create_dataset
 from recbole_ext.errors import DataFormatError
 from recbole_ext.model import recbole_fixes
-from recbole_ext.sweep import BASE_CONFIG, write_sweep_dataset
+from sweep_data import LOAD_COL, write_sweep_dataset
 
 
 def _write(root, name, suffix, header, rows):
@@ -169,7 +169,7 @@ def test_benchmark_presets_lengths():
 
 def test_kg_dataset_with_blank_cells_builds(tmp_path):
     root = write_sweep_dataset(str(tmp_path), n_users=40, n_items=40, per_user=6)
-    ds = _build("CKE", "sweep", root, load_col=BASE_CONFIG["load_col"])
+    ds = _build("CKE", "sweep", root, load_col=LOAD_COL)
     assert ds.entity_num > ds.item_num and ds.relation_num > 1
     assert not ds.inter_feat["timestamp"].isna().any()
 

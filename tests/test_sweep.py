@@ -1,11 +1,17 @@
-"""A representative part of the model sweep (``python -m recbole_ext.sweep`` runs all of it)."""
+"""A representative part of the model sweep (``python tools/sweep.py`` runs all of it)."""
 
 from __future__ import annotations
 
+import os
+import sys
+
 import pytest
 
-from recbole_ext import sweep
 from recbole_ext.registry import own_model_names
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tools"))
+import sweep  # noqa: E402  (tools/sweep.py)
+from sweep_data import write_sweep_dataset  # noqa: E402
 
 # one general, one graph (scipy fix), one context-aware, one sequential, one knowledge-based
 # (KGTrainer set_mode path) model of RecBole's list
@@ -21,7 +27,7 @@ def test_case_list_is_recboles():
 
 @pytest.fixture(scope="module")
 def small_data(tmp_path_factory):
-    return sweep.write_sweep_dataset(str(tmp_path_factory.mktemp("sweep")), n_users=60, n_items=60, per_user=8)
+    return write_sweep_dataset(str(tmp_path_factory.mktemp("sweep")), n_users=60, n_items=60, per_user=8)
 
 
 def _first_case(model):

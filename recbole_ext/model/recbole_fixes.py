@@ -1,7 +1,7 @@
 """Subclasses of RecBole models whose own methods break on today's stack.
 
-:func:`recbole_ext.registry.get_model` passes every RecBole model class through :func:`mended`:
-a class registered here resolves to its mended subclass (same name, so logs, YAML defaults and
+:data:`FIXES` maps a RecBole model's name to the mixin that mends it;
+:func:`recbole_ext.registry.get_model` composes the two (same name, so logs, YAML defaults and
 trainer lookup are unchanged); every other class is returned as it is.
 
 Mended so far:
@@ -15,36 +15,11 @@ Mended so far:
 
 from __future__ import annotations
 
-from typing import Callable, Dict, Tuple
+from typing import Dict, Tuple
 
 import numpy as np
 import scipy.sparse as sp
 import torch
-
-_MENDERS: Dict[str, Callable[[type], type]] = {}
-
-
-def register(name: str):
-    """Register a function that builds the mended subclass of RecBole's model ``name``."""
-
-    def deco(fn):
-        _MENDERS[name] = fn
-        return fn
-
-    return deco
-
-
-_CACHE: Dict[type, type] = {}
-
-
-def mended(model_class: type) -> type:
-    fn = _MENDERS.get(model_class.__name__)
-    if fn is None:
-        return model_class
-    if model_class not in _CACHE:
-        _CACHE[model_class] = fn(model_class)
-    return _CACHE[model_class]
-
 
 # ----------------------------------------------------------------------------- graphs
 def bipartite_adjacency(inter: sp.coo_matrix, n_users: int, n_nodes: int) -> sp.csr_matrix:
@@ -130,20 +105,6 @@ class KGInterGraphFix:
         return to_torch_sparse(inter).to(self.device), to_torch_sparse(graph).to(self.device)
 
 
-def _mend_with(fix: type) -> Callable[[type], type]:
-    def build(base: type) -> type:
-        return type(base.__name__, (fix, base), {"__module__": __name__, "__doc__": base.__doc__})
-
-    return build
-
-
-for _name in ("LightGCN", "NGCF", "GCMC", "NCL"):
-    register(_name)(_mend_with(SymNormAdjacencyFix))
-register("SpectralCF")(_mend_with(LaplacianFix))
-for _name in ("KGIN", "MCCLK"):
-    register(_name)(_mend_with(KGInterGraphFix))
-
-
 class FwFMFieldsFix:
     """FwFM counts float_seq fields in ``num_feature_field`` but leaves them out of its
     feature-to-field map (KeyError on any data set with a float_seq feature); add them."""
@@ -154,4 +115,10 @@ class FwFMFieldsFix:
         super()._get_feature2field()
 
 
-register("FwFM")(_mend_with(FwFMFieldsFix))
+#: RecBole model name -> the mixin put in front of it
+FIXES: Dict[str, type] = {
+    **{name: SymNormAdjacencyFix for name in ("LightGCN", "NGCF", "GCMC", "NCL")},
+    "SpectralCF": LaplacianFix,
+    **{name: KGInterGraphFix for name in ("KGIN", "MCCLK")},
+    "FwFM": FwFMFieldsFix,
+}

@@ -237,10 +237,27 @@ class CompatTrainerMixin(SampledEvalMixin):
         if getattr(super().fit, "__func__", None) is not RecBoleTrainer.fit:
             self._restore_pending_rng(train_data)
             return super().fit(train_data, valid_data, verbose, saved, show_progress, callback_fn)
-        from time import time as now
+        self._prepare_fit(train_data, saved, verbose)
+        fit_start = time.time()
+        for epoch_idx in range(self.start_epoch, self.epochs):
+            self._fit_epoch(train_data, epoch_idx, verbose, show_progress)
+            stop_flag = False
+            if self.eval_step <= 0 or not valid_data:
+                # no validation: the last epoch is the best (RecBole's rule)
+                self._best_state, self._best_epoch = None, epoch_idx
+            elif (epoch_idx + 1) % self.eval_step == 0:
+                stop_flag = self._validate(valid_data, epoch_idx, verbose, show_progress, callback_fn)
+            if saved:
+                self._save_checkpoint(epoch_idx, verbose=verbose)
+            if stop_flag:
+                break
+            if self.time_budget_s is not None and time.time() - fit_start >= self.time_budget_s:
+                self.logger.info(f"Training time budget of {self.time_budget_s} s reached after epoch {epoch_idx}")
+                break
+        self._add_hparam_to_tensorboard(self.best_valid_score)
+        return self.best_valid_score, self.best_valid_result
 
-        from recbole.trainer.trainer import dict2str, early_stopping
-
+    def _prepare_fit(self, train_data, saved: bool, verbose: bool) -> None:
         self.eval_collector.data_collect(train_data)
         if self.config["train_neg_sample_args"].get("dynamic", False):
             train_data.get_model(self.model)
@@ -251,70 +268,51 @@ class CompatTrainerMixin(SampledEvalMixin):
         if saved and self.start_epoch >= self.epochs and not os.path.exists(self.saved_model_file):
             self._save_checkpoint(self.start_epoch - 1, verbose=verbose)
 
-        fit_start = now()
-        for epoch_idx in range(self.start_epoch, self.epochs):
-            training_start_time = now()
-            train_loss = self._train_epoch(train_data, epoch_idx, show_progress=show_progress)
-            self.train_loss_dict[epoch_idx] = sum(train_loss) if isinstance(train_loss, tuple) else train_loss
-            training_end_time = now()
+    def _fit_epoch(self, train_data, epoch_idx: int, verbose: bool, show_progress: bool) -> None:
+        """One training epoch with RecBole's logging."""
+        training_start_time = time.time()
+        train_loss = self._train_epoch(train_data, epoch_idx, show_progress=show_progress)
+        self.train_loss_dict[epoch_idx] = sum(train_loss) if isinstance(train_loss, tuple) else train_loss
+        training_end_time = time.time()
+        if verbose:
+            self.logger.info(
+                self._generate_train_loss_output(epoch_idx, training_start_time, training_end_time, train_loss)
+            )
+        self._add_train_loss_to_tensorboard(epoch_idx, train_loss)
+        self.wandblogger.log_metrics({"epoch": epoch_idx, "train_loss": train_loss, "train_step": epoch_idx}, head="train")
+
+    def _validate(self, valid_data, epoch_idx: int, verbose: bool, show_progress: bool, callback_fn) -> bool:
+        """Evaluate on the validation set, keep the best weights; returns whether to stop early."""
+        from recbole.trainer.trainer import dict2str, early_stopping
+
+        valid_start_time = time.time()
+        valid_score, valid_result = self._valid_epoch(valid_data, show_progress=show_progress)
+        self.best_valid_score, self.cur_step, stop_flag, update_flag = early_stopping(
+            valid_score, self.best_valid_score, self.cur_step, max_step=self.stopping_step,
+            bigger=self.valid_metric_bigger,
+        )
+        if verbose:
+            self.logger.info(
+                (set_color("epoch %d evaluating", "green") + " [" + set_color("time", "blue") + ": %.2fs, "
+                 + set_color("valid_score", "blue") + ": %f]")
+                % (epoch_idx, time.time() - valid_start_time, valid_score)
+            )
+            self.logger.info(set_color("valid result", "blue") + ": \n" + dict2str(valid_result))
+        self.tensorboard.add_scalar("Vaild_score", valid_score, epoch_idx)
+        self.wandblogger.log_metrics({**valid_result, "valid_step": epoch_idx}, head="valid")
+        if update_flag:
+            self._best_state = {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()}
+            self._best_epoch = epoch_idx
+            self.best_valid_result = valid_result
+        if callback_fn:
+            callback_fn(epoch_idx, valid_score)
+        if stop_flag:
+            self._stopped_early = True
             if verbose:
                 self.logger.info(
-                    self._generate_train_loss_output(epoch_idx, training_start_time, training_end_time, train_loss)
+                    "Finished training, best eval result in epoch %d" % (epoch_idx - self.cur_step * self.eval_step)
                 )
-            self._add_train_loss_to_tensorboard(epoch_idx, train_loss)
-            self.wandblogger.log_metrics(
-                {"epoch": epoch_idx, "train_loss": train_loss, "train_step": epoch_idx}, head="train"
-            )
-
-            stop_flag = False
-            if self.eval_step <= 0 or not valid_data:
-                # no validation: the last epoch is the best (RecBole's rule)
-                self._best_state, self._best_epoch = None, epoch_idx
-            elif (epoch_idx + 1) % self.eval_step == 0:
-                valid_start_time = now()
-                valid_score, valid_result = self._valid_epoch(valid_data, show_progress=show_progress)
-                self.best_valid_score, self.cur_step, stop_flag, update_flag = early_stopping(
-                    valid_score,
-                    self.best_valid_score,
-                    self.cur_step,
-                    max_step=self.stopping_step,
-                    bigger=self.valid_metric_bigger,
-                )
-                valid_end_time = now()
-                if verbose:
-                    self.logger.info(
-                        (
-                            set_color("epoch %d evaluating", "green") + " [" + set_color("time", "blue")
-                            + ": %.2fs, " + set_color("valid_score", "blue") + ": %f]"
-                        )
-                        % (epoch_idx, valid_end_time - valid_start_time, valid_score)
-                    )
-                    self.logger.info(set_color("valid result", "blue") + ": \n" + dict2str(valid_result))
-                self.tensorboard.add_scalar("Vaild_score", valid_score, epoch_idx)
-                self.wandblogger.log_metrics({**valid_result, "valid_step": epoch_idx}, head="valid")
-                if update_flag:
-                    self._best_state = {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()}
-                    self._best_epoch = epoch_idx
-                    self.best_valid_result = valid_result
-                if callback_fn:
-                    callback_fn(epoch_idx, valid_score)
-                if stop_flag:
-                    self._stopped_early = True
-                    if verbose:
-                        self.logger.info(
-                            "Finished training, best eval result in epoch %d"
-                            % (epoch_idx - self.cur_step * self.eval_step)
-                        )
-            if saved:
-                self._save_checkpoint(epoch_idx, verbose=verbose)
-            if stop_flag:
-                break
-            if self.time_budget_s is not None and now() - fit_start >= self.time_budget_s:
-                self.logger.info(f"Training time budget of {self.time_budget_s} s reached after epoch {epoch_idx}")
-                break
-
-        self._add_hparam_to_tensorboard(self.best_valid_score)
-        return self.best_valid_score, self.best_valid_result
+        return stop_flag
 
     # ------------------------------------------------------------ evaluation
     @torch.no_grad()

@@ -1,0 +1,289 @@
+"""The fixes of RecBole 1.2.1's ``Dataset`` for pandas 3 and for running offline, as overrides.
+
+Every data set recbole_ext builds is RecBole's class for the model with
+:class:`CompatDatasetMixin` in front (see :func:`recbole_ext.registry.get_dataset_class`), so a
+fix written here reaches every model. What the mixin mends:
+
+- ``_fill_nan``: RecBole fills missing values with ``feat[field].fillna(..., inplace=True)``.
+  Under pandas 3 copy-on-write that fills a temporary copy and the frame keeps its NaN
+  (missing tokens are never mapped to padding, float columns never get their mean). We assign
+  the filled column back.
+- ``_remap``: RecBole splits remapped token sequences with ``feat[field].agg(len)``, which
+  pandas 3 answers with one number (the column length) instead of one length per row, so every
+  data set with a ``token_seq`` field fails to build. We take per-row lengths explicitly.
+- ``_normalize``, ``_discretization``, ``_reset_ent_remapID`` (knowledge graphs) and
+  ``_benchmark_presets`` (sequential benchmark files) use the same ``agg(len)``; they split by
+  per-row lengths too (:func:`row_lengths`, :func:`split_points`).
+- ``_load_feat``: RecBole's ``fillna("", inplace=True)`` on sequence columns is a no-op under
+  copy-on-write, so a blank ``token_seq``/``float_seq`` cell crashed loading; it is now an empty
+  sequence. A malformed header or a non-numeric ``float`` value raises
+  :class:`~recbole_ext.errors.DataFormatError` (file, line, column, problem) instead of a traceback.
+- ``_download``: RecBole asks on stdin and downloads; offline that cannot work, so we raise
+  :class:`~recbole_ext.errors.DatasetNotFoundError` with the paths that were searched.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from recbole.utils import FeatureSource, FeatureType, set_color
+
+from recbole_ext.data.atomic_files import (
+    concat_rows,
+    parse_float_column,
+    parse_sequence_column,
+    read_columns,
+    read_header,
+    row_lengths,
+    split_points,
+)
+from recbole_ext.errors import DataFormatError, DatasetNotFoundError
+
+
+class CompatDatasetMixin:
+    """Fixes for RecBole 1.2.1's ``Dataset`` on pandas 3; put it first in the bases."""
+
+    def _download(self):
+        from recbole_ext.data.locate import candidate_dirs
+
+        raise DatasetNotFoundError(
+            f"data set '{self.dataset_name}' not found at {self.dataset_path} "
+            f"(searched: {', '.join(candidate_dirs(self.dataset_name, None))}); "
+            "this machine cannot download it, see datasets/README.md"
+        )
+
+    def _fill_nan(self):
+        """Missing token -> 0 (``[PAD]``), missing float -> column mean, missing sequence -> empty."""
+        self.logger.debug(set_color("Filling nan", "green"))
+        for feat_name in self.feat_name_list:
+            feat = getattr(self, feat_name)
+            for field in feat:
+                ftype = self.field2type[field]
+                if ftype == FeatureType.TOKEN:
+                    feat[field] = feat[field].fillna(value=0)
+                elif ftype == FeatureType.FLOAT:
+                    feat[field] = feat[field].fillna(value=feat[field].mean())
+                else:
+                    dtype = np.int64 if ftype == FeatureType.TOKEN_SEQ else np.float64
+                    feat[field] = feat[field].apply(
+                        lambda x: np.array([], dtype=dtype) if isinstance(x, float) else x
+                    )
+
+    def _remap(self, remap_list):
+        """Remap tokens with :func:`pandas.factorize`, splitting sequences by per-row length."""
+        if len(remap_list) == 0:
+            return
+        tokens, split_point = self._concat_remaped_tokens(remap_list)
+        new_ids_list, mp = pd.factorize(tokens)
+        new_ids_list = np.split(new_ids_list + 1, split_point)
+        mp = np.array(["[PAD]"] + list(mp))
+        token_id = {t: i for i, t in enumerate(mp)}
+
+        for (feat, field, ftype), new_ids in zip(remap_list, new_ids_list):
+            if field not in self.field2id_token:
+                self.field2id_token[field] = mp
+                self.field2token_id[field] = token_id
+            if ftype == FeatureType.TOKEN:
+                feat[field] = new_ids
+            elif ftype == FeatureType.TOKEN_SEQ:
+                split_point = np.cumsum(row_lengths(feat[field]))[:-1]
+                feat[field] = np.split(new_ids, split_point)
+
+    # ------------------------------------------------------------ loading atomic files
+    def _load_feat(self, filepath, source):
+        """Load one atomic file into a DataFrame (RecBole's ``_load_feat``, mended).
+
+        Differences from RecBole 1.2.1:
+
+        - a malformed header (a column without ``:type``, an unknown type) or a value that is not
+          a number in a ``float``/``float_seq`` column raises
+          :class:`~recbole_ext.errors.DataFormatError` naming the file, line, column and problem
+          (RecBole crashes with a traceback);
+        - a blank ``token_seq``/``float_seq`` cell becomes an empty sequence (RecBole's
+          ``fillna(inplace=True)`` is a no-op under pandas 3 copy-on-write, and the NaN crashes
+          the split).
+        """
+        self.logger.debug(set_color(f"Loading feature from [{filepath}] (source: [{source}]).", "green"))
+        load_col, unload_col = self._get_load_and_unload_col(source)
+        if load_col == set():
+            return None
+
+        field_separator = self.config["field_separator"]
+        encoding = self.config["encoding"]
+        columns, usecols, positions, ftypes = [], [], [], []
+        for position, (field_type, field, ftype) in enumerate(
+            read_header(filepath, field_separator, encoding), start=1
+        ):
+            if load_col is not None and field not in load_col:
+                continue
+            if unload_col is not None and field in unload_col:
+                continue
+            if isinstance(source, FeatureSource) or source != "link":
+                self.field2source[field] = source
+                self.field2type[field] = ftype
+                if not ftype.value.endswith("seq"):
+                    self.field2seqlen[field] = 1
+                if "float" in ftype.value:
+                    self.field2bucketnum[field] = 2
+            columns.append(field)
+            usecols.append(field_type)
+            positions.append(position)
+            ftypes.append(ftype)
+
+        if len(columns) == 0:
+            self.logger.warning(f"No columns has been loaded from [{source}]")
+            return None
+
+        df = read_columns(filepath, self.config["field_separator"], self.config["encoding"], usecols, columns)
+        self._parse_columns(df, filepath, columns, positions, ftypes)
+        return df
+
+    def _parse_columns(self, df, filepath, columns, positions, ftypes) -> None:
+        """Numbers and sequences out of the string columns of one atomic file."""
+        seq_separator = self.config["seq_separator"]
+        for field, position, ftype in zip(columns, positions, ftypes):
+            where = (filepath, position, field)
+            if ftype == FeatureType.FLOAT:
+                df[field] = parse_float_column(df[field], *where)
+                continue
+            if not ftype.value.endswith("seq"):
+                continue
+            parse_sequence_column(df, field, ftype, seq_separator, where)
+            max_seq_len = max(map(len, df[field].values)) if len(df) else 0
+            if self.config["seq_len"] and field in self.config["seq_len"]:
+                seq_len = self.config["seq_len"][field]
+                df[field] = [seq[:seq_len] if len(seq) > seq_len else seq for seq in df[field].values]
+                self.field2seqlen[field] = min(seq_len, max_seq_len)
+            else:
+                self.field2seqlen[field] = max_seq_len
+
+    # ------------------------------------------------------------ sequence columns (pandas 3)
+    def _normalize(self):
+        """Min-max normalise ``normalize_field`` / ``normalize_all`` fields (RecBole's logic),
+        splitting ``float_seq`` columns by per-row length."""
+        if self.config["normalize_field"] is not None and self.config["normalize_all"] is True:
+            raise ValueError("Normalize_field and normalize_all can't be set at the same time.")
+        if self.config["normalize_field"]:
+            fields = self.config["normalize_field"]
+            for field in fields:
+                if field not in self.field2type:
+                    raise ValueError(f"Field [{field}] does not exist.")
+                if self.field2type[field] not in (FeatureType.FLOAT, FeatureType.FLOAT_SEQ):
+                    self.logger.warning(f"{field} is not a FLOAT/FLOAT_SEQ feat, which will not be normalized.")
+        elif self.config["normalize_all"]:
+            fields = self.float_like_fields
+        else:
+            return
+        self.logger.debug(set_color("Normalized fields", "blue") + f": {fields}")
+
+        for field in fields:
+            for feat in self.field2feats(field):
+                ftype = self.field2type[field]
+                if ftype == FeatureType.FLOAT:
+                    feat[field] = self._min_max(feat[field].values, field)
+                elif ftype == FeatureType.FLOAT_SEQ:
+                    flat = concat_rows(feat[field])
+                    feat[field] = np.split(self._min_max(flat, field), split_points(feat[field]))
+
+    def _min_max(self, arr: np.ndarray, field: str):
+        if len(arr) == 0:
+            return arr
+        mx, mn = np.max(arr), np.min(arr)
+        if mx == mn:
+            self.logger.warning(f"All the same value in [{field}].")
+            return np.ones_like(arr, dtype=np.float64) if arr.ndim else 1.0
+        return (arr - mn) / (mx - mn)
+
+    def _discretization(self):
+        """Bucket ``discretization`` fields and give every numerical feature its
+        ``[value, 1]`` / ``[1, bucket]`` pair (RecBole's logic), splitting ``float_seq`` columns
+        by per-row length."""
+        dis_info = {}
+        if self.config["discretization"]:
+            dis_info = dict(self.config["discretization"])
+            for field in list(dis_info):
+                if field not in self.field2type:
+                    raise ValueError(f"Field [{field}] does not exist.")
+                if field not in self.config["numerical_features"]:
+                    raise ValueError(f"Field [{field}] must be a numerical feature")
+                if self.field2type[field] not in (FeatureType.FLOAT, FeatureType.FLOAT_SEQ):
+                    self.logger.warning(f"{field} is not a FLOAT/FLOAT_SEQ feat, which will not be normalized.")
+                    del dis_info[field]
+            self.logger.debug(set_color("Normalized fields", "blue") + f": {dis_info.keys()}")
+
+        for field in self.config["numerical_features"]:
+            info = dis_info.get(field)
+            for feat in self.field2feats(field):
+                ftype = self.field2type[field]
+                if info is not None:
+                    method, bucket = info["method"], info.get("bucket")
+                    if method == "ED" and bucket is None:
+                        raise ValueError("The number of buckets must be set when apply equal discretization.")
+                    if ftype == FeatureType.FLOAT:
+                        res, self.field2bucketnum[field] = self._bucketize(feat[field].values, method, bucket, field)
+                        feat[field] = np.stack([np.ones_like(res), res], axis=-1).tolist()
+                    elif ftype == FeatureType.FLOAT_SEQ:
+                        points = split_points(feat[field])
+                        res, self.field2bucketnum[field] = self._bucketize(concat_rows(feat[field]), method, bucket, field)
+                        ret = np.ones_like(res)
+                        feat[field] = list(zip(np.split(ret, points), np.split(res, points)))
+                else:
+                    if ftype == FeatureType.FLOAT:
+                        feat[field] = np.stack([feat[field], np.ones_like(feat[field])], axis=-1).tolist()
+                    else:
+                        points = split_points(feat[field])
+                        ret = concat_rows(feat[field])
+                        res = np.ones_like(ret)
+                        feat[field] = list(zip(np.split(ret, points), np.split(res, points)))
+
+    def _bucketize(self, arr: np.ndarray, method: str, bucket, field: str):
+        if method == "ED":  # equal-distance buckets
+            lower, upper = min(arr), max(arr) + 1e-9
+            if upper != lower:
+                arr = np.floor((arr - lower) * bucket / (upper - lower) + 1)
+            else:
+                self.logger.warning(f"All the same value in [{field}].")
+                arr = np.ones_like(arr) * bucket
+        elif method == "LD":  # logarithm buckets
+            mask = arr > 2
+            x = np.floor(np.log(arr * mask + 1e-9) ** 2 + 1)
+            x = np.where(mask, x, arr)
+            _, arr = np.unique(x, return_inverse=True)
+        else:
+            raise ValueError(f"Method [{method}] does not exist.")
+        return arr, int(max(arr) + 1)
+
+    def _benchmark_presets(self):
+        """SequentialDataset with benchmark files: RecBole sets the item-list length column with
+        ``agg(len)`` (one number under pandas 3); we set it from per-row lengths."""
+        parent = getattr(super(), "_benchmark_presets", None)
+        if parent is not None:
+            parent()
+        list_field = getattr(self, "item_id_list_field", None)
+        if list_field is not None and list_field in self.inter_feat:
+            self.inter_feat[self.item_list_length_field] = row_lengths(self.inter_feat[list_field])
+
+    def _reset_ent_remapID(self, field, idmap, id2token, token2id):
+        """Knowledge-graph data sets: re-map item/entity ids, splitting sequence fields by per-row
+        length (RecBole's ``KnowledgeBasedDataset`` method, mended for pandas 3)."""
+        self.field2id_token[field] = id2token
+        self.field2token_id[field] = token2id
+        for feat in self.field2feats(field):
+            if self.field2type[field] == FeatureType.TOKEN:
+                feat[field] = idmap[feat[field].values]
+            else:
+                new_idx = idmap[concat_rows(feat[field], dtype=np.int64)]
+                feat[field] = np.split(new_idx, split_points(feat[field]))
+
+    def build(self):
+        """RecBole's ``build``, after checking that time order has a time column to sort by."""
+        order = self.config["eval_args"]["order"]
+        if order == "TO" and self.benchmark_filename_list is None and self.time_field not in self.field2type:
+            raise DataFormatError(
+                f"data set '{self.dataset_name}' is split in time order (eval_args.order: TO) but has no "
+                f"'{self.time_field}' column loaded: add a '{self.time_field}:float' column to "
+                f"{self.dataset_name}.inter (and to load_col), or set eval_args.order: RO"
+            )
+        return super().build()
+
+
