@@ -123,3 +123,77 @@ def test_options_are_never_abbreviated():
     args, rest = split_args(["--model=GLINTRU", "--dataset=ml-100k", "--seed=7", "--resu=x"])
     assert args.seeds is None and args.resume is None
     assert rest == ["--seed=7", "--resu=x"]
+
+
+def test_subcommands_dispatch(monkeypatch, capsys):
+    """Each subcommand reaches its handler with the rest of the line; no subcommand is ``train``."""
+    from recbole_ext import cli
+
+    seen = []
+    for name in cli.COMMANDS:
+        monkeypatch.setitem(cli.HANDLERS, name, lambda argv, name=name: seen.append((name, argv)) or 0)
+    assert cli.main(["compare", "--model=A,B", "--dataset=d"]) == 0
+    assert cli.main(["report", "logs/"]) == 0
+    assert cli.main(["models"]) == 0
+    assert seen == [("compare", ["--model=A,B", "--dataset=d"]), ("report", ["logs/"]), ("models", [])]
+    monkeypatch.setattr(cli, "cmd_train", lambda argv: seen.append(("default", argv)) or 0)
+    assert cli.main(["--model=GLINTRU", "--dataset=ml-100k"]) == 0
+    assert seen[-1] == ("default", ["--model=GLINTRU", "--dataset=ml-100k"])
+
+
+def test_unknown_subcommand_is_one_line(tmp_path):
+    proc = run_cli(["trian", "--model=GRU4Rec"], tmp_path)
+    assert_user_error(proc, "unknown command 'trian'", "train, compare", cwd=tmp_path)
+
+
+def test_comma_model_and_old_flags_still_choose_their_command(monkeypatch):
+    from recbole_ext import cli
+
+    calls = []
+    monkeypatch.setattr(cli, "_compare", lambda args, rest: calls.append(("compare", args.model, rest)) or 0)
+    monkeypatch.setitem(cli.HANDLERS, "models", lambda argv: calls.append(("models", argv)) or 0)
+    monkeypatch.setattr(cli, "cmd_models", cli.HANDLERS["models"])
+    monkeypatch.setattr(cli, "cmd_recommend", lambda argv: calls.append(("recommend", argv)) or 0)
+    assert cli.main(["--model=GLINTRU,SASRec", "--dataset=ml-100k", "--epochs=1"]) == 0
+    assert cli.main(["--list-models"]) == 0
+    assert cli.main(["--recommend", "--checkpoint=x.pth", "--items=1"]) == 0
+    assert calls == [("compare", "GLINTRU,SASRec", ["--epochs=1"]), ("models", []),
+                     ("recommend", ["--recommend", "--checkpoint=x.pth", "--items=1"])]
+
+
+def test_models_subcommand(tmp_path):
+    proc = run_cli(["models"], tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "GLINTRU" in proc.stdout and "SASRec" in proc.stdout
+
+
+def test_dataset_yaml_and_protocols_come_from_the_package(tmp_path, monkeypatch):
+    """Outside the checkout (no ./yaml), a data set's YAML and a protocol named by file name are
+    the ones shipped in the package."""
+    from recbole_ext._paths import OWN_DATASET_YAML_DIR, PROTOCOL_YAML_DIR
+    from recbole_ext.config import Config
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("RECBOLE_EXT_YAML_DIR", raising=False)
+    write_inter(str(tmp_path / "data" / "amazon-beauty"), "amazon-beauty",
+                [(u, i, t) for u in range(1, 6) for t, i in enumerate(range(u, u + 6))])
+    cfg = Config("GLINTRU", "amazon-beauty", ["protocol-pop100.yaml"], {"data_path": str(tmp_path / "data")})
+    assert cfg.dataset_yaml == os.path.join(OWN_DATASET_YAML_DIR, "amazon-beauty.yaml")
+    assert cfg["user_inter_num_interval"] is None  # set by the shipped data-set YAML
+    assert cfg["eval_args"]["mode"]["test"] == "pop100"  # set by the shipped protocol
+    assert os.path.isfile(os.path.join(PROTOCOL_YAML_DIR, "protocol-pop100.yaml"))
+
+
+def test_wheel_ships_the_yaml_files(tmp_path):
+    """The data-set YAMLs and protocols are package data: a wheel built from the checkout holds them."""
+    import zipfile
+
+    proc = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
+                           "--no-index", "-w", str(tmp_path), ROOT], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (wheel,) = [f for f in os.listdir(tmp_path) if f.endswith(".whl")]
+    names = set(zipfile.ZipFile(tmp_path / wheel).namelist())
+    assert "recbole_ext/properties/dataset/amazon-beauty.yaml" in names
+    assert "recbole_ext/properties/quick_start_config/protocol-pop100.yaml" in names
+    assert "recbole_ext/properties/model/GLINTRU.yaml" in names
+    assert not any(n.startswith(("tools/", "tests/")) for n in names)

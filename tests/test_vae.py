@@ -178,14 +178,45 @@ def test_svae_loss_ignores_padding_and_equals_per_user_average(svae_built):
         noisy[pad] = torch.randint(1, net.n_items, (int(pad.sum()),))
         batch.interaction["item_id_list"] = torch.cat([noisy, torch.randint(1, net.n_items, (6, 7))], dim=1)
         assert torch.allclose(net.calculate_loss(batch), base, atol=1e-6)
-        # the batched loss is the step-weighted mean of the batch-1 losses
-        per_user = []
-        for b in range(6):
-            one = batch[torch.tensor([b])]
-            one.interaction["item_id_list"] = seq[b : b + 1, : lens[b]]
-            per_user.append(net.calculate_loss(one))
-        ref = (torch.stack(per_user) * lens.float()).sum() / lens.sum()
-        assert torch.allclose(base, ref, atol=1e-5)
+        # the reference's normalisation (default): the batched loss is the mean of the batch-1
+        # losses; per_step: their step-weighted mean
+        batch.interaction["item_id_list"] = seq
+        for mode, weights in (("reference", torch.ones(6)), ("per_step", lens.float())):
+            net.loss_normalisation = mode
+            per_user = []
+            for b in range(6):
+                one = batch[torch.tensor([b])]
+                one.interaction["item_id_list"] = seq[b : b + 1, : lens[b]]
+                per_user.append(net.calculate_loss(one))
+            ref = (torch.stack(per_user) * weights).sum() / weights.sum()
+            assert torch.allclose(net.calculate_loss(batch), ref, atol=1e-5), mode
+    net.loss_normalisation = "reference"
+    net.train()
+
+
+def test_svae_reference_loss_sums_nll_over_steps_and_averages_kl(svae_built):
+    """One user, written out: NLL summed over the steps / the first step's target count, plus
+    beta x the KL averaged over the steps (the reference's VAELoss at batch size 1)."""
+    from recbole_ext.model.loss import gaussian_kl, multinomial_nll_from_ids
+
+    _, net, train, _, _ = svae_built
+    net.eval()
+    one = train._dataset.inter_feat[np.arange(1)]
+    n = int(one["item_length"][0])
+    seq = one["item_id_list"][:, :n]
+    net.anneal_step.fill_(int(0.1 * net.total_anneal_steps))  # beta = 0.1: both terms count
+    with torch.no_grad():
+        h, mu, logvar = net.steps(seq)
+        full = torch.cat([seq[0], one["item_id"]])
+        nll = multinomial_nll_from_ids(net.score_all(h[0]), full[1:, None]).sum()
+        expected = nll / 1 + net.beta() * gaussian_kl(mu[0], logvar[0]).mean()
+        assert torch.allclose(net.calculate_loss(one), expected, atol=1e-5)
+        net.loss_normalisation = "per_step"
+        per_step = (multinomial_nll_from_ids(net.score_all(h[0]), full[1:, None])
+                    + net.beta() * gaussian_kl(mu[0], logvar[0])).mean()
+        assert torch.allclose(net.calculate_loss(one), per_step, atol=1e-5)
+    net.loss_normalisation = "reference"
+    net.anneal_step.zero_()
     net.train()
 
 

@@ -3,21 +3,12 @@
 Left panel: the validation score (the configured ``valid_metric``) per epoch for every model,
 averaged over seeds at each epoch a seed reached. Right panel: bars of the test NDCG@10 (the
 first NDCG metric, else the first metric) and of the training seconds per epoch, side by side
-per model. matplotlib is optional (``pip install recbole_ext[plot]``); without it
-:func:`plot_comparison` says so and returns ``None``.
+per model. Drawn with matplotlib's non-interactive Agg backend.
 """
 
 from __future__ import annotations
 
 from typing import Callable, Dict, List, Optional, Tuple
-
-
-def have_matplotlib() -> bool:
-    try:
-        import matplotlib  # noqa: F401
-    except ImportError:
-        return False
-    return True
 
 
 def _trade_off_metric(records: List[dict]) -> Optional[str]:
@@ -45,10 +36,7 @@ def curves(records: List[dict]) -> Dict[str, List[Tuple[int, float]]]:
 
 
 def plot_comparison(records: List[dict], path: str, echo: Callable[[str], None] = print) -> Optional[str]:
-    """Draw the two panels into ``path`` (PNG); returns ``path``, or ``None`` without matplotlib."""
-    if not have_matplotlib():
-        echo("[compare] matplotlib is not installed (pip install 'recbole_ext[plot]'): no plot drawn")
-        return None
+    """Draw the two panels into ``path`` (PNG) and return ``path``."""
     import matplotlib
 
     matplotlib.use("Agg", force=True)

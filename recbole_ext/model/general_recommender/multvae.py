@@ -15,15 +15,17 @@ updates across epochs.
 Deviations from the paper / reference code:
 
 - ``mu`` and ``logvar`` come from two linear heads of ``latent_dim`` each; the reference uses one
-  layer of ``2 * latent_dim`` outputs split in half, which is the same function.
+  layer of ``2 * latent_dim`` outputs split in half, which is the same function but a different
+  initialisation: Xavier-uniform on each ``600 x 200`` head gives a wider bound
+  (``sqrt(6 / 800)``) than on the reference's one ``600 x 400`` layer (``sqrt(6 / 1000)``).
 - The log-variance is clamped to ``[-10, 10]`` (``logvar_clamp``) so extreme inputs cannot give
   ``inf``; the reference has no clamp.
 - The annealing step counter is a registered buffer (``anneal_step``): it is saved in the state
   dict and a resumed run continues the schedule. It advances in :meth:`on_optimizer_step`, which
   the trainer calls after every update; the reference counts in its own Python loop.
-- No L2 weight penalty in the loss (the reference adds ``lam = 0.01`` times the squared weights);
-  use RecBole's ``weight_decay`` instead. Biases start at 0 (reference: truncated normal with
-  std 0.001); weights use Xavier-uniform as the reference.
+- No L2 weight penalty, as the reference's Mult-VAE run (``lam=0.0``; only its Mult-DAE run uses
+  L2, ``lam=0.01``); RecBole's ``weight_decay`` adds one if wanted. Biases start at 0
+  (reference: truncated normal with std 0.001); weights use Xavier-uniform as the reference.
 - Training batches are users from RecBole's ``UserDataLoader`` (``train_batch_size`` users); the
   reference uses 500 users per batch on ML-20M. Evaluation follows RecBole's protocol (the rows
   of the training split are the input; RecBole masks training items in full ranking); the paper

@@ -27,6 +27,8 @@ Deviations from mlstm4reco (keys that restore its choice in brackets):
   offer ``num_layers`` stacked layers and dropout (``dropout_prob``), which it does not have.
 - It always learns an item bias; ours is ``item_bias: True`` (off by default). Embeddings start
   ``xavier_normal_`` instead of ``N(0, 1/d)``; cell weights uniform in ``±1/sqrt(H)`` as it does.
+- Its ``LSTMCell`` has two gate biases (``b_ih + b_hh``), each uniform in ``±1/sqrt(H)``; we have
+  one, uniform in ``±1/sqrt(H)``: the same function, a narrower spread at initialisation.
 - Speed: it steps a Python loop over ``LSTMCell`` with the input projections inside the loop; we
   compute the input-side projections of all steps in one matmul and run only the recurrence
   step by step: forward in C++ (``impl="native"``, built on first use; what the layer's default

@@ -6,10 +6,14 @@ Reference code: https://github.com/noveens/svae_cf (PyTorch, ``main_svae.py`` / 
 
 Model, at every time step ``t`` of a user's sequence: item embedding -> GRU -> ``Linear + tanh``
 -> ``(mu_t, logvar_t)`` -> ``z_t`` (sampled in training, ``mu_t`` at evaluation) -> ``Linear + tanh``
--> ``Linear`` to ``n_items``: the distribution of the next item(s). Loss: at each real step, the
-multinomial NLL of the next ``next_k`` items (divided by ``next_k``, as the reference) plus
-``beta * KL(q(z_t) || N(0, I))``, averaged over the real steps of the batch (padding excluded);
-``beta = min(anneal_cap, step / total_anneal_steps)``, ``step`` counting optimiser updates.
+-> ``Linear`` to ``n_items``: the distribution of the next item(s). Loss per user, as the
+reference's ``VAELoss``: the multinomial NLL of the next ``next_k`` items summed over the user's
+real steps and divided by the number of targets of the first step (``next_k``, fewer for a user
+with fewer items left), plus ``beta * KL(q(z_t) || N(0, I))`` averaged over the real steps;
+the batch loss is the mean over users. ``beta = min(anneal_cap, step / total_anneal_steps)``,
+``step`` counting optimiser updates. ``loss_normalisation: per_step`` averages
+``NLL / next_k + beta * KL`` over all real steps of the batch instead, which weighs the KL term
+as many times more as a user has steps.
 
 Deviations from the paper / reference code:
 
@@ -37,6 +41,9 @@ Deviations from the paper / reference code:
   returns the decoder's hidden layer, :meth:`item_table` is the output layer's weight and the
   base's ``item_bias`` is the output layer's bias (``item_bias: True`` in the defaults).
 - The embedding has a padding row (id 0); the reference has none, which is why it cannot pad.
+- Initialisation: the linear layers are Xavier-normal with zero biases; the reference keeps
+  PyTorch's defaults (Kaiming-uniform weights, uniform biases). Its one ``2 * latent_dim`` layer
+  split in half initialises like one layer; ours are two heads of ``latent_dim``.
 - Defaults as the reference (embedding 256, GRU 200, hidden 150, latent 64) except ``next_k = 1``
   (the reference's script uses 4) and ``weight_decay`` RecBole's 0 (reference 5e-3).
 """
@@ -48,6 +55,7 @@ from typing import Tuple
 import torch
 from torch import nn
 
+from recbole_ext.errors import ConfigError
 from recbole_ext.model.abstract_recommender import SequenceEncoderRecommender
 from recbole_ext.model.layers import GaussianLatent
 from recbole_ext.model.loss import annealed_elbo_loss, gaussian_kl, kl_anneal_beta, multinomial_nll_from_ids
@@ -75,7 +83,8 @@ class SVAE(SequenceEncoderRecommender):
 
     Config keys: ``embedding_size`` (256), ``rnn_size`` (200), ``hidden_size`` (150),
     ``latent_dim`` (64), ``next_k`` (1), ``anneal_cap`` (0.2), ``total_anneal_steps`` (200000),
-    ``logvar_clamp`` (10.0), ``train_max_len`` (read by the data set), plus the base's
+    ``logvar_clamp`` (10.0), ``loss_normalisation`` (``reference``), ``train_max_len`` (read by
+    the data set), plus the base's
     ``loss_type`` (must be ``CE``; the loss is SVAE's own) and ``item_bias``.
     """
 
@@ -91,10 +100,11 @@ class SVAE(SequenceEncoderRecommender):
         self.anneal_cap: float = float(config["anneal_cap"])
         self.total_anneal_steps: int = int(config["total_anneal_steps"])
         logvar_clamp: float = float(config["logvar_clamp"])
+        self.loss_normalisation: str = str(config["loss_normalisation"] or "reference")
         if self.next_k < 1:
-            from recbole_ext.errors import ConfigError
-
             raise ConfigError(f"next_k must be at least 1, got {self.next_k}")
+        if self.loss_normalisation not in ("reference", "per_step"):
+            raise ConfigError(f"loss_normalisation must be reference or per_step, got {self.loss_normalisation!r}")
 
         # define layers
         self.item_embedding = nn.Embedding(self.n_items, self.embedding_size, padding_idx=0)
@@ -167,5 +177,25 @@ class SVAE(SequenceEncoderRecommender):
         h, mu, logvar = self.steps(item_seq)
         # score real steps only: the [steps, n_items] logits are the largest tensor
         logits = self.score_all(h[mask])
-        nll = multinomial_nll_from_ids(logits, targets[mask]) / self.next_k
-        return annealed_elbo_loss(nll, gaussian_kl(mu[mask], logvar[mask]), self.beta())
+        nll = multinomial_nll_from_ids(logits, targets[mask])  # [steps]
+        kl = gaussian_kl(mu[mask], logvar[mask])  # [steps]
+        if self.loss_normalisation == "per_step":
+            return annealed_elbo_loss(nll / self.next_k, kl, self.beta())
+        return self._reference_loss(nll, kl, mask, targets)
+
+    def _reference_loss(self, nll: torch.Tensor, kl: torch.Tensor, mask: torch.Tensor,
+                        targets: torch.Tensor) -> torch.Tensor:
+        """Per user: summed NLL over its steps / its first step's target count, plus ``beta`` x
+        its mean KL; then the mean over users (the reference's ``VAELoss``, batch size 1).
+
+        Shape:
+            - nll, kl: ``[steps]`` (the real steps, row by row); mask: ``[B, T]``; targets: ``[B, T, k]``
+            - output: ``[]``
+        """
+        B = mask.shape[0]
+        user = torch.arange(B, device=mask.device)[:, None].expand_as(mask)[mask]  # [steps]
+        steps = mask.sum(dim=1).to(nll.dtype)  # [B]
+        nll_user = nll.new_zeros(B).index_add_(0, user, nll)
+        kl_user = kl.new_zeros(B).index_add_(0, user, kl) / steps.clamp(min=1)
+        first_targets = (targets[:, 0] != 0).sum(dim=-1).clamp(min=1).to(nll.dtype)  # [B]
+        return annealed_elbo_loss(nll_user / first_targets, kl_user, self.beta(), weight=steps > 0)
