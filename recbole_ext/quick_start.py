@@ -69,8 +69,8 @@ def train_and_test(
     test_result = trainer.evaluate(test_data, load_best_model=saved, show_progress=show_progress)
 
     logger.info("The running environment of this training is as follows:\n" + get_environment(config).draw())
-    logger.info(set_color("best valid ", "yellow") + f": {best_valid_result}")
-    logger.info(set_color("test result", "yellow") + f": {test_result}")
+    logger.info(set_color("best valid ", "yellow") + f": {_plain(best_valid_result)}")
+    logger.info(set_color("test result", "yellow") + f": {_plain(test_result)}")
     result = {
         "best_valid_score": best_valid_score,
         "valid_score_bigger": config["valid_metric_bigger"],
@@ -136,3 +136,8 @@ def run_recbole_ext(
         raise
     result["log_file"] = log_file
     return result
+
+
+def _plain(result) -> dict:
+    """Metrics as plain floats (RecBole's are numpy scalars, printed ``np.float64(...)``)."""
+    return {k: float(v) for k, v in (result or {}).items()}

@@ -80,3 +80,16 @@ def run_tiny(tmp_path, monkeypatch):
         return run_recbole_ext(model, dataset, config_file_list, cfg, log_dir=str(tmp_path / "log"))
 
     return _run
+
+
+def assert_ranking_metrics(test: Dict[str, float], one_target: bool = True) -> None:
+    """What top-10 ranking metrics must satisfy for any model. Always: every metric is at most
+    hit (a user contributes to any of them only with a hit in its top 10). With one target per
+    user (leave-one-out): hit = recall, precision = recall / 10, and MRR <= NDCG (1/r against
+    1/log2(r + 1) at the target's rank r)."""
+    assert 0 <= test["hit@10"] <= 1
+    assert all(test[m] <= test["hit@10"] for m in ("mrr@10", "ndcg@10", "recall@10", "precision@10"))
+    if one_target:
+        assert test["hit@10"] == test["recall@10"]
+        assert abs(test["precision@10"] - test["recall@10"] / 10) < 1e-3
+        assert test["mrr@10"] <= test["ndcg@10"]

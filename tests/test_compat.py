@@ -4,6 +4,8 @@ fails without it (the RecBole behaviour is shown next to ours where it can be ru
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import warnings
 
 import numpy as np
@@ -13,19 +15,29 @@ import torch
 from conftest import write_inter
 
 
+NUMPY2 = r"""
+import sys
+import numpy as np
+from recbole.config import Config as RecBoleConfig
+assert not hasattr(np, "float_"), "numpy 2 removed np.float_ (this process restored nothing yet)"
+try:
+    RecBoleConfig.compatibility_settings(object())  # RecBole's own step reaches np.float_
+    sys.exit("RecBole's compatibility_settings no longer fails on numpy 2: drop our fix")
+except AttributeError:
+    pass
+from recbole_ext.config import Config
+cfg = Config("GRU4Rec", "ml-slice", config_dict={"data_path": sys.argv[1]})
+assert cfg["model"] == "GRU4Rec"
+# the names RecBole's code still uses resolve to what they meant
+assert np.float is np.float64 and np.long is np.int_ and np.bool is np.bool_
+print("ok")
+"""
+
+
 def test_recbole_config_compat_breaks_on_numpy2_and_ours_does_not(ml100k_slice):
-    from recbole.config import Config as RecBoleConfig
-
-    from recbole_ext.config import Config
-
-    if not hasattr(np, "float_"):
-        # RecBole's own compatibility step reaches np.float_, which numpy 2 removed
-        with pytest.raises(AttributeError):
-            RecBoleConfig.compatibility_settings(object())
-    cfg = Config("GRU4Rec", "ml-slice", config_dict={"data_path": ml100k_slice})
-    assert cfg["model"] == "GRU4Rec"
-    # the names RecBole's code still uses resolve to what they meant
-    assert np.float is np.float64 and np.long is np.int_ and np.bool is np.bool_
+    """In a fresh process: earlier tests of this one have already restored numpy's aliases."""
+    proc = subprocess.run([sys.executable, "-c", NUMPY2, ml100k_slice], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0 and proc.stdout.strip().endswith("ok"), proc.stdout + proc.stderr[-3000:]
 
 
 def test_checkpoint_loads_with_weights_only_and_evaluate_best_model(run_tiny, ml100k_slice):
@@ -140,3 +152,31 @@ def test_config_leaves_recboles_module_lists_alone(ml100k_slice):
         Config(model, "ml-slice", config_dict={"data_path": ml100k_slice, "state": "WARNING"})
     for name, keys in before.items():
         assert getattr(configurator, name) == keys, name
+
+
+WARNINGS_RUN = r"""
+import sys, warnings
+# our package and the RecBole modules we override must raise no deprecation, and no torch warning
+# about read-only arrays (pandas 3 copy-on-write): each one is an error here
+scope = r"(recbole_ext|recbole\.data\.dataset)(\.|$)"
+for category in (DeprecationWarning, FutureWarning):
+    warnings.filterwarnings("error", category=category, module=scope)
+warnings.filterwarnings("error", message="The given NumPy array is not writable")
+from recbole_ext.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.parametrize("model", ["GRU4Rec", "BPR"])
+def test_a_normal_run_raises_no_deprecation_and_prints_plain_numbers(model, ml100k_slice, tmp_path):
+    """One sequential and one general model: no warning on the console, deprecations of pandas
+    (``inplace=``) and numpy in the code paths we own are errors, and metrics print as numbers."""
+    args = ["--model=" + model, "--dataset=ml-slice", f"--data_path={ml100k_slice}", "--epochs=1",
+            "--embedding_size=16", "--hidden_size=16", "--show_progress=False", "--no-save",
+            "--load_col={'inter': ['user_id', 'item_id', 'timestamp']}"]
+    proc = subprocess.run([sys.executable, "-c", WARNINGS_RUN, *args], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=600, env={k: v for k, v in os.environ.items() if k != "PYTHONWARNINGS"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "Warning" not in proc.stderr and "Warning" not in proc.stdout, proc.stderr[-3000:]
+    assert "np.float64" not in proc.stdout + proc.stderr
+    assert "test result: {'recall@10': " in proc.stdout

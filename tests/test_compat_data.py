@@ -200,7 +200,8 @@ def _dense_sym_norm(inter: np.ndarray, eps: float) -> np.ndarray:
     a[:nu, nu:] = inter > 0
     a[nu:, :nu] = (inter > 0).T
     d = a.sum(1) + eps
-    dinv = np.where(d > 0, d ** -0.5, 0.0)
+    with np.errstate(divide="ignore"):  # d = 0 rows (eps 0) get 0, as RecBole's
+        dinv = np.where(d > 0, d ** -0.5, 0.0)
     return dinv[:, None] * a * dinv[None, :]
 
 

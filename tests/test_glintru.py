@@ -75,7 +75,7 @@ def test_shapes_and_loss(slice_data):
 def test_initialisation(slice_data):
     model = make_model(slice_data)
     assert torch.equal(model.expert_logits.detach(), torch.tensor([0.5, 0.5]))
-    assert all(float(m.bias.abs().sum()) == 0 for m in model.modules() if isinstance(m, torch.nn.Linear))
+    assert all(float(m.bias.detach().abs().sum()) == 0 for m in model.modules() if isinstance(m, torch.nn.Linear))
     assert all("bias" not in name for name, _ in model.gru_expert.gru.named_parameters())
     assert model.mlp_LayerNorm is model.LayerNorm
 

@@ -24,6 +24,8 @@ fix written here reaches every model. What the mixin mends:
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pandas as pd
 from recbole.utils import FeatureSource, FeatureType, set_color
@@ -275,6 +277,55 @@ class CompatDatasetMixin:
                 new_idx = idmap[concat_rows(feat[field], dtype=np.int64)]
                 feat[field] = np.split(new_idx, split_points(feat[field]))
 
+    # ------------------------------------------------------------ pandas 4: no inplace=
+    def _load_user_or_item_feat(self, token, dataset_path, source, field_name):
+        """RecBole's method without ``drop_duplicates(inplace=True)`` (deprecated in pandas 3)."""
+        feat_path = os.path.join(dataset_path, f"{token}.{source.value}")
+        field = getattr(self, field_name, None)
+        feat = self._load_feat(feat_path, source) if os.path.isfile(feat_path) else None
+        if feat is not None and field is None:
+            raise ValueError(f"{field_name} must be exist if {source.value}_feat exist.")
+        if feat is not None and field not in feat:
+            raise ValueError(f"{field_name} must be loaded if {source.value}_feat is loaded.")
+        if feat is not None:
+            feat = feat.drop_duplicates(subset=[field], keep="first")
+        if field in self.field2source:
+            self.field2source[field] = FeatureSource(source.value + "_id")
+        return feat
+
+    def _reset_index(self):
+        """RecBole's method, the index replaced in place instead of ``reset_index(inplace=True)``."""
+        for feat_name in self.feat_name_list:
+            feat = getattr(self, feat_name)
+            if feat.empty:
+                raise ValueError("Some feat is empty, please check the filtering settings.")
+            feat.index = pd.RangeIndex(len(feat))
+
+    def _del_col(self, feat, field):
+        """RecBole's method, the column deleted in place instead of ``drop(inplace=True)``."""
+        if isinstance(feat, pd.DataFrame):
+            del feat[field]
+        else:  # an Interaction
+            feat.drop(column=field)
+        for mapping in (self.field2id_token, self.field2token_id, self.field2seqlen, self.field2source, self.field2type):
+            mapping.pop(field, None)
+
+    def _filter_inter_by_user_or_item(self):
+        """RecBole's method, keeping rows by a mask instead of ``drop(inplace=True)``."""
+        if self.config["filter_inter_by_user_or_item"] is not True:
+            return
+        keep = pd.Series(True, index=self.inter_feat.index)
+        if self.user_feat is not None:
+            keep &= self.inter_feat[self.uid_field].isin(self.user_feat[self.uid_field].values)
+        if self.item_feat is not None:
+            keep &= self.inter_feat[self.iid_field].isin(self.item_feat[self.iid_field].values)
+        self.inter_feat = self.inter_feat[keep.values]
+
+    def _dataframe_to_interaction(self, data):
+        """RecBole's method on writable copies of the columns: pandas 3 hands out read-only
+        arrays, and ``torch.LongTensor`` of a read-only array warns (and shares its memory)."""
+        return super()._dataframe_to_interaction({k: _Column(data[k].to_numpy(copy=True)) for k in data})
+
     def build(self):
         """RecBole's ``build``, after checking that time order has a time column to sort by."""
         order = self.config["eval_args"]["order"]
@@ -287,3 +338,10 @@ class CompatDatasetMixin:
         return super().build()
 
 
+
+
+class _Column:
+    """What RecBole's ``_dataframe_to_interaction`` reads from a column: ``.values``."""
+
+    def __init__(self, values: np.ndarray):
+        self.values = values

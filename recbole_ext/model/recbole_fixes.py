@@ -64,7 +64,9 @@ def to_torch_sparse(mat: sp.spmatrix) -> torch.Tensor:
     """A scipy matrix as a float32 ``torch.sparse_coo_tensor``."""
     mat = sp.coo_matrix(mat)
     index = torch.from_numpy(np.vstack([mat.row, mat.col]).astype(np.int64))
-    return torch.sparse_coo_tensor(index, torch.from_numpy(mat.data.astype(np.float32)), mat.shape)
+    # scipy's COO matrix is a valid sparse tensor: skip torch's invariant checks (and its warning)
+    return torch.sparse_coo_tensor(index, torch.from_numpy(mat.data.astype(np.float32)), mat.shape,
+                                   check_invariants=False)
 
 
 class SymNormAdjacencyFix:
