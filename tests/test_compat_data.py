@@ -245,3 +245,34 @@ def test_numpy_aliases_recbole_uses():
     for name in ("float", "long", "bool", "int", "object", "str", "complex", "unicode", "float_"):
         assert hasattr(np, name), name
     assert np.zeros(2, dtype=np.float).dtype == np.float64 and np.dtype(np.long) == np.int64
+
+
+def test_sort_is_recboles_order_without_numpy_on_tensors():
+    """Our ``sort`` (torch, stable) orders rows exactly as RecBole's ``Interaction.sort``
+    (``np.argsort`` of a tensor, deprecated in numpy 2), ties included; a descending key (which
+    RecBole's own method cannot do on this stack: a negative-stride array to torch) reverses the
+    stable ascending order, as RecBole's code means to."""
+    import types
+    import warnings
+
+    from recbole.data.interaction import Interaction
+
+    gen = torch.Generator().manual_seed(0)
+    fields = {"user_id": torch.randint(0, 5, (200,), generator=gen), "timestamp": torch.randint(0, 7, (200,), generator=gen),
+              "row": torch.arange(200)}
+
+    def ours(by, ascending):
+        data = types.SimpleNamespace(inter_feat=Interaction({k: v.clone() for k, v in fields.items()}))
+        CompatDatasetMixin.sort(data, by, ascending)
+        return data.inter_feat["row"]
+
+    theirs = Interaction({k: v.clone() for k, v in fields.items()})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        theirs.sort(by=["user_id", "timestamp"], ascending=True)
+    assert torch.equal(ours(["user_id", "timestamp"], True), theirs["row"])
+    # descending, written out: Python's sort is stable; reversing the stable ascending order
+    rows = sorted(range(200), key=lambda r: int(fields["timestamp"][r]))[::-1]
+    assert ours("timestamp", False).tolist() == rows
+    rows = sorted(rows, key=lambda r: int(fields["user_id"][r]))
+    assert ours(["user_id", "timestamp"], [True, False]).tolist() == rows

@@ -28,6 +28,7 @@ import os
 
 import numpy as np
 import pandas as pd
+import torch
 from recbole.utils import FeatureSource, FeatureType, set_color
 
 from recbole_ext.data.atomic_files import (
@@ -321,10 +322,38 @@ class CompatDatasetMixin:
             keep &= self.inter_feat[self.iid_field].isin(self.item_feat[self.iid_field].values)
         self.inter_feat = self.inter_feat[keep.values]
 
+    def _filter_link(self):
+        """``KnowledgeBasedDataset._filter_link`` (the item-entity links whose item or entity
+        is unused go), keeping interaction rows by a mask instead of ``drop(inplace=True)``."""
+        item_tokens, ent_tokens = self._get_rec_item_token(), self._get_entity_token()
+        illegal = {(item, ent) for item, ent in self.item2entity.items() if item not in item_tokens or ent not in ent_tokens}
+        for item, ent in illegal:
+            self.item2entity.pop(item, None)
+            self.entity2item.pop(ent, None)
+        self.inter_feat = self.inter_feat[self.inter_feat[self.iid_field].isin(self.item2entity.keys()).values]
+
     def _dataframe_to_interaction(self, data):
         """RecBole's method on writable copies of the columns: pandas 3 hands out read-only
         arrays, and ``torch.LongTensor`` of a read-only array warns (and shares its memory)."""
         return super()._dataframe_to_interaction({k: _Column(data[k].to_numpy(copy=True)) for k in data})
+
+    def sort(self, by, ascending=True):
+        """RecBole's ``Interaction.sort`` on ``inter_feat`` with ``torch.sort`` in place of
+        ``np.argsort`` of a tensor (deprecated in numpy 2: torch's ``__array_wrap__``). Both are
+        stable, so the order is the same; a descending key reverses the ascending order, as
+        RecBole's does."""
+        inter = self.inter_feat
+        if isinstance(inter, pd.DataFrame):
+            return super().sort(by, ascending)
+        by = [by] if isinstance(by, str) else list(by)
+        ascending = [ascending] * len(by) if isinstance(ascending, bool) else list(ascending)
+        if len(ascending) == 1:
+            ascending = ascending * len(by)
+        for field, up in zip(by[::-1], ascending[::-1]):
+            key = inter.interaction[field]
+            key = key if key.dim() == 1 else key[..., 0]
+            index = torch.sort(key, stable=True).indices
+            inter._reindex(index if up else index.flip(0))
 
     def build(self):
         """RecBole's ``build``, after checking that time order has a time column to sort by."""
