@@ -6,12 +6,15 @@
   (``next = perm[current]``) for behaviour tests with thresholds.
 - ``run_tiny``: run a model through ``run_recbole_ext`` with one epoch and small batches, logs
   and checkpoints in the test's temporary folder.
+- :func:`build`: config -> data -> loaders -> model (-> trainer) without training, seeded as a
+  run is, for the tests that look inside.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
-from typing import Dict, Optional
+from typing import Any, Dict, Optional
 
 import pytest
 import torch
@@ -93,3 +96,36 @@ def assert_ranking_metrics(test: Dict[str, float], one_target: bool = True) -> N
         assert test["hit@10"] == test["recall@10"]
         assert abs(test["precision@10"] - test["recall@10"] / 10) < 1e-3
         assert test["mrr@10"] <= test["ndcg@10"]
+
+
+@dataclasses.dataclass
+class Built:
+    """What :func:`build` returns."""
+
+    config: Any
+    model: Any
+    train: Any
+    valid: Any
+    test: Any
+    trainer: Any = None
+
+
+def build(model: str, dataset: str, data_path: str, trainer: bool = False, **keys) -> Built:
+    """Config, data set, loaders and a freshly initialised model (and its trainer) for ``model``
+    on ``dataset`` under ``data_path``, seeded before the data and before the model as
+    ``run_recbole_ext`` seeds them."""
+    from recbole.utils import init_seed
+
+    from recbole_ext.config import Config
+    from recbole_ext.data.utils import create_dataset, data_preparation
+    from recbole_ext.registry import get_model, get_trainer
+
+    config = Config(model, dataset, config_dict=dict(keys, data_path=data_path))
+    init_seed(config["seed"], True)
+    train, valid, test = data_preparation(config, create_dataset(config))
+    init_seed(config["seed"], True)
+    net = get_model(config["model"])(config, train._dataset).to(config["device"])
+    built = Built(config, net, train, valid, test)
+    if trainer:
+        built.trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, net)
+    return built

@@ -8,19 +8,16 @@ import torch
 from recbole.data.dataloader import TrainDataLoader
 from recbole.utils import init_seed
 
-from recbole_ext.config import Config
 from recbole_ext.data.device_loader import DeviceTrainDataLoader
-from recbole_ext.data.utils import create_dataset, data_preparation
+
+from conftest import build as build_model
 
 SMALL = {"state": "WARNING", "show_progress": False, "MAX_ITEM_LIST_LENGTH": 20, "train_batch_size": 64,
          "load_col": {"inter": ["user_id", "item_id", "timestamp"]}}
 
 
 def train_loader(model, data_root, **keys):
-    config = Config(model, "ml-slice", config_dict=dict(SMALL, data_path=data_root, **keys))
-    init_seed(config["seed"], True)
-    train_data, _, _ = data_preparation(config, create_dataset(config))
-    return train_data
+    return build_model(model, "ml-slice", data_root, **dict(SMALL, **keys)).train
 
 
 def epochs(loader, n=2):

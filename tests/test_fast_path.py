@@ -12,13 +12,13 @@ from __future__ import annotations
 import pytest
 import torch
 from recbole.trainer import Trainer as RecBoleTrainer
-from recbole.utils import init_seed
 
 from recbole_ext.config import Config
-from recbole_ext.data.utils import create_dataset, data_preparation
 from recbole_ext.errors import ConfigError
 from recbole_ext.trainer.fast_path import LossTotal
-from recbole_ext.registry import get_model, get_trainer
+from recbole_ext.registry import get_trainer
+
+from conftest import build as build_model
 
 SMALL = {"state": "WARNING", "show_progress": False, "MAX_ITEM_LIST_LENGTH": 20, "hidden_size": 16,
          "n_heads": 2, "train_batch_size": 64, "load_col": {"inter": ["user_id", "item_id", "timestamp"]}}
@@ -28,11 +28,8 @@ RULE = {"topk": [10], "metrics": ["Hit", "NDCG"], "valid_metric": "NDCG@10", "hi
 
 def one_epoch(trainer_class, data_root, model="GLINTRU", **keys):
     """Summed loss and final weights after one epoch of ``trainer_class`` from a fixed seed."""
-    config = Config(model, "ml-slice", config_dict=dict(SMALL, data_path=data_root, **keys))
-    init_seed(config["seed"], True)
-    train_data, _, _ = data_preparation(config, create_dataset(config))
-    init_seed(config["seed"], True)
-    net = get_model(model)(config, train_data._dataset)
+    b = build_model(model, "ml-slice", data_root, **dict(SMALL, **keys))
+    config, net, train_data = b.config, b.model, b.train
     trainer = trainer_class(config, net)
     total = trainer._train_epoch(train_data, 0)
     return total, {k: v.clone() for k, v in net.state_dict().items()}, len(train_data)

@@ -12,8 +12,6 @@ from recbole.data.interaction import Interaction
 
 import recbole_ext
 from recbole_ext.cli import main
-from recbole_ext.config import Config
-from recbole_ext.data.utils import create_dataset, data_preparation
 from recbole_ext.errors import UserError
 from recbole_ext.quick_start import run_recbole_ext
 from recbole_ext.serving import (
@@ -24,8 +22,8 @@ from recbole_ext.serving import (
     recommend,
     recommend_file,
 )
-from recbole_ext.registry import get_model, get_trainer
 
+from conftest import build as build_model
 from conftest import rule_sequences
 
 SEQ = {
@@ -167,14 +165,11 @@ def test_cli(rec, tmp_path, capsys):
 
 def checkpoint_without_training(model: str, data_root: str, dataset: str, folder, **cfg) -> str:
     """A checkpoint of a freshly initialised model (the trainer writes it as after an epoch)."""
-    config = Config(model, dataset, config_dict=dict(SEQ, data_path=data_root, checkpoint_dir=str(folder), **cfg))
-    data = create_dataset(config)
-    train_data, _, _ = data_preparation(config, data)
-    net = get_model(model)(config, train_data._dataset)
-    trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, net)
-    trainer._train_data = train_data
+    b = build_model(model, dataset, data_root, trainer=True, **dict(SEQ, checkpoint_dir=str(folder), **cfg))
+    trainer = b.trainer
+    trainer._train_data = b.train
     trainer._save_checkpoint(0, verbose=False)
-    return trainer.saved_model_file, net, train_data._dataset
+    return trainer.saved_model_file, b.model, b.train._dataset
 
 
 SEQUENTIAL_MODELS = [

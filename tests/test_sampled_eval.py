@@ -11,10 +11,10 @@ import torch
 from recbole.data.dataloader import NegSampleEvalDataLoader
 from recbole.utils import init_seed
 
-from recbole_ext.config import Config
 from recbole_ext.data.dataloader import CandidateEvalDataLoader
-from recbole_ext.data.utils import create_dataset, data_preparation
-from recbole_ext.registry import get_model, get_trainer
+from recbole_ext.data.utils import create_dataset
+
+from conftest import build as build_model
 
 SMALL = {
     "state": "WARNING",
@@ -44,14 +44,8 @@ def build(model: str, data_root: str, mode: str, **extra):
     eval_args = {"split": {"LS": "valid_and_test"}, "order": "TO", "mode": mode, "group_by": "user"}
     cfg = dict(SMALL, **MODEL_KEYS.get(model, {}), data_path=data_root, eval_args=eval_args)
     cfg.update(extra)
-    config = Config(model, "ml-slice", config_dict=cfg)
-    init_seed(config["seed"], True)
-    dataset = create_dataset(config)
-    train_data, valid_data, test_data = data_preparation(config, dataset)
-    init_seed(config["seed"], True)
-    net = get_model(config["model"])(config, train_data._dataset).to(config["device"])
-    trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, net)
-    return config, trainer, valid_data, test_data
+    b = build_model(model, "ml-slice", cfg.pop("data_path"), trainer=True, **cfg)
+    return b.config, b.trainer, b.valid, b.test
 
 
 def recbole_loader(config, ours, eval_batch_size=None):

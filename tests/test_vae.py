@@ -7,10 +7,7 @@ import io
 import numpy as np
 import pytest
 import torch
-from recbole.utils import init_seed
 
-from recbole_ext.config import Config
-from recbole_ext.data.utils import create_dataset, data_preparation
 from recbole_ext.model.loss import (
     annealed_elbo_loss,
     gaussian_kl,
@@ -19,8 +16,8 @@ from recbole_ext.model.loss import (
     multinomial_nll_from_ids,
 )
 from recbole_ext.model.sequential_recommender.svae import next_k_targets
-from recbole_ext.registry import get_model
 
+from conftest import build as build_model
 from conftest import rule_sequences
 
 BASE = {
@@ -39,14 +36,8 @@ GENERAL_SPLIT = {"eval_args": {"split": {"RS": [0.8, 0.1, 0.1]}, "order": "RO", 
 
 def build(model: str, data_root: str, dataset: str = "rule-seq", **overrides):
     """``(config, model, train_data, valid_data, test_data)`` without training."""
-    cfg = dict(SMALL[model], data_path=data_root)
-    cfg.update(overrides)
-    config = Config(model, dataset, None, cfg)
-    init_seed(config["seed"], True)
-    train, valid, test = data_preparation(config, create_dataset(config))
-    init_seed(config["seed"], True)
-    net = get_model(model)(config, train._dataset)
-    return config, net, train, valid, test
+    b = build_model(model, dataset, data_root, **dict(SMALL[model], **overrides))
+    return b.config, b.model, b.train, b.valid, b.test
 
 
 @pytest.fixture(scope="module")
