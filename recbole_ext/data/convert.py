@@ -41,34 +41,33 @@ def _number(value: str, what: str, path: str, lineno: int) -> str:
     return value
 
 
-def read_movielens(path: str) -> Iterator[Row]:
-    """Rows ``(user, item, rating, timestamp)`` from a ``ratings.dat`` file."""
-    with open(path, encoding="latin-1") as f:
+def _split_lines(path: str, encoding: str, sep: Optional[str] = None) -> Iterator[Tuple[int, str, List[str]]]:
+    """``(line number, stripped line, its fields split at sep)`` of every non-blank line."""
+    with open(path, encoding=encoding) as f:
         for lineno, line in enumerate(f, 1):
             line = line.strip()
-            if not line:
-                continue
-            parts = line.split("::")
-            if len(parts) != 4:
-                raise DataFormatError(
-                    f"{path}, line {lineno}: expected UserID::MovieID::Rating::Timestamp, got '{line[:60]}'"
-                )
-            user, item, rating, ts = parts
-            yield (user, item, _number(rating, "rating", path, lineno), _number(ts, "timestamp", path, lineno))
+            if line:
+                yield lineno, line, line.split(sep)
+
+
+def read_movielens(path: str) -> Iterator[Row]:
+    """Rows ``(user, item, rating, timestamp)`` from a ``ratings.dat`` file."""
+    for lineno, line, parts in _split_lines(path, "latin-1", "::"):
+        if len(parts) != 4:
+            raise DataFormatError(
+                f"{path}, line {lineno}: expected UserID::MovieID::Rating::Timestamp, got '{line[:60]}'"
+            )
+        user, item, rating, ts = parts
+        yield (user, item, _number(rating, "rating", path, lineno), _number(ts, "timestamp", path, lineno))
 
 
 def read_sequences(path: str) -> Iterator[Row]:
     """Rows ``(user, item, position)`` from a ``user item item ...`` file."""
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            parts = line.split()
-            if not parts:
-                continue
-            if len(parts) < 2:
-                raise DataFormatError(f"{path}, line {lineno}: user '{parts[0]}' has no items")
-            user = parts[0]
-            for pos, item in enumerate(parts[1:]):
-                yield (user, item, str(pos))
+    for lineno, _, parts in _split_lines(path, "utf-8"):
+        if len(parts) < 2:
+            raise DataFormatError(f"{path}, line {lineno}: user '{parts[0]}' has no items")
+        for pos, item in enumerate(parts[1:]):
+            yield (parts[0], item, str(pos))
 
 
 def read_csv(path: str) -> Iterator[Row]:

@@ -49,21 +49,14 @@ def make_loaders(config, dataset, built):
 
 
 def _log_loaders(config) -> None:
-    logger = getLogger()
-    logger.info(
-        set_color("[Training]: ", "pink")
-        + set_color("train_batch_size", "cyan") + " = "
-        + set_color(f'[{config["train_batch_size"]}]', "yellow")
-        + set_color(" train_neg_sample_args", "cyan") + ": "
-        + set_color(f'[{config["train_neg_sample_args"]}]', "yellow")
-    )
-    logger.info(
-        set_color("[Evaluation]: ", "pink")
-        + set_color("eval_batch_size", "cyan") + " = "
-        + set_color(f'[{config["eval_batch_size"]}]', "yellow")
-        + set_color(" eval_args", "cyan") + ": "
-        + set_color(f'[{config["eval_args"]}]', "yellow")
-    )
+    """RecBole's two lines about the loaders' batch sizes, sampling and evaluation."""
+    for phase, size_key, args_key in (("Training", "train_batch_size", "train_neg_sample_args"),
+                                      ("Evaluation", "eval_batch_size", "eval_args")):
+        getLogger().info(
+            set_color(f"[{phase}]: ", "pink") + set_color(size_key, "cyan") + " = "
+            + set_color(f"[{config[size_key]}]", "yellow") + set_color(f" {args_key}", "cyan") + ": "
+            + set_color(f"[{config[args_key]}]", "yellow")
+        )
 
 
 def data_preparation(config, dataset):
