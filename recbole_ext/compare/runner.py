@@ -7,7 +7,6 @@ import dataclasses
 import datetime
 import hashlib
 import json
-import logging
 import os
 import traceback
 from logging import getLogger
@@ -24,7 +23,8 @@ from recbole_ext.fileio import atomic_write_text
 from recbole_ext.logger import close_logger, init_logger
 from recbole_ext.quick_start import train_and_test
 from recbole_ext.registry import canonical_model_name, get_dataset_class
-from recbole_ext.results.logparse import parse_entries, protocol_of, record_from_facts, strip_colors
+from recbole_ext.results.logparse import protocol_of
+from recbole_ext.results.record import RunRecord, failed_record
 from recbole_ext.results.render import write_outputs
 from recbole_ext.trainer.checkpoint import to_plain
 
@@ -65,21 +65,6 @@ def fingerprint(model: str, dataset: str, seed, config_files, config_dict, cmd_a
         [model, dataset, seed, files, config_dict or {}, sorted(cmd_args or [])], sort_keys=True, default=str
     )
     return hashlib.sha1(blob.encode()).hexdigest()[:16]
-
-
-# ------------------------------------------------------------------ log capture
-class _Capture(logging.Handler):
-    """Keeps ``(level, message)`` of every record while one model runs (whatever ``state`` says)."""
-
-    def __init__(self):
-        super().__init__(logging.INFO)
-        self.entries: List[Tuple[str, str]] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        try:
-            self.entries.append((record.levelname, strip_colors(record.getMessage())))
-        except Exception:  # noqa: BLE001
-            pass
 
 
 # ------------------------------------------------------------------ data sharing
@@ -217,7 +202,7 @@ def _run_named(spec: RunSpec, name: str, seed, shared: Dict[str, tuple]) -> dict
         model = canonical_model_name(name)
     except UserError as e:
         spec.echo(f"[compare] {name}: failed: {one_line(e)}")
-        return _failed(name, spec.dataset, seed, one_line(e))
+        return failed_record(name, spec.dataset, seed, one_line(e))
     fp = fingerprint(model, spec.dataset, seed, spec.config_files, spec.config_dict, spec.cmd_args)
     return spec.stored(model, seed, fp) or _run_model(spec, model, seed, fp, shared)
 
@@ -231,13 +216,6 @@ def _title(models, dataset, seeds, cmd_args) -> str:
     return "; ".join(parts)
 
 
-def _failed(model: str, dataset: str, seed, reason: str, **extra) -> dict:
-    rec = {"model": model, "dataset": dataset, "seed": seed, "status": "failed", "reason": reason,
-           "test_result": {}, "best_valid_result": {}, "valid_curve": [], "train_epoch_s": [], "eval_batch_ms": []}
-    rec.update(extra)
-    return rec
-
-
 def _run_model(spec: RunSpec, model: str, seed, fp: str, shared: Dict[str, tuple]) -> dict:
     """Config, shared data, train and test one model; always returns a record (ok or failed)."""
     seed_args = spec.cmd_args + ([f"--seed={seed}"] if seed is not None else [])
@@ -245,7 +223,7 @@ def _run_model(spec: RunSpec, model: str, seed, fp: str, shared: Dict[str, tuple
         config = Config(model, spec.dataset, spec.config_files, spec.config_dict, seed_args)
     except Exception as e:  # noqa: BLE001 - any failure is a row of the table
         spec.echo(f"[compare] {model}: failed: {one_line(e)}")
-        rec = _failed(model, spec.dataset, seed, one_line(e), fingerprint=fp)
+        rec = failed_record(model, spec.dataset, seed, one_line(e), fingerprint=fp)
         _store(spec.results_dir, rec, seed)
         return rec
     seed = config["seed"] if seed is None else seed
@@ -262,27 +240,22 @@ def _run_model(spec: RunSpec, model: str, seed, fp: str, shared: Dict[str, tuple
 
 def _logged_run(spec: RunSpec, config, seed, shared: Dict[str, tuple]) -> dict:
     """Train and test under the model's own log file; a failure is a failed record."""
-    model, logger, root = config["model"], getLogger(), logging.getLogger()
-    capture, log_file = _Capture(), None
+    model, logger, log_file = config["model"], getLogger(), None
     try:
         log_file = init_logger(config, log_dir=spec.log_dir)
-        root.addHandler(capture)
-        if root.level > logging.INFO:
-            root.setLevel(logging.INFO)  # the file/console handlers keep the configured level
         for msg in getattr(config, "unknown_key_warnings", []):
             logger.warning(msg)
         logger.info(config)
-        rec = _train_and_test(spec, config, seed, shared, capture)
+        rec = _train_and_test(spec, config, seed, shared)
     except KeyboardInterrupt:
         raise
     except Exception as e:  # noqa: BLE001 - bad config, OOM, anything: report and go on
         reason = str(e) if isinstance(e, SharedDataError) else one_line(e)
         logger.error("compare failed: " + reason + "\n" + traceback.format_exc())
         spec.echo(f"[compare] {model} seed {seed}: failed: {reason}")
-        rec = _failed(model, spec.dataset, seed, reason, protocol=protocol_of(config["eval_args"]),
+        rec = failed_record(model, spec.dataset, seed, reason, protocol=protocol_of(config["eval_args"]),
                       device=device_label(config["device"]))
     finally:
-        root.removeHandler(capture)
         close_logger()
     rec["log_file"] = log_file
     return rec
@@ -308,34 +281,30 @@ def _shared_split(config, seed, shared: Dict[str, tuple]):
     return data, built
 
 
-def _train_and_test(spec: RunSpec, config, seed, shared: Dict[str, tuple], capture: "_Capture") -> dict:
+def _train_and_test(spec: RunSpec, config, seed, shared: Dict[str, tuple]) -> dict:
+    """Train and test on the shared split; the record takes everything from the trainer."""
     data, built = _shared_split(config, seed, shared)
     train, valid, test = make_loaders(config, data, built)
     meter = PeakMemory(config["device"])
     with meter:
         result, trainer = train_and_test(config, train, valid, test, saved=spec.saved)
-    summary = {
-        "n_params": int(result["n_params"]),
-        "best_valid_score": float(result["best_valid_score"]),
-        "train_epoch_s": [float(x) for x in trainer.timings["train_epoch_s"]],
-        "eval_batch_ms": [float(x) for x in trainer.timings["eval_batch_ms"]],
-        "peak_mem_mb": meter.peak_mb,
-        "peak_rss_mb": meter.peak_rss_mb,
-        "mem_method": meter.method,
-        "device": device_label(config["device"]),
-    }
-    getLogger().info("compare summary: " + json.dumps(summary))
-    del trainer, train, valid, test
-    rec = record_from_facts(parse_entries(capture.entries), config["model"], spec.dataset, source="compare")
-    rec.update(
-        seed=seed,
+    timings = trainer.timings
+    rec = RunRecord(
+        model=config["model"], dataset=spec.dataset, seed=seed,
         test_result={k: float(v) for k, v in (result["test_result"] or {}).items()},
         best_valid_result={k: float(v) for k, v in (result["best_valid_result"] or {}).items()},
-        valid_metric=config["valid_metric"],
-        valid_metric_bigger=bool(config["valid_metric_bigger"]),
-        protocol=protocol_of(config["eval_args"]),
-    )
-    rec.update(summary)
+        best_valid_score=float(result["best_valid_score"]), valid_metric=config["valid_metric"],
+        valid_metric_bigger=bool(config["valid_metric_bigger"]), epochs_run=len(timings["train_epoch_s"]),
+        protocol=protocol_of(config["eval_args"]), n_params=int(result["n_params"]),
+        train_epoch_s=[float(x) for x in timings["train_epoch_s"]],
+        eval_batch_ms=[float(x) for x in timings["eval_batch_ms"]],
+        peak_mem_mb=meter.peak_mb, peak_rss_mb=meter.peak_rss_mb, mem_method=meter.method,
+        device=device_label(config["device"]), valid_curve=[list(p) for p in timings["valid_curve"]],
+    ).to_dict()
+    # the log keeps what `recbole-ext report` cannot read elsewhere (per-batch timing, memory)
+    summary = {k: rec[k] for k in ("n_params", "best_valid_score", "train_epoch_s", "eval_batch_ms",
+                                   "peak_mem_mb", "peak_rss_mb", "mem_method", "device")}
+    getLogger().info("compare summary: " + json.dumps(summary))
     return rec
 
 

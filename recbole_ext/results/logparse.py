@@ -29,6 +29,7 @@ import re
 from typing import Dict, Iterable, List, Tuple
 
 from recbole_ext.errors import UserError
+from recbole_ext.results.record import RunRecord
 
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 # RecBole's file format: "%(asctime)-15s %(levelname)s  %(message)s" with "%a %d %b %Y %H:%M:%S"
@@ -176,30 +177,18 @@ def record_from_facts(facts: dict, model: str, dataset: str, source: str) -> dic
     if best_score is None and facts["valid_curve"]:
         scores = [s for _, s in facts["valid_curve"]]
         best_score = max(scores) if bigger else min(scores)
-    device = summary.get("device") or cfg.get("device")
-    return {
-        "model": model,
-        "dataset": dataset,
-        "seed": seed if isinstance(seed, int) else None,
-        "status": "ok" if ok else "failed",
-        "reason": reason,
-        "test_result": facts.get("test_result", {}),
-        "best_valid_result": best_valid,
-        "best_valid_score": best_score,
-        "valid_metric": valid_metric,
-        "valid_metric_bigger": bool(bigger) if isinstance(bigger, bool) else True,
-        "epochs_run": len(facts["train_epoch_s"]),
-        "protocol": protocol_of(cfg.get("eval_args", "{}")),
-        "n_params": summary.get("n_params", facts.get("n_params")),
-        "train_epoch_s": summary.get("train_epoch_s", facts["train_epoch_s"]),
-        "eval_batch_ms": summary.get("eval_batch_ms", []),
-        "peak_mem_mb": summary.get("peak_mem_mb"),
-        "peak_rss_mb": summary.get("peak_rss_mb"),
-        "mem_method": summary.get("mem_method"),
-        "device": device,
-        "valid_curve": facts["valid_curve"],
-        "source": source,
-    }
+    return RunRecord(
+        model=model, dataset=dataset, seed=seed if isinstance(seed, int) else None,
+        status="ok" if ok else "failed", reason=reason,
+        test_result=facts.get("test_result", {}), best_valid_result=best_valid, best_valid_score=best_score,
+        valid_metric=valid_metric, valid_metric_bigger=bool(bigger) if isinstance(bigger, bool) else True,
+        epochs_run=len(facts["train_epoch_s"]), protocol=protocol_of(cfg.get("eval_args", "{}")),
+        n_params=summary.get("n_params", facts.get("n_params")),
+        train_epoch_s=summary.get("train_epoch_s", facts["train_epoch_s"]),
+        eval_batch_ms=summary.get("eval_batch_ms", []), peak_mem_mb=summary.get("peak_mem_mb"),
+        peak_rss_mb=summary.get("peak_rss_mb"), mem_method=summary.get("mem_method"),
+        device=summary.get("device") or cfg.get("device"), valid_curve=facts["valid_curve"], source=source,
+    ).to_dict()
 
 
 def parse_log_file(path: str) -> dict:

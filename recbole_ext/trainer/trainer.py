@@ -13,7 +13,8 @@ our loop), so every model (ours and RecBole's) gets:
 - ``torch.amp.GradScaler("cuda", ...)`` instead of the deprecated ``torch.cuda.amp.GradScaler``;
 - fast sampled evaluation (``pop100``/``uni100``) for sequential models: each sequence is encoded
   once instead of once per candidate (:class:`recbole_ext.evaluation.sampled.SampledEvalMixin`);
-- per-epoch training time and evaluation time per batch, kept in ``self.timings``.
+- per-epoch training time, evaluation time per batch and the validation score of each
+  evaluated epoch (``valid_curve``), kept in ``self.timings``.
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ class CompatTrainerMixin(SampledEvalMixin):
         # same second would write, and test, one file. A random suffix makes each run's its own.
         stem, ext = os.path.splitext(self.saved_model_file)
         self.saved_model_file = f"{stem}-{secrets.token_hex(4)}{ext}"
-        self.timings: Dict[str, List[float]] = {"train_epoch_s": [], "eval_batch_ms": []}
+        self.timings: Dict[str, List] = {"train_epoch_s": [], "eval_batch_ms": [], "valid_curve": []}
         self.fast_sampled_eval = config["fast_sampled_eval"] is not False
         self.time_budget_s = config["train_time_budget_s"]
         self.precision = check_precision(config["precision"])
@@ -298,6 +299,7 @@ class CompatTrainerMixin(SampledEvalMixin):
                 % (epoch_idx, time.time() - valid_start_time, valid_score)
             )
             self.logger.info(set_color("valid result", "blue") + ": \n" + dict2str(valid_result))
+        self.timings["valid_curve"].append([epoch_idx, float(valid_score)])
         self.tensorboard.add_scalar("Vaild_score", valid_score, epoch_idx)
         self.wandblogger.log_metrics({**valid_result, "valid_step": epoch_idx}, head="valid")
         if update_flag:
