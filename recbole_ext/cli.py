@@ -206,7 +206,7 @@ HANDLERS: Dict[str, Callable[[List[str]], int]] = {
 
 def run(argv: List[str]) -> int:
     if argv and argv[0] in ("-h", "--help"):
-        print("usage: " + USAGE + "\n\n" + __doc__.split("\n\n", 1)[1])
+        print("usage: " + USAGE + "\n\n" + __doc__.split("\n\n", 1)[1].replace("``", ""))
         return 0
     if argv and argv[0] in HANDLERS:
         return HANDLERS[argv[0]](argv[1:])
