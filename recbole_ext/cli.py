@@ -9,6 +9,8 @@ Commands (``train`` is the default, so ``run_recbole_ext.py --model=NAME --datas
 - ``report LOGDIR... [--out DIR] [--no-plot]``: the comparison table from existing log files
 - ``recommend --checkpoint=CKPT (--items=ID,ID,... | --items-file=IN --output=OUT) [--k=10] [--exclude-seen]``
 - ``convert FORMAT INPUT --name NAME [--out datasets/]``: raw files to RecBole atomic files
+- ``data list | fetch NAME | stats NAME [--data_path=DIR]``: the registry of public data sets
+  (fetched from their publishers when first used), what is on disk, and its figures
 - ``models``: every model name, ours and RecBole's
 
 The flags of earlier versions keep working: ``--list-models`` is ``models``, ``--recommend`` is
@@ -26,13 +28,14 @@ from typing import Callable, Dict, List, Optional, Tuple
 from recbole_ext.errors import UserError
 
 PROG = "recbole-ext"
-COMMANDS = ("train", "compare", "report", "recommend", "convert", "models")
+COMMANDS = ("train", "compare", "report", "recommend", "convert", "data", "models")
 USAGE = (
     f"{PROG} [train] --model=NAME --dataset=NAME [--config_files=\"a.yaml b.yaml\"] [--resume=CKPT] [--key=value ...]\n"
     f"       {PROG} compare --model=A,B,C --dataset=NAME [--seeds=1,2,3] [--results-dir=DIR] [--force] [--no-plot]\n"
     f"       {PROG} report LOGDIR... [--out DIR] [--no-plot]\n"
     f"       {PROG} recommend --checkpoint=CKPT (--items=ID,ID,... | --items-file=IN --output=OUT) [--k=10]\n"
     f"       {PROG} convert FORMAT INPUT --name NAME [--out DIR]\n"
+    f"       {PROG} data list | fetch NAME | stats NAME [--data_path=DIR]\n"
     f"       {PROG} models"
 )
 
@@ -198,9 +201,24 @@ def _check_recommend_args(args: argparse.Namespace) -> None:
         raise UserError(f"--k must be at least 1, got {args.k}")
 
 
+def cmd_data(argv: List[str]) -> int:
+    """``data list``, ``data fetch NAME``, ``data stats NAME``."""
+    parser = _parser("data", "The registry of public data sets, fetching, and figures of a data set.")
+    parser.add_argument("action", choices=("list", "fetch", "stats"))
+    parser.add_argument("name", nargs="?")
+    parser.add_argument("--data_path", default="datasets", help="data folder (default datasets/)")
+    parser.add_argument("--data_sources", help="a YAML file of your own registry entries")
+    args = parser.parse_args(argv)
+    if args.action != "list" and not args.name:
+        raise UserError(f"'data {args.action}' needs a data-set name")
+    from recbole_ext.data import commands
+
+    return getattr(commands, args.action)(args)
+
+
 HANDLERS: Dict[str, Callable[[List[str]], int]] = {
-    "train": cmd_train, "compare": cmd_compare, "report": cmd_report,
-    "recommend": cmd_recommend, "convert": cmd_convert, "models": cmd_models,
+    "train": cmd_train, "compare": cmd_compare, "report": cmd_report, "recommend": cmd_recommend,
+    "convert": cmd_convert, "data": cmd_data, "models": cmd_models,
 }
 
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import sys
 from logging import getLogger
 from typing import Iterable, List, Optional
 
@@ -185,7 +186,6 @@ class Config(RecBoleConfig):
             self.parameters["Dataset"] += [k for k in data_cfg if k not in self.parameters["Dataset"]]
 
     def _set_default_parameters(self):
-        from recbole_ext.data.locate import locate_dataset
         from recbole_ext.trainer.fast_path import check_precision
 
         check_precision(self.final_config_dict.get("precision"))
@@ -203,8 +203,35 @@ class Config(RecBoleConfig):
                 f"(train_neg_sample_args={neg}); set train_neg_sample_args: ~ or use loss_type: BPR"
             )
         super()._set_default_parameters()
-        self.final_config_dict["data_path"] = locate_dataset(self.dataset, user_data_path)
+        self.final_config_dict["data_path"] = self._find_or_fetch(user_data_path)
         self._load_time_field_for_time_order()
+
+    def _find_or_fetch(self, user_data_path: Optional[str]) -> str:
+        """The data set's folder: on disk (:mod:`recbole_ext.data.locate`), else fetched from its
+        publisher when it is in the registry and ``download`` is not ``never``."""
+        from recbole_ext.data.locate import locate_dataset
+        from recbole_ext.errors import DatasetNotFoundError
+
+        try:
+            return locate_dataset(self.dataset, user_data_path)
+        except DatasetNotFoundError as missing:
+            from recbole_ext.data.fetch import fetch_dataset
+            from recbole_ext.data.sources import registry
+
+            cfg = self.final_config_dict
+            source = registry(cfg.get("data_sources")).get(self.dataset)
+            if source is None:
+                raise
+            if not source.fetchable:
+                raise DatasetNotFoundError(f"{missing} ({self.dataset}: {source.terms})") from None
+            if str(cfg.get("download", "auto")).lower() == "never":
+                raise DatasetNotFoundError(
+                    f"{missing} (it fetches itself from {source.url}, but download is 'never': set "
+                    f"--download=auto or run 'recbole-ext data fetch {self.dataset}')"
+                ) from None
+            # into the data_path the user set, else datasets/ (searched as well; RecBole's default is dataset/)
+            root = user_data_path if user_data_path and os.path.normpath(user_data_path) != "dataset" else "datasets"
+            return fetch_dataset(self.dataset, root, cfg.get("data_sources"), progress=sys.stderr.isatty())
 
     def _load_time_field_for_time_order(self):
         """RecBole's default ``load_col`` for a data set without its own YAML is

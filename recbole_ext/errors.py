@@ -21,3 +21,7 @@ class DataFormatError(UserError, ValueError):
 
 class ConfigError(UserError, ValueError):
     pass
+
+
+class DataFetchError(UserError, OSError):
+    """A registry data set could not be downloaded, verified or converted."""

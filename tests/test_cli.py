@@ -46,7 +46,7 @@ def test_unknown_model_lists_close_matches_and_all_names(tmp_path):
 
 def test_missing_dataset_says_where_it_looked(tmp_path):
     proc = run_cli(["--model=GRU4Rec", "--dataset=no-such-data"], tmp_path)
-    assert_user_error(proc, "data set 'no-such-data' not found", "no-such-data.inter", "cannot download", cwd=tmp_path)
+    assert_user_error(proc, "data set 'no-such-data' not found", "no-such-data.inter", "recbole-ext data list", cwd=tmp_path)
 
 
 @pytest.mark.parametrize(

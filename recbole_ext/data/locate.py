@@ -1,7 +1,7 @@
 """Find a data set's atomic files offline, or say clearly where they were looked for.
 
-RecBole downloads a missing data set (after asking on stdin); on a machine without internet that
-crashes. recbole_ext looks in these places, in order, and uses the first folder that holds
+RecBole downloads a missing data set after asking on stdin, from links that no longer work.
+recbole_ext looks in these places, in order, and uses the first folder that holds
 ``<dataset>.inter``:
 
 1. ``<data_path>/<dataset>/`` with the ``data_path`` the user configured (default ``datasets/``);
@@ -10,7 +10,8 @@ crashes. recbole_ext looks in these places, in order, and uses the first folder 
 4. RecBole's bundled example data (``recbole/dataset_example/<dataset>``, ml-100k only).
 
 If none has it, :class:`~recbole_ext.errors.DatasetNotFoundError` lists every path tried and
-how to get the data.
+how to get the data; :class:`recbole_ext.config.Config` then fetches a registry data set
+(:mod:`recbole_ext.data.fetch`).
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ def locate_dataset(dataset: str, data_path: Optional[str]) -> str:
     raise DatasetNotFoundError(
         f"data set '{dataset}' not found: no {dataset}.inter in "
         + ", ".join(tried)
-        + ". This machine cannot download it; put RecBole atomic files at "
-        f"datasets/{dataset}/{dataset}.inter (see datasets/README.md), set data_path, or "
-        "convert raw files with `python -m recbole_ext.data.convert`"
+        + f". Put RecBole atomic files at datasets/{dataset}/{dataset}.inter (see datasets/README.md), "
+        "set data_path, convert raw files with 'recbole-ext convert', or name a data set of the "
+        "registry ('recbole-ext data list'), which fetches itself"
     )

@@ -1,0 +1,175 @@
+"""Registry data sets fetched from a publisher: a local HTTP server on 127.0.0.1 stands in for
+GroupLens; downloads are verified, converted, cached, and every failure is one line that leaves
+the data folder as it was."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import http.server
+import io
+import json
+import os
+import subprocess
+import sys
+import threading
+import zipfile
+
+import pytest
+
+from recbole_ext.data.fetch import fetch_dataset
+from recbole_ext.data.raw import convert_amazon
+from recbole_ext.errors import DataFetchError, DatasetNotFoundError
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+RUNNER = os.path.join(ROOT, "run_recbole_ext.py")
+
+
+def ml1m_zip() -> bytes:
+    """A small zip in MovieLens-1M's layout (``::`` separators, latin-1 titles) whose ratings
+    follow a learnable next-item rule."""
+    ratings, t = [], 978300000
+    for u in range(1, 41):
+        item = u % 30 + 1
+        for _ in range(12):
+            ratings.append(f"{u}::{item}::{(item % 5) + 1}::{t}")
+            item, t = item % 30 + 1, t + 1
+    users = [f"{u}::{'MF'[u % 2]}::{[1, 18, 25][u % 3]}::{u % 21}::{10000 + u}" for u in range(1, 41)]
+    movies = [f"{i}::Caf\u00e9 Film {i} (19{60 + i})::Drama|Comedy" for i in range(1, 31)]
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        for name, lines in (("ratings.dat", ratings), ("users.dat", users), ("movies.dat", movies)):
+            z.writestr(f"ml-tiny/{name}", ("\n".join(lines) + "\n").encode("latin-1"))
+    return buf.getvalue()
+
+
+class Publisher(http.server.BaseHTTPRequestHandler):
+    """Serves ``files`` by name; ``/404/...`` and ``/500/...`` answer with that status;
+    ``/cut/NAME`` announces the whole file and closes after half of it."""
+
+    files: dict = {}
+
+    def do_GET(self):  # noqa: N802 - http.server's name
+        parts = self.path.strip("/").split("/")
+        if parts[0] in ("404", "500"):
+            self.send_error(int(parts[0]))
+            return
+        body = self.files.get(parts[-1])
+        if body is None:
+            self.send_error(404)
+            return
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body[: len(body) // 2] if parts[0] == "cut" else body)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def publisher():
+    Publisher.files = {"ml-tiny.zip": ml1m_zip()}
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Publisher)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server, f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def sources(tmp_path, url: str, hash_: str = None) -> str:
+    """A user registry file with one MovieLens-1M-shaped entry at ``url``."""
+    digest = hash_ or "md5:" + hashlib.md5(Publisher.files["ml-tiny.zip"]).hexdigest()
+    path = tmp_path / "sources.yaml"
+    path.write_text(f"ml-tiny:\n  url: {url}\n  hash: '{digest}'\n  format: movielens-1m\n  terms: test data\n")
+    return str(path)
+
+
+def run(args, cwd):
+    return subprocess.run([sys.executable, RUNNER, *args], cwd=cwd, capture_output=True, text=True, timeout=600,
+                          env=dict(os.environ, PYTHONWARNINGS="ignore"))
+
+
+def test_fetch_convert_train_then_run_offline(publisher, tmp_path):
+    server, base = publisher
+    data = tmp_path / "data"
+    args = ["--model=GRU4Rec", "--dataset=ml-tiny", f"--data_path={data}", f"--data_sources={sources(tmp_path, base + '/ml-tiny.zip')}",
+            "--epochs=1", "--embedding_size=16", "--hidden_size=16", "--MAX_ITEM_LIST_LENGTH=10", "--show_progress=False",
+            "--no-save", "--load_col={'inter': ['user_id', 'item_id', 'rating', 'timestamp']}"]
+    first = run(args, tmp_path)
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert "test result: {'recall@10'" in first.stdout
+    meta = json.loads((data / "ml-tiny" / "ml-tiny.meta.json").read_text())
+    assert meta["counts"] == {"interactions": 480, "users_with_features": 40, "items_with_features": 30}
+    assert meta["published_hash"].startswith("md5:") and len(meta["sha256"]) == 64
+    server.shutdown()  # the publisher is gone: the second run must not need it
+    server.server_close()
+    second = run(args, tmp_path)
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert second.stdout.splitlines()[-1] == first.stdout.splitlines()[-1]  # same split, same metrics
+
+
+def test_converted_movielens_has_recboles_ml1m_fields(publisher, tmp_path):
+    _, base = publisher
+    folder = fetch_dataset("ml-tiny", str(tmp_path / "data"), sources(tmp_path, base + "/ml-tiny.zip"), retries=0)
+    read = lambda suffix: (tmp_path / "data" / "ml-tiny" / f"ml-tiny.{suffix}").read_text(encoding="utf-8").splitlines()  # noqa: E731
+    assert read("inter")[:2] == ["user_id:token\titem_id:token\trating:float\ttimestamp:float", "1\t2\t3\t978300000"]
+    assert read("user")[:2] == ["user_id:token\tage:token\tgender:token\toccupation:token\tzip_code:token", "1\t18\tF\t1\t10001"]
+    assert read("item")[:2] == ["item_id:token\tmovie_title:token_seq\trelease_year:token\tgenre:token_seq",
+                                "1\tCaf\u00e9 Film 1\t1961\tDrama Comedy"]
+    assert folder == str(tmp_path / "data" / "ml-tiny")
+
+
+@pytest.mark.parametrize("case", ["checksum", "404", "500", "refused", "cut"])
+def test_failures_are_one_line_and_leave_the_folder_as_it_was(publisher, tmp_path, case):
+    _, base = publisher
+    url = {"checksum": base + "/ml-tiny.zip", "404": base + "/404/ml-tiny.zip", "500": base + "/500/ml-tiny.zip",
+           "refused": "http://127.0.0.1:9/ml-tiny.zip", "cut": base + "/cut/ml-tiny.zip"}[case]
+    registry_file = sources(tmp_path, url, "md5:" + "0" * 32 if case == "checksum" else None)
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "other").mkdir()
+    before = sorted(os.walk(data))
+    with pytest.raises(DataFetchError) as err:
+        fetch_dataset("ml-tiny", str(data), registry_file, retries=0)
+    message = str(err.value)
+    assert url in message and "\n" not in message and "yourself" in message
+    assert sorted(os.walk(data)) == before
+
+
+def test_cli_failure_is_exit_2_without_traceback(publisher, tmp_path):
+    _, base = publisher
+    proc = run(["data", "fetch", "ml-tiny", f"--data_path={tmp_path / 'data'}",
+                f"--data_sources={sources(tmp_path, base + '/404/ml-tiny.zip')}"], tmp_path)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("recbole_ext: error: ")]
+    assert len(errors) == 1 and "HTTP 404" in errors[0], proc.stderr
+    assert not (tmp_path / "data").exists()
+
+
+def test_download_never_says_so(tmp_path):
+    from recbole_ext.config import Config
+
+    path = sources(tmp_path, "http://127.0.0.1:9/ml-tiny.zip", "md5:" + "0" * 32)
+    with pytest.raises(DatasetNotFoundError, match="download is 'never'"):
+        Config("GRU4Rec", "ml-tiny", config_dict={"data_path": str(tmp_path / "data"), "download": "never",
+                                                  "data_sources": path})
+    assert not (tmp_path / "data").exists()
+
+
+def test_amazon_k_core_and_order(tmp_path):
+    """k = 2 by hand: u4, i3, i4, i5 go in the first round, u3 (left with one item) in the second;
+    each user's reviews in time order, same-second ones in file order, users by first appearance."""
+    reviews = [("u1", "i1", 3), ("u1", "i2", 1), ("u1", "i3", 2), ("u2", "i1", 4), ("u2", "i2", 4),
+               ("u3", "i1", 6), ("u3", "i4", 7), ("u4", "i5", 1)]
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    with gzip.open(raw / "reviews.json.gz", "wt", encoding="utf-8") as f:
+        for u, i, t in reviews:
+            f.write(json.dumps({"reviewerID": u, "asin": i, "overall": 5.0, "unixReviewTime": t}) + "\n")
+    out = tmp_path / "out"
+    out.mkdir()
+    assert convert_amazon(str(raw), str(out), "az", k=2) == {"interactions": 4}
+    rows = [line.split("\t") for line in (out / "az.inter").read_text().splitlines()[1:]]
+    assert [(u, i, t) for u, i, _, t in rows] == [("u1", "i2", "1"), ("u1", "i1", "3"), ("u2", "i1", "4"), ("u2", "i2", "4")]
