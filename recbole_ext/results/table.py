@@ -1,0 +1,156 @@
+"""The comparison table: one row per model, one column per metric and cost, means and sample
+standard deviations over seeds, the best value of each column marked, and a paired t-test
+(:func:`scipy.stats.ttest_rel`) of each metric's best model against every other model."""
+
+from __future__ import annotations
+
+import math
+from typing import Dict, List, Optional
+
+
+class Column:
+    def __init__(self, key: str, header: str, better: Optional[str], digits: int, metric: bool = False):
+        self.key, self.header, self.better, self.digits, self.metric = key, header, better, digits, metric
+
+
+def _mean(xs: List[float]) -> Optional[float]:
+    xs = [x for x in xs if x is not None and not (isinstance(x, float) and math.isnan(x))]
+    return sum(xs) / len(xs) if xs else None
+
+
+def _std(xs: List[float]) -> Optional[float]:
+    xs = [x for x in xs if x is not None and not (isinstance(x, float) and math.isnan(x))]
+    if len(xs) < 2:
+        return None
+    m = sum(xs) / len(xs)
+    return math.sqrt(sum((x - m) ** 2 for x in xs) / (len(xs) - 1))
+
+
+def _value(rec: dict, key: str):
+    if key.startswith("test:"):
+        return rec.get("test_result", {}).get(key[5:])
+    if key == "train_s_epoch":
+        return _mean(rec.get("train_epoch_s") or [])
+    if key == "eval_ms_batch":
+        return _mean(rec.get("eval_batch_ms") or [])
+    return rec.get(key)
+
+
+def build_table(records: List[dict]) -> dict:
+    """Aggregate run records into rows (one per model, in first-seen order) and columns."""
+    models: List[str] = []
+    by_model: Dict[str, List[dict]] = {}
+    for rec in records:
+        if rec["model"] not in by_model:
+            models.append(rec["model"])
+            by_model[rec["model"]] = []
+        by_model[rec["model"]].append(rec)
+    metric_names: List[str] = []
+    for rec in records:
+        for k in rec.get("test_result") or {}:
+            if k not in metric_names:
+                metric_names.append(k)
+    ok = [r for r in records if r.get("status") == "ok"]
+    valid_metric = next((r.get("valid_metric") for r in ok if r.get("valid_metric")), "")
+    bigger = next((r.get("valid_metric_bigger") for r in ok if r.get("valid_metric_bigger") is not None), True)
+    columns = [Column(f"test:{m}", _metric_header(m), "max", 4, metric=True) for m in metric_names]
+    columns += [
+        Column("best_valid_score", f"Best valid {_metric_header(valid_metric)}".strip(), "max" if bigger else "min", 4),
+        Column("epochs_run", "Epochs", None, 0),
+        Column("n_params", "Params", "min", 0),
+        Column("train_s_epoch", "Train s/epoch", "min", 2),
+        Column("eval_ms_batch", "Infer ms/batch", "min", 1),
+        Column("peak_mem_mb", "Peak mem MB", "min", 1),
+    ]
+    rows = []
+    for model in models:
+        recs = by_model[model]
+        good = sorted([r for r in recs if r.get("status") == "ok"], key=lambda r: (r.get("seed") is None, r.get("seed")))
+        bad = [r for r in recs if r.get("status") != "ok"]
+        cells = {}
+        for col in columns:
+            vals = [_value(r, col.key) for r in good]
+            cells[col.key] = {
+                "mean": _mean(vals), "std": _std(vals), "n": len([v for v in vals if v is not None]),
+                "by_seed": {r.get("seed"): _value(r, col.key) for r in good},
+            }
+        status = "ok"
+        if bad:
+            seeds = ", ".join(str(r.get("seed")) for r in bad if r.get("seed") is not None)
+            status = "failed" + (f" (seed {seeds})" if seeds and good else "") + ": " + (bad[0].get("reason") or "")
+        first = (good or recs)[0]
+        rows.append({
+            "model": model,
+            "cells": cells,
+            "protocol": first.get("protocol") or "",
+            "device": first.get("device") or "",
+            "status": status,
+            "n_seeds": len(good),
+            "seeds": [r.get("seed") for r in good],
+            "mark": {},
+            "p_values": {},
+        })
+    _mark_best(rows, columns)
+    _significance(rows, columns)
+    return {"columns": columns, "rows": rows, "valid_metric": valid_metric,
+            "mem_method": next((r.get("mem_method") for r in ok if r.get("mem_method")), "")}
+
+
+def _metric_header(name: str) -> str:
+    if not name:
+        return ""
+    base, _, k = name.partition("@")
+    pretty = {"recall": "Recall", "mrr": "MRR", "ndcg": "NDCG", "hit": "Hit", "precision": "Precision",
+              "map": "MAP", "auc": "AUC", "gauc": "GAUC", "logloss": "LogLoss", "rmse": "RMSE", "mae": "MAE",
+              "itemcoverage": "ItemCoverage", "averagepopularity": "AveragePopularity"}.get(base.lower(), base)
+    return f"{pretty}@{k}" if k else pretty
+
+
+def _mark_best(rows: List[dict], columns: List[Column]) -> None:
+    for col in columns:
+        if col.better is None:
+            continue
+        vals = [(r["cells"][col.key]["mean"], r) for r in rows if r["cells"][col.key]["mean"] is not None]
+        if len(vals) < 2:
+            continue
+        best = max(v for v, _ in vals) if col.better == "max" else min(v for v, _ in vals)
+        for v, r in vals:
+            if v == best:
+                r["mark"][col.key] = "best"
+
+
+def _significance(rows: List[dict], columns: List[Column]) -> None:
+    """Paired t-test over seeds: the best model of each metric column against each other model."""
+    try:
+        from scipy.stats import ttest_rel
+    except ImportError:  # pragma: no cover - scipy is a dependency
+        return
+    for col in columns:
+        if not col.metric:
+            continue
+        best_rows = [r for r in rows if r["mark"].get(col.key) == "best"]
+        if len(best_rows) != 1:
+            continue
+        best = best_rows[0]
+        b = best["cells"][col.key]["by_seed"]
+        all_sig, tested = True, 0
+        for r in rows:
+            if r is best or r["cells"][col.key]["mean"] is None:
+                continue
+            o = r["cells"][col.key]["by_seed"]
+            common = [s for s in b if s is not None and s in o and b[s] is not None and o[s] is not None]
+            if len(common) < 2:
+                all_sig = False
+                continue
+            x, y = [b[s] for s in common], [o[s] for s in common]
+            if all(abs(p - q) < 1e-15 for p, q in zip(x, y)):
+                p = 1.0
+            else:
+                p = float(ttest_rel(x, y).pvalue)
+                if math.isnan(p):  # constant non-zero difference: the paired test is degenerate
+                    p = 0.0 if all(p_ > q_ for p_, q_ in zip(x, y)) else 1.0
+            r["p_values"][col.key] = p
+            tested += 1
+            all_sig &= p < 0.05
+        if tested and all_sig:
+            best["mark"][col.key] = "best*"
