@@ -173,3 +173,21 @@ def test_amazon_k_core_and_order(tmp_path):
     assert convert_amazon(str(raw), str(out), "az", k=2) == {"interactions": 4}
     rows = [line.split("\t") for line in (out / "az.inter").read_text().splitlines()[1:]]
     assert [(u, i, t) for u, i, _, t in rows] == [("u1", "i2", "1"), ("u1", "i1", "3"), ("u2", "i1", "4"), ("u2", "i2", "4")]
+
+
+def test_data_commands_list_fetch_and_stats(publisher, tmp_path):
+    _, base = publisher
+    registry_file = sources(tmp_path, base + "/ml-tiny.zip")
+    common = [f"--data_path={tmp_path / 'data'}", f"--data_sources={registry_file}"]
+    listed = run(["data", "list", *common], tmp_path)
+    assert listed.returncode == 0 and any(line.startswith("ml-tiny") and "fetches itself" in line
+                                          for line in listed.stdout.splitlines()), listed.stdout
+    assert run(["data", "fetch", "ml-tiny", *common], tmp_path).returncode == 0
+    stats = run(["data", "stats", "ml-tiny", *common], tmp_path)
+    figures = json.loads(stats.stdout)
+    assert (figures["users"], figures["items"], figures["interactions"]) == (40, 30, 480)
+    assert figures["mean_sequence_length"] == 12 and figures["max_sequence_length"] == 12
+    assert figures["sparsity"] == round(1 - 480 / (40 * 30), 6)
+    assert set(figures["sha256"]) == {"ml-tiny.inter", "ml-tiny.user", "ml-tiny.item"}
+    again = run(["data", "list", *common], tmp_path)
+    assert any(line.startswith("ml-tiny") and "on disk" in line for line in again.stdout.splitlines())
