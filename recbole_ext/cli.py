@@ -22,10 +22,13 @@ status 2, without a traceback.
 from __future__ import annotations
 
 import argparse
+import shlex
+import signal
 import sys
+import threading
 from typing import Callable, Dict, List, Optional, Tuple
 
-from recbole_ext.errors import UserError
+from recbole_ext.errors import Interrupted, UserError
 
 PROG = "recbole-ext"
 COMMANDS = ("train", "compare", "report", "recommend", "convert", "data", "models")
@@ -62,6 +65,7 @@ def _run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--results-dir", dest="results_dir", help="compare: results folder")
     parser.add_argument("--force", action="store_true", help="compare: rerun models already in the results folder")
     parser.add_argument("--no-plot", dest="no_plot", action="store_true", help="compare: do not draw comparison.png")
+    parser.add_argument("--verbose", action="store_true", help="also print the resolved configuration on the console")
 
 
 def train_parser() -> argparse.ArgumentParser:
@@ -99,6 +103,8 @@ def split_args(argv: List[str], parser: Optional[argparse.ArgumentParser] = None
     for arg in rest:
         if not arg.startswith("--") or "=" not in arg:
             raise UserError(f"unrecognised argument '{arg}': config options are written --key=value")
+    if getattr(args, "verbose", False):
+        rest = rest + ["--verbose=True"]
     return args, rest
 
 
@@ -238,16 +244,36 @@ def run(argv: List[str]) -> int:
     return cmd_train(argv)
 
 
+def _on_sigterm(signum, frame):
+    raise Interrupted("SIGTERM", 143)
+
+
+def _interrupted_line(stop: KeyboardInterrupt, argv: List[str]) -> str:
+    """What stopped the run and, when an epoch had finished, the command that continues it."""
+    name = getattr(stop, "signal_name", "SIGINT")
+    checkpoint = getattr(stop, "checkpoint", None)
+    if not checkpoint:
+        return f"recbole_ext: interrupted by {name}"
+    rest = [a for a in argv if not a.startswith("--resume=")]
+    command = shlex.join([PROG, *rest, f"--resume={checkpoint}"])
+    return f"recbole_ext: interrupted by {name}; the last finished epoch is saved; continue with: {command}"
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    main_thread = threading.current_thread() is threading.main_thread()  # signals go to the main thread only
+    previous = signal.signal(signal.SIGTERM, _on_sigterm) if main_thread else None
     try:
         return run(argv)
     except UserError as e:
         print(f"recbole_ext: error: {e}", file=sys.stderr)
         return e.exit_code
-    except KeyboardInterrupt:
-        print("recbole_ext: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as stop:
+        print(_interrupted_line(stop, argv), file=sys.stderr)
+        return getattr(stop, "exit_code", 130)
+    finally:
+        if main_thread:
+            signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

@@ -25,3 +25,13 @@ class ConfigError(UserError, ValueError):
 
 class DataFetchError(UserError, OSError):
     """A registry data set could not be downloaded, verified or converted."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """SIGTERM (or SIGINT, as Python's KeyboardInterrupt) stopped a run. ``checkpoint`` is set to
+    the last finished epoch's checkpoint when there is one; the command line exits with
+    ``exit_code`` (143 for SIGTERM, 130 for SIGINT)."""
+
+    def __init__(self, signal_name: str = "SIGINT", exit_code: int = 130):
+        super().__init__(signal_name)
+        self.signal_name, self.exit_code = signal_name, exit_code

@@ -7,9 +7,9 @@ has handlers, so in one process every model after the first logs into the first 
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
+import secrets
 from typing import Optional
 
 import colorlog
@@ -39,8 +39,33 @@ def close_logger() -> None:
             h.close()
 
 
+def new_run_id(config) -> str:
+    """``<model>-<dataset>-<time to the second>-<8 random hex digits>``: unique even for runs
+    started in the same second, and free of dots (RecBole names the TensorBoard folder after the
+    log file's name up to its first dot)."""
+    dataset = str(config["dataset"]).replace(".", "_")
+    return f'{config["model"]}-{dataset}-{get_local_time()}-{secrets.token_hex(4)}'
+
+
+def current_run_id() -> Optional[str]:
+    """The run id of the log file :func:`init_logger` opened, or None when none is open. The
+    trainer names the checkpoint after it, and RecBole's ``get_tensorboard`` its folder, so a
+    run's log, TensorBoard folder and checkpoint share one name."""
+    for h in logging.getLogger().handlers:
+        if getattr(h, _OUR_HANDLERS, False) and hasattr(h, "baseFilename"):
+            return os.path.splitext(os.path.basename(h.baseFilename))[0]
+    return None
+
+
+class _ConsoleFilter(logging.Filter):
+    """Keeps records logged with ``extra={"file_only": True}`` (the config dump) off the console."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not getattr(record, "file_only", False)
+
+
 def init_logger(config, log_dir: str = "./log", console: bool = True) -> str:
-    """Log to ``<log_dir>/<model>/<model>-<dataset>-<time>-<md5>.log`` and to the console.
+    """Log to ``<log_dir>/<model>/<run id>.log`` (see :func:`new_run_id`) and to the console.
 
     Returns:
         The path of the log file.
@@ -49,12 +74,7 @@ def init_logger(config, log_dir: str = "./log", console: bool = True) -> str:
     close_logger()
     model_dir = os.path.join(log_dir, config["model"])
     os.makedirs(model_dir, exist_ok=True)
-    config_str = "".join(str(v) for v in config.final_config_dict.values())
-    md5 = hashlib.md5(config_str.encode("utf-8")).hexdigest()[:6]
-    stem = os.path.join(model_dir, f'{config["model"]}-{config["dataset"]}-{get_local_time()}-{md5}')
-    path, n = f"{stem}.log", 1
-    while os.path.exists(path):  # two runs within one second: never share (append to) a file
-        path, n = f"{stem}-{n}.log", n + 1
+    path = os.path.join(model_dir, new_run_id(config) + ".log")
     level = _level(config["state"])
 
     fh = logging.FileHandler(path)
@@ -65,6 +85,7 @@ def init_logger(config, log_dir: str = "./log", console: bool = True) -> str:
     if console:
         sh = logging.StreamHandler()
         sh.setLevel(level)
+        sh.addFilter(_ConsoleFilter())
         sh.setFormatter(
             colorlog.ColoredFormatter(
                 "%(log_color)s%(asctime)-15s %(levelname)s  %(message)s", "%d %b %H:%M",
@@ -77,4 +98,8 @@ def init_logger(config, log_dir: str = "./log", console: bool = True) -> str:
     for h in handlers:
         setattr(h, _OUR_HANDLERS, True)
         root.addHandler(h)
+    # RecBole names the TensorBoard folder after the first root handler with a file: ours, not a
+    # handler someone else installed before (pytest's logs to /dev/null, which would give "null")
+    root.handlers.remove(fh)
+    root.handlers.insert(0, fh)
     return path

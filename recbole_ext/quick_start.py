@@ -14,11 +14,12 @@ import sys
 from logging import getLogger
 from typing import Iterable, List, Optional
 
-from recbole.utils import get_environment, init_seed, set_color
+import torch
+from recbole.utils import init_seed, set_color
 
 from recbole_ext.config import Config
 from recbole_ext.data.utils import create_dataset, data_preparation
-from recbole_ext.errors import UserError
+from recbole_ext.errors import Interrupted, UserError
 from recbole_ext.logger import close_logger, init_logger
 from recbole_ext.registry import get_model, get_trainer
 
@@ -55,7 +56,7 @@ def train_and_test(
     logger = getLogger()
     init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
     net = get_model(config["model"])(config, train_data._dataset).to(config["device"])
-    logger.info(net)
+    logger.info(torch.nn.Module.__repr__(net))  # RecBole's str() adds the parameter count: logged once below
     n_params = count_parameters(net)
     logger.info(set_color("Trainable parameters", "blue") + f": {n_params}")
 
@@ -63,12 +64,15 @@ def train_and_test(
     if resume_file:
         trainer.resume_checkpoint(resume_file, trust_checkpoint=trust_checkpoint)
     show_progress = bool(config["show_progress"]) and sys.stderr.isatty()
-    best_valid_score, best_valid_result = trainer.fit(
-        train_data, valid_data, saved=saved, show_progress=show_progress
-    )
+    try:
+        best_valid_score, best_valid_result = trainer.fit(
+            train_data, valid_data, saved=saved, show_progress=show_progress
+        )
+    except KeyboardInterrupt as stop:  # SIGINT, or SIGTERM through the command line's handler
+        raise _interrupted(stop, trainer, saved) from None
     test_result = trainer.evaluate(test_data, load_best_model=saved, show_progress=show_progress)
 
-    logger.info("The running environment of this training is as follows:\n" + get_environment(config).draw())
+    logger.info("The running environment of this training is as follows:\n" + environment(config))
     logger.info(set_color("best valid ", "yellow") + f": {_plain(best_valid_result)}")
     logger.info(set_color("test result", "yellow") + f": {_plain(test_result)}")
     result = {
@@ -116,13 +120,14 @@ def run_recbole_ext(
         ``saved_model_file``, ``n_params``, ``timings``.
     """
     config = Config(model, dataset, config_file_list, config_dict, cmd_args)
+    checkpoint_dir_existed = os.path.isdir(config["checkpoint_dir"])
     init_seed(config["seed"], config["reproducibility"])
     log_file = init_logger(config, log_dir=log_dir)
     logger = getLogger()
     try:
         for msg in getattr(config, "unknown_key_warnings", []):
             logger.warning(msg)
-        logger.info(config)
+        logger.info(config, extra={"file_only": not config["verbose"]})  # the dump: console only with --verbose
         _, train_data, valid_data, test_data = build_data(config)
         result, _ = train_and_test(
             config, train_data, valid_data, test_data, saved, resume_file, trust_checkpoint
@@ -134,6 +139,11 @@ def run_recbole_ext(
         if os.path.exists(log_file):
             os.unlink(log_file)
         raise
+    finally:
+        # RecBole's trainer makes the checkpoint folder up front: --no-save leaves none behind
+        folder = config["checkpoint_dir"]
+        if not saved and not checkpoint_dir_existed and os.path.isdir(folder) and not os.listdir(folder):
+            os.rmdir(folder)
     result["log_file"] = log_file
     return result
 
@@ -141,3 +151,30 @@ def run_recbole_ext(
 def _plain(result) -> dict:
     """Metrics as plain floats (RecBole's are numpy scalars, printed ``np.float64(...)``)."""
     return {k: float(v) for k, v in (result or {}).items()}
+
+
+def environment(config) -> str:
+    """The device the run used and the process's memory (RecBole's table waits a second to
+    sample the CPU load and shows a GPU line on machines without one)."""
+    import psutil
+
+    device = torch.device(config["device"])
+    if device.type == "cuda":
+        used = f"{torch.cuda.max_memory_allocated(device) / 2**30:.2f} G peak allocated"
+        where = f"{device} ({torch.cuda.get_device_name(device)}), {used}"
+    else:
+        where = f"cpu ({torch.get_num_threads()} torch threads)"
+    rss, total = psutil.Process().memory_info().rss / 2**30, psutil.virtual_memory().total / 2**30
+    return f"device: {where}; process memory: {rss:.2f} G of {total:.2f} G"
+
+
+def _interrupted(stop: KeyboardInterrupt, trainer, saved: bool) -> Interrupted:
+    """The interrupt, with the last finished epoch's checkpoint (written atomically after every
+    epoch, so it is whole) attached and logged."""
+    if not isinstance(stop, Interrupted):
+        stop = Interrupted("SIGINT", 130)
+    path = trainer.saved_model_file
+    stop.checkpoint = path if saved and os.path.isfile(path) else None
+    where = f"the last finished epoch's checkpoint is {path}" if stop.checkpoint else "no epoch had finished"
+    getLogger().warning(f"Run interrupted by {stop.signal_name}; {where}")
+    return stop

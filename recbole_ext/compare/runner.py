@@ -245,7 +245,7 @@ def _logged_run(spec: RunSpec, config, seed, shared: Dict[str, tuple]) -> dict:
         log_file = init_logger(config, log_dir=spec.log_dir)
         for msg in getattr(config, "unknown_key_warnings", []):
             logger.warning(msg)
-        logger.info(config)
+        logger.info(config, extra={"file_only": not config["verbose"]})
         rec = _train_and_test(spec, config, seed, shared)
     except KeyboardInterrupt:
         raise

@@ -1,0 +1,90 @@
+"""One identity per run, clean interrupts, quiet console: a run's log, TensorBoard folder and
+checkpoint share one unique name; SIGTERM and SIGINT keep the last finished epoch and say how to
+continue; the console shows no config dump unless asked, the parameter count once, and no GPU
+on a CPU machine."""
+
+from __future__ import annotations
+
+import glob
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+RUNNER = os.path.join(ROOT, "run_recbole_ext.py")
+
+
+def tiny_args(data, *extra):
+    return ["--model=GRU4Rec", "--dataset=ml-slice", f"--data_path={data}", "--embedding_size=16",
+            "--hidden_size=16", "--MAX_ITEM_LIST_LENGTH=20", "--show_progress=False",
+            "--load_col={'inter': ['user_id', 'item_id', 'timestamp']}", *extra]
+
+
+def test_runs_started_in_the_same_second_keep_their_own_files(run_tiny, ml100k_slice, tmp_path, monkeypatch):
+    """Two runs in one second with different learning rates: each has its own log, TensorBoard
+    folder and checkpoint, and each tests its own weights."""
+    import recbole.utils
+    import recbole_ext.logger
+
+    frozen = "Nov-27-2026_16-00-00"
+    monkeypatch.setattr(recbole_ext.logger, "get_local_time", lambda: frozen)
+    monkeypatch.setattr(recbole.utils, "get_local_time", lambda: frozen)
+    a = run_tiny("GRU4Rec", "ml-slice", ml100k_slice, learning_rate=0.001)
+    b = run_tiny("GRU4Rec", "ml-slice", ml100k_slice, learning_rate=0.05)
+    ids = [os.path.splitext(os.path.basename(r["log_file"]))[0] for r in (a, b)]
+    assert ids[0] != ids[1] and all(frozen in i for i in ids)
+    for run, run_id in zip((a, b), ids):
+        assert os.path.basename(run["saved_model_file"]) == run_id + ".pth"
+        assert os.path.isdir(os.path.join("log_tensorboard", run_id))
+    weights = [torch.load(r["saved_model_file"], weights_only=True)["state_dict"] for r in (a, b)]
+    assert any(not torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+    assert a["test_result"] != b["test_result"]  # each tested its own weights
+
+
+@pytest.mark.parametrize("sig,code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_interrupt_keeps_the_last_epoch_and_says_how_to_resume(ml100k_slice, tmp_path, sig, code):
+    args = tiny_args(ml100k_slice, "--epochs=200", "--stopping_step=200", "--eval_step=1")
+    proc = subprocess.Popen([sys.executable, RUNNER, *args], cwd=tmp_path, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=dict(os.environ, PYTHONWARNINGS="ignore"))
+    deadline = time.time() + 300
+    while not glob.glob(str(tmp_path / "saved" / "*.pth")) and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+    time.sleep(0.5)
+    proc.send_signal(sig)
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == code, err[-3000:]
+    assert "Traceback" not in err
+    (line,) = [l for l in err.splitlines() if l.startswith("recbole_ext: interrupted by")]
+    assert signal.Signals(sig).name in line and "continue with: recbole-ext " in line
+    (checkpoint,) = glob.glob(str(tmp_path / "saved" / "*.pth"))
+    assert f"--resume={os.path.relpath(checkpoint, tmp_path)}" in line  # as the run named it, from its folder
+    ckpt = torch.load(checkpoint, weights_only=True)  # whole, loadable
+    assert ckpt["epoch"] >= 0
+    (log,) = glob.glob(str(tmp_path / "log" / "GRU4Rec" / "*.log"))
+    assert f"Run interrupted by {signal.Signals(sig).name}" in open(log).read()
+    resumed = subprocess.run([sys.executable, RUNNER, *tiny_args(ml100k_slice, f"--epochs={ckpt['epoch'] + 2}",
+                                                                 f"--resume={checkpoint}")],
+                             cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+
+
+def test_console_is_quiet_and_no_save_leaves_no_folder(ml100k_slice, tmp_path):
+    proc = subprocess.run([sys.executable, RUNNER, *tiny_args(ml100k_slice, "--epochs=1", "--no-save", "--state=INFO")],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=600,
+                          env=dict(os.environ, PYTHONWARNINGS="ignore"))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    console = proc.stdout + proc.stderr
+    assert "Hyper Parameters" not in console  # the config dump stays in the log file
+    assert console.count("Trainable parameters") == 1
+    assert "GPU" not in console and "device: cpu" in console
+    assert not (tmp_path / "saved").exists()
+    (log,) = glob.glob(str(tmp_path / "log" / "GRU4Rec" / "*.log"))
+    assert "Hyper Parameters" in open(log).read()
+    verbose = subprocess.run([sys.executable, RUNNER, *tiny_args(ml100k_slice, "--epochs=1", "--no-save", "--verbose")],
+                             cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert verbose.returncode == 0 and "Hyper Parameters" in verbose.stdout + verbose.stderr
