@@ -63,7 +63,7 @@ def side_by_side(ml100k_slice, tmp_path_factory):
     finally:
         qs.train_and_test = real
         os.chdir(old_cwd)
-    return dict(res=res, rc1=rc1, rc2=rc2, runs1=runs1, md1=md1, calls1=calls1, calls2=calls2)
+    return dict(res=res, rc1=rc1, rc2=rc2, runs1=runs1, md1=md1, calls1=calls1, calls2=calls2, work=str(work))
 
 
 def test_failed_models_are_rows_with_reason_and_exit_1(side_by_side):
@@ -77,6 +77,14 @@ def test_failed_models_are_rows_with_reason_and_exit_1(side_by_side):
     assert "failed: OutOfMemoryError" in rows["SASRec"]
     assert "failed: UnknownModelError: unknown model 'NoSuchModel'" in rows["NoSuchModel"]
     assert rows["GRU4Rec"].rstrip().endswith("| ok |")
+
+
+def test_comparison_keeps_its_files_inside_the_results_folder(side_by_side):
+    s = side_by_side
+    runs = os.listdir(os.path.join(s["res"], "log_tensorboard"))
+    assert runs and all(r.startswith(("GRU4Rec-", "SASRec-")) for r in runs)
+    assert not os.path.exists(os.path.join(s["work"], "log_tensorboard"))
+    assert not os.path.exists(os.path.join(s["work"], "saved"))
 
 
 def test_rerun_skips_done_models_and_retries_failed(side_by_side):

@@ -220,7 +220,10 @@ def _run_model(spec: RunSpec, model: str, seed, fp: str, shared: Dict[str, tuple
     """Config, shared data, train and test one model; always returns a record (ok or failed)."""
     seed_args = spec.cmd_args + ([f"--seed={seed}"] if seed is not None else [])
     try:
-        config = Config(model, spec.dataset, spec.config_files, spec.config_dict, seed_args)
+        # checkpoints and TensorBoard runs stay in the results folder (--checkpoint_dir / --tensorboard_dir win)
+        inside = {"checkpoint_dir": os.path.join(spec.results_dir, "saved"),
+                  "tensorboard_dir": os.path.join(spec.results_dir, "log_tensorboard")}
+        config = Config(model, spec.dataset, spec.config_files, {**inside, **(spec.config_dict or {})}, seed_args)
     except Exception as e:  # noqa: BLE001 - any failure is a row of the table
         spec.echo(f"[compare] {model}: failed: {one_line(e)}")
         rec = failed_record(model, spec.dataset, seed, one_line(e), fingerprint=fp)

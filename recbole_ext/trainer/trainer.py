@@ -19,8 +19,10 @@ our loop), so every model (ours and RecBole's) gets:
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
+import shutil
 import time
 from typing import Dict, List
 
@@ -48,6 +50,7 @@ class CompatTrainerMixin(SampledEvalMixin):
         stem, ext = os.path.splitext(self.saved_model_file)
         self.saved_model_file = (os.path.join(os.path.dirname(stem), run_id + ext) if run_id
                                  else f"{stem}-{secrets.token_hex(4)}{ext}")
+        self._move_tensorboard(run_id, config["tensorboard_dir"])
         self.timings: Dict[str, List] = {"train_epoch_s": [], "eval_batch_ms": [], "valid_curve": []}
         self.fast_sampled_eval = config["fast_sampled_eval"] is not False
         self.time_budget_s = config["train_time_budget_s"]
@@ -55,6 +58,21 @@ class CompatTrainerMixin(SampledEvalMixin):
         if self.precision == "tf32":
             set_tf32(True)
         compile_forward(model, config["compile"])
+
+    def _move_tensorboard(self, run_id, folder) -> None:
+        """RecBole opens its TensorBoard writer in ``log_tensorboard/<run id>``; with another
+        ``tensorboard_dir`` (the comparison runner's results folder), reopen it there."""
+        if not run_id or not folder or os.path.normpath(folder) == "log_tensorboard":
+            return
+        from torch.utils.tensorboard import SummaryWriter
+
+        old = self.tensorboard.log_dir
+        self.tensorboard.close()
+        if os.path.basename(os.path.normpath(old)) == run_id:  # only this run's own, new folder
+            shutil.rmtree(old, ignore_errors=True)
+            with contextlib.suppress(OSError):
+                os.rmdir(os.path.dirname(old))  # log_tensorboard/, when nothing else is in it
+        self.tensorboard = SummaryWriter(os.path.join(folder, run_id))
 
     def _autocast(self):
         """The ``precision`` setting's autocast context for forward passes."""
