@@ -175,9 +175,11 @@ def test_dataset_yaml_and_protocols_come_from_the_package(tmp_path, monkeypatch)
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("RECBOLE_EXT_YAML_DIR", raising=False)
-    write_inter(str(tmp_path / "data" / "amazon-beauty"), "amazon-beauty",
+    write_inter(str(tmp_path / "data"), "amazon-beauty",
                 [(u, i, t) for u in range(1, 6) for t, i in enumerate(range(u, u + 6))])
-    cfg = Config("GLINTRU", "amazon-beauty", ["protocol-pop100.yaml"], {"data_path": str(tmp_path / "data")})
+    cfg = Config("GLINTRU", "amazon-beauty", ["protocol-pop100.yaml"],
+                 {"data_path": str(tmp_path / "data"), "download": "never"})
+    assert cfg["data_path"] == str(tmp_path / "data" / "amazon-beauty")  # the file written here
     assert cfg.dataset_yaml == os.path.join(OWN_DATASET_YAML_DIR, "amazon-beauty.yaml")
     assert cfg["user_inter_num_interval"] is None  # set by the shipped data-set YAML
     assert cfg["eval_args"]["mode"]["test"] == "pop100"  # set by the shipped protocol
