@@ -252,6 +252,10 @@ def _interrupted_line(stop: KeyboardInterrupt, argv: List[str]) -> str:
     """What stopped the run and, when an epoch had finished, the command that continues it."""
     name = getattr(stop, "signal_name", "SIGINT")
     checkpoint = getattr(stop, "checkpoint", None)
+    comparing = (argv[:1] == ["compare"] or any(a.startswith(("--model=", "-m=")) and "," in a for a in argv)
+                 or any(a.startswith(("--seeds", "--results-dir")) for a in argv))
+    if comparing:
+        return f"recbole_ext: interrupted by {name}; run the same command again: finished runs are skipped"
     if not checkpoint:
         return f"recbole_ext: interrupted by {name}"
     rest = [a for a in argv if not a.startswith("--resume=")]

@@ -88,3 +88,16 @@ def test_console_is_quiet_and_no_save_leaves_no_folder(ml100k_slice, tmp_path):
     verbose = subprocess.run([sys.executable, RUNNER, *tiny_args(ml100k_slice, "--epochs=1", "--no-save", "--verbose")],
                              cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert verbose.returncode == 0 and "Hyper Parameters" in verbose.stdout + verbose.stderr
+
+
+def test_interrupted_comparison_says_to_rerun_the_same_command():
+    from recbole_ext.cli import _interrupted_line
+    from recbole_ext.errors import Interrupted
+
+    stop = Interrupted("SIGTERM", 143)
+    stop.checkpoint = "saved/GRU4Rec-x.pth"
+    for argv in (["compare", "--model=A,B", "--dataset=d"], ["--model=A,B", "--dataset=d"],
+                 ["--model=A", "--dataset=d", "--seeds=1,2"]):
+        assert _interrupted_line(stop, argv).endswith("run the same command again: finished runs are skipped")
+    single = _interrupted_line(stop, ["--model=A", "--dataset=d", "--resume=old.pth"])
+    assert single.endswith("continue with: recbole-ext --model=A --dataset=d --resume=saved/GRU4Rec-x.pth")
