@@ -47,16 +47,6 @@ def new_run_id(config) -> str:
     return f'{config["model"]}-{dataset}-{get_local_time()}-{secrets.token_hex(4)}'
 
 
-def current_run_id() -> Optional[str]:
-    """The run id of the log file :func:`init_logger` opened, or None when none is open. The
-    trainer names the checkpoint after it, and RecBole's ``get_tensorboard`` its folder, so a
-    run's log, TensorBoard folder and checkpoint share one name."""
-    for h in logging.getLogger().handlers:
-        if getattr(h, _OUR_HANDLERS, False) and hasattr(h, "baseFilename"):
-            return os.path.splitext(os.path.basename(h.baseFilename))[0]
-    return None
-
-
 class _ConsoleFilter(logging.Filter):
     """Keeps records logged with ``extra={"file_only": True}`` (the config dump) off the console."""
 
@@ -65,7 +55,10 @@ class _ConsoleFilter(logging.Filter):
 
 
 def init_logger(config, log_dir: str = "./log", console: bool = True) -> str:
-    """Log to ``<log_dir>/<model>/<run id>.log`` (see :func:`new_run_id`) and to the console.
+    """Log to ``<log_dir>/<model>/<run id>.log`` (see :func:`new_run_id`) and to the console,
+    and set ``config["run_id"]``: the trainer names the checkpoint after it, and RecBole's
+    ``get_tensorboard`` the TensorBoard folder after the log file, so a run's log, TensorBoard
+    folder and checkpoint share one name.
 
     Returns:
         The path of the log file.
@@ -74,7 +67,9 @@ def init_logger(config, log_dir: str = "./log", console: bool = True) -> str:
     close_logger()
     model_dir = os.path.join(log_dir, config["model"])
     os.makedirs(model_dir, exist_ok=True)
-    path = os.path.join(model_dir, new_run_id(config) + ".log")
+    run_id = new_run_id(config)
+    config["run_id"] = run_id
+    path = os.path.join(model_dir, run_id + ".log")
     level = _level(config["state"])
 
     fh = logging.FileHandler(path)

@@ -33,7 +33,6 @@ from recbole.trainer import Trainer as RecBoleTrainer
 from recbole.utils import get_gpu_usage, set_color
 
 from recbole_ext.evaluation.sampled import SampledEvalMixin
-from recbole_ext.logger import current_run_id
 from recbole_ext.trainer.checkpoint import atomic_torch_save, to_plain
 from recbole_ext.trainer.fast_path import LossTotal, autocast, check_precision, compile_forward, set_tf32
 
@@ -44,9 +43,9 @@ class CompatTrainerMixin(SampledEvalMixin):
     def __init__(self, config, model):
         super().__init__(config, model)
         # RecBole names the checkpoint <model>-<time to the second>.pth: two runs started in the
-        # same second would write, and test, one file. The run id of the log (which RecBole also
-        # gives the TensorBoard folder) makes each run's its own; without a log, a random suffix.
-        run_id = current_run_id()
+        # same second would write, and test, one file. The run id the run's log was opened with
+        # (recbole_ext.logger.init_logger) makes each run's its own; without one, a random suffix.
+        run_id = config["run_id"]
         stem, ext = os.path.splitext(self.saved_model_file)
         self.saved_model_file = (os.path.join(os.path.dirname(stem), run_id + ext) if run_id
                                  else f"{stem}-{secrets.token_hex(4)}{ext}")
