@@ -21,7 +21,6 @@ from __future__ import annotations
 import difflib
 import os
 import sys
-from logging import getLogger
 from typing import Iterable, List, Optional
 
 import yaml
@@ -250,22 +249,20 @@ class Config(RecBoleConfig):
 
     # ------------------------------------------------------------- checks
     def _warn_unknown_model_keys(self):
-        """Warn about config keys close to one of our model's keys but not known anywhere."""
-        if not getattr(self, "own_model_keys", None):
-            return
-        known = set(self.internal_config_dict) | {
-            p for params in self.parameters.values() for p in params
-        }
+        """Warn once about each config key no default knows (RecBole's, the model's, the data
+        set's, ours), for every model, with close matches: a typo such as ``--epoch=1`` would
+        otherwise be ignored in silence."""
+        known = set(self.internal_config_dict) | {p for params in self.parameters.values() for p in params}
         known |= {"model", "dataset", "config_files"}
+        own = getattr(self, "own_model_keys", None) or []
         for key in self.external_config_dict:
             if key in known:
                 continue
-            close = difflib.get_close_matches(key, self.own_model_keys, n=3, cutoff=0.6)
-            if close:
-                msg = (
-                    f"config key '{key}' is not a key of {self.model}; did you mean "
-                    f"{' or '.join(repr(c) for c in close)}? Known keys of {self.model}: "
-                    f"{', '.join(self.own_model_keys)}"
-                )
-                getLogger("recbole_ext").warning(msg)
-                self.unknown_key_warnings = getattr(self, "unknown_key_warnings", []) + [msg]
+            close = difflib.get_close_matches(key, own, n=3, cutoff=0.6) or difflib.get_close_matches(
+                key, sorted(known), n=3, cutoff=0.75)
+            hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+            msg = f"config key '{key}' is not a key of {self.model}, of its data set or of RecBole{hint}"
+            if own and close and close[0] in own:
+                msg += f" Known keys of {self.model}: {', '.join(own)}"
+            # logged by the runner once its log file is open (quick_start, compare)
+            self.unknown_key_warnings = getattr(self, "unknown_key_warnings", []) + [msg]

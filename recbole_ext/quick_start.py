@@ -22,6 +22,7 @@ from recbole_ext.data.utils import create_dataset, data_preparation
 from recbole_ext.errors import Interrupted, UserError
 from recbole_ext.logger import close_logger, init_logger
 from recbole_ext.registry import get_model, get_trainer
+from recbole_ext.trainer.checkpoint import check_resume
 
 
 def count_parameters(model) -> int:
@@ -122,12 +123,16 @@ def run_recbole_ext(
     config = Config(model, dataset, config_file_list, config_dict, cmd_args)
     checkpoint_dir_existed = os.path.isdir(config["checkpoint_dir"])
     init_seed(config["seed"], config["reproducibility"])
+    model_log_dir = os.path.join(log_dir, config["model"])
+    new_dirs = [d for d in (model_log_dir, log_dir) if not os.path.isdir(d)]
     log_file = init_logger(config, log_dir=log_dir)
     logger = getLogger()
     try:
         for msg in getattr(config, "unknown_key_warnings", []):
             logger.warning(msg)
         logger.info(config, extra={"file_only": not config["verbose"]})  # the dump: console only with --verbose
+        if resume_file:  # a wrong or unreadable checkpoint stops the run before the data set is built
+            check_resume(resume_file, config, trust_checkpoint)
         _, train_data, valid_data, test_data = build_data(config)
         result, _ = train_and_test(
             config, train_data, valid_data, test_data, saved, resume_file, trust_checkpoint
@@ -136,14 +141,12 @@ def run_recbole_ext(
         # a user error leaves nothing half-written: the user errors (data, config, untrusted
         # checkpoint) all arise before the first checkpoint is written, so only the log remains
         close_logger()
-        if os.path.exists(log_file):
-            os.unlink(log_file)
+        _remove_empty([log_file], new_dirs)
         raise
     finally:
         # RecBole's trainer makes the checkpoint folder up front: --no-save leaves none behind
-        folder = config["checkpoint_dir"]
-        if not saved and not checkpoint_dir_existed and os.path.isdir(folder) and not os.listdir(folder):
-            os.rmdir(folder)
+        if not saved and not checkpoint_dir_existed:
+            _remove_empty([], [config["checkpoint_dir"]])
     result["log_file"] = log_file
     return result
 
@@ -178,3 +181,13 @@ def _interrupted(stop: KeyboardInterrupt, trainer, saved: bool) -> Interrupted:
     where = f"the last finished epoch's checkpoint is {path}" if stop.checkpoint else "no epoch had finished"
     getLogger().warning(f"Run interrupted by {stop.signal_name}; {where}")
     return stop
+
+
+def _remove_empty(files: List[str], folders: List[str]) -> None:
+    """Delete ``files``, then each of ``folders`` that is left empty."""
+    for path in files:
+        if os.path.exists(path):
+            os.unlink(path)
+    for folder in folders:
+        if os.path.isdir(folder) and not os.listdir(folder):
+            os.rmdir(folder)

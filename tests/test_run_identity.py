@@ -101,3 +101,31 @@ def test_interrupted_comparison_says_to_rerun_the_same_command():
         assert _interrupted_line(stop, argv).endswith("run the same command again: finished runs are skipped")
     single = _interrupted_line(stop, ["--model=A", "--dataset=d", "--resume=old.pth"])
     assert single.endswith("continue with: recbole-ext --model=A --dataset=d --resume=saved/GRU4Rec-x.pth")
+
+
+def test_resume_with_another_models_or_data_sets_checkpoint_is_one_line(ml100k_slice, tmp_path):
+    first = subprocess.run([sys.executable, RUNNER, *tiny_args(ml100k_slice, "--epochs=1")], cwd=tmp_path,
+                           capture_output=True, text=True, timeout=600)
+    assert first.returncode == 0, first.stderr[-3000:]
+    (checkpoint,) = glob.glob(str(tmp_path / "saved" / "*.pth"))
+    other = tmp_path / "other"
+    other.mkdir()
+    resume = tiny_args(ml100k_slice, "--epochs=2")
+    sas = [a.replace("GRU4Rec", "SASRec") for a in resume] + [f"--resume={checkpoint}"]
+    data = [a.replace("ml-slice", "ml-100k").replace(f"--data_path={ml100k_slice}", "--n_layers=1")
+            for a in resume] + [f"--resume={checkpoint}"]
+    for args, needle in ((sas, "was written for model GRU4Rec, not SASRec"),
+                         (data, "was written for dataset ml-slice, not ml-100k")):
+        proc = subprocess.run([sys.executable, RUNNER, *args], cwd=other, capture_output=True, text=True, timeout=600)
+        assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+        errors = [line for line in proc.stderr.splitlines() if line.startswith("recbole_ext: error: ")]
+        assert len(errors) == 1 and needle in errors[0], proc.stderr
+        assert not os.listdir(other), os.listdir(other)  # nothing written, not even a log
+
+
+def test_unknown_key_of_a_recbole_model_is_warned_once_with_a_close_match(ml100k_slice, tmp_path):
+    proc = subprocess.run([sys.executable, RUNNER, *tiny_args(ml100k_slice, "--epochs=1", "--no-save", "--epoch=3")],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = [line for line in (proc.stdout + proc.stderr).splitlines() if "is not a key" in line]
+    assert len(lines) == 1 and "'epoch'" in lines[0] and "did you mean 'epochs'" in lines[0]

@@ -211,3 +211,13 @@ def plain_other_parameter(other: Optional[dict]) -> dict:
         else:
             out[str(key)] = to_plain(value)
     return out
+
+
+def check_resume(path: str, config, trust_checkpoint: bool = False) -> None:
+    """Before any data set or model is built: ``path`` must be a readable checkpoint of this
+    model on this data set (a one-line :class:`CheckpointError` otherwise)."""
+    saved = load_checkpoint(path, trust_checkpoint, map_location="cpu")["config"]
+    for key in ("model", "dataset"):
+        theirs, ours = str(saved.get(key, "")), str(config[key])
+        if theirs.lower() != ours.lower():
+            raise CheckpointError(f"{path} was written for {key} {theirs}, not {ours}: resume it with --{key}={theirs}")

@@ -215,8 +215,15 @@ class CompatTrainerMixin(SampledEvalMixin):
             )
         self.saved_model_file = resume_file
         last = checkpoint.get("last_state_dict")
-        if last is not None:
-            self.model.load_state_dict(last)
+        try:
+            if last is not None:
+                self.model.load_state_dict(last)
+        except RuntimeError as e:  # same model and data-set name, other sizes (items, width)
+            from recbole_ext.trainer.checkpoint import CheckpointError
+
+            first = str(e).strip().splitlines()
+            raise CheckpointError(f"{resume_file} does not fit this model and data set: "
+                                  f"{first[1].strip() if len(first) > 1 else first[0]}") from None
         self.start_epoch = int(checkpoint["epoch"]) + 1
         self.cur_step = int(checkpoint["cur_step"])
         self.best_valid_score = float(checkpoint["best_valid_score"])
