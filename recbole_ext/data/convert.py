@@ -41,7 +41,7 @@ def _number(value: str, what: str, path: str, lineno: int) -> str:
     return value
 
 
-def _split_lines(path: str, encoding: str, sep: Optional[str] = None) -> Iterator[Tuple[int, str, List[str]]]:
+def split_lines(path: str, encoding: str, sep: Optional[str] = None) -> Iterator[Tuple[int, str, List[str]]]:
     """``(line number, stripped line, its fields split at sep)`` of every non-blank line."""
     with open(path, encoding=encoding) as f:
         for lineno, line in enumerate(f, 1):
@@ -52,7 +52,7 @@ def _split_lines(path: str, encoding: str, sep: Optional[str] = None) -> Iterato
 
 def read_movielens(path: str) -> Iterator[Row]:
     """Rows ``(user, item, rating, timestamp)`` from a ``ratings.dat`` file."""
-    for lineno, line, parts in _split_lines(path, "latin-1", "::"):
+    for lineno, line, parts in split_lines(path, "latin-1", "::"):
         if len(parts) != 4:
             raise DataFormatError(
                 f"{path}, line {lineno}: expected UserID::MovieID::Rating::Timestamp, got '{line[:60]}'"
@@ -63,7 +63,7 @@ def read_movielens(path: str) -> Iterator[Row]:
 
 def read_sequences(path: str) -> Iterator[Row]:
     """Rows ``(user, item, position)`` from a ``user item item ...`` file."""
-    for lineno, _, parts in _split_lines(path, "utf-8"):
+    for lineno, _, parts in split_lines(path, "utf-8"):
         if len(parts) < 2:
             raise DataFormatError(f"{path}, line {lineno}: user '{parts[0]}' has no items")
         for pos, item in enumerate(parts[1:]):

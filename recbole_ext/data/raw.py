@@ -25,6 +25,7 @@ import re
 from collections import Counter
 from typing import Callable, Dict, Iterable, Iterator, List, Sequence, Tuple
 
+from recbole_ext.data.convert import split_lines
 from recbole_ext.errors import DataFormatError
 
 INTER_HEADER = ("user_id:token", "item_id:token", "rating:float", "timestamp:float")
@@ -44,12 +45,9 @@ def write_atomic(folder: str, name: str, suffix: str, header: Sequence[str], row
     return n
 
 
-def _lines(path: str, sep: str, encoding: str = "latin-1") -> Iterator[List[str]]:
-    with open(path, encoding=encoding) as f:
-        for lineno, line in enumerate(f, 1):
-            line = line.rstrip("\r\n")
-            if line:
-                yield line.split(sep)
+def _lines(path: str, sep: str) -> Iterator[List[str]]:
+    """The fields of every non-blank line of a MovieLens file (latin-1)."""
+    return (parts for _, _, parts in split_lines(path, "latin-1", sep))
 
 
 def _title_and_year(title: str) -> Tuple[str, str]:
