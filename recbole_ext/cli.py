@@ -108,17 +108,12 @@ def split_args(argv: List[str], parser: Optional[argparse.ArgumentParser] = None
     return args, rest
 
 
-def plain_metrics(result) -> dict:
-    """Metric dict with plain floats (RecBole returns numpy scalars)."""
-    return {k: float(v) for k, v in (result or {}).items()}
-
-
 def cmd_train(argv: List[str]) -> int:
     args, config_args = split_args(argv)
     if args.model and ("," in args.model or args.seeds or args.results_dir or args.force):
         return _compare(args, config_args)
     _need_model_and_data(args)
-    from recbole_ext.quick_start import run_recbole_ext
+    from recbole_ext.quick_start import plain_metrics, run_recbole_ext
 
     config_files = args.config_files.split() if args.config_files else None
     result = run_recbole_ext(args.model, args.dataset, config_files, cmd_args=config_args, saved=not args.no_save,

@@ -74,8 +74,8 @@ def train_and_test(
     test_result = trainer.evaluate(test_data, load_best_model=saved, show_progress=show_progress)
 
     logger.info("The running environment of this training is as follows:\n" + environment(config))
-    logger.info(set_color("best valid ", "yellow") + f": {_plain(best_valid_result)}")
-    logger.info(set_color("test result", "yellow") + f": {_plain(test_result)}")
+    logger.info(set_color("best valid ", "yellow") + f": {plain_metrics(best_valid_result)}")
+    logger.info(set_color("test result", "yellow") + f": {plain_metrics(test_result)}")
     result = {
         "best_valid_score": best_valid_score,
         "valid_score_bigger": config["valid_metric_bigger"],
@@ -151,7 +151,7 @@ def run_recbole_ext(
     return result
 
 
-def _plain(result) -> dict:
+def plain_metrics(result) -> dict:
     """Metrics as plain floats (RecBole's are numpy scalars, printed ``np.float64(...)``)."""
     return {k: float(v) for k, v in (result or {}).items()}
 

@@ -21,7 +21,7 @@ from recbole_ext.data.utils import build_split, make_loaders
 from recbole_ext.errors import UserError
 from recbole_ext.fileio import atomic_write_text
 from recbole_ext.logger import close_logger, init_logger
-from recbole_ext.quick_start import train_and_test
+from recbole_ext.quick_start import plain_metrics, train_and_test
 from recbole_ext.registry import canonical_model_name, get_dataset_class
 from recbole_ext.results.logparse import protocol_of
 from recbole_ext.results.record import RunRecord, failed_record
@@ -294,8 +294,8 @@ def _train_and_test(spec: RunSpec, config, seed, shared: Dict[str, tuple]) -> di
     timings = trainer.timings
     rec = RunRecord(
         model=config["model"], dataset=spec.dataset, seed=seed,
-        test_result={k: float(v) for k, v in (result["test_result"] or {}).items()},
-        best_valid_result={k: float(v) for k, v in (result["best_valid_result"] or {}).items()},
+        test_result=plain_metrics(result["test_result"]),
+        best_valid_result=plain_metrics(result["best_valid_result"]),
         best_valid_score=float(result["best_valid_score"]), valid_metric=config["valid_metric"],
         valid_metric_bigger=bool(config["valid_metric_bigger"]), epochs_run=len(timings["train_epoch_s"]),
         protocol=protocol_of(config["eval_args"]), n_params=int(result["n_params"]),

@@ -213,11 +213,15 @@ def plain_other_parameter(other: Optional[dict]) -> dict:
     return out
 
 
+def check_identity(path: str, saved_config: dict, config) -> None:
+    """A checkpoint (its plain ``saved_config``) must be of ``config``'s model and data set."""
+    for key in ("model", "dataset"):
+        theirs, ours = str(saved_config.get(key, "")), str(config[key])
+        if theirs.lower() != ours.lower():
+            raise CheckpointError(f"{path} was written for {key} {theirs}, not {ours}: resume it with --{key}={theirs}")
+
+
 def check_resume(path: str, config, trust_checkpoint: bool = False) -> None:
     """Before any data set or model is built: ``path`` must be a readable checkpoint of this
     model on this data set (a one-line :class:`CheckpointError` otherwise)."""
-    saved = load_checkpoint(path, trust_checkpoint, map_location="cpu")["config"]
-    for key in ("model", "dataset"):
-        theirs, ours = str(saved.get(key, "")), str(config[key])
-        if theirs.lower() != ours.lower():
-            raise CheckpointError(f"{path} was written for {key} {theirs}, not {ours}: resume it with --{key}={theirs}")
+    check_identity(path, load_checkpoint(path, trust_checkpoint, map_location="cpu")["config"], config)

@@ -33,7 +33,7 @@ from recbole.trainer import Trainer as RecBoleTrainer
 from recbole.utils import get_gpu_usage, set_color
 
 from recbole_ext.evaluation.sampled import SampledEvalMixin
-from recbole_ext.trainer.checkpoint import atomic_torch_save, to_plain
+from recbole_ext.trainer.checkpoint import atomic_torch_save, check_identity, to_plain
 from recbole_ext.trainer.fast_path import LossTotal, autocast, check_precision, compile_forward, set_tf32
 
 
@@ -206,13 +206,7 @@ class CompatTrainerMixin(SampledEvalMixin):
         """
         resume_file = str(resume_file)
         checkpoint = self._load_model_from(resume_file, trust_checkpoint)
-        if str(checkpoint["config"].get("model", "")).lower() != self.config["model"].lower():
-            from recbole_ext.trainer.checkpoint import CheckpointError
-
-            raise CheckpointError(
-                f"{resume_file} was written by model {checkpoint['config'].get('model')}, "
-                f"not {self.config['model']}"
-            )
+        check_identity(resume_file, checkpoint["config"], self.config)
         self.saved_model_file = resume_file
         last = checkpoint.get("last_state_dict")
         try:
