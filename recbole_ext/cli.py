@@ -22,13 +22,14 @@ status 2, without a traceback.
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 import signal
 import sys
 import threading
 from typing import Callable, Dict, List, Optional, Tuple
 
-from recbole_ext.errors import Interrupted, UserError
+from recbole_ext.errors import ArgumentParser, Interrupted, UserError
 
 PROG = "recbole-ext"
 COMMANDS = ("train", "compare", "report", "recommend", "convert", "data", "models")
@@ -43,16 +44,9 @@ USAGE = (
 )
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse that raises a :class:`UserError` (one line, exit 2) instead of printing usage."""
-
-    def error(self, message: str):
-        raise UserError(message)
-
-
 def _parser(command: str, description: str) -> argparse.ArgumentParser:
-    # allow_abbrev=False: else --seed=7 would be taken for --seeds=7 and start a comparison
-    return _Parser(prog=f"{PROG} {command}", usage=USAGE, description=description, allow_abbrev=False)
+    # no abbreviations: else --seed=7 would be taken for --seeds=7 and start a comparison
+    return ArgumentParser(prog=f"{PROG} {command}", usage=USAGE, description=description)
 
 
 def _run_options(parser: argparse.ArgumentParser) -> None:
@@ -198,6 +192,10 @@ def _check_recommend_args(args: argparse.Namespace) -> None:
         raise UserError("recommend needs exactly one of --items=ID,ID,... or --items-file=PATH")
     if args.items_file and not args.output:
         raise UserError("--items-file needs --output=PATH")
+    if args.items_file and not os.path.isfile(args.items_file):
+        raise UserError(f"--items-file {args.items_file} is not a file")
+    if args.output and os.path.isdir(args.output):
+        raise UserError(f"--output {args.output} is a folder: name the TSV file to write")
     if args.k < 1:
         raise UserError(f"--k must be at least 1, got {args.k}")
 

@@ -18,6 +18,7 @@ and turns RecBole's configuration errors into :class:`~recbole_ext.errors.Config
 
 from __future__ import annotations
 
+import ast
 import difflib
 import os
 import sys
@@ -30,6 +31,7 @@ from recbole.utils import ModelType
 from recbole_ext.errors import ConfigError
 from recbole_ext._paths import OWN_DATASET_YAML_DIR, OWN_MODEL_YAML_DIR, PROPERTIES_DIR, PROTOCOL_YAML_DIR
 from recbole_ext.compat.numpy import restore_numpy_aliases
+from recbole_ext.config_schema import Schema, check_rules
 from recbole_ext.registry import get_model, own_model_names
 
 SEQUENTIAL_BASE_YAML = os.path.join(PROPERTIES_DIR, "sequential.yaml")
@@ -71,6 +73,15 @@ def resolve_config_file(path: str) -> str:
     return shipped if os.path.isfile(shipped) else path
 
 
+def check_dataset_name(dataset) -> None:
+    """A data set is named, not given as a path: ``--dataset=NAME`` with ``--data_path=FOLDER``."""
+    text = str(dataset)
+    if not isinstance(dataset, str) or not text or "/" in text or "\\" in text or text in (".", ".."):
+        parent, name = os.path.split(os.path.normpath(text))
+        hint = f": use --dataset={name} --data_path={parent or '.'}" if name and name not in (".", "..") else ""
+        raise ConfigError(f"--dataset is a data set's name, not a path (got {text!r}){hint}")
+
+
 def load_yaml_file(path: str, loader) -> dict:
     """Read one YAML file into a dict; a syntax error or a non-mapping is a ConfigError."""
     try:
@@ -78,6 +89,12 @@ def load_yaml_file(path: str, loader) -> dict:
             data = yaml.load(f.read(), Loader=loader)
     except FileNotFoundError:
         raise ConfigError(f"config file not found: {path}") from None
+    except IsADirectoryError:
+        raise ConfigError(f"config file {path} is a folder: name a YAML file") from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"config file {path} is not UTF-8 text (byte {e.start})") from None
+    except PermissionError:
+        raise ConfigError(f"config file {path} cannot be read (permission denied)") from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
@@ -88,6 +105,26 @@ def load_yaml_file(path: str, loader) -> dict:
     if not isinstance(data, dict):
         raise ConfigError(f"invalid YAML in {path}: expected 'key: value' pairs, got {type(data).__name__}")
     return data
+
+
+def convert_cli_value(text: str):
+    """A command-line value as Python: a literal (``3``, ``1e-3``, ``[10, 20]``, ``None``),
+    ``true``/``false`` in any case, a YAML flow list or map (``[Recall,NDCG]``), else the text.
+    RecBole ``eval``s it instead, which runs code and ends ``--epochs=1/0`` in a traceback."""
+    try:
+        value = ast.literal_eval(text)
+        if value is None or isinstance(value, (str, int, float, list, tuple, dict, bool)):
+            return value
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+        pass
+    if text.lower() in ("true", "false"):
+        return text.lower() == "true"
+    if text.startswith(("[", "{")):
+        try:
+            return yaml.safe_load(text)
+        except (yaml.YAMLError, RecursionError):
+            pass
+    return text
 
 
 class Config(RecBoleConfig):
@@ -148,8 +185,8 @@ class Config(RecBoleConfig):
             key, value = arg[2:].split("=", 1)
             if key in cmd and value != cmd[key]:
                 raise ConfigError(f"option --{key} given twice with different values")
-            cmd[key] = value
-        return self._convert_config_dict(cmd)
+            cmd[key] = convert_cli_value(value)
+        return cmd
 
     def _get_model_and_dataset(self, model, dataset):
         if model is None:
@@ -165,23 +202,40 @@ class Config(RecBoleConfig):
             dataset = self.external_config_dict.get("dataset")
             if dataset is None:
                 raise ConfigError("no data set given: pass --dataset=NAME")
+        check_dataset_name(dataset)
         return final_model, final_model_class, dataset
 
+    def _update_internal_config_dict(self, file):
+        """RecBole's loading of one of its default files, remembering the file (its comments
+        give the keys' types: :mod:`recbole_ext.config_schema`)."""
+        self.default_files.append(file)
+        return super()._update_internal_config_dict(file)
+
+    def _load_default_file(self, path: str) -> dict:
+        self.default_files.append(path)
+        data = load_yaml_file(path, self.yaml_loader)
+        self.internal_config_dict.update(data)
+        return data
+
     def _load_internal_config_dict(self, model, model_class, dataset):
+        self.default_files: List[str] = []
         super()._load_internal_config_dict(model, model_class, dataset)
-        self.internal_config_dict.update(load_yaml_file(OVERALL_YAML, self.yaml_loader))
+        #: keys of the model's own defaults (RecBole's model YAML, or ours)
+        self.model_keys: List[str] = [
+            k for f in self.default_files if os.path.basename(f) == f"{model}.yaml"
+            and os.path.basename(os.path.dirname(f)) == "model" for k in (load_yaml_file(f, self.yaml_loader))
+        ]
+        self._load_default_file(OVERALL_YAML)
         own_yaml = os.path.join(OWN_MODEL_YAML_DIR, f"{model}.yaml")
         self.own_model_keys: List[str] = []
         if model in own_model_names() and os.path.isfile(own_yaml):
-            own = load_yaml_file(own_yaml, self.yaml_loader)
-            self.own_model_keys = list(own)
-            self.internal_config_dict.update(own)
+            self.own_model_keys = list(self._load_default_file(own_yaml))
+            self.model_keys += self.own_model_keys
         if self.internal_config_dict.get("MODEL_TYPE") == ModelType.SEQUENTIAL:
-            self.internal_config_dict.update(load_yaml_file(SEQUENTIAL_BASE_YAML, self.yaml_loader))
+            self._load_default_file(SEQUENTIAL_BASE_YAML)
         self.dataset_yaml = find_dataset_yaml(dataset)
         if self.dataset_yaml:
-            data_cfg = load_yaml_file(self.dataset_yaml, self.yaml_loader)
-            self.internal_config_dict.update(data_cfg)
+            data_cfg = self._load_default_file(self.dataset_yaml)
             self.parameters["Dataset"] += [k for k in data_cfg if k not in self.parameters["Dataset"]]
 
     def _set_default_parameters(self):
@@ -190,17 +244,9 @@ class Config(RecBoleConfig):
         check_precision(self.final_config_dict.get("precision"))
 
         user_data_path = self.final_config_dict.get("data_path")
-        # CE with negative sampling: one clear message instead of RecBole's ValueError
-        neg = self.final_config_dict.get("train_neg_sample_args")
-        if (
-            self.final_config_dict.get("loss_type") == "CE"
-            and isinstance(neg, dict)
-            and neg.get("distribution") not in (None, "none", "None")
-        ):
-            raise ConfigError(
-                "loss_type CE scores every item and cannot be combined with negative sampling "
-                f"(train_neg_sample_args={neg}); set train_neg_sample_args: ~ or use loss_type: BPR"
-            )
+        cfg = self.final_config_dict
+        Schema.from_files(self.default_files).check(cfg)
+        check_rules(cfg, self.model_keys, cfg.get("MODEL_TYPE") == ModelType.SEQUENTIAL)
         super()._set_default_parameters()
         self.final_config_dict["data_path"] = self._find_or_fetch(user_data_path)
         self._load_time_field_for_time_order()

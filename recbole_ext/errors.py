@@ -1,5 +1,7 @@
 """Errors a user can cause. The command line prints their message as one line and exits 2."""
 
+import argparse
+
 
 class UserError(Exception):
     """A problem with the user's input (model name, data, config), not a bug."""
@@ -35,3 +37,15 @@ class Interrupted(KeyboardInterrupt):
     def __init__(self, signal_name: str = "SIGINT", exit_code: int = 130):
         super().__init__(signal_name)
         self.signal_name, self.exit_code = signal_name, exit_code
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse that raises a :class:`UserError` (one line, exit 2) instead of printing usage,
+    and never takes an abbreviation of an option for the option (``--seed`` is not ``--seeds``)."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs["allow_abbrev"] = False
+        super().__init__(*args, **kwargs)
+
+    def error(self, message: str):
+        raise UserError(message)

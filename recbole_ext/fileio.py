@@ -37,3 +37,15 @@ def atomic_write_text(path: str, text: str) -> None:
     """Write ``text`` to ``path`` atomically."""
     with atomic_open(path, "w") as f:
         f.write(text)
+
+
+def line_of_bad_byte(path: str, encoding: str) -> int:
+    """The 1-based number of the first line of ``path`` that does not decode as ``encoding``
+    (1 when every line does)."""
+    with open(path, "rb") as f:
+        for number, raw in enumerate(f, start=1):
+            try:
+                raw.decode(encoding)
+            except (UnicodeDecodeError, LookupError):
+                return number
+    return 1

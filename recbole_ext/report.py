@@ -3,26 +3,27 @@ RecBole log files (ours or plain RecBole's)."""
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 from typing import Dict, List, Optional
 
-from recbole_ext.errors import UserError
+from recbole_ext.errors import ArgumentParser, UserError
 from recbole_ext.results.logparse import records_from_logs
 from recbole_ext.results.render import write_outputs
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="recbole-ext report",
         description="Rebuild the comparison table from RecBole log files (ours or plain RecBole's).",
     )
     parser.add_argument("logs", nargs="+", metavar="LOGDIR", help="log files or folders (searched recursively)")
     parser.add_argument("--out", help="folder to write comparison.md/.csv/.tex and the plot into")
     parser.add_argument("--no-plot", action="store_true", help="do not draw the plot")
-    args = parser.parse_args(argv)
     try:
+        args = parser.parse_args(argv)
+        if args.out and os.path.exists(args.out) and not os.path.isdir(args.out):
+            raise UserError(f"--out {args.out} is a file: name a folder for the tables")
         records = records_from_logs(args.logs)
         by_dataset: Dict[str, List[dict]] = {}
         for rec in records:

@@ -25,7 +25,7 @@ def write_sweep_dataset(root: str, n_users: int = 200, n_items: int = 200, per_u
     Fields: ``user_id, item_id`` (token), ``rating, timestamp`` (float); users: ``age, gender,
     occupation`` (token), ``income`` (float); items: ``release_year`` (token), ``class``
     (token_seq), ``price`` (float), ``price_hist`` (float_seq); a knowledge graph of 8 relations
-    with ``.link`` for 90% of the items. Blank cells: two timestamps and one rating in
+    with ``.link`` for 90% of the items. Blank cells: one rating in
     ``.inter``; a gender and an income in ``.user``; a release year, a class, a price and a
     price history in ``.item``; ten users and ten items have no feature row at all.
     """
@@ -57,9 +57,7 @@ def _interactions(folder: str, rng, n_users: int, n_items: int, per_user: int) -
         times = np.sort(rng.integers(t0, t0 + 10_000_000, size=n))
         for i, t in zip(items, times):
             inter.append([str(u), str(i), str(int(rng.integers(1, 6))), str(int(t))])
-    inter[5][3] = ""  # blank timestamps -> column mean
-    inter[17][3] = ""
-    inter[8][2] = ""  # blank rating -> column mean
+    inter[8][2] = ""  # blank rating -> column mean (a blank time is refused: sequential splits order by it)
     _write(folder, "inter", ["user_id:token", "item_id:token", "rating:float", "timestamp:float"], inter)
 
 

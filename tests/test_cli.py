@@ -54,12 +54,21 @@ def test_missing_dataset_says_where_it_looked(tmp_path):
     [
         (("user_id", "item_id:token", "timestamp:float"), [(1, 1, 1)], "user_id"),
         (("user_id:token", "item_id:token", "timestamp:float"), [(1, 1, 1), (1, 2, "soon")], "soon"),
+        (("user_id:token", "item_id:token", "timestamp:float"), [], "line 2: no rows after the header"),
+        (("user_id:token", "item_id:token", "item_id:token", "timestamp:float"), [(1, 1, 1, 1)],
+         "columns 2 and 3: field 'item_id' appears twice"),
+        (("user_id:token", "item_id:token", "timestamp:float"),
+         [(u, i, i) for u in (1, 2, 3) for i in range(1, 6)] + [(1, 7, "")], "line 17, column 3 ('timestamp'): blank"),
+        (("user_id:token", "item_id:token", "timestamp:float"), [(1, 1, 1), (1, "caf\xe9", 2)], "line 3: not utf-8 text"),
     ],
-    ids=["header-without-type", "non-numeric-float"],
+    ids=["header-without-type", "non-numeric-float", "header-only", "duplicated-column", "blank-time", "latin-1"],
 )
 def test_malformed_atomic_file(tmp_path, header, rows, needle):
     data = tmp_path / "data"
     write_inter(str(data), "bad", rows, header=header)
+    if "latin-1" in needle or "utf-8" in needle:  # the same rows in another encoding
+        path = data / "bad" / "bad.inter"
+        path.write_bytes(path.read_text().encode("latin-1"))
     proc = run_cli(["--model=GRU4Rec", "--dataset=bad", f"--data_path={data}", "--epochs=1"], tmp_path)
     assert_user_error(proc, "bad.inter", needle, cwd=tmp_path)
 

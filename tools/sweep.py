@@ -97,12 +97,30 @@ def own_cases() -> List[Case]:
     names = {ModelType.GENERAL: _G, ModelType.SEQUENTIAL: _S, ModelType.CONTEXT: _C, ModelType.KNOWLEDGE: _K}
     cases = []
     for name in own_model_names():
+        config = {"model": name}
         try:
-            mtype = names.get(get_model(name).type, "other")
+            model_class = get_model(name)
+            mtype = names.get(model_class.type, "other")
+            config.update(_protocol(getattr(model_class, "protocol", None)))
         except Exception:  # noqa: BLE001 - a broken own model shows up as a failed case
             mtype = "?"
-        cases.append(Case(name, mtype, {"model": name}, name + " (recbole_ext)", origin="recbole_ext"))
+        cases.append(Case(name, mtype, config, name + " (recbole_ext)", origin="recbole_ext"))
     return cases
+
+
+def _protocol(name: Optional[str]) -> dict:
+    """The settings of the shipped evaluation protocol a model is evaluated under (its class's
+    ``protocol``: the rating models' ``protocol-rating.yaml``), without the data-set columns."""
+    if not name:
+        return {}
+    import yaml
+
+    from recbole_ext.config import resolve_config_file
+
+    with open(resolve_config_file(name)) as f:
+        settings = yaml.safe_load(f) or {}
+    settings.pop("load_col", None)
+    return settings
 
 
 def all_cases(models: Optional[List[str]] = None) -> List[Case]:

@@ -4,13 +4,14 @@ problem) for malformed input instead of a traceback."""
 
 from __future__ import annotations
 
-from typing import List, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 import pandas as pd
 from recbole.utils import FeatureType
 
 from recbole_ext.errors import DataFormatError
+from recbole_ext.fileio import line_of_bad_byte
 
 FEATURE_TYPES = ", ".join(t.value for t in FeatureType)
 
@@ -40,8 +41,19 @@ def read_header(filepath: str, field_separator: str, encoding: str):
     Raises:
         DataFormatError: a column is not ``name:type`` or names an unknown type.
     """
-    with open(filepath, "r", encoding=encoding) as f:
-        head = f.readline().rstrip("\r\n")
+    encoding = encoding or "utf-8"
+    with open(filepath, "rb") as f:
+        raw = f.readline()
+    try:
+        head = raw.decode("utf-8-sig" if encoding.lower().replace("_", "-") in ("utf-8", "utf8") else encoding)
+    except UnicodeDecodeError as e:
+        raise DataFormatError(
+            f"{filepath}, line 1: not {encoding} text (byte {e.start}); set encoding: to the file's") from None
+    except LookupError:
+        raise DataFormatError(f"{filepath}: unknown encoding '{encoding}' (the encoding: key)") from None
+    head = head.rstrip("\r\n")
+    if not head.strip():
+        raise DataFormatError(f"{filepath}, line 1: no header (the file is empty or starts with a blank line)")
     fields = []
     for position, field_type in enumerate(head.split(field_separator), start=1):
         parts = field_type.split(":")
@@ -58,6 +70,12 @@ def read_header(filepath: str, field_separator: str, encoding: str):
                 f"'{parts[1]}' (types: {FEATURE_TYPES})"
             ) from None
         fields.append((field_type, parts[0], ftype))
+    seen = {}
+    for position, (_, name, _) in enumerate(fields, start=1):
+        if name in seen:
+            raise DataFormatError(
+                f"{filepath}, line 1, columns {seen[name]} and {position}: field '{name}' appears twice")
+        seen[name] = position
     return fields
 
 
@@ -102,16 +120,49 @@ def _is_number(text: str) -> bool:
         return False
 
 
-def read_columns(filepath: str, field_separator: str, encoding: str, usecols: List[str], columns: List[str]) -> pd.DataFrame:
-    """The ``usecols`` columns of an atomic file as strings, renamed to ``columns``."""
+def check_field_counts(filepath: str, field_separator: str, encoding: str, width: int) -> None:
+    """Every non-blank line after the header has ``width`` fields (pandas would silently take an
+    extra field for an index, or fill a missing one with NaN).
+
+    Raises:
+        DataFormatError: naming the first line that has another number of fields.
+    """
+    with open(filepath, "r", encoding=encoding or "utf-8", newline="") as f:
+        f.readline()
+        for lineno, line in enumerate(f, start=2):
+            line = line.rstrip("\r\n")
+            if line and line.count(field_separator) != width - 1:
+                raise DataFormatError(
+                    f"{filepath}, line {lineno}: {line.count(field_separator) + 1} fields, the header has {width}")
+
+
+def read_columns(filepath: str, field_separator: str, encoding: str, usecols: List[str], columns: List[str],
+                 width: int) -> pd.DataFrame:
+    """The ``usecols`` columns of an atomic file of ``width`` columns as strings, renamed to
+    ``columns``."""
     try:
+        check_field_counts(filepath, field_separator, encoding, width)
         df = pd.read_csv(filepath, delimiter=field_separator, usecols=usecols, dtype={c: str for c in usecols},
-                         encoding=encoding, engine="python")
+                         encoding=encoding, engine="python", index_col=False)
+    except UnicodeDecodeError as e:
+        raise DataFormatError(
+            f"{filepath}, line {line_of_bad_byte(filepath, e.encoding)}: not {encoding or 'utf-8'} text; set encoding: to "
+            "the file's") from None
     except (pd.errors.ParserError, ValueError) as e:
         problem = str(e).strip().splitlines()[-1]
         raise DataFormatError(f"{filepath}: cannot read the file: {problem}") from None
+    if df.empty:
+        raise DataFormatError(f"{filepath}, line 2: no rows after the header")
     df.columns = columns
     return df
+
+
+def check_no_blank(values: pd.Series, filepath: str, position: int, field: str, why: str) -> None:
+    """Raise DataFormatError naming the first blank (NaN) cell of ``values``, for ``why``."""
+    blank = values.isna().to_numpy()
+    if blank.any():
+        row = int(np.flatnonzero(blank)[0])
+        raise DataFormatError(f"{filepath}, line {row + 2}, column {position} ('{field}'): blank; {why}")
 
 
 def parse_sequence_column(df: pd.DataFrame, field: str, ftype: FeatureType, seq_separator: str,
@@ -122,3 +173,24 @@ def parse_sequence_column(df: pd.DataFrame, field: str, ftype: FeatureType, seq_
         df[field] = [np.array(list(filter(None, cell.split(seq_separator)))) for cell in cells]
     else:
         df[field] = [parse_float_seq(cell, seq_separator, row, *where) for row, cell in enumerate(cells)]
+
+
+def check_interaction_columns(filepath: str, fields: Dict[str, FeatureType], load_col, uid_field: str,
+                              iid_field: str, time_field: Optional[str]) -> None:
+    """The interaction file has the user and item columns (``token``), and the time column
+    (``float``) when ``time_field`` is given (a split in time order); RecBole fails later with a
+    KeyError or a TypeError.
+
+    Raises:
+        DataFormatError: a column is missing or of another type.
+    """
+    required = [("USER_ID_FIELD", uid_field, FeatureType.TOKEN), ("ITEM_ID_FIELD", iid_field, FeatureType.TOKEN),
+                ("TIME_FIELD", time_field, FeatureType.FLOAT)]
+    for key, field, ftype in required:
+        if not field or (load_col is not None and field not in load_col):
+            continue
+        if field not in fields:
+            raise DataFormatError(f"{filepath}, line 1: no column '{field}' ({key}); its columns: {', '.join(fields)}")
+        if fields[field] != ftype:
+            raise DataFormatError(
+                f"{filepath}, line 1: '{field}' ({key}) is of type {fields[field].value}; it must be {ftype.value}")

@@ -35,6 +35,8 @@ from recbole_ext.data.atomic_files import (
     concat_rows,
     parse_float_column,
     parse_sequence_column,
+    check_interaction_columns,
+    check_no_blank,
     read_columns,
     read_header,
     row_lengths,
@@ -114,9 +116,12 @@ class CompatDatasetMixin:
         field_separator = self.config["field_separator"]
         encoding = self.config["encoding"]
         columns, usecols, positions, ftypes = [], [], [], []
-        for position, (field_type, field, ftype) in enumerate(
-            read_header(filepath, field_separator, encoding), start=1
-        ):
+        header = read_header(filepath, field_separator, encoding)
+        if source == FeatureSource.INTERACTION:
+            time_ordered = (self.config["eval_args"] or {}).get("order") == "TO"
+            check_interaction_columns(filepath, {f: t for _, f, t in header}, load_col, self.uid_field,
+                                      self.iid_field, self.time_field if time_ordered else None)
+        for position, (field_type, field, ftype) in enumerate(header, start=1):
             if load_col is not None and field not in load_col:
                 continue
             if unload_col is not None and field in unload_col:
@@ -137,7 +142,7 @@ class CompatDatasetMixin:
             self.logger.warning(f"No columns has been loaded from [{source}]")
             return None
 
-        df = read_columns(filepath, self.config["field_separator"], self.config["encoding"], usecols, columns)
+        df = read_columns(filepath, field_separator, encoding, usecols, columns, len(header))
         self._parse_columns(df, filepath, columns, positions, ftypes)
         return df
 
@@ -148,6 +153,8 @@ class CompatDatasetMixin:
             where = (filepath, position, field)
             if ftype == FeatureType.FLOAT:
                 df[field] = parse_float_column(df[field], *where)
+                if field == self.time_field and (self.config["eval_args"] or {}).get("order") == "TO":
+                    check_no_blank(df[field], *where, "the split orders interactions by time (order: TO)")
                 continue
             if not ftype.value.endswith("seq"):
                 continue

@@ -19,14 +19,15 @@ line.
 
 from __future__ import annotations
 
-import argparse
+import contextlib
 import csv
+import re
 import os
 import sys
 from typing import Iterable, Iterator, List, Optional, Tuple
 
-from recbole_ext.errors import DataFormatError, UserError
-from recbole_ext.fileio import atomic_open
+from recbole_ext.errors import ArgumentParser, DataFormatError, UserError
+from recbole_ext.fileio import atomic_open, line_of_bad_byte
 
 Row = Tuple[str, ...]
 HEADER_4 = ("user_id:token", "item_id:token", "rating:float", "timestamp:float")
@@ -42,12 +43,38 @@ def _number(value: str, what: str, path: str, lineno: int) -> str:
 
 
 def split_lines(path: str, encoding: str, sep: Optional[str] = None) -> Iterator[Tuple[int, str, List[str]]]:
-    """``(line number, stripped line, its fields split at sep)`` of every non-blank line."""
-    with open(path, encoding=encoding) as f:
+    """``(line number, stripped line, its fields split at sep)`` of every non-blank line.
+
+    Raises:
+        DataFormatError: a line does not decode, or a field holds a TAB (the atomic files'
+            separator).
+    """
+    with _decoding(path, encoding), open(path, encoding=encoding) as f:
         for lineno, line in enumerate(f, 1):
             line = line.strip()
             if line:
-                yield lineno, line, line.split(sep)
+                parts = line.split(sep)
+                yield lineno, line, [check_field(p, path, lineno) for p in parts]
+
+
+@contextlib.contextmanager
+def _decoding(path: str, encoding: str) -> Iterator[None]:
+    """Turn a decode error while reading ``path`` into a DataFormatError naming its line."""
+    try:
+        yield
+    except UnicodeDecodeError:
+        raise DataFormatError(
+            f"{path}, line {line_of_bad_byte(path, encoding)}: not {encoding} text") from None
+
+
+def check_field(value: str, path: str, lineno: int) -> str:
+    """``value``, when it can be a field of an atomic file (no TAB, no line break)."""
+    if "\t" in value or "\n" in value or "\r" in value:
+        shown = value[:40].replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
+        raise DataFormatError(
+            f"{path}, line {lineno}: field '{shown}' holds a TAB or a line break, which atomic files "
+            "cannot store; remove it from the input")
+    return value
 
 
 def read_movielens(path: str) -> Iterator[Row]:
@@ -72,12 +99,13 @@ def read_sequences(path: str) -> Iterator[Row]:
 
 def read_csv(path: str) -> Iterator[Row]:
     """Rows ``(user, item, rating, timestamp)`` or ``(user, item, position)`` from a CSV file."""
-    with open(path, encoding="utf-8", newline="") as f:
+    with _decoding(path, "utf-8"), open(path, encoding="utf-8", newline="") as f:
         reader = csv.reader(f)
         width: Optional[int] = None
         positions = {}
-        for lineno, parts in enumerate(reader, 1):
-            parts = [p.strip() for p in parts]
+        for parts in reader:
+            lineno = reader.line_num
+            parts = [check_field(p.strip(), path, lineno) for p in parts]
             if not parts or not any(parts):
                 continue
             if lineno == 1 and parts[0].lower() in ("user", "user_id", "userid"):
@@ -127,27 +155,61 @@ def write_atomic_inter(rows: Iterable[Row], out_dir: str, name: str) -> Tuple[st
     return path, n
 
 
-def convert(fmt: str, src: str, name: str, out_dir: str = "datasets") -> Tuple[str, int]:
-    """Convert ``src`` in format ``fmt`` to RecBole atomic files; returns ``(path, n_rows)``."""
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
+def check_output(out_dir: str, name: str, force: bool = False) -> str:
+    """The output file ``out_dir/name/name.inter``, after checking the name (a plain name, not a
+    path), the output root (a folder, or nothing yet) and that no output is overwritten unless
+    ``force``.
+
+    Raises:
+        UserError: one of those does not hold.
+    """
+    if not NAME.match(name or "") or name.endswith("."):
+        raise UserError(f"--name '{name}' is not a data-set name: letters, digits, '.', '_', '-', no '/'")
+    for folder in (out_dir, os.path.join(out_dir, name)):
+        if os.path.exists(folder) and not os.path.isdir(folder):
+            raise UserError(f"output folder {folder} is a file")
+    path = os.path.join(out_dir, name, f"{name}.inter")
+    if os.path.exists(path) and not force:
+        raise UserError(f"{path} exists; pass --force to overwrite it")
+    return path
+
+
+def convert(fmt: str, src: str, name: str, out_dir: str = "datasets", force: bool = False) -> Tuple[str, int]:
+    """Convert ``src`` in format ``fmt`` to RecBole atomic files; returns ``(path, n_rows)``.
+
+    Nothing is written when it fails: not the file, nor the folders made for it.
+    """
     if fmt not in READERS:
         raise UserError(f"unknown format '{fmt}': choose one of {', '.join(READERS)}")
     if not os.path.isfile(src):
         raise UserError(f"input file not found: {src}")
-    return write_atomic_inter(READERS[fmt](src), out_dir, name)
+    check_output(out_dir, name, force)
+    made = [d for d in (out_dir, os.path.join(out_dir, name)) if not os.path.exists(d)]
+    try:
+        return write_atomic_inter(READERS[fmt](src), out_dir, name)
+    except BaseException:
+        for folder in reversed(made):
+            with contextlib.suppress(OSError):
+                os.rmdir(folder)
+        raise
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m recbole_ext.data.convert",
+    parser = ArgumentParser(
+        prog="recbole-ext convert",
         description="Convert raw interaction files into RecBole atomic files.",
     )
     parser.add_argument("format", choices=sorted(READERS), help="input format")
     parser.add_argument("input", help="input file")
     parser.add_argument("--name", required=True, help="data set name (folder and file stem)")
     parser.add_argument("--out", default="datasets", help="output root folder (default: datasets)")
-    args = parser.parse_args(argv)
+    parser.add_argument("--force", action="store_true", help="overwrite an existing output")
     try:
-        path, n = convert(args.format, args.input, args.name, args.out)
+        args = parser.parse_args(argv)
+        path, n = convert(args.format, args.input, args.name, args.out, args.force)
     except UserError as e:
         print(f"recbole_ext: error: {e}", file=sys.stderr)
         return 2

@@ -16,6 +16,7 @@ from recbole.data.dataloader import TrainDataLoader
 from recbole.sampler import KGSampler
 from recbole.utils import ModelType, set_color
 
+from recbole_ext.errors import DataFormatError
 from recbole_ext.data.device_loader import DeviceTrainDataLoader, device_loader_applies
 from recbole_ext.registry import get_dataloader, get_dataset_class
 
@@ -31,6 +32,7 @@ def create_dataset(config):
 def make_loaders(config, dataset, built):
     """Train, valid and test loaders for ``config``'s model over an already split data set
     (``built``: the three parts of ``dataset.build()``; RecBole's ``data_preparation`` logic)."""
+    check_split(config, dataset, built)
     train_dataset, valid_dataset, test_dataset = built
     train_sampler, valid_sampler, test_sampler = recbole_data_utils.create_samplers(config, dataset, list(built))
     if config["MODEL_TYPE"] != ModelType.KNOWLEDGE:
@@ -46,6 +48,32 @@ def make_loaders(config, dataset, built):
     test_data = get_dataloader(config, "test")(config, test_dataset, test_sampler, shuffle=False)
     _log_loaders(config)
     return train_data, valid_data, test_data
+
+
+def check_split(config, dataset, built) -> None:
+    """Stop with one line when the split leaves a part empty, or when the data set has fewer
+    items than one evaluation ranks (``topk``, or ``uniN``/``popN`` sampled candidates).
+
+    Raises:
+        DataFormatError: naming the data set, its size and what it lacks.
+    """
+    if config["MODEL_TYPE"] == ModelType.KNOWLEDGE or not built:
+        return
+    name, split = config["dataset"], (config["eval_args"] or {}).get("split")
+    size = f"{dataset.inter_num} interactions of {dataset.user_num - 1} users and {dataset.item_num - 1} items"
+    for part, data in zip(("training", "validation", "test"), built):
+        if data is None or len(data) == 0:
+            raise DataFormatError(f"data set '{name}' ({size}): the split {split} leaves its {part} part empty")
+    mode = (config["eval_args"] or {}).get("mode")
+    mode = mode.get("test", "full") if isinstance(mode, dict) else mode
+    topk = config["topk"] if isinstance(config["topk"], list) else [config["topk"] or 1]
+    need = max(topk, default=1)
+    if isinstance(mode, str) and mode[:3] in ("uni", "pop") and mode[3:].isdigit():
+        need = int(mode[3:]) + 1
+    if dataset.item_num - 1 < need and mode != "labeled" and config["MODEL_TYPE"] != ModelType.CONTEXT:
+        raise DataFormatError(
+            f"data set '{name}' ({size}): evaluation mode {mode} with topk {topk} ranks {need} items; "
+            "use a smaller topk or a sampled mode with fewer candidates")
 
 
 def _log_loaders(config) -> None:

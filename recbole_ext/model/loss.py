@@ -125,3 +125,24 @@ def annealed_elbo_loss(
         return per_row.mean()
     weight = weight.to(per_row.dtype)
     return (per_row * weight).sum() / weight.sum().clamp(min=1.0)
+
+
+def mse_loss(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Mean squared error of predicted ratings.
+
+    Shape:
+        - prediction, target: ``[B]``
+        - output: ``[]``
+    """
+    return F.mse_loss(prediction, target.to(prediction.dtype))
+
+
+def l2_penalty(*tensors: torch.Tensor) -> torch.Tensor:
+    """Sum of squares of the batch's parameters (rows of embeddings, biases), divided by the
+    batch size (the first dimension of the first tensor): Koren's per-example regularisation.
+
+    Shape:
+        - tensors: ``[B, ...]`` each
+        - output: ``[]``
+    """
+    return sum((t.float() ** 2).sum() for t in tensors) / max(tensors[0].shape[0], 1)
