@@ -9,7 +9,7 @@ from recbole.data.dataset import SequentialDataset as RecBoleSequentialDataset
 
 from recbole_ext.data.compat import CompatDatasetMixin
 
-__all__ = ["CompatDatasetMixin", "Dataset", "SequentialDataset", "SVAEDataset"]
+__all__ = ["CompatDatasetMixin", "Dataset", "DLRMDataset", "SequentialDataset", "SVAEDataset"]
 
 
 class Dataset(CompatDatasetMixin, RecBoleDataset):
@@ -85,3 +85,34 @@ class SVAEDataset(SequentialDataset):
         )
         self.logger.debug(f"SVAEDataset: {len(inter)} prefix rows -> {n} user sequences")
         return train.copy(new_inter)
+
+
+class DLRMDataset(Dataset):
+    """Context-aware data set for DLRM: RecBole's, plus, when ``sequence_tower`` is not ``none``,
+    each interaction's recent-item history.
+
+    For every interaction row: ``item_id_list`` (``[L]``, ``L = MAX_ITEM_LIST_LENGTH``) holds the
+    ids of the same user's ``L`` most recent items before it (by ``TIME_FIELD``, ties by file
+    order), oldest first and right-padded with 0, and ``item_length`` how many. They are computed
+    over all of the user's interactions before the split, as a live system knows what was seen
+    before the moment it predicts, and carried through the split and the loaders; they are not
+    feature fields (the context embeddings do not see them).
+    """
+
+    def _change_feat_format(self):
+        super()._change_feat_format()
+        if str(self.config["sequence_tower"] or "none").lower() == "none":
+            return
+        from recbole.data.interaction import Interaction
+
+        from recbole_ext.data.history import recent_items
+
+        length = self.config["MAX_ITEM_LIST_LENGTH"]
+        users = self.inter_feat[self.uid_field].numpy()
+        items = self.inter_feat[self.iid_field].numpy()
+        times = self.inter_feat[self.time_field].numpy() if self.time_field in self.inter_feat else None
+        history, lengths = recent_items(users, items, times, length)
+        self.inter_feat.update(Interaction({
+            self.config["ITEM_ID_FIELD"] + self.config["LIST_SUFFIX"]: history,
+            self.config["ITEM_LIST_LENGTH_FIELD"]: lengths,
+        }))

@@ -130,7 +130,7 @@ def notes(table: dict, records: List[dict]) -> str:
     if len(seeds) > 1:
         out.append(f"Mean ± sample std over seeds {', '.join(map(str, seeds))}; * after a bold value: paired "
                    "t-test (scipy.stats.ttest_rel over seeds) of the best model against every other, p < 0.05.")
-    out.append("Bold: best in the column (higher metrics, lower cost). Train s/epoch: mean wall time of a "
+    out.append("Bold: best in the column (higher metrics, lower errors and cost). Train s/epoch: mean wall time of a "
                "training epoch. Infer ms/batch: mean wall time per evaluation batch over all valid and test "
                "evaluations. Peak mem: " + (table.get("mem_method") or "not measured (log without it)") + ".")
     return "\n".join(out)

@@ -53,7 +53,8 @@ def build_table(records: List[dict]) -> dict:
     ok = [r for r in records if r.get("status") == "ok"]
     valid_metric = next((r.get("valid_metric") for r in ok if r.get("valid_metric")), "")
     bigger = next((r.get("valid_metric_bigger") for r in ok if r.get("valid_metric_bigger") is not None), True)
-    columns = [Column(f"test:{m}", _metric_header(m), "max", 4, metric=True) for m in metric_names]
+    columns = [Column(f"test:{m}", _metric_header(m), "min" if _smaller_is_better(m) else "max", 4, metric=True)
+               for m in metric_names]
     columns += [
         Column("best_valid_score", f"Best valid {_metric_header(valid_metric)}".strip(), "max" if bigger else "min", 4),
         Column("epochs_run", "Epochs", None, 0),
@@ -94,6 +95,13 @@ def build_table(records: List[dict]) -> dict:
     _significance(rows, columns)
     return {"columns": columns, "rows": rows, "valid_metric": valid_metric,
             "mem_method": next((r.get("mem_method") for r in ok if r.get("mem_method")), "")}
+
+
+def _smaller_is_better(name: str) -> bool:
+    """RecBole's own list of metrics where smaller is better (RMSE, MAE, LogLoss, ...)."""
+    from recbole.evaluator.register import smaller_metrics
+
+    return name.partition("@")[0].lower() in smaller_metrics
 
 
 def _metric_header(name: str) -> str:
