@@ -60,8 +60,13 @@ def test_missing_dataset_says_where_it_looked(tmp_path):
         (("user_id:token", "item_id:token", "timestamp:float"),
          [(u, i, i) for u in (1, 2, 3) for i in range(1, 6)] + [(1, 7, "")], "line 17, column 3 ('timestamp'): blank"),
         (("user_id:token", "item_id:token", "timestamp:float"), [(1, 1, 1), (1, "caf\xe9", 2)], "line 3: not utf-8 text"),
+        (("user_id:token", "item_id:token", "timestamp:float"), [(u, i, i) for u in (1, 2, 3) for i in range(1, 6)],
+         "evaluation mode full ranks 5 items per user, fewer than topk [10]"),
+        (("user_id:token", "item_id:token", "timestamp:float"), [(1, 1, 1), (1, 2, 2), (2, 3, 1)],
+         "part empty"),
     ],
-    ids=["header-without-type", "non-numeric-float", "header-only", "duplicated-column", "blank-time", "latin-1"],
+    ids=["header-without-type", "non-numeric-float", "header-only", "duplicated-column", "blank-time", "latin-1",
+         "fewer-items-than-topk", "too-few-rows-to-split"],
 )
 def test_malformed_atomic_file(tmp_path, header, rows, needle):
     data = tmp_path / "data"
@@ -70,7 +75,8 @@ def test_malformed_atomic_file(tmp_path, header, rows, needle):
         path = data / "bad" / "bad.inter"
         path.write_bytes(path.read_text().encode("latin-1"))
     proc = run_cli(["--model=GRU4Rec", "--dataset=bad", f"--data_path={data}", "--epochs=1"], tmp_path)
-    assert_user_error(proc, "bad.inter", needle, cwd=tmp_path)
+    where = "data set 'bad'" if ("topk" in needle or "split" in needle or "part" in needle) else "bad.inter"
+    assert_user_error(proc, where, needle, cwd=tmp_path)
 
 
 def test_invalid_yaml(tmp_path):

@@ -68,12 +68,13 @@ def check_split(config, dataset, built) -> None:
     mode = mode.get("test", "full") if isinstance(mode, dict) else mode
     topk = config["topk"] if isinstance(config["topk"], list) else [config["topk"] or 1]
     need = max(topk, default=1)
-    if isinstance(mode, str) and mode[:3] in ("uni", "pop") and mode[3:].isdigit():
-        need = int(mode[3:]) + 1
-    if dataset.item_num - 1 < need and mode != "labeled" and config["MODEL_TYPE"] != ModelType.CONTEXT:
+    sampled = isinstance(mode, str) and mode[:3] in ("uni", "pop") and mode[3:].isdigit()
+    # full ranking ranks every item; a sampled mode its N candidates (drawn with replacement) + the target
+    ranked = int(mode[3:]) + 1 if sampled else dataset.item_num - 1
+    if ranked < need and mode != "labeled" and config["MODEL_TYPE"] != ModelType.CONTEXT:
         raise DataFormatError(
-            f"data set '{name}' ({size}): evaluation mode {mode} with topk {topk} ranks {need} items; "
-            "use a smaller topk or a sampled mode with fewer candidates")
+            f"data set '{name}' ({size}): evaluation mode {mode} ranks {ranked} items per user, fewer than "
+            f"topk {topk}; use a smaller topk")
 
 
 def _log_loaders(config) -> None:

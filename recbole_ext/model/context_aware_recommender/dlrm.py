@@ -45,6 +45,9 @@ from recbole_ext.model.feature_layers import SequenceTower, dot_interaction, mlp
 class DLRM(ContextRecommender):
     """Embeddings + bottom MLP -> pairwise dot products -> top MLP -> click logit."""
 
+    #: the shipped evaluation protocol DLRM is measured under (the sweep runs it on it)
+    protocol = "protocol-ctr.yaml"
+
     def __init__(self, config, dataset):
         super().__init__(config, dataset)
 
