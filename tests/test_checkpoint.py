@@ -10,6 +10,7 @@ import sys
 import textwrap
 import time
 
+import numpy as np
 import pytest
 import torch
 
@@ -254,3 +255,29 @@ def test_runs_started_in_the_same_second_get_their_own_checkpoint(ml100k_slice, 
     }
     assert len(names) == 2
     assert all(os.path.basename(n).startswith("GLINTRU-Nov-27-2026_16-00-00-") for n in names)
+
+
+def test_submodules_named_as_other_parameters_survive_the_checkpoint():
+    """RecBole's DIN lists its ``embedding_layer`` (a submodule) in ``other_parameter_name``: it is
+    not stored as plain data (it would come back as text and fail ``setattr`` on the module), and
+    an older checkpoint that holds it as text is loaded without it."""
+    from recbole.model.abstract_recommender import AbstractRecommender
+
+    from recbole_ext.trainer.checkpoint import plain_other_parameter, restore_other_parameter
+
+    class Net(AbstractRecommender):
+        def __init__(self):
+            super().__init__()
+            self.embedding_layer = torch.nn.Linear(2, 2)
+            self.table = np.arange(3)
+            self.other_parameter_name = ["embedding_layer", "table"]
+
+    net = Net()
+    saved = plain_other_parameter(net.other_parameter())
+    assert set(saved) == {"table"}
+    other = Net()
+    other.table = None
+    restore_other_parameter(other, saved)
+    assert isinstance(other.embedding_layer, torch.nn.Linear) and other.table.tolist() == [0, 1, 2]
+    restore_other_parameter(other, {"embedding_layer": "Linear(in_features=2, out_features=2)"})
+    assert isinstance(other.embedding_layer, torch.nn.Linear)

@@ -213,4 +213,6 @@ def test_wheel_ships_the_yaml_files(tmp_path):
     assert "recbole_ext/properties/dataset/amazon-beauty.yaml" in names
     assert "recbole_ext/properties/quick_start_config/protocol-pop100.yaml" in names
     assert "recbole_ext/properties/model/GLINTRU.yaml" in names
+    assert "recbole_ext/properties/config_limits.yaml" in names  # the typed configuration needs it
+    assert "recbole_ext/properties/quick_start_config/protocol-ctr.yaml" in names
     assert not any(n.startswith(("tools/", "tests/")) for n in names)

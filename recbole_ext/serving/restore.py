@@ -17,7 +17,7 @@ from recbole_ext.config import Config
 from recbole_ext.data.utils import create_dataset
 from recbole_ext.errors import UserError
 from recbole_ext.registry import get_model
-from recbole_ext.trainer.checkpoint import CheckpointError, load_checkpoint
+from recbole_ext.trainer.checkpoint import CheckpointError, load_checkpoint, restore_other_parameter
 
 
 class UnsupportedModelError(UserError, ValueError):
@@ -127,7 +127,7 @@ def restore_model(
             raise CheckpointError(f"{checkpoint} holds no token maps: the data set must be reloaded")
         model, info = _on_data_set(checkpoint, plain, info, device)
     model.load_state_dict(ckpt["state_dict"])
-    model.load_other_parameter(ckpt.get("other_parameter"))
+    restore_other_parameter(model, ckpt.get("other_parameter"))
     return model.to(device).eval(), plain, info
 
 

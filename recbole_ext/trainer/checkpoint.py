@@ -203,9 +203,13 @@ def load_checkpoint(path: str, trust_checkpoint: bool = False, map_location="cpu
 
 
 def plain_other_parameter(other: Optional[dict]) -> dict:
-    """A model's ``other_parameter()`` with arrays as tensors (weights_only-loadable)."""
+    """A model's ``other_parameter()`` with arrays as tensors (weights_only-loadable). Submodules
+    (RecBole's DIN lists its ``embedding_layer``) are left out: their weights are in the state
+    dict already, and as plain data they would come back as text."""
     out = {}
     for key, value in (other or {}).items():
+        if isinstance(value, torch.nn.Module):
+            continue
         if isinstance(value, np.ndarray) and value.dtype.kind in "biuf":
             out[str(key)] = torch.from_numpy(value.copy())
         else:
@@ -225,3 +229,11 @@ def check_resume(path: str, config, trust_checkpoint: bool = False) -> None:
     """Before any data set or model is built: ``path`` must be a readable checkpoint of this
     model on this data set (a one-line :class:`CheckpointError` otherwise)."""
     check_identity(path, load_checkpoint(path, trust_checkpoint, map_location="cpu")["config"], config)
+
+
+def restore_other_parameter(model: torch.nn.Module, other: Optional[dict]) -> None:
+    """RecBole's ``load_other_parameter`` for a checkpoint's ``other_parameter``, skipping any
+    entry that names one of the model's submodules (checkpoints written before submodules were
+    left out hold them as text)."""
+    kept = {k: v for k, v in (other or {}).items() if not isinstance(getattr(model, k, None), torch.nn.Module)}
+    model.load_other_parameter(kept or None)

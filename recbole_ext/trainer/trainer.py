@@ -33,7 +33,7 @@ from recbole.trainer import Trainer as RecBoleTrainer
 from recbole.utils import get_gpu_usage, set_color
 
 from recbole_ext.evaluation.sampled import SampledEvalMixin
-from recbole_ext.trainer.checkpoint import atomic_torch_save, check_identity, to_plain
+from recbole_ext.trainer.checkpoint import atomic_torch_save, check_identity, restore_other_parameter, to_plain
 from recbole_ext.trainer.fast_path import LossTotal, autocast, check_precision, compile_forward, set_tf32
 
 
@@ -194,7 +194,7 @@ class CompatTrainerMixin(SampledEvalMixin):
 
         checkpoint = load_checkpoint(checkpoint_file, trust_checkpoint, map_location=self.device)
         self.model.load_state_dict(checkpoint["state_dict"])
-        self.model.load_other_parameter(checkpoint.get("other_parameter"))
+        restore_other_parameter(self.model, checkpoint.get("other_parameter"))
         return checkpoint
 
     def resume_checkpoint(self, resume_file, trust_checkpoint: bool = False):
