@@ -4,7 +4,8 @@
 Commands (``train`` is the default, so ``run_recbole_ext.py --model=NAME --dataset=NAME`` trains):
 
 - ``train --model=NAME --dataset=NAME [--config_files="a.yaml b.yaml"] [--resume=CKPT] [--key=value ...]``
-- ``compare --model=A,B,C --dataset=NAME [--seeds=1,2,3] [--results-dir=DIR] [--force] [--no-plot]``
+- ``compare --model=A,B,C --dataset=NAME [--seeds=1,2,3] [--results-dir=DIR] [--force] [--no-plot] [--jobs=N]
+  [--devices=0,1]``
   (``train`` with a comma in ``--model``, or with ``--seeds``/``--results-dir``/``--force``, compares)
 - ``report LOGDIR... [--out DIR] [--no-plot]``: the comparison table from existing log files
 - ``recommend --checkpoint=CKPT (--items=ID,ID,... | --items-file=IN --output=OUT) [--k=10] [--exclude-seen]``
@@ -35,7 +36,7 @@ PROG = "recbole-ext"
 COMMANDS = ("train", "compare", "report", "recommend", "convert", "data", "models")
 USAGE = (
     f"{PROG} [train] --model=NAME --dataset=NAME [--config_files=\"a.yaml b.yaml\"] [--resume=CKPT] [--key=value ...]\n"
-    f"       {PROG} compare --model=A,B,C --dataset=NAME [--seeds=1,2,3] [--results-dir=DIR] [--force] [--no-plot]\n"
+    f"       {PROG} compare --model=A,B,C --dataset=NAME [--seeds=1,2,3] [--results-dir=DIR] [--jobs=N] [--devices=0,1]\n"
     f"       {PROG} report LOGDIR... [--out DIR] [--no-plot]\n"
     f"       {PROG} recommend --checkpoint=CKPT (--items=ID,ID,... | --items-file=IN --output=OUT) [--k=10]\n"
     f"       {PROG} convert FORMAT INPUT --name NAME [--out DIR]\n"
@@ -59,6 +60,8 @@ def _run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--results-dir", dest="results_dir", help="compare: results folder")
     parser.add_argument("--force", action="store_true", help="compare: rerun models already in the results folder")
     parser.add_argument("--no-plot", dest="no_plot", action="store_true", help="compare: do not draw comparison.png")
+    parser.add_argument("--jobs", type=int, help="compare: runs of the grid at a time, each its own process")
+    parser.add_argument("--devices", help="compare: device indices, e.g. 0,1 (one run per device at a time)")
     parser.add_argument("--verbose", action="store_true", help="also print the resolved configuration on the console")
 
 
@@ -104,7 +107,7 @@ def split_args(argv: List[str], parser: Optional[argparse.ArgumentParser] = None
 
 def cmd_train(argv: List[str]) -> int:
     args, config_args = split_args(argv)
-    if args.model and ("," in args.model or args.seeds or args.results_dir or args.force):
+    if args.model and ("," in args.model or args.seeds or args.results_dir or args.force or args.jobs or args.devices):
         return _compare(args, config_args)
     _need_model_and_data(args)
     from recbole_ext.quick_start import plain_metrics, run_recbole_ext

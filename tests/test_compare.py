@@ -102,7 +102,10 @@ def test_table_rows_columns_and_files(side_by_side):
     assert cols == ["Model", "Recall@10", "MRR@10", "NDCG@10", "Hit@10", "Precision@10", "Best valid MRR@10",
                     "Epochs", "Params", "Train s/epoch", "Infer ms/batch", "Peak mem MB", "Protocol", "Device",
                     "Status"]
-    body = [line for line in md.splitlines() if line.startswith("| ") and not line.startswith("| Model")]
+    lines = md.splitlines()
+    first = lines[lines.index(header):]
+    first = first[:first.index("")] if "" in first else first  # the main table (p-values follow it)
+    body = [line for line in first if line.startswith("| ") and not line.startswith("| Model")]
     assert [b.split("|")[1].strip() for b in body] == ["GRU4Rec", "SASRec"]
     for b in body:
         cells = [c.strip() for c in b.strip("|").split("|")]
@@ -346,3 +349,53 @@ def test_plot_draws_both_panels_from_the_records(tmp_path):
     curve = dict(plot.curves(records))["A"]  # seeds averaged epoch by epoch
     runs = [dict(r["valid_curve"]) for r in records if r["model"] == "A"]
     assert curve == [(e, (runs[0][e] + runs[1][e]) / 2) for e in sorted(runs[0])]
+
+
+def test_one_seed_compares_models_over_users(side_by_side):
+    """Each run's record holds its test metrics per user (their mean is the reported metric), and
+    with one seed the table tests the best model against the other over users (Wilcoxon signed
+    rank, and a paired t-test in the CSV), computed here again with scipy."""
+    from scipy.stats import wilcoxon
+
+    runs = [json.load(open(p)) for p in sorted(glob.glob(os.path.join(side_by_side["res"], "runs", "*.json")))]
+    ok = {r["model"]: r for r in runs if r["status"] == "ok"}
+    assert set(ok) == {"GRU4Rec", "SASRec"}
+    for rec in ok.values():
+        assert set(rec["per_user"]) == set(rec["test_result"])
+        for metric, values in rec["per_user"].items():
+            assert abs(np.mean(values) - rec["test_result"][metric]) < 1e-4, metric
+    n = {len(v) for rec in ok.values() for v in rec["per_user"].values()}
+    assert len(n) == 1 and n.pop() == 60  # every user of ml-slice, in one order
+    table = results_table.build_table(list(ok.values()))
+    assert table["significance"] == "users"
+    col = next(c for c in table["columns"] if c.key == "test:ndcg@10")
+    best = next(r for r in table["rows"] if r["mark"].get(col.key, "").startswith("best"))
+    other = next(r for r in table["rows"] if r is not best)
+    x, y = ok[best["model"]]["per_user"]["ndcg@10"], ok[other["model"]]["per_user"]["ndcg@10"]
+    assert other["p_values"][col.key] == pytest.approx(wilcoxon(x, y).pvalue)
+    assert other["p_values_t"][col.key] == pytest.approx(ttest_rel(x, y).pvalue)
+    assert "Wilcoxon signed-rank" in render.notes(table, list(ok.values()))
+    rows = list(csv.DictReader(render.to_csv(table).splitlines()))
+    assert rows[[r["model"] for r in rows].index(other["model"])]["test:ndcg@10_p_t_vs_best"]
+
+
+def test_parallel_grid_gives_the_serial_table_and_resumes(ml100k_slice, tmp_path, monkeypatch, capsys):
+    """``--jobs=2`` runs each (model, seed) as its own process; the records and the table equal
+    those of ``--jobs=1`` (the serial runner) for the same seeds, and a rerun skips them all."""
+    monkeypatch.chdir(tmp_path)
+    args = lambda res, *extra: cli_args(ml100k_slice, str(tmp_path / res), "GRU4Rec,SASRec") + ["--seeds=1"] + list(extra)
+    assert cli_main(args("serial")) == 0
+    assert cli_main(args("parallel", "--jobs=2")) == 0
+    out = capsys.readouterr().out
+    assert "GRU4Rec seed 1: started (1 threads)" in out and "SASRec seed 1: ok after" in out
+    for model in ("GRU4Rec", "SASRec"):
+        serial = json.load(open(tmp_path / "serial" / "runs" / f"{model}-seed1.json"))
+        parallel = json.load(open(tmp_path / "parallel" / "runs" / f"{model}-seed1.json"))
+        assert parallel["test_result"] == serial["test_result"] and parallel["per_user"] == serial["per_user"]
+        assert os.path.isfile(tmp_path / "parallel" / "jobs" / f"{model}-seed1.txt")
+    table = lambda res: [l.split("|")[1:7] for l in open(tmp_path / res / "comparison.md") if l.startswith("| ")]
+    assert table("parallel") == table("serial")
+    assert cli_main(args("parallel", "--jobs=2")) == 0
+    assert capsys.readouterr().out.count("already in") == 2  # resumed: nothing ran again
+    assert cli_main(args("parallel", "--jobs=0")) == 2
+    assert "--jobs must be at least 1" in capsys.readouterr().err

@@ -49,8 +49,11 @@ def test_runs_started_in_the_same_second_keep_their_own_files(run_tiny, ml100k_s
 @pytest.mark.parametrize("sig,code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
 def test_interrupt_keeps_the_last_epoch_and_says_how_to_resume(ml100k_slice, tmp_path, sig, code):
     args = tiny_args(ml100k_slice, "--epochs=200", "--stopping_step=200", "--eval_step=1")
+    # SIGINT back to its default in the child: a test run started in the background (`cmd &` without
+    # job control) hands its children SIGINT ignored, and Python then never raises KeyboardInterrupt
     proc = subprocess.Popen([sys.executable, RUNNER, *args], cwd=tmp_path, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=dict(os.environ, PYTHONWARNINGS="ignore"))
+                            stderr=subprocess.PIPE, text=True, env=dict(os.environ, PYTHONWARNINGS="ignore"),
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 300
     while not glob.glob(str(tmp_path / "saved" / "*.pth")) and time.time() < deadline and proc.poll() is None:
         time.sleep(0.2)

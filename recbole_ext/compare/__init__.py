@@ -1,7 +1,8 @@
 """Side-by-side runs and comparison tables, the way papers report them.
 
 ``python run_recbole_ext.py --model=GLINTRU,SASRec,GRU4Rec --dataset=ml-100k [--seeds=1,2,3]
-[--results-dir=DIR] [--force] [--no-plot] [--key=value ...]``
+[--results-dir=DIR] [--force] [--no-plot] [--jobs=N] [--devices=0,1] [--key=value ...]``
+(``--jobs``/``--devices``: the grid as separate processes, :mod:`recbole_ext.compare.parallel`)
 
 For each seed, the data set is built and split once per *data-set class and data settings*
 (RecBole builds sequential and general data sets differently; models that differ in a data key
@@ -25,7 +26,9 @@ peak memory (see :class:`PeakMemory`) and the device. With several seeds each ce
 ``mean ± std`` (sample standard deviation) and the best model of every metric column is compared
 with each other model by a paired t-test over seeds (:func:`scipy.stats.ttest_rel`); its value
 gets ``*`` when it beats every other model with p < 0.05, and the p-values are listed below the
-table. The best value of each column is bold (higher is better for metrics, lower for cost).
+table. With one seed the test is a Wilcoxon signed-rank test over the test users' per-user values
+(:mod:`recbole_ext.evaluation.per_user`). The best value of each column is bold (higher is better
+for metrics, lower for errors and cost).
 """
 
 from __future__ import annotations
@@ -61,11 +64,16 @@ def run_from_args(args, config_args: List[str]) -> int:
     models = parse_list(args.model)
     seeds = parse_seeds(getattr(args, "seeds", None))
     config_files = args.config_files.split() if args.config_files else None
-    records, results_dir = run_comparison(
-        models, args.dataset, config_files, config_args, seeds=seeds,
-        results_dir=getattr(args, "results_dir", None), force=bool(getattr(args, "force", False)),
-        saved=not getattr(args, "no_save", False), plot=not getattr(args, "no_plot", False),
-    )
+    options = dict(results_dir=getattr(args, "results_dir", None), force=bool(getattr(args, "force", False)),
+                   saved=not getattr(args, "no_save", False), plot=not getattr(args, "no_plot", False))
+    jobs, devices = getattr(args, "jobs", None), getattr(args, "devices", None)
+    if jobs is not None or devices:
+        from recbole_ext.compare.parallel import parse_devices, run_parallel
+
+        records, results_dir = run_parallel(models, args.dataset, config_files, config_args, seeds,
+                                            jobs=1 if jobs is None else jobs, devices=parse_devices(devices), **options)
+    else:
+        records, results_dir = run_comparison(models, args.dataset, config_files, config_args, seeds=seeds, **options)
     if not getattr(args, "results_dir", None):
         print(f"[compare] to resume or extend this comparison, add --results-dir={results_dir}")
     return 1 if any(r.get("status") != "ok" for r in records) else 0

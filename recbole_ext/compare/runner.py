@@ -168,7 +168,7 @@ def run_comparison(
     """
     models = list(models)
     cmd_args = list(cmd_args or [])
-    _check_request(models, seeds, cmd_args)
+    check_request(models, seeds, cmd_args)
     spec = RunSpec(dataset, results_dir or default_results_dir(dataset), config_files, config_dict,
                    cmd_args, saved, force, echo)
     os.makedirs(os.path.join(spec.results_dir, RUN_DIR), exist_ok=True)
@@ -180,11 +180,11 @@ def run_comparison(
         shared.clear()
         release_memory()
     write_outputs(records, dataset, spec.results_dir, plot=plot, echo=echo,
-                  title=_title(models, dataset, seeds, cmd_args))
+                  title=table_title(models, dataset, seeds, cmd_args))
     return records, spec.results_dir
 
 
-def _check_request(models: List[str], seeds, cmd_args: List[str]) -> None:
+def check_request(models: List[str], seeds, cmd_args: List[str]) -> None:
     if not models:
         raise UserError("no model given: pass --model=A,B,...")
     if seeds and any(a.startswith("--seed=") for a in cmd_args):
@@ -207,7 +207,7 @@ def _run_named(spec: RunSpec, name: str, seed, shared: Dict[str, tuple]) -> dict
     return spec.stored(model, seed, fp) or _run_model(spec, model, seed, fp, shared)
 
 
-def _title(models, dataset, seeds, cmd_args) -> str:
+def table_title(models, dataset, seeds, cmd_args) -> str:
     parts = [f"{', '.join(models)} on {dataset}"]
     if seeds:
         parts.append(f"seeds {', '.join(map(str, seeds))}")
@@ -303,6 +303,7 @@ def _train_and_test(spec: RunSpec, config, seed, shared: Dict[str, tuple]) -> di
         eval_batch_ms=[float(x) for x in timings["eval_batch_ms"]],
         peak_mem_mb=meter.peak_mb, peak_rss_mb=meter.peak_rss_mb, mem_method=meter.method,
         device=device_label(config["device"]), valid_curve=[list(p) for p in timings["valid_curve"]],
+        per_user={k: [round(float(x), 6) for x in v] for k, v in trainer.per_user_result().items()},
     ).to_dict()
     # the log keeps what `recbole-ext report` cannot read elsewhere (per-batch timing, memory)
     summary = {k: rec[k] for k in ("n_params", "best_valid_score", "train_epoch_s", "eval_batch_ms",

@@ -36,6 +36,8 @@ class RunRecord:
     mem_method: Optional[str] = None
     device: Optional[str] = None
     valid_curve: List[List[float]] = dataclasses.field(default_factory=list)
+    #: the test split's top-k metrics per evaluated user (``{"ndcg@10": [...]}``), in evaluation order
+    per_user: Dict[str, List[float]] = dataclasses.field(default_factory=dict)
     source: str = "compare"
 
     def to_dict(self) -> dict:

@@ -77,7 +77,7 @@ def to_csv(table: dict) -> str:
     cols = table["columns"]
     head = ["model", "n_seeds", "status", "protocol", "device"]
     for c in cols:
-        head += [c.key, f"{c.key}_std"] + ([f"{c.key}_p_vs_best"] if c.metric else [])
+        head += [c.key, f"{c.key}_std"] + ([f"{c.key}_p_vs_best", f"{c.key}_p_t_vs_best"] if c.metric else [])
     w.writerow(head)
     for row in table["rows"]:
         line = [row["model"], row["n_seeds"], row["status"], row["protocol"], row["device"]]
@@ -85,9 +85,9 @@ def to_csv(table: dict) -> str:
             cell = row["cells"][c.key]
             line += ["" if cell["mean"] is None else repr(float(cell["mean"])),
                      "" if cell["std"] is None else repr(float(cell["std"]))]
-            if c.metric:
-                p = row["p_values"].get(c.key)
-                line.append("" if p is None else repr(p))
+            if c.metric:  # the table's test, then (one seed) the paired t-test over users
+                for p in (row["p_values"].get(c.key), row.get("p_values_t", {}).get(c.key)):
+                    line.append("" if p is None else repr(p))
         w.writerow(line)
     return buf.getvalue()
 
@@ -130,6 +130,10 @@ def notes(table: dict, records: List[dict]) -> str:
     if len(seeds) > 1:
         out.append(f"Mean ± sample std over seeds {', '.join(map(str, seeds))}; * after a bold value: paired "
                    "t-test (scipy.stats.ttest_rel over seeds) of the best model against every other, p < 0.05.")
+    elif table.get("significance") == "users":
+        out.append("One seed; * after a bold value: Wilcoxon signed-rank test (scipy.stats.wilcoxon) over the "
+                   "test users' per-user values of the best model against every other, p < 0.05 (a paired "
+                   "t-test over users is in comparison.csv).")
     out.append("Bold: best in the column (higher metrics, lower errors and cost). Train s/epoch: mean wall time of a "
                "training epoch. Infer ms/batch: mean wall time per evaluation batch over all valid and test "
                "evaluations. Peak mem: " + (table.get("mem_method") or "not measured (log without it)") + ".")
@@ -147,7 +151,9 @@ def write_outputs(records: List[dict], dataset: str, out_dir: Optional[str], plo
         doc += [title, ""]
     doc += [md, "", notes(table, records)]
     if sig:
-        doc += ["", "Paired t-test p-values (best model of each metric against each other model):", "", sig]
+        test = ("Wilcoxon signed-rank p-values over users" if table.get("significance") == "users"
+                else "Paired t-test p-values over seeds")
+        doc += ["", f"{test} (best model of each metric against each other model):", "", sig]
     text = "\n".join(doc) + "\n"
     echo(text)
     if out_dir:

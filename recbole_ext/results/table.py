@@ -90,10 +90,11 @@ def build_table(records: List[dict]) -> dict:
             "seeds": [r.get("seed") for r in good],
             "mark": {},
             "p_values": {},
+            "per_user": first.get("per_user") or {} if len(good) == 1 else {},
         })
     _mark_best(rows, columns)
-    _significance(rows, columns)
-    return {"columns": columns, "rows": rows, "valid_metric": valid_metric,
+    significance = _significance(rows, columns)
+    return {"columns": columns, "rows": rows, "valid_metric": valid_metric, "significance": significance,
             "mem_method": next((r.get("mem_method") for r in ok if r.get("mem_method")), "")}
 
 
@@ -127,12 +128,14 @@ def _mark_best(rows: List[dict], columns: List[Column]) -> None:
                 r["mark"][col.key] = "best"
 
 
-def _significance(rows: List[dict], columns: List[Column]) -> None:
-    """Paired t-test over seeds: the best model of each metric column against each other model."""
-    try:
-        from scipy.stats import ttest_rel
-    except ImportError:  # pragma: no cover - scipy is a dependency
-        return
+def _significance(rows: List[dict], columns: List[Column]) -> str:
+    """The best model of each metric column against each other model: a paired t-test over seeds
+    with several seeds; with one seed, a Wilcoxon signed-rank test over the test users' per-user
+    values (:func:`_per_user_tests`). Returns which test ran: ``seeds``, ``users`` or ``""``."""
+    if max((r["n_seeds"] for r in rows), default=0) < 2:
+        return "users" if _per_user_tests(rows, columns) else ""
+    from scipy.stats import ttest_rel
+
     for col in columns:
         if not col.metric:
             continue
@@ -162,3 +165,29 @@ def _significance(rows: List[dict], columns: List[Column]) -> None:
             all_sig &= p < 0.05
         if tested and all_sig:
             best["mark"][col.key] = "best*"
+    return "seeds"
+
+
+def _per_user_tests(rows: List[dict], columns: List[Column]) -> bool:
+    """Wilcoxon signed-rank (``p_values``) and paired t (``p_values_t``) tests over the users of
+    the best model's per-user values against each other model's (same users, same order); the
+    best is starred when every Wilcoxon p < 0.05. Returns whether any pair was tested."""
+    from scipy.stats import ttest_rel, wilcoxon
+
+    tested_any = False
+    for col in (c for c in columns if c.metric):
+        name = col.key.split(":", 1)[1]
+        best = [r for r in rows if r["mark"].get(col.key) == "best" and name in r["per_user"]]
+        if len(best) != 1:
+            continue
+        x = best[0]["per_user"][name]
+        others = [r for r in rows if r is not best[0] and len(r["per_user"].get(name, [])) == len(x)]
+        for r in others:
+            y = r["per_user"][name]
+            same = all(a == b for a, b in zip(x, y))
+            r["p_values"][col.key] = 1.0 if same else float(wilcoxon(x, y).pvalue)
+            r.setdefault("p_values_t", {})[col.key] = 1.0 if same else float(ttest_rel(x, y).pvalue)
+        if others and all(r["p_values"][col.key] < 0.05 for r in others):
+            best[0]["mark"][col.key] = "best*"
+        tested_any |= bool(others)
+    return tested_any

@@ -33,6 +33,7 @@ from recbole.trainer import Trainer as RecBoleTrainer
 from recbole.utils import get_gpu_usage, set_color
 
 from recbole_ext.evaluation.sampled import SampledEvalMixin
+from recbole_ext.evaluation.per_user import CapturingEvaluator, per_user_metrics
 from recbole_ext.trainer.checkpoint import atomic_torch_save, check_identity, restore_other_parameter, to_plain
 from recbole_ext.trainer.fast_path import LossTotal, autocast, check_precision, compile_forward, set_tf32
 
@@ -51,6 +52,7 @@ class CompatTrainerMixin(SampledEvalMixin):
                                  else f"{stem}-{secrets.token_hex(4)}{ext}")
         self._move_tensorboard(run_id, config["tensorboard_dir"])
         self.timings: Dict[str, List] = {"train_epoch_s": [], "eval_batch_ms": [], "valid_curve": []}
+        self.evaluator = CapturingEvaluator(config)  # keeps the last evaluation's per-user data
         self.fast_sampled_eval = config["fast_sampled_eval"] is not False
         self.time_budget_s = config["train_time_budget_s"]
         self.precision = check_precision(config["precision"])
@@ -353,6 +355,10 @@ class CompatTrainerMixin(SampledEvalMixin):
         n_batches = max(len(eval_data), 1)
         self.timings["eval_batch_ms"].append(1000.0 * (time.perf_counter() - start) / n_batches)
         return result
+
+    def per_user_result(self) -> Dict[str, "np.ndarray"]:
+        """The last evaluation's top-k metrics per user (:mod:`recbole_ext.evaluation.per_user`)."""
+        return per_user_metrics(getattr(self.evaluator, "last_struct", None), self.config)
 
     def _full_sort_batch_eval(self, batched_data):
         """RecBole's full-ranking batch, with the scores in float32 for the metrics (a no-op
