@@ -207,9 +207,13 @@ class Config(RecBoleConfig):
 
     def _update_internal_config_dict(self, file):
         """RecBole's loading of one of its default files, remembering the file (its comments
-        give the keys' types: :mod:`recbole_ext.config_schema`)."""
+        give the keys' types: :mod:`recbole_ext.config_schema`) and, for the model's own YAML,
+        its keys."""
         self.default_files.append(file)
-        return super()._update_internal_config_dict(file)
+        data = super()._update_internal_config_dict(file)
+        if os.path.basename(os.path.dirname(file)) == "model":
+            self.model_keys += list(data or {})
+        return data
 
     def _load_default_file(self, path: str) -> dict:
         self.default_files.append(path)
@@ -219,12 +223,9 @@ class Config(RecBoleConfig):
 
     def _load_internal_config_dict(self, model, model_class, dataset):
         self.default_files: List[str] = []
+        #: keys of the model's own defaults (RecBole's model YAML, then ours)
+        self.model_keys: List[str] = []
         super()._load_internal_config_dict(model, model_class, dataset)
-        #: keys of the model's own defaults (RecBole's model YAML, or ours)
-        self.model_keys: List[str] = [
-            k for f in self.default_files if os.path.basename(f) == f"{model}.yaml"
-            and os.path.basename(os.path.dirname(f)) == "model" for k in (load_yaml_file(f, self.yaml_loader))
-        ]
         self._load_default_file(OVERALL_YAML)
         own_yaml = os.path.join(OWN_MODEL_YAML_DIR, f"{model}.yaml")
         self.own_model_keys: List[str] = []

@@ -118,9 +118,8 @@ class CompatDatasetMixin:
         columns, usecols, positions, ftypes = [], [], [], []
         header = read_header(filepath, field_separator, encoding)
         if source == FeatureSource.INTERACTION:
-            time_ordered = (self.config["eval_args"] or {}).get("order") == "TO"
             check_interaction_columns(filepath, {f: t for _, f, t in header}, load_col, self.uid_field,
-                                      self.iid_field, self.time_field if time_ordered else None)
+                                      self.iid_field, self.time_field if self._time_ordered else None)
         for position, (field_type, field, ftype) in enumerate(header, start=1):
             if load_col is not None and field not in load_col:
                 continue
@@ -146,6 +145,11 @@ class CompatDatasetMixin:
         self._parse_columns(df, filepath, columns, positions, ftypes)
         return df
 
+    @property
+    def _time_ordered(self) -> bool:
+        """Whether the split orders interactions by time (``eval_args.order: TO``)."""
+        return (self.config["eval_args"] or {}).get("order") == "TO"
+
     def _parse_columns(self, df, filepath, columns, positions, ftypes) -> None:
         """Numbers and sequences out of the string columns of one atomic file."""
         seq_separator = self.config["seq_separator"]
@@ -153,7 +157,7 @@ class CompatDatasetMixin:
             where = (filepath, position, field)
             if ftype == FeatureType.FLOAT:
                 df[field] = parse_float_column(df[field], *where)
-                if field == self.time_field and (self.config["eval_args"] or {}).get("order") == "TO":
+                if field == self.time_field and self._time_ordered:
                     check_no_blank(df[field], *where, "the split orders interactions by time (order: TO)")
                 continue
             if not ftype.value.endswith("seq"):

@@ -51,8 +51,9 @@ def make_loaders(config, dataset, built):
 
 
 def check_split(config, dataset, built) -> None:
-    """Stop with one line when the split leaves a part empty, or when the data set has fewer
-    items than one evaluation ranks (``topk``, or ``uniN``/``popN`` sampled candidates).
+    """Stop with one line when the split leaves a part empty, or when an evaluation ranks fewer
+    items per user than ``topk`` (all items in full ranking; ``N + 1`` candidates in ``uniN`` /
+    ``popN``, drawn with replacement, so a small data set is no obstacle there).
 
     Raises:
         DataFormatError: naming the data set, its size and what it lacks.

@@ -90,7 +90,7 @@ def build_table(records: List[dict]) -> dict:
             "seeds": [r.get("seed") for r in good],
             "mark": {},
             "p_values": {},
-            "per_user": first.get("per_user") or {} if len(good) == 1 else {},
+            "per_user": (first.get("per_user") or {}) if len(good) == 1 else {},
         })
     _mark_best(rows, columns)
     significance = _significance(rows, columns)
