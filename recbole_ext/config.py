@@ -73,6 +73,14 @@ def resolve_config_file(path: str) -> str:
     return shipped if os.path.isfile(shipped) else path
 
 
+def protocol_settings(name: str) -> dict:
+    """The settings of a shipped evaluation protocol (``protocol-rating.yaml``, ...) without its
+    ``load_col`` (the columns of the data set it was written for)."""
+    settings = dict(load_yaml_file(resolve_config_file(name), yaml.SafeLoader))
+    settings.pop("load_col", None)
+    return settings
+
+
 def check_dataset_name(dataset) -> None:
     """A data set is named, not given as a path: ``--dataset=NAME`` with ``--data_path=FOLDER``."""
     text = str(dataset)

@@ -19,6 +19,7 @@ negative sampling, the validation metric against ``metrics`` and ``topk``) are :
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import re
@@ -109,9 +110,11 @@ def parse_spec(text: str, meaning: str = "") -> Optional[KeySpec]:
     return KeySpec(tuple(alts), meaning.strip())
 
 
-def read_yaml_specs(path: str) -> Tuple[Dict[str, Optional[KeySpec]], List[str]]:
-    """``({key: KeySpec or None}, [keys whose default is ~])`` of one YAML file's top-level keys
-    (None: the key's comment names no type of the grammar)."""
+@functools.lru_cache(maxsize=None)
+def read_yaml_specs(path: str) -> Tuple[Dict[str, Optional[KeySpec]], Tuple[str, ...]]:
+    """``({key: KeySpec or None}, (keys whose default is ~))`` of one YAML file's top-level keys
+    (None: the key's comment names no type of the grammar). Read once per process: every
+    ``Config`` of a comparison or a sweep loads the same files. Callers do not modify the dict."""
     specs: Dict[str, Optional[KeySpec]] = {}
     with open(path, "r", encoding="utf-8") as f:
         text = f.read()
@@ -120,7 +123,7 @@ def read_yaml_specs(path: str) -> Tuple[Dict[str, Optional[KeySpec]], List[str]]
         if m:
             specs[m.group(1)] = parse_spec(m.group("spec"), m.group("meaning"))
     defaults = yaml.safe_load(text) or {}
-    return specs, [k for k, v in defaults.items() if v is None]
+    return specs, tuple(k for k, v in defaults.items() if v is None)
 
 
 @dataclass
@@ -134,8 +137,7 @@ class Schema:
     @classmethod
     def from_files(cls, paths: Iterable[str], limits_path: str = LIMITS_YAML) -> "Schema":
         schema = cls()
-        with open(limits_path, "r", encoding="utf-8") as f:
-            limits = yaml.safe_load(f) or {}
+        limits = _read_limits(limits_path)
         for path in paths:
             own = not os.path.realpath(path).startswith(_RECBOLE_DIR)
             specs, nullable = read_yaml_specs(path)
@@ -164,6 +166,13 @@ class Schema:
                 allowed = spec.text() + (" or None" if key in self.nullable else "")
                 meaning = f" ({spec.meaning.rstrip('.')})" if spec.meaning else ""
                 raise ConfigError(f"invalid configuration: {key}={value!r}; allowed: {allowed}{meaning}")
+
+
+@functools.lru_cache(maxsize=None)
+def _read_limits(path: str) -> dict:
+    """``config_limits.yaml``, read once per process (callers do not modify it)."""
+    with open(path, "r", encoding="utf-8") as f:
+        return yaml.safe_load(f) or {}
 
 
 def _with_limits(spec: KeySpec, text: str) -> KeySpec:

@@ -60,14 +60,9 @@ def _baselines(data_path, protocol_keys):
 
 
 def _protocol_keys(name):
-    import yaml
+    from recbole_ext.config import protocol_settings
 
-    from recbole_ext.config import resolve_config_file
-
-    with open(resolve_config_file(name)) as f:
-        keys = yaml.safe_load(f)
-    keys.pop("load_col")
-    return keys
+    return protocol_settings(name)
 
 
 @pytest.mark.parametrize("model,protocol", [

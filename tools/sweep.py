@@ -111,16 +111,9 @@ def own_cases() -> List[Case]:
 def _protocol(name: Optional[str]) -> dict:
     """The settings of the shipped evaluation protocol a model is evaluated under (its class's
     ``protocol``: the rating models' ``protocol-rating.yaml``), without the data-set columns."""
-    if not name:
-        return {}
-    import yaml
+    from recbole_ext.config import protocol_settings
 
-    from recbole_ext.config import resolve_config_file
-
-    with open(resolve_config_file(name)) as f:
-        settings = yaml.safe_load(f) or {}
-    settings.pop("load_col", None)
-    return settings
+    return protocol_settings(name) if name else {}
 
 
 def all_cases(models: Optional[List[str]] = None) -> List[Case]:

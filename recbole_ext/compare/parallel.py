@@ -59,7 +59,7 @@ def run_parallel(models: Sequence[str], dataset: str, config_files: Optional[Lis
     workers = len(devices) if devices else jobs
     threads = max(1, (os.cpu_count() or 1) // workers)
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        done = dict(zip(todo, pool.map(lambda job: _run_job(spec, job, slots, threads), todo)))
+        done = {job[:2]: rec for job, rec in zip(todo, pool.map(lambda job: _run_job(spec, job, slots, threads), todo))}
     records.update(done)
     ordered = [records[key] for key in grid]
     write_outputs(ordered, dataset, spec.results_dir, plot=plot, echo=echo,
@@ -69,7 +69,7 @@ def run_parallel(models: Sequence[str], dataset: str, config_files: Optional[Lis
 
 def _plan(spec: RunSpec, models: List[str], seeds):
     """The grid's (model, seed) keys in table order, the records already known (stored runs,
-    unknown model names), and the keys still to run."""
+    unknown model names), and the (model, seed, fingerprint) of each run still to do."""
     grid, records, todo = [], {}, []
     for seed in list(seeds) if seeds else [None]:
         for name in models:
@@ -86,13 +86,14 @@ def _plan(spec: RunSpec, models: List[str], seeds):
             if stored:
                 records[key] = stored
             else:
-                todo.append(key)
+                todo.append((model, seed, fp))
     return grid, records, todo
 
 
-def _run_job(spec: RunSpec, job: Tuple[str, Optional[int]], slots: "queue.Queue", threads: int) -> dict:
-    """One (model, seed) as a ``compare`` process on a free slot; its record, or a failed one."""
-    model, seed = job
+def _run_job(spec: RunSpec, job: Tuple[str, Optional[int], str], slots: "queue.Queue", threads: int) -> dict:
+    """One (model, seed, fingerprint) as a ``compare`` process on a free slot; its record, or a
+    failed one."""
+    model, seed, fp = job
     device = slots.get()
     out_path = os.path.join(spec.results_dir, JOB_DIR, f"{model}-seed{seed}.txt")
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
@@ -107,7 +108,6 @@ def _run_job(spec: RunSpec, job: Tuple[str, Optional[int]], slots: "queue.Queue"
     finally:
         slots.put(device)
     rec = load_run(run_path(spec.results_dir, model, seed))
-    fp = fingerprint(model, spec.dataset, seed, spec.config_files, None, spec.cmd_args)
     if rec is None or rec.get("fingerprint") not in (None, fp):
         rec = failed_record(model, spec.dataset, seed, f"process exited {rc}: {_last_line(out_path)}")
     spec.echo(f"[compare] {model} seed {seed}: {rec.get('status')} after {time.perf_counter() - start:.0f} s"
