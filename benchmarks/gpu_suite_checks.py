@@ -91,7 +91,8 @@ def check_sampled_eval(data: Dict, models=("GLINTRU", "SASRec")) -> List[Tuple[s
     eval_args = {"split": {"LS": "valid_and_test"}, "order": "TO", "mode": "pop100", "group_by": "user"}
     for model in models:
         keys = {**data.get("keys", {}), **MODEL_KEYS.get(model, {}), "eval_args": eval_args,
-                "metrics": ["Recall", "MRR", "NDCG"], "topk": [10], "eval_batch_size": 256}
+                "metrics": ["Recall", "MRR", "NDCG"], "topk": [10], "eval_batch_size": 256,
+                "eval_candidates": "per_epoch"}
         config = suite_config(model, data["dataset"], data.get("data_path"), keys)
         init_seed(config["seed"], True)
         _, valid, _ = data_preparation(config, create_dataset(config))

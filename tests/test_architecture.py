@@ -121,7 +121,7 @@ def test_registry_is_where_mixins_are_composed():
         for node in ast.walk(ast.parse(open(path, encoding="utf-8").read())):
             if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "type" and len(node.args) == 3:
                 composing.add(m)
-    assert composing == {"recbole_ext.registry", "recbole_ext.data.dataloader"}
+    assert composing == {"recbole_ext.registry", "recbole_ext.data.sampling"}
 
 
 def test_import_recbole_ext_stays_light():

@@ -250,7 +250,7 @@ def test_report_reads_plain_recbole_logs(tmp_path, capsys):
     assert sas["train_epoch_s"] == [4.5, 4.25, 4.0]
     assert sas["valid_curve"] == [[0, 0.0201], [1, 0.0243], [2, 0.0239]]
     assert sas["best_valid_score"] == pytest.approx(0.0243)
-    assert sas["protocol"] == "full" and gru["protocol"] == "sampled pop100"
+    assert sas["protocol"] == "full" and gru["protocol"] == "sampled pop100, per-epoch negatives"
     assert sas["eval_batch_ms"] == [] and sas["peak_mem_mb"] is None  # not in a plain log
     assert bert["status"] == "failed" and "unfinished" in bert["reason"]
 

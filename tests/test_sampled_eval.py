@@ -27,6 +27,7 @@ SMALL = {
     "topk": [1, 5, 10],
     "valid_metric": "NDCG@10",
     "load_col": {"inter": ["user_id", "item_id", "timestamp"]},
+    "eval_candidates": "per_epoch",  # RecBole's draw, so RecBole's loader can be compared
 }
 
 
@@ -155,7 +156,7 @@ def test_vectorised_sampler_draws_recbole_negatives(ml100k_slice):
     import numpy as np
     from recbole.sampler import Sampler
 
-    from recbole_ext.data.dataloader import vectorised_sampler
+    from recbole_ext.data.sampling import vectorised_sampler
 
     config, _, _, _ = build("GLINTRU", ml100k_slice, "pop100")
     dataset = create_dataset(config).build()[0]
@@ -222,3 +223,57 @@ def test_full_sort_mode_unaffected(ml100k_slice):
     a = evaluate(trainer, valid_data, fast=True)
     b = evaluate(trainer, valid_data, fast=False)
     assert dict(a) == dict(b)
+
+
+def _candidate_sets(loader) -> dict:
+    """{(user id, positive item): sorted candidate ids} over one pass of a sampled loader (ours
+    or RecBole's expanded layout)."""
+    from recbole_ext.data.dataloader import CandidateBatch
+
+    uid, iid = loader._dataset.uid_field, loader._dataset.iid_field
+    out = {}
+    for batch in loader:
+        if isinstance(batch, CandidateBatch):
+            users, cands = batch.interaction[uid], batch.candidates
+            for u, row in zip(users.tolist(), cands.tolist()):
+                out[(u, row[0])] = sorted(row)
+            continue
+        inter, row_idx, positive_u, positive_i = batch
+        for k in range(int(positive_u.max()) + 1):
+            rows = (row_idx == k).nonzero(as_tuple=True)[0]
+            assert len(positive_i[positive_u == k]) == 1  # leave-one-out: one positive per user
+            out[(int(inter[uid][rows[0]]), int(positive_i[positive_u == k][0]))] = sorted(inter[iid][rows].tolist())
+    return out
+
+
+def test_shared_candidates_are_the_same_for_every_model_and_epoch(ml100k_slice):
+    """``eval_candidates: shared``: two sequential models (our loader), two general models
+    (RecBole's loader; RecBole's general sampler excludes every item the user has seen, the
+    sequential one only the row's own item, so the two families rank different candidates), and
+    two passes at different global RNG states each rank the same candidates; the global numpy
+    stream is left as it was; ``per_epoch`` draws anew."""
+    import numpy as np
+
+    seen = {}
+    for model in ("GLINTRU", "SASRec", "BPR", "Pop"):
+        _, _, valid_data, test_data = build(model, ml100k_slice, "pop100", eval_candidates="shared")
+        family = "general" if model in ("BPR", "Pop") else "sequential"
+        for phase, loader in ((family + " valid", valid_data), (family + " test", test_data)):
+            init_seed(1, True)
+            state = np.random.get_state()[1].copy()
+            first = _candidate_sets(loader)
+            assert np.array_equal(np.random.get_state()[1], state)  # the global stream untouched
+            init_seed(2, True)
+            assert _candidate_sets(loader) == first  # every epoch the same
+            assert all(len(c) == 101 for c in first.values())
+            seen.setdefault(phase, []).append((model, first))
+    for phase, runs in seen.items():
+        (_, reference), *others = runs
+        for model, sets in others:
+            assert sets == reference, f"{model} ranked other {phase} candidates"
+    assert len(seen) == 4 and seen["sequential valid"][0][1] != seen["sequential test"][0][1]
+    _, _, valid_data, _ = build("GLINTRU", ml100k_slice, "pop100")  # SMALL: per_epoch
+    init_seed(1, True)
+    a = _candidate_sets(valid_data)
+    init_seed(2, True)
+    assert _candidate_sets(valid_data) != a

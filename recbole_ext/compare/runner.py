@@ -256,7 +256,7 @@ def _logged_run(spec: RunSpec, config, seed, shared: Dict[str, tuple]) -> dict:
         reason = str(e) if isinstance(e, SharedDataError) else one_line(e)
         logger.error("compare failed: " + reason + "\n" + traceback.format_exc())
         spec.echo(f"[compare] {model} seed {seed}: failed: {reason}")
-        rec = failed_record(model, spec.dataset, seed, reason, protocol=protocol_of(config["eval_args"]),
+        rec = failed_record(model, spec.dataset, seed, reason, protocol=protocol_of(config["eval_args"], config["eval_candidates"]),
                       device=device_label(config["device"]))
     finally:
         close_logger()
@@ -298,7 +298,7 @@ def _train_and_test(spec: RunSpec, config, seed, shared: Dict[str, tuple]) -> di
         best_valid_result=plain_metrics(result["best_valid_result"]),
         best_valid_score=float(result["best_valid_score"]), valid_metric=config["valid_metric"],
         valid_metric_bigger=bool(config["valid_metric_bigger"]), epochs_run=len(timings["train_epoch_s"]),
-        protocol=protocol_of(config["eval_args"]), n_params=int(result["n_params"]),
+        protocol=protocol_of(config["eval_args"], config["eval_candidates"]), n_params=int(result["n_params"]),
         train_epoch_s=[float(x) for x in timings["train_epoch_s"]],
         eval_batch_ms=[float(x) for x in timings["eval_batch_ms"]],
         peak_mem_mb=meter.peak_mb, peak_rss_mb=meter.peak_rss_mb, mem_method=meter.method,

@@ -19,14 +19,15 @@ with the default 2048), so the model encodes large batches.
 
 from __future__ import annotations
 
-import copy
-from typing import Callable, Dict, Optional, Tuple
+from typing import Callable, Optional, Tuple
 
 import numpy as np
 import torch
 from recbole.data.dataloader import NegSampleEvalDataLoader
 from recbole.data.interaction import Interaction, cat_interactions
-from recbole.sampler import RepeatableSampler
+
+from recbole_ext.data.candidates import SharedCandidatesMixin, SharedNegSampleEvalDataLoader
+from recbole_ext.data.sampling import vectorised_sampler
 
 
 class CandidateBatch:
@@ -65,84 +66,10 @@ class CandidateBatch:
         return self._expander(self, n_users)
 
 
-class VectorisedSamplingMixin:
-    """RecBole's negative sampling with its per-sample Python loops replaced by array code.
-
-    Draws the same random numbers in the same order as RecBole's ``_pop_sampling`` (``randint``
-    over the alias table's keys, then ``random``) and ``sample_by_key_ids`` (one draw for all
-    values, then redraws of the rejected positions until none is a used id), and makes the same
-    choices, so the negatives are identical; only the Python loops are gone.
-    """
-
-    _alias_arrays = None
-
-    def _pop_sampling(self, sample_num):
-        table = self._alias_arrays
-        if table is None or table[0] is not self.prob:
-            keys = list(self.prob.keys())
-            table = (
-                self.prob,
-                np.array(keys, dtype=np.int64),
-                np.array([self.prob[k] for k in keys], dtype=np.float64),
-                np.array([self.alias[k] for k in keys], dtype=np.int64),
-            )
-            self._alias_arrays = table
-        _, keys, prob, alias = table
-        index = np.random.randint(0, len(keys), sample_num)
-        threshold = np.random.random(sample_num)
-        return np.where(prob[index] > threshold, keys[index], alias[index])
-
-    def sample_by_user_ids(self, user_ids, item_ids, num):
-        if isinstance(self, RepeatableSampler) and len(item_ids) == 1:
-            # RecBole's RepeatableSampler: the only used id is the row's own item
-            return self._sample_avoiding(np.asarray(item_ids, dtype=np.int64), num)
-        return super().sample_by_user_ids(user_ids, item_ids, num)
-
-    def sample_by_key_ids(self, key_ids, num):
-        key_ids = np.asarray(key_ids)
-        if len(key_ids) == 0 or not (key_ids == key_ids[0]).all():
-            return super().sample_by_key_ids(key_ids, num)
-        used = np.fromiter(self.used_ids[key_ids[0]], dtype=np.int64)
-        return self._sample_avoiding(used, len(key_ids) * num)
-
-    def _sample_avoiding(self, used: np.ndarray, total_num: int) -> torch.Tensor:
-        """RecBole's single-key branch of ``sample_by_key_ids``: draw ``total_num`` ids, then
-        redraw the positions holding a used id until none does."""
-        value_ids = np.asarray(self.sampling(total_num), dtype=np.int64)
-        check_list = np.flatnonzero(_is_used(value_ids, used))
-        while len(check_list) > 0:
-            value_ids[check_list] = value = self.sampling(len(check_list))
-            check_list = check_list[_is_used(np.asarray(value), used)]
-        return torch.from_numpy(value_ids)
-
-
-def _is_used(values: np.ndarray, used: np.ndarray) -> np.ndarray:
-    """``np.isin(values, used)``, by direct comparison when ``used`` is small."""
-    if len(used) <= 8:
-        return (values[:, None] == used[None, :]).any(axis=1)
-    return np.isin(values, used)
-
-
 #: ``transform`` settings under which a batch keeps one row per evaluated row.
 ROW_PRESERVING_TRANSFORMS = (None, "mask_itemseq")
 
-_FAST_SAMPLER_CLASSES: Dict[type, type] = {}
-
-
-def vectorised_sampler(sampler):
-    """A shallow copy of RecBole ``sampler`` whose popularity sampling is vectorised (same
-    draws, same negatives); the original is left as it is."""
-    cls = type(sampler)
-    if issubclass(cls, VectorisedSamplingMixin):
-        return sampler
-    if cls not in _FAST_SAMPLER_CLASSES:
-        _FAST_SAMPLER_CLASSES[cls] = type(cls.__name__, (VectorisedSamplingMixin, cls), {})
-    fast = copy.copy(sampler)
-    fast.__class__ = _FAST_SAMPLER_CLASSES[cls]
-    return fast
-
-
-class CandidateEvalDataLoader(NegSampleEvalDataLoader):
+class CandidateEvalDataLoader(SharedCandidatesMixin, NegSampleEvalDataLoader):
     """RecBole's sampled-evaluation loader yielding :class:`CandidateBatch` (see module doc).
 
     Falls back to RecBole's batches when sampling is off or a data transform that may change
@@ -178,7 +105,7 @@ class CandidateEvalDataLoader(NegSampleEvalDataLoader):
         if not self.compact:
             return super().collate_fn(index)
         index = np.asarray(index, dtype=np.int64)
-        uid_field, iid_field = self._dataset.uid_field, self._dataset.iid_field
+        iid_field = self._dataset.iid_field
         counts = self._row_count[index]
         starts = self._row_start[index]
         rows = np.concatenate([np.arange(s, s + c) for s, c in zip(starts, counts)])
@@ -190,11 +117,22 @@ class CandidateEvalDataLoader(NegSampleEvalDataLoader):
             data = cat_interactions(
                 [self.transform(self._dataset, self._dataset[slice(s, s + c)]) for s, c in zip(starts, counts)]
             )
-        user_ids = data[uid_field].numpy()
-        item_ids = data[iid_field].numpy()
+        if self.shares_candidates:
+            negatives = self.shared_negatives()[rows]
+        else:
+            negatives = self._draw_per_user(data, counts)
+        positives = data[iid_field]
+        candidates = torch.cat([positives[:, None], torch.from_numpy(negatives)], dim=1)
+        positive_u = torch.from_numpy(np.repeat(np.arange(len(index)), counts)).long()
+        return CandidateBatch(self._dataset.join(data), candidates, positive_u, positives.clone(), self._expand)
+
+    def _draw_per_user(self, data, counts) -> np.ndarray:
+        """RecBole's draw (``eval_candidates: per_epoch``): ``[rows, N]`` negatives."""
+        user_ids = data[self._dataset.uid_field].numpy()
+        item_ids = data[self._dataset.iid_field].numpy()
         n_neg = self.neg_sample_num
         sampler = self._fast_sampler_for(self._sampler)
-        negatives = np.empty((len(rows), n_neg), dtype=np.int64)
+        negatives = np.empty((len(user_ids), n_neg), dtype=np.int64)
         offset = 0
         for count in counts:
             block = slice(offset, offset + count)
@@ -202,10 +140,7 @@ class CandidateEvalDataLoader(NegSampleEvalDataLoader):
             drawn = sampler.sample_by_user_ids(user_ids[block], item_ids[block], n_neg)
             negatives[block] = drawn.numpy().reshape(n_neg, count).T
             offset += count
-        positives = data[iid_field]
-        candidates = torch.cat([positives[:, None], torch.from_numpy(negatives)], dim=1)
-        positive_u = torch.from_numpy(np.repeat(np.arange(len(index)), counts)).long()
-        return CandidateBatch(self._dataset.join(data), candidates, positive_u, positives.clone(), self._expand)
+        return negatives
 
     _fast_sampler = None
 
@@ -245,8 +180,9 @@ class CandidateEvalDataLoader(NegSampleEvalDataLoader):
 
 
 def eval_loader_class(config, recbole_class: type) -> Optional[type]:
-    """Our loader in place of RecBole's sampled-evaluation loader for sequential ranking
-    evaluation (the only case where each row can be encoded once), else ``None``."""
+    """Our loader in place of RecBole's sampled-evaluation loader: for sequential ranking
+    evaluation (the only case where each row can be encoded once) the candidate loader, for the
+    other models RecBole's loader on the shared candidates; ``None`` for other loaders."""
     from recbole.utils import EvaluatorType, ModelType
 
     if (
@@ -256,4 +192,6 @@ def eval_loader_class(config, recbole_class: type) -> Optional[type]:
         and config["fast_sampled_eval"] is not False
     ):
         return CandidateEvalDataLoader
+    if recbole_class is NegSampleEvalDataLoader:
+        return SharedNegSampleEvalDataLoader
     return None

@@ -26,7 +26,7 @@ import ast
 import json
 import os
 import re
-from typing import Dict, Iterable, List, Tuple
+from typing import Dict, Iterable, List, Optional, Tuple
 
 from recbole_ext.errors import UserError
 from recbole_ext.results.record import RunRecord
@@ -144,8 +144,10 @@ def parse_entries(entries: Iterable[Tuple[str, str]]) -> dict:
     return out
 
 
-def protocol_of(eval_args) -> str:
-    """``eval_args`` (dict or its repr) -> "full" or "sampled uni100"/"sampled pop100"."""
+def protocol_of(eval_args, candidates: Optional[str] = None) -> str:
+    """``eval_args`` (dict or its repr) and ``eval_candidates`` -> "full", or "sampled pop100"
+    with ", shared negatives" (one draw per split and seed for every model) or ", per-epoch
+    negatives" (RecBole's draw at each evaluation; logs without the key)."""
     if isinstance(eval_args, str):
         eval_args = _literal(eval_args)
     mode = eval_args.get("mode", "full") if isinstance(eval_args, dict) else "full"
@@ -155,7 +157,8 @@ def protocol_of(eval_args) -> str:
     if mode == "full":
         return "full"
     if mode.startswith(("uni", "pop")):
-        return f"sampled {mode}"
+        draw = "shared" if str(candidates) == "shared" else "per-epoch"
+        return f"sampled {mode}, {draw} negatives"
     return mode
 
 
@@ -182,7 +185,7 @@ def record_from_facts(facts: dict, model: str, dataset: str, source: str) -> dic
         status="ok" if ok else "failed", reason=reason,
         test_result=facts.get("test_result", {}), best_valid_result=best_valid, best_valid_score=best_score,
         valid_metric=valid_metric, valid_metric_bigger=bool(bigger) if isinstance(bigger, bool) else True,
-        epochs_run=len(facts["train_epoch_s"]), protocol=protocol_of(cfg.get("eval_args", "{}")),
+        epochs_run=len(facts["train_epoch_s"]), protocol=protocol_of(cfg.get("eval_args", "{}"), cfg.get("eval_candidates")),
         n_params=summary.get("n_params", facts.get("n_params")),
         train_epoch_s=summary.get("train_epoch_s", facts["train_epoch_s"]),
         eval_batch_ms=summary.get("eval_batch_ms", []), peak_mem_mb=summary.get("peak_mem_mb"),
