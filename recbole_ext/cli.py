@@ -115,6 +115,8 @@ def cmd_train(argv: List[str]) -> int:
     config_files = args.config_files.split() if args.config_files else None
     result = run_recbole_ext(args.model, args.dataset, config_files, cmd_args=config_args, saved=not args.no_save,
                              resume_file=args.resume, trust_checkpoint=args.trust_checkpoint)
+    if result.get("rank", 0) != 0:  # a data-parallel rank: rank 0 reports
+        return 0
     print(f"best valid: {plain_metrics(result['best_valid_result'])}")
     print(f"test result: {plain_metrics(result['test_result'])}")
     return 0

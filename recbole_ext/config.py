@@ -302,13 +302,39 @@ class Config(RecBoleConfig):
         if isinstance(inter, list) and time_field not in inter:
             cfg["load_col"] = {**load_col, "inter": inter + [time_field]}
 
+    # ------------------------------------------------------------- device
+    def _init_device(self):
+        """RecBole's device set-up for one process; for a data-parallel rank (torchrun's
+        environment, a process group that exists, or RecBole's spawn keys) joins the process
+        group through :func:`recbole_ext.distributed.init_group` instead of RecBole's NCCL-only
+        one, and silences every rank but 0."""
+        import torch.distributed as dist
+
+        from recbole_ext.distributed import init_group, launch_settings, rank
+
+        cfg = self.final_config_dict
+        torchrun = launch_settings()
+        cfg.update(torchrun)
+        if "local_rank" not in cfg and dist.is_initialized() and dist.get_world_size() > 1:
+            cfg["local_rank"] = int(os.environ.get("LOCAL_RANK", dist.get_rank()))
+        if "local_rank" not in cfg:
+            return super()._init_device()
+        gpu_id = cfg["gpu_id"]
+        cfg["gpu_id"] = ",".join(map(str, gpu_id)) if isinstance(gpu_id, (tuple, list)) else str(gpu_id)
+        if not torchrun and len(cfg["gpu_id"].split(",")) >= int(cfg.get("nproc") or 1):
+            os.environ["CUDA_VISIBLE_DEVICES"] = cfg["gpu_id"]  # RecBole's spawn form: one GPU per rank
+        cfg["device"] = init_group(cfg)
+        cfg["single_spec"] = False
+        if rank() != 0:
+            cfg.update(state="error", show_progress=False, verbose=False)
+
     # ------------------------------------------------------------- checks
     def _warn_unknown_model_keys(self):
         """Warn once about each config key no default knows (RecBole's, the model's, the data
         set's, ours), for every model, with close matches: a typo such as ``--epoch=1`` would
         otherwise be ignored in silence."""
         known = set(self.internal_config_dict) | {p for params in self.parameters.values() for p in params}
-        known |= {"model", "dataset", "config_files"}
+        known |= {"model", "dataset", "config_files", "local_rank"}
         own = getattr(self, "own_model_keys", None) or []
         for key in self.external_config_dict:
             if key in known:

@@ -54,11 +54,17 @@ class _ConsoleFilter(logging.Filter):
         return not getattr(record, "file_only", False)
 
 
-def init_logger(config, log_dir: str = "./log", console: bool = True) -> str:
+def init_logger(config, log_dir: str = "./log", console: bool = True, run_id: Optional[str] = None,
+                main: bool = True) -> str:
     """Log to ``<log_dir>/<model>/<run id>.log`` (see :func:`new_run_id`) and to the console,
     and set ``config["run_id"]``: the trainer names the checkpoint after it, and RecBole's
     ``get_tensorboard`` the TensorBoard folder after the log file, so a run's log, TensorBoard
     folder and checkpoint share one name.
+
+    Args:
+        run_id: the run's id (one chosen by rank 0 of a data-parallel run); a new one if None.
+        main: False on ranks other than 0 of a data-parallel run: no log file, and only errors
+            on the console.
 
     Returns:
         The path of the log file.
@@ -66,17 +72,19 @@ def init_logger(config, log_dir: str = "./log", console: bool = True) -> str:
     colorama_init(autoreset=True)
     close_logger()
     model_dir = os.path.join(log_dir, config["model"])
-    os.makedirs(model_dir, exist_ok=True)
-    run_id = new_run_id(config)
+    run_id = run_id or new_run_id(config)
     config["run_id"] = run_id
     path = os.path.join(model_dir, run_id + ".log")
-    level = _level(config["state"])
-
-    fh = logging.FileHandler(path)
-    fh.setLevel(level)
-    fh.setFormatter(logging.Formatter("%(asctime)-15s %(levelname)s  %(message)s", "%a %d %b %Y %H:%M:%S"))
-    fh.addFilter(RemoveColorFilter())
-    handlers = [fh]
+    level = _level(config["state"]) if main else logging.ERROR
+    handlers = []
+    fh = None
+    if main:
+        os.makedirs(model_dir, exist_ok=True)
+        fh = logging.FileHandler(path)
+        fh.setLevel(level)
+        fh.setFormatter(logging.Formatter("%(asctime)-15s %(levelname)s  %(message)s", "%a %d %b %Y %H:%M:%S"))
+        fh.addFilter(RemoveColorFilter())
+        handlers.append(fh)
     if console:
         sh = logging.StreamHandler()
         sh.setLevel(level)
@@ -95,6 +103,7 @@ def init_logger(config, log_dir: str = "./log", console: bool = True) -> str:
         root.addHandler(h)
     # RecBole names the TensorBoard folder after the first root handler with a file: ours, not a
     # handler someone else installed before (pytest's logs to /dev/null, which would give "null")
-    root.handlers.remove(fh)
-    root.handlers.insert(0, fh)
+    if fh is not None:
+        root.handlers.remove(fh)
+        root.handlers.insert(0, fh)
     return path

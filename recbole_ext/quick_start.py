@@ -20,7 +20,8 @@ from recbole.utils import init_seed, set_color
 from recbole_ext.config import Config
 from recbole_ext.data.utils import create_dataset, data_preparation
 from recbole_ext.errors import Interrupted, UserError
-from recbole_ext.logger import close_logger, init_logger
+from recbole_ext.distributed import broadcast, is_distributed, rank, shutdown
+from recbole_ext.logger import close_logger, init_logger, new_run_id
 from recbole_ext.registry import get_model, get_trainer
 from recbole_ext.trainer.checkpoint import check_resume
 
@@ -55,7 +56,7 @@ def train_and_test(
         ``saved_model_file``).
     """
     logger = getLogger()
-    init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
+    init_seed(config["seed"] + rank(), config["reproducibility"])  # each data-parallel rank its own dropout
     net = get_model(config["model"])(config, train_data._dataset).to(config["device"])
     logger.info(torch.nn.Module.__repr__(net))  # RecBole's str() adds the parameter count: logged once below
     n_params = count_parameters(net)
@@ -118,14 +119,34 @@ def run_recbole_ext(
     Returns:
         ``best_valid_score``, ``valid_score_bigger``, ``best_valid_result``, ``test_result`` as
         ``run_recbole`` returns them, and ``model``, ``dataset``, ``log_file``,
-        ``saved_model_file``, ``n_params``, ``timings``.
+        ``saved_model_file``, ``n_params``, ``timings``, and ``rank`` (0 in one process; a
+        data-parallel run returns on every rank, rank 0's result being the one to report).
+
+    With ``nproc > 1`` (RecBole's spawn form) it starts ``nproc`` data-parallel processes on this
+    machine and returns rank 0's result; under ``torchrun`` each process is one rank.
     """
     config = Config(model, dataset, config_file_list, config_dict, cmd_args)
+    if int(config["nproc"] or 1) > 1 and not is_distributed(config):  # RecBole's spawn form
+        return spawn_ranks(int(config["nproc"]), int(config["port"]), dict(
+            model=model, dataset=dataset, config_file_list=config_file_list, config_dict=config_dict,
+            cmd_args=cmd_args, saved=saved, log_dir=log_dir, resume_file=resume_file,
+            trust_checkpoint=trust_checkpoint))
+    try:
+        result = _run(config, saved, log_dir, resume_file, trust_checkpoint)
+    finally:
+        shutdown()
+    result["rank"] = config["local_rank"] + int(config["offset"] or 0)
+    return result
+
+
+def _run(config, saved: bool, log_dir: str, resume_file: Optional[str], trust_checkpoint: bool) -> dict:
+    """:func:`run_recbole_ext` for a built ``config`` (one process, or one data-parallel rank)."""
     checkpoint_dir_existed = os.path.isdir(config["checkpoint_dir"])
     init_seed(config["seed"], config["reproducibility"])
     model_log_dir = os.path.join(log_dir, config["model"])
-    new_dirs = [d for d in (model_log_dir, log_dir) if not os.path.isdir(d)]
-    log_file = init_logger(config, log_dir=log_dir)
+    new_dirs = [d for d in (model_log_dir, log_dir) if not os.path.isdir(d)] if rank() == 0 else []
+    run_id = broadcast(new_run_id(config)) if is_distributed(config) else None  # one name for all ranks
+    log_file = init_logger(config, log_dir=log_dir, run_id=run_id, main=rank() == 0)
     logger = getLogger()
     try:
         for msg in getattr(config, "unknown_key_warnings", []):
@@ -149,6 +170,37 @@ def run_recbole_ext(
             _remove_empty([], [config["checkpoint_dir"]])
     result["log_file"] = log_file
     return result
+
+
+def spawn_ranks(nproc: int, port: int, kwargs: dict) -> dict:
+    """Run :func:`run_recbole_ext` as ``nproc`` data-parallel processes (RecBole's ``--nproc=N``
+    form, rendezvous on ``localhost``); returns rank 0's result. A user error in the ranks is
+    raised here as the same one-line error."""
+    import torch.multiprocessing as mp
+
+    from recbole_ext.distributed import free_port
+
+    ranks = {"world_size": nproc, "nproc": nproc, "offset": 0, "ip": "localhost",
+             "port": port if port != 29500 else free_port()}
+    kwargs = dict(kwargs, config_dict={**(kwargs.get("config_dict") or {}), **ranks})
+    queue = mp.get_context("spawn").SimpleQueue()
+    mp.start_processes(_rank_main, args=(queue, kwargs), nprocs=nproc, start_method="spawn")
+    status, value = queue.get()
+    if status == "error":
+        raise value
+    return value
+
+
+def _rank_main(local_rank: int, queue, kwargs: dict) -> None:
+    kwargs = dict(kwargs, config_dict={**kwargs["config_dict"], "local_rank": local_rank})
+    try:
+        result = run_recbole_ext(**kwargs)
+    except UserError as e:
+        if local_rank == 0:
+            queue.put(("error", e))
+        return
+    if local_rank == 0:
+        queue.put(("ok", result))
 
 
 def plain_metrics(result) -> dict:

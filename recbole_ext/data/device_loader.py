@@ -26,7 +26,7 @@ def device_loader_applies(config, dataset) -> bool:
     """Whether ``config`` asks for device-resident training data and a batch of ``dataset`` is
     only rows of its interaction table (see the module docstring)."""
     setting = config["train_data_on_device"]
-    if setting is False or setting is None:
+    if setting is False or setting is None or config["single_spec"] is False:  # DDP: RecBole's sharded loader
         return False
     if setting == "auto" and torch.device(config["device"]).type != "cuda":
         return False

@@ -44,10 +44,32 @@ def make_loaders(config, dataset, built):
         neg = config["train_neg_sample_args"]
         kg_sampler = KGSampler(dataset, neg["distribution"], neg["alpha"])
         train_data = get_dataloader(config, "train")(config, train_dataset, train_sampler, kg_sampler, shuffle=True)
-    valid_data = get_dataloader(config, "valid")(config, valid_dataset, valid_sampler, shuffle=False)
-    test_data = get_dataloader(config, "test")(config, test_dataset, test_sampler, shuffle=False)
+    if config["single_spec"] is False and hasattr(train_data.sampler, "set_epoch"):
+        train_data.sampler.seed = int(config["seed"])  # RecBole's DistributedSampler shuffles by seed 0
+    valid_data = _eval_loader(config, "valid", valid_dataset, valid_sampler)
+    test_data = _eval_loader(config, "test", test_dataset, test_sampler)
     _log_loaders(config)
     return train_data, valid_data, test_data
+
+
+def _eval_loader(config, phase: str, dataset, sampler):
+    """The evaluation loader of ``phase``; on a data-parallel rank, built as for one process and
+    cut to this rank's contiguous share of the rows (RecBole's padding ``DistributedSampler``
+    would evaluate some users twice): see :func:`recbole_ext.distributed.shard_loader`."""
+    loader_class = get_dataloader(config, phase)
+    if config["single_spec"] is not False:
+        return loader_class(config, dataset, sampler, shuffle=False)
+    import torch.distributed as dist
+
+    from recbole_ext.distributed import shard_loader
+
+    config["single_spec"] = True
+    try:
+        loader = loader_class(config, dataset, sampler, shuffle=False)
+    finally:
+        config["single_spec"] = False
+    shard_loader(loader, dist.get_rank(), dist.get_world_size())
+    return loader
 
 
 def check_split(config, dataset, built) -> None:

@@ -17,13 +17,22 @@ from recbole.evaluator import Evaluator
 from recbole.evaluator.base_metric import TopkMetric
 from recbole.evaluator.register import metrics_dict
 
+from recbole_ext.distributed import gather_struct, is_distributed
+
 
 class CapturingEvaluator(Evaluator):
-    """RecBole's ``Evaluator`` that remembers the data of its last evaluation (``last_struct``)."""
+    """RecBole's ``Evaluator`` that remembers the data of its last evaluation (``last_struct``).
+
+    On a rank of a data-parallel run it first gathers every rank's per-user rows in rank order
+    (:func:`recbole_ext.distributed.gather_struct`), so every rank computes the metrics of the
+    whole evaluation, exactly as one process does.
+    """
 
     last_struct = None
 
     def evaluate(self, dataobject):
+        if is_distributed(self.config):
+            gather_struct(dataobject)
         self.last_struct = dataobject
         return super().evaluate(dataobject)
 

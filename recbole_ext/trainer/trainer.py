@@ -32,17 +32,25 @@ from tqdm import tqdm
 from recbole.trainer import Trainer as RecBoleTrainer
 from recbole.utils import get_gpu_usage, set_color
 
+from recbole_ext.distributed import broadcast
 from recbole_ext.evaluation.sampled import SampledEvalMixin
 from recbole_ext.evaluation.per_user import CapturingEvaluator, per_user_metrics
+from recbole_ext.trainer.data_parallel import DataParallelMixin
 from recbole_ext.trainer.checkpoint import atomic_torch_save, check_identity, restore_other_parameter, to_plain
 from recbole_ext.trainer.fast_path import LossTotal, autocast, check_precision, compile_forward, set_tf32
 
 
-class CompatTrainerMixin(SampledEvalMixin):
+class CompatTrainerMixin(DataParallelMixin, SampledEvalMixin):
     """Put first in the bases of a RecBole trainer (see the module docstring)."""
 
     def __init__(self, config, model):
-        super().__init__(config, model)
+        data_parallel = config["single_spec"] is False
+        config["single_spec"] = True  # RecBole's CUDA-only DDP wrapper: ours follows (data_parallel.py)
+        try:
+            super().__init__(config, model)
+        finally:
+            config["single_spec"] = not data_parallel
+        self._wrap_data_parallel()
         # RecBole names the checkpoint <model>-<time to the second>.pth: two runs started in the
         # same second would write, and test, one file. The run id the run's log was opened with
         # (recbole_ext.logger.init_logger) makes each run's its own; without one, a random suffix.
@@ -63,7 +71,7 @@ class CompatTrainerMixin(SampledEvalMixin):
     def _move_tensorboard(self, run_id, folder) -> None:
         """RecBole opens its TensorBoard writer in ``log_tensorboard/<run id>``; with another
         ``tensorboard_dir`` (the comparison runner's results folder), reopen it there."""
-        if not run_id or not folder or os.path.normpath(folder) == "log_tensorboard":
+        if not run_id or not folder or os.path.normpath(folder) == "log_tensorboard" or not self._is_main():
             return
         from torch.utils.tensorboard import SummaryWriter
 
@@ -100,14 +108,10 @@ class CompatTrainerMixin(SampledEvalMixin):
         for interaction in iter_data:
             interaction = interaction.to(self.device)
             self.optimizer.zero_grad()
-            sync_loss = 0
-            if not self.config["single_spec"]:
-                self.set_reduce_hook()
-                sync_loss = self.sync_grad_loss()
             with torch.autocast(device_type=self.device.type, enabled=self.enable_amp), self._autocast():
-                losses = loss_func(interaction)
+                losses = self._losses(loss_func, interaction)
             loss = total.add(losses)
-            scaler.scale(loss + sync_loss).backward()
+            scaler.scale(loss).backward()
             if self.clip_grad_norm:
                 clip_grad_norm_(self.model.parameters(), **self.clip_grad_norm)
             scaler.step(self.optimizer)
@@ -184,17 +188,25 @@ class CompatTrainerMixin(SampledEvalMixin):
         }
 
     def _save_checkpoint(self, epoch, verbose=True, **kwargs):
-        if not self.config["single_spec"] and self.config["local_rank"] != 0:
+        rank_rng = self._rank_rng_states()  # a collective: every rank takes part
+        if not self._is_main():
             return
         saved_model_file = kwargs.pop("saved_model_file", self.saved_model_file)
-        atomic_torch_save(self._checkpoint_state(epoch), saved_model_file)
+        state = self._checkpoint_state(epoch)
+        if rank_rng is not None:
+            state["rng"]["ranks"] = rank_rng
+        atomic_torch_save(state, saved_model_file)
         if verbose:
             self.logger.info(set_color("Saving current", "blue") + f": {saved_model_file}")
 
     def _load_model_from(self, checkpoint_file: str, trust_checkpoint: bool = False) -> dict:
         from recbole_ext.trainer.checkpoint import load_checkpoint
 
-        checkpoint = load_checkpoint(checkpoint_file, trust_checkpoint, map_location=self.device)
+        if self._is_main():
+            checkpoint = load_checkpoint(checkpoint_file, trust_checkpoint, map_location="cpu")
+        else:  # data parallel: rank 0's file, which other machines may not see
+            checkpoint = None
+        checkpoint = broadcast(checkpoint) if self.distributed_model is not None else checkpoint
         self.model.load_state_dict(checkpoint["state_dict"])
         restore_other_parameter(self.model, checkpoint.get("other_parameter"))
         return checkpoint
@@ -243,7 +255,7 @@ class CompatTrainerMixin(SampledEvalMixin):
     def _restore_pending_rng(self, train_data) -> None:
         from recbole_ext.trainer.checkpoint import set_rng_state
 
-        rng, self._pending_resume = self._pending_resume, None
+        rng, self._pending_resume = self._rank_rng(self._pending_resume), None
         if not rng:
             return
         set_rng_state(rng)
@@ -276,7 +288,7 @@ class CompatTrainerMixin(SampledEvalMixin):
                 self._save_checkpoint(epoch_idx, verbose=verbose)
             if stop_flag:
                 break
-            if self.time_budget_s is not None and time.time() - fit_start >= self.time_budget_s:
+            if self.time_budget_s is not None and self._agreed(time.time() - fit_start >= self.time_budget_s):
                 self.logger.info(f"Training time budget of {self.time_budget_s} s reached after epoch {epoch_idx}")
                 break
         self._add_hparam_to_tensorboard(self.best_valid_score)
@@ -290,7 +302,7 @@ class CompatTrainerMixin(SampledEvalMixin):
         if self._stopped_early and self.start_epoch < self.epochs:
             self.logger.info("The checkpoint's run had already stopped early; nothing to train.")
             self.start_epoch = self.epochs
-        if saved and self.start_epoch >= self.epochs and not os.path.exists(self.saved_model_file):
+        if saved and self.start_epoch >= self.epochs and not self._agreed(os.path.exists(self.saved_model_file)):
             self._save_checkpoint(self.start_epoch - 1, verbose=verbose)
 
     def _fit_epoch(self, train_data, epoch_idx: int, verbose: bool, show_progress: bool) -> None:

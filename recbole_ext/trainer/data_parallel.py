@@ -1,0 +1,105 @@
+"""The trainer's side of data-parallel training (see :mod:`recbole_ext.distributed`).
+
+RecBole 1.2.1 wraps the model in ``DistributedDataParallel(model, device_ids=[local_rank])``
+(CUDA only), then never calls the wrapper for the loss: it runs a dummy forward to arm the
+gradient hooks and adds ``0 * sum(parameters)`` to the loss. Here the loss itself goes through
+the wrapper (:class:`LossModule`), on GPUs and CPUs alike, so DDP averages the gradients of the
+real forward pass. Everything that decides what the ranks do next (early stopping, the time
+budget, whether a checkpoint exists) is rank 0's decision or computed from gathered data, so
+the ranks never diverge; rank 0 alone writes the checkpoint, the log and TensorBoard.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from typing import Any, List, Optional
+
+import torch
+from torch.nn.parallel import DistributedDataParallel
+
+from recbole_ext.distributed import all_gather, broadcast, is_distributed, rank
+
+
+class LossModule(torch.nn.Module):
+    """``forward(loss_func, interaction)`` = ``loss_func(interaction)`` over ``model``'s
+    parameters, so DDP sees the loss computation as the module's forward pass."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, loss_func, interaction):
+        losses = loss_func(interaction)
+        # parameters a loss does not use (an embedding's padding row is used; a model's unused
+        # branch is not) get a zero gradient, so every rank reduces every bucket each step
+        anchor = sum(p.sum() for p in self.model.parameters() if p.requires_grad) * 0.0
+        if isinstance(losses, tuple):
+            return (losses[0] + anchor,) + tuple(losses[1:])
+        return losses + anchor
+
+
+class _NullWriter:
+    """TensorBoard writer of ranks other than 0: accepts every call, writes nothing."""
+
+    def __getattr__(self, name: str):
+        return lambda *args, **kwargs: None
+
+
+class DataParallelMixin:
+    """Put before RecBole's trainer in the bases (through ``CompatTrainerMixin``)."""
+
+    distributed_model: Optional[DistributedDataParallel] = None
+
+    def _wrap_data_parallel(self) -> None:
+        """Wrap the model for DDP on a data-parallel rank; silence TensorBoard off rank 0."""
+        if not is_distributed(self.config):
+            return
+        cuda = self.device.type == "cuda"
+        if cuda:  # keeps the parameters themselves: the optimizer built on them stays valid
+            self.model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
+        self.distributed_model = DistributedDataParallel(
+            LossModule(self.model), device_ids=[self.device.index] if cuda else None
+        )
+        if rank() != 0:
+            folder = getattr(self.tensorboard, "log_dir", None)
+            self.tensorboard.close()
+            if folder and os.path.isdir(folder):
+                shutil.rmtree(folder, ignore_errors=True)  # this rank's own, just made
+            self.tensorboard = _NullWriter()
+
+    def _losses(self, loss_func, interaction):
+        """The batch's loss(es), through the DDP wrapper on a data-parallel rank."""
+        if self.distributed_model is not None:
+            return self.distributed_model(loss_func, interaction)
+        return loss_func(interaction)
+
+    def _map_reduce(self, result, num_sample):
+        # RecBole averages per-rank metrics weighted by batch counts; the evaluator has already
+        # computed them from every rank's gathered per-user rows
+        return result
+
+    def _rank_rng_states(self) -> Optional[List[Any]]:
+        """Every rank's RNG state (a collective: all ranks call it), or None in one process."""
+        if self.distributed_model is None:
+            return None
+        from recbole_ext.trainer.checkpoint import rng_state
+
+        return all_gather(rng_state())
+
+    def _is_main(self) -> bool:
+        return self.distributed_model is None or rank() == 0
+
+    def _agreed(self, decision: bool) -> bool:
+        """Rank 0's ``decision`` on every rank (for choices made from clocks or files)."""
+        return bool(broadcast(decision)) if self.distributed_model is not None else decision
+
+    def _rank_rng(self, rng: Optional[dict]) -> Optional[dict]:
+        """This rank's RNG state from a checkpoint's ``rng`` (rank 0's, with every rank's under
+        ``ranks`` when written by a data-parallel run of the same size)."""
+        if not rng or self.distributed_model is None:
+            return rng
+        ranks = rng.get("ranks")
+        if ranks and len(ranks) == torch.distributed.get_world_size():
+            return ranks[rank()]
+        return rng
