@@ -5,8 +5,10 @@ Commands (``train`` is the default, so ``run_recbole_ext.py --model=NAME --datas
 
 - ``train --model=NAME --dataset=NAME [--config_files="a.yaml b.yaml"] [--resume=CKPT] [--key=value ...]``
 - ``compare --model=A,B,C --dataset=NAME [--seeds=1,2,3] [--results-dir=DIR] [--force] [--no-plot] [--jobs=N]
-  [--devices=0,1]``
+  [--devices=0,1] [--model-configs=DIR]``
   (``train`` with a comma in ``--model``, or with ``--seeds``/``--results-dir``/``--force``, compares)
+- ``tune --model=A,B,C --dataset=NAME --trials=T [--space=FILE] [--jobs=N] [--no-compare]``: the same
+  Optuna budget for every model on the validation split, then the comparison with the best settings
 - ``report LOGDIR... [--out DIR] [--no-plot]``: the comparison table from existing log files
 - ``recommend --checkpoint=CKPT (--items=ID,ID,... | --items-file=IN --output=OUT) [--k=10] [--exclude-seen]``
 - ``convert FORMAT INPUT --name NAME [--out datasets/]``: raw files to RecBole atomic files
@@ -33,10 +35,11 @@ from typing import Callable, Dict, List, Optional, Tuple
 from recbole_ext.errors import ArgumentParser, Interrupted, UserError
 
 PROG = "recbole-ext"
-COMMANDS = ("train", "compare", "report", "recommend", "convert", "data", "models")
+COMMANDS = ("train", "compare", "tune", "report", "recommend", "convert", "data", "models")
 USAGE = (
     f"{PROG} [train] --model=NAME --dataset=NAME [--config_files=\"a.yaml b.yaml\"] [--resume=CKPT] [--key=value ...]\n"
     f"       {PROG} compare --model=A,B,C --dataset=NAME [--seeds=1,2,3] [--results-dir=DIR] [--jobs=N] [--devices=0,1]\n"
+    f"       {PROG} tune --model=A,B,C --dataset=NAME --trials=T [--space=FILE] [--jobs=N] [--results-dir=DIR]\n"
     f"       {PROG} report LOGDIR... [--out DIR] [--no-plot]\n"
     f"       {PROG} recommend --checkpoint=CKPT (--items=ID,ID,... | --items-file=IN --output=OUT) [--k=10]\n"
     f"       {PROG} convert FORMAT INPUT --name NAME [--out DIR]\n"
@@ -62,6 +65,8 @@ def _run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-plot", dest="no_plot", action="store_true", help="compare: do not draw comparison.png")
     parser.add_argument("--jobs", type=int, help="compare: runs of the grid at a time, each its own process")
     parser.add_argument("--devices", help="compare: device indices, e.g. 0,1 (one run per device at a time)")
+    parser.add_argument("--model-configs", dest="model_configs", metavar="DIR",
+                        help="compare: a folder of <Model>.yaml files, each for its model (e.g. tune's best/)")
     parser.add_argument("--verbose", action="store_true", help="also print the resolved configuration on the console")
 
 
@@ -107,7 +112,8 @@ def split_args(argv: List[str], parser: Optional[argparse.ArgumentParser] = None
 
 def cmd_train(argv: List[str]) -> int:
     args, config_args = split_args(argv)
-    if args.model and ("," in args.model or args.seeds or args.results_dir or args.force or args.jobs or args.devices):
+    if args.model and ("," in args.model or args.seeds or args.results_dir or args.force or args.jobs or args.devices
+                       or args.model_configs):
         return _compare(args, config_args)
     _need_model_and_data(args)
     from recbole_ext.quick_start import plain_metrics, run_recbole_ext
@@ -139,6 +145,21 @@ def cmd_compare(argv: List[str]) -> int:
 def _compare(args: argparse.Namespace, config_args: List[str]) -> int:
     _need_model_and_data(args)
     from recbole_ext.compare import run_from_args
+
+    return run_from_args(args, config_args)
+
+
+def cmd_tune(argv: List[str]) -> int:
+    parser = _parser("tune", "Tune every model with the same budget (Optuna, validation split only), "
+                     "then compare them with their best settings.")
+    _run_options(parser)
+    parser.add_argument("--space", metavar="FILE", help="search space YAML (default: each model's packaged space)")
+    parser.add_argument("--trials", type=int, help="trials per model (the same for every model)")
+    parser.add_argument("--no-compare", dest="no_compare", action="store_true",
+                        help="stop after tuning: write the best configs, do not run the comparison")
+    args, config_args = split_args(argv, parser)
+    _need_model_and_data(args)
+    from recbole_ext.tune import run_from_args
 
     return run_from_args(args, config_args)
 
@@ -222,7 +243,7 @@ def cmd_data(argv: List[str]) -> int:
 
 HANDLERS: Dict[str, Callable[[List[str]], int]] = {
     "train": cmd_train, "compare": cmd_compare, "report": cmd_report, "recommend": cmd_recommend,
-    "convert": cmd_convert, "data": cmd_data, "models": cmd_models,
+    "convert": cmd_convert, "data": cmd_data, "models": cmd_models, "tune": cmd_tune,
 }
 
 

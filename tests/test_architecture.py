@@ -14,10 +14,10 @@ PACKAGE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 
 #: modules that import nothing of ours
 LEAVES = {"recbole_ext.errors", "recbole_ext.fileio", "recbole_ext._paths", "recbole_ext._requirements",
-          "recbole_ext.logger", "recbole_ext.compat", "recbole_ext.compat.numpy"}
+          "recbole_ext.logger", "recbole_ext.compat", "recbole_ext.compat.numpy", "recbole_ext.distributed"}
 #: application code: nothing below imports it (the package's own ``__init__`` re-exports lazily)
 APPLICATION = ("recbole_ext.cli", "recbole_ext.__main__", "recbole_ext.compare", "recbole_ext.report",
-               "recbole_ext.serving", "recbole_ext.quick_start")
+               "recbole_ext.serving", "recbole_ext.quick_start", "recbole_ext.tune")
 #: the results package sits under the comparison runner and the report command only
 RESULTS = "recbole_ext.results"
 MAX_LINES, MAX_FUNCTION_LINES = 400, 60

@@ -33,6 +33,7 @@ for metrics, lower for errors and cost).
 
 from __future__ import annotations
 
+import os
 from typing import List, Optional
 
 from recbole_ext.compare.runner import run_comparison
@@ -65,7 +66,10 @@ def run_from_args(args, config_args: List[str]) -> int:
     seeds = parse_seeds(getattr(args, "seeds", None))
     config_files = args.config_files.split() if args.config_files else None
     options = dict(results_dir=getattr(args, "results_dir", None), force=bool(getattr(args, "force", False)),
-                   saved=not getattr(args, "no_save", False), plot=not getattr(args, "no_plot", False))
+                   saved=not getattr(args, "no_save", False), plot=not getattr(args, "no_plot", False),
+                   model_config_dir=getattr(args, "model_configs", None))
+    if options["model_config_dir"] and not os.path.isdir(options["model_config_dir"]):
+        raise UserError(f"--model-configs: {options['model_config_dir']} is not a folder")
     jobs, devices = getattr(args, "jobs", None), getattr(args, "devices", None)
     if jobs is not None or devices:
         from recbole_ext.compare.parallel import parse_devices, run_parallel

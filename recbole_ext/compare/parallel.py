@@ -41,7 +41,8 @@ def parse_devices(value: Optional[str]) -> List[str]:
 def run_parallel(models: Sequence[str], dataset: str, config_files: Optional[List[str]], cmd_args: List[str],
                  seeds: Optional[Sequence[int]], results_dir: Optional[str], jobs: int, devices: List[str],
                  force: bool = False, saved: bool = True, plot: bool = True,
-                 echo: Callable[[str], None] = print) -> Tuple[List[dict], str]:
+                 echo: Callable[[str], None] = print,
+                 model_config_dir: Optional[str] = None) -> Tuple[List[dict], str]:
     """Run the grid ``jobs`` (or one per device) processes at a time; returns ``(records,
     results_dir)`` as :func:`~recbole_ext.compare.runner.run_comparison` does."""
     models = list(models)
@@ -49,7 +50,7 @@ def run_parallel(models: Sequence[str], dataset: str, config_files: Optional[Lis
     if jobs < 1:
         raise UserError(f"--jobs must be at least 1, got {jobs}")
     spec = RunSpec(dataset, results_dir or default_results_dir(dataset), config_files, None, list(cmd_args),
-                   saved, force, echo)
+                   saved, force, echo, model_config_dir)
     os.makedirs(os.path.join(spec.results_dir, JOB_DIR), exist_ok=True)
     os.makedirs(os.path.join(spec.results_dir, RUN_DIR), exist_ok=True)
     grid, records, todo = _plan(spec, models, seeds)
@@ -81,7 +82,7 @@ def _plan(spec: RunSpec, models: List[str], seeds):
                 continue
             key = (model, seed)
             grid.append(key)
-            fp = fingerprint(model, spec.dataset, seed, spec.config_files, None, spec.cmd_args)
+            fp = fingerprint(model, spec.dataset, seed, spec.files_for(model), None, spec.cmd_args)
             stored = spec.stored(model, seed, fp)
             if stored:
                 records[key] = stored
@@ -120,8 +121,9 @@ def _job_command(spec: RunSpec, model: str, seed) -> List[str]:
            f"--results-dir={spec.results_dir}", "--no-plot"]
     if seed is not None:
         cmd.append(f"--seeds={seed}")
-    if spec.config_files:
-        cmd.append("--config_files=" + " ".join(spec.config_files))
+    files = spec.files_for(model)
+    if files:
+        cmd.append("--config_files=" + " ".join(files))
     cmd += ["--force"] if spec.force else []
     cmd += [] if spec.saved else ["--no-save"]
     return cmd + list(spec.cmd_args)

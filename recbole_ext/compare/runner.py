@@ -118,6 +118,15 @@ class RunSpec:
     saved: bool = True
     force: bool = False
     echo: Callable[[str], None] = print
+    #: a folder of ``<Model>.yaml`` files (the tune command's best configs), each read after
+    #: ``config_files`` for its model only
+    model_config_dir: Optional[str] = None
+
+    def files_for(self, model: str) -> Optional[List[str]]:
+        """``config_files``, then the model's own file in ``model_config_dir`` if there is one."""
+        own = os.path.join(self.model_config_dir, f"{model}.yaml") if self.model_config_dir else None
+        files = list(self.config_files or []) + ([own] if own and os.path.isfile(own) else [])
+        return files or None
 
     @property
     def log_dir(self) -> str:
@@ -147,6 +156,7 @@ def run_comparison(
     config_dict: Optional[dict] = None,
     plot: bool = True,
     echo: Callable[[str], None] = print,
+    model_config_dir: Optional[str] = None,
 ) -> Tuple[List[dict], str]:
     """Run every model (for every seed) on shared splits and write the table.
 
@@ -162,6 +172,8 @@ def run_comparison(
         config_dict: parameters for every model (between files and ``cmd_args``).
         plot: draw ``comparison.png``.
         echo: where progress lines and the table go.
+        model_config_dir: a folder of ``<Model>.yaml`` files, each read after ``config_files``
+            for its model (``compare --model-configs``; the tune command's best configs).
 
     Returns:
         ``(records, results_dir)``: one record per model and seed, as stored in ``runs/``.
@@ -170,7 +182,7 @@ def run_comparison(
     cmd_args = list(cmd_args or [])
     check_request(models, seeds, cmd_args)
     spec = RunSpec(dataset, results_dir or default_results_dir(dataset), config_files, config_dict,
-                   cmd_args, saved, force, echo)
+                   cmd_args, saved, force, echo, model_config_dir)
     os.makedirs(os.path.join(spec.results_dir, RUN_DIR), exist_ok=True)
     records: List[dict] = []
     for seed in list(seeds) if seeds else [None]:
@@ -203,7 +215,7 @@ def _run_named(spec: RunSpec, name: str, seed, shared: Dict[str, tuple]) -> dict
     except UserError as e:
         spec.echo(f"[compare] {name}: failed: {one_line(e)}")
         return failed_record(name, spec.dataset, seed, one_line(e))
-    fp = fingerprint(model, spec.dataset, seed, spec.config_files, spec.config_dict, spec.cmd_args)
+    fp = fingerprint(model, spec.dataset, seed, spec.files_for(model), spec.config_dict, spec.cmd_args)
     return spec.stored(model, seed, fp) or _run_model(spec, model, seed, fp, shared)
 
 
@@ -223,7 +235,7 @@ def _run_model(spec: RunSpec, model: str, seed, fp: str, shared: Dict[str, tuple
         # checkpoints and TensorBoard runs stay in the results folder (--checkpoint_dir / --tensorboard_dir win)
         inside = {"checkpoint_dir": os.path.join(spec.results_dir, "saved"),
                   "tensorboard_dir": os.path.join(spec.results_dir, "log_tensorboard")}
-        config = Config(model, spec.dataset, spec.config_files, {**inside, **(spec.config_dict or {})}, seed_args)
+        config = Config(model, spec.dataset, spec.files_for(model), {**inside, **(spec.config_dict or {})}, seed_args)
     except Exception as e:  # noqa: BLE001 - any failure is a row of the table
         spec.echo(f"[compare] {model}: failed: {one_line(e)}")
         rec = failed_record(model, spec.dataset, seed, one_line(e), fingerprint=fp)

@@ -1,0 +1,120 @@
+"""Optuna studies of a tuning run and the trials themselves.
+
+One study per model, kept in ``<results>/tune/studies.journal`` (Optuna's journal file storage:
+several processes may write it at once, and it survives a killed run). A trial trains on the
+training split and scores the validation split; the test split is never evaluated.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Any, Dict, List, Optional
+
+import optuna
+from optuna.trial import TrialState
+
+from recbole_ext.tune.space import Range, suggest
+
+STUDY_FILE = "studies.journal"
+
+
+@dataclasses.dataclass
+class TuneSpec:
+    """What every trial of one tuning run shares."""
+
+    dataset: str
+    results_dir: str
+    config_files: Optional[List[str]]
+    cmd_args: List[str]
+    spaces: Dict[str, Dict[str, Range]]
+    directions: Dict[str, str]
+    sampler_seed: int
+
+    @property
+    def tune_dir(self) -> str:
+        return os.path.join(self.results_dir, "tune")
+
+
+def open_study(spec: TuneSpec, model: str) -> optuna.Study:
+    """The model's study (created at the first call, loaded after)."""
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    os.makedirs(spec.tune_dir, exist_ok=True)
+    storage = JournalStorage(JournalFileBackend(os.path.join(spec.tune_dir, STUDY_FILE)))
+    return optuna.create_study(study_name=model, storage=storage, direction=spec.directions[model],
+                               sampler=optuna.samplers.TPESampler(seed=spec.sampler_seed), load_if_exists=True)
+
+
+def mark_interrupted(study: optuna.Study) -> int:
+    """Fail the trials a killed run left running (they do not count against the budget);
+    returns how many. Only for a study no other process is working on."""
+    stale = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+    for t in stale:
+        study._storage.set_trial_user_attr(t._trial_id, "interrupted", True)
+        study._storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
+    return len(stale)
+
+
+def used_budget(study: optuna.Study) -> int:
+    """Trials that count against the budget: finished ones and those that failed on their own."""
+    return sum(1 for t in study.get_trials(deepcopy=False)
+               if t.state == TrialState.COMPLETE
+               or (t.state == TrialState.FAIL and not t.user_attrs.get("interrupted")))
+
+
+def best_trial(study: optuna.Study) -> Optional[optuna.trial.FrozenTrial]:
+    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    return study.best_trial if complete else None
+
+
+def run_trial(spec: TuneSpec, model: str, threads: int = 0) -> str:
+    """Ask the model's study for a setting, train and validate it, tell the study; returns a
+    one-line summary. A failing setting is a failed trial (it counts against the budget)."""
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+    study = open_study(spec, model)
+    trial = study.ask()
+    params = suggest(trial, spec.spaces[model])
+    try:
+        score = train_and_validate(spec, model, params)
+    except Exception as e:  # noqa: BLE001 - a failed trial is a result, not a crash
+        from recbole_ext.compare.runner import one_line
+
+        trial.set_user_attr("error", one_line(e))
+        study.tell(trial, state=TrialState.FAIL)
+        return f"{model} trial {trial.number}: failed: {one_line(e)}"
+    study.tell(trial, score)
+    return f"{model} trial {trial.number}: valid score {score:.4f} with {params}"
+
+
+def train_and_validate(spec: TuneSpec, model: str, params: Dict[str, Any]) -> float:
+    """Train ``model`` with ``params`` and return its best validation score (early stopping on
+    ``valid_metric``, as a run does); nothing is saved and the test split is never scored."""
+    from recbole.utils import init_seed
+
+    from recbole_ext.compare.memory import release_memory
+    from recbole_ext.config import Config
+    from recbole_ext.data.utils import create_dataset, data_preparation
+    from recbole_ext.logger import close_logger, init_logger
+    from recbole_ext.registry import get_model, get_trainer
+
+    inside = {"checkpoint_dir": os.path.join(spec.tune_dir, "saved"),
+              "tensorboard_dir": os.path.join(spec.tune_dir, "log_tensorboard")}
+    config = Config(model, spec.dataset, spec.config_files, {**inside, **params}, spec.cmd_args)
+    init_seed(config["seed"], config["reproducibility"])
+    init_logger(config, log_dir=os.path.join(spec.tune_dir, "log"), console=False)
+    try:
+        train, valid, _ = data_preparation(config, create_dataset(config))
+        init_seed(config["seed"], config["reproducibility"])
+        net = get_model(model)(config, train._dataset).to(config["device"])
+        trainer = get_trainer(config["MODEL_TYPE"], model)(config, net)
+        score, _ = trainer.fit(train, valid, saved=False, show_progress=False)
+        trainer.tensorboard.close()
+    finally:
+        close_logger()
+        release_memory()
+    return float(score)

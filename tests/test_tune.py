@@ -1,0 +1,118 @@
+"""The tune command: the same Optuna budget for every model, validation only, resumable after a
+kill, best configs beside the comparison that used them; bad spaces refused in one line."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import yaml
+
+from recbole_ext.cli import main
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SPACE = """\
+all:
+  learning_rate: {loguniform: [1.0e-3, 1.0e-2]}
+GRU4Rec:
+  dropout_prob: {choice: [0.1, 0.3]}
+SASRec:
+  hidden_dropout_prob: {choice: [0.2, 0.5]}
+"""
+SMALL = ["--epochs=1", "--MAX_ITEM_LIST_LENGTH=20", "--train_batch_size=256", "--hidden_size=16",
+         "--embedding_size=16", "--n_layers=1", "--n_heads=2", "--inner_size=32", "--show_progress=False"]
+
+
+def _studies(results):
+    import optuna
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    path = os.path.join(results, "tune", "studies.journal")
+    if not os.path.exists(path):
+        return {}
+    storage = JournalStorage(JournalFileBackend(path))
+    return {s.study_name: optuna.load_study(study_name=s.study_name, storage=storage).trials
+            for s in optuna.get_all_study_summaries(storage)}
+
+
+def _complete(trials):
+    return [t for t in trials if t.state.name == "COMPLETE"]
+
+
+def test_tuning_two_models_is_killed_then_resumes_and_compares(ml100k_slice, tmp_path, monkeypatch):
+    space = tmp_path / "space.yaml"
+    space.write_text(SPACE)
+    results = str(tmp_path / "results")
+    args = ["tune", "--model=GRU4Rec,SASRec", "--dataset=ml-slice", f"--data_path={ml100k_slice}",
+            f"--space={space}", "--trials=3", f"--results-dir={results}", "--no-plot", *SMALL]
+    env = dict(os.environ, PYTHONPATH=ROOT, OMP_NUM_THREADS="1")
+    first = subprocess.Popen([sys.executable, "-m", "recbole_ext", *args, "--jobs=2"], cwd=tmp_path, env=env,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 240
+    while time.time() < deadline and first.poll() is None:
+        if any(_complete(t) for t in _studies(results).values()):
+            break
+        time.sleep(0.2)
+    assert first.poll() is None, "the first run ended before it could be killed"
+    os.killpg(first.pid, signal.SIGKILL)  # the parent and its trial processes
+    first.wait()
+    killed = _studies(results)
+    kept = {m: len(_complete(t)) for m, t in killed.items()}
+    assert sum(kept.values()) >= 1 and all(n < 3 for n in kept.values())
+
+    monkeypatch.chdir(tmp_path)
+    assert main(args) == 0
+    studies = _studies(results)
+    for model in ("GRU4Rec", "SASRec"):
+        trials = studies[model]
+        budget = [t for t in trials if not t.user_attrs.get("interrupted")]
+        assert len(budget) == 3 and len(_complete(trials)) == 3  # the budget, not more
+        assert len(_complete(trials)) >= kept.get(model, 0)  # finished trials were kept
+        best = yaml.safe_load(open(os.path.join(results, "best", f"{model}.yaml")))
+        used = yaml.safe_load(open(os.path.join(results, "configs", f"{model}.yaml")))
+        assert best and all(used[k] == v for k, v in best.items())  # the comparison ran the best setting
+        logs = os.path.join(results, "tune", "log", model)
+        texts = [open(os.path.join(logs, log)).read() for log in os.listdir(logs)]
+        assert sum("valid result" in t for t in texts) >= 3  # (a killed trial's log may be cut short)
+        assert not any("test result" in t for t in texts)  # never scored on test
+    assert os.path.isfile(os.path.join(results, "tuning.md"))
+    assert "| GRU4Rec |" in open(os.path.join(results, "comparison.md")).read()
+
+
+@pytest.mark.parametrize("space,needle", [
+    ("learning_rate: {logarithmic: [1, 2]}", "neither a model name nor a range"),
+    ("learning_rate: {uniform: [0.1, 0.01]}", "low < high"),
+    ("hidden_size: {choice: [[16, 32]]}", "choices must be"),
+    ("dropout_prob: {choice: [0.1, 1.5]}", "dropout_prob=1.5"),
+    ("epochs: {int: [1, 2]}", "both searched and set"),
+])
+def test_bad_search_space_is_one_line_before_any_trial(ml100k_slice, tmp_path, capsys, space, needle):
+    path = tmp_path / "space.yaml"
+    path.write_text(space + "\n")
+    results = tmp_path / "results"
+    rc = main(["tune", "--model=GRU4Rec", "--dataset=ml-slice", f"--data_path={ml100k_slice}", f"--space={path}",
+               "--trials=2", f"--results-dir={results}", "--epochs=1"])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.startswith("recbole_ext: error:") and needle in err and len(err.strip().splitlines()) == 1
+    assert not results.exists()
+
+
+def test_packaged_spaces_fit_their_models():
+    """Every packaged space parses, and each of its values passes its model's config types."""
+    from recbole_ext.config_schema import Schema
+    from recbole_ext.config import Config
+    from recbole_ext.tune.space import TUNE_DIR, extremes, load_space
+
+    for name in sorted(os.listdir(TUNE_DIR)):
+        model = name[: -len(".yaml")]
+        space = load_space(None, model)
+        config = Config(model, "ml-100k", config_dict={"download": "never"})
+        schema = Schema.from_files(config.default_files)
+        for setting in extremes(space):
+            schema.check(setting)
+            assert set(setting) <= set(config.final_config_dict), model
