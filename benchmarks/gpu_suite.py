@@ -72,6 +72,7 @@ def part_a(report: Report, data: Dict, workdir: str, device: str) -> None:
     steps += [
         ("resume + recommend", lambda: [("GLINTRU",) + checks.check_resume(data, workdir)]),
         ("pop100 ours == RecBole", lambda: checks.check_sampled_eval(data)),
+        ("DDP rank == one process", lambda: [("SASRec",) + checks.check_data_parallel(data, workdir)]),
         ("mLSTM == reference", lambda: checks.check_mlstm(device)),
     ]
     for check, fn in steps:

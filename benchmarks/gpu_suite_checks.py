@@ -79,6 +79,34 @@ def check_resume(data: Dict, workdir: str) -> Tuple[bool, str, Dict]:
     return ok, detail, {"resume_equal": same, "recommend_device": device}
 
 
+def check_data_parallel(data: Dict, workdir: str) -> Tuple[bool, str, Dict]:
+    """One epoch as rank 0 of a one-rank data-parallel group (NCCL on a GPU, gloo on a CPU: the
+    DDP wrapper, the gathers and the broadcast checkpoint load on this device), against a
+    one-process evaluation of its checkpoint (valid full ranking, test pop100 shared)."""
+    from recbole.utils import init_seed
+
+    from recbole_ext.data.utils import create_dataset, data_preparation
+    from recbole_ext.distributed import free_port
+    from recbole_ext.registry import get_model, get_trainer
+
+    modes = {"split": {"LS": "valid_and_test"}, "order": "TO", "mode": {"valid": "full", "test": "pop100"},
+             "group_by": "user"}
+    keys = {"eval_args": modes, "metric_decimal_place": 8}
+    res = run_one("SASRec", data, os.path.join(workdir, "ddp"), epochs=1, local_rank=0, world_size=1, nproc=1,
+                  ip="localhost", port=free_port(), **keys)
+    config = suite_config("SASRec", data["dataset"], data.get("data_path"),
+                          {**data.get("keys", {}), **MODEL_KEYS["SASRec"], **keys})
+    init_seed(config["seed"], True)
+    _, valid, test = data_preparation(config, create_dataset(config))
+    trainer = get_trainer(config["MODEL_TYPE"], "SASRec")(config, get_model("SASRec")(config, valid._dataset).to(config["device"]))
+    got = {name: {k: float(v) for k, v in trainer.evaluate(loader, model_file=res["saved_model_file"]).items()}
+           for name, loader in (("valid", valid), ("test", test))}
+    want = {"valid": {k: float(v) for k, v in res["best_valid_result"].items()},
+            "test": {k: float(v) for k, v in res["test_result"].items()}}
+    ok = got == want
+    return ok, f"data-parallel == one-process evaluation: {ok}; test {fmt(want['test'])}", {"equal": ok}
+
+
 def check_sampled_eval(data: Dict, models=("GLINTRU", "SASRec")) -> List[Tuple[str, bool, str, Dict]]:
     """pop100 metrics through our loader and encode-once scoring == RecBole's loader and path."""
     from recbole.data.dataloader import NegSampleEvalDataLoader

@@ -96,3 +96,20 @@ def test_two_process_gloo_training_equals_one_process_evaluation_and_resumes(ml1
         for name in (a or {}):
             assert torch.equal(a[name], b[name]), f"{key}: {name}"
     assert len(resumed["rng"]["ranks"]) == 2
+
+
+def test_an_existing_process_group_is_joined_not_created():
+    """A caller's process group (here gloo, one rank) is used as it is: no second group, its
+    size and rank win over the config's, and it is left to its owner afterwards."""
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", init_method=f"tcp://localhost:{distributed.free_port()}", rank=0, world_size=1)
+    try:
+        cfg = {"local_rank": 0, "world_size": 4, "nproc": 4, "gpu_id": "", "port": 1}
+        assert distributed.init_group(cfg) == torch.device("cpu")
+        assert cfg["world_size"] == 1 and cfg["offset"] == 0
+        distributed.shutdown()
+        assert dist.is_initialized()  # not ours to destroy
+        assert distributed.broadcast({"a": 1}) == {"a": 1} and distributed.all_gather(3) == [3]
+    finally:
+        dist.destroy_process_group()

@@ -45,6 +45,8 @@ class CompatTrainerMixin(DataParallelMixin, SampledEvalMixin):
 
     def __init__(self, config, model):
         data_parallel = config["single_spec"] is False
+        if data_parallel:  # RecBole's exists-then-makedirs races between ranks
+            os.makedirs(config["checkpoint_dir"], exist_ok=True)
         config["single_spec"] = True  # RecBole's CUDA-only DDP wrapper: ours follows (data_parallel.py)
         try:
             super().__init__(config, model)

@@ -59,6 +59,11 @@ def run_tune(models: Sequence[str], dataset: str, space_path: Optional[str], tri
     best_dir = write_best(spec, trials, echo)
     if not compare:
         return [], results_dir
+    if jobs > 1:
+        from recbole_ext.compare.parallel import run_parallel
+
+        return run_parallel(list(spec.spaces), dataset, config_files, list(cmd_args), seeds, results_dir, jobs=jobs,
+                            devices=[], plot=plot, echo=echo, model_config_dir=best_dir)
     from recbole_ext.compare.runner import run_comparison
 
     return run_comparison(list(spec.spaces), dataset, config_files, list(cmd_args), seeds=seeds,
