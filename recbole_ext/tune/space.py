@@ -43,8 +43,8 @@ def load_space(path: Optional[str], model: str) -> Dict[str, Range]:
     """
     path = path or packaged_space_path(model)
     if path is None:
-        raise ConfigError(f"no packaged search space for {model}: pass --space=FILE (keys and ranges, "
-                          "see 'recbole-ext tune --help')")
+        raise ConfigError(f"no packaged search space for {model}: pass --space=FILE, a YAML file of keys and "
+                          "ranges such as 'learning_rate: {loguniform: [1.0e-4, 1.0e-2]}' (also uniform, int, choice)")
     try:
         with open(path, "r", encoding="utf-8") as f:
             data = yaml.safe_load(f) or {}
