@@ -5,8 +5,10 @@ RecBole's ``NegSampleEvalDataLoader`` (``uni100``, ``pop100``, ...) turns every 
 then calls ``predict`` on all of them. For sequential models that is the slowest path in RecBole:
 the loader's copying alone costs several times a full-ranking pass.
 
-:class:`CandidateEvalDataLoader` draws exactly the negatives RecBole's loader draws (same sampler,
-same calls, same user order, so the same random numbers) but yields a :class:`CandidateBatch`: the
+:class:`CandidateEvalDataLoader` ranks the split's shared negatives
+(:mod:`recbole_ext.data.candidates`, ``eval_candidates: shared``) or, under ``per_epoch``, draws
+exactly the negatives RecBole's loader draws (same sampler, same calls, same user order, so the
+same random numbers); either way it yields a :class:`CandidateBatch`: the
 distinct rows once plus a ``[rows, 1 + N]`` matrix of candidate item ids. The trainer
 (:meth:`recbole_ext.evaluation.sampled.SampledEvalMixin._neg_sample_batch_eval`) encodes each row
 once and scores its candidates; for a model that cannot, :meth:`CandidateBatch.expand` rebuilds
