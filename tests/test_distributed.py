@@ -42,14 +42,18 @@ def _launch(cwd, args, nproc_args):
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=ROOT)
     out = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
-    lines = {line.split(":", 1)[0]: ast.literal_eval(line.split(":", 1)[1].strip())
-             for line in out.stdout.splitlines() if line.startswith(("best valid:", "test result:"))}
-    assert set(lines) == {"best valid", "test result"}, out.stdout  # printed once, by rank 0
+    printed = [line for line in out.stdout.splitlines() if line.startswith(("best valid:", "test result:"))]
+    lines = {line.split(":", 1)[0]: ast.literal_eval(line.split(":", 1)[1].strip()) for line in printed}
+    assert len(printed) == 2 and set(lines) == {"best valid", "test result"}, out.stdout  # once, by rank 0
     return lines
 
 
-def _torchrun(port):
-    return ["-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={port}"]
+def _torchrun(port, node=None):
+    """torchrun on one machine (2 processes), or as machine ``node`` of 2 with one process each."""
+    if node is None:
+        return ["-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={port}"]
+    return ["-m", "torch.distributed.run", "--nnodes=2", f"--node_rank={node}", "--nproc_per_node=1",
+            "--master_addr=127.0.0.1", f"--master_port={port}"]
 
 
 def _args(data_root, epochs, *extra):
@@ -73,7 +77,8 @@ def test_two_process_gloo_training_equals_one_process_evaluation_and_resumes(ml1
     """torchrun, 2 ranks on gloo: one log, one checkpoint, metrics (full-ranking valid, shared
     pop100 test) equal a one-process evaluation of the checkpoint; a run stopped after epoch 0
     continued with the spawn form (--nproc=2) ends with the weights of an uninterrupted
-    2-epoch run."""
+    2-epoch run, started as two one-process machines (--nnodes=2: ranks 0 and 1 from
+    node_rank/offset; only rank 0 reports)."""
     port = distributed.free_port()
     stopped, whole = tmp_path / "stopped", tmp_path / "whole"
     stopped.mkdir(), whole.mkdir()
@@ -86,7 +91,14 @@ def test_two_process_gloo_training_equals_one_process_evaluation_and_resumes(ml1
     assert 0 < valid["recall@10"] < 1  # 60 users, each counted once
 
     _launch(stopped, _args(ml100k_slice, 2, f"--resume={checkpoints[0]}", "--nproc=2"), [])
-    _launch(whole, _args(ml100k_slice, 2), _torchrun(distributed.free_port()))
+    port = distributed.free_port()
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=ROOT)
+    second = subprocess.Popen([sys.executable, *_torchrun(port, node=1), os.path.join(ROOT, "run_recbole_ext.py"),
+                               *_args(ml100k_slice, 2)], cwd=whole, env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True)
+    _launch(whole, _args(ml100k_slice, 2), _torchrun(port, node=0))
+    out, err = second.communicate(timeout=120)
+    assert second.returncode == 0 and "test result" not in out, err[-2000:]
     resumed = torch.load(checkpoints[0], weights_only=True)
     (uninterrupted,) = [torch.load(p, weights_only=True) for p in glob.glob(str(whole / "saved" / "*.pth"))]
     assert resumed["epoch"] == uninterrupted["epoch"] == 1
