@@ -116,3 +116,11 @@ def test_packaged_spaces_fit_their_models():
         for setting in extremes(space):
             schema.check(setting)
             assert set(setting) <= set(config.final_config_dict), model
+
+
+def test_model_configs_must_be_a_folder(tmp_path, capsys):
+    rc = main(["compare", "--model=GRU4Rec,SASRec", "--dataset=ml-100k", f"--model-configs={tmp_path / 'none'}",
+               f"--results-dir={tmp_path / 'res'}"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "--model-configs" in err and "is not a folder" in err
+    assert not (tmp_path / "res").exists()
