@@ -63,6 +63,7 @@ def test_tuning_two_models_is_killed_then_resumes_and_compares(ml100k_slice, tmp
     first.wait()
     killed = _studies(results)
     kept = {m: len(_complete(t)) for m, t in killed.items()}
+    running = {m: sum(t.state.name == "RUNNING" for t in ts) for m, ts in killed.items()}  # cut off by the kill
     assert sum(kept.values()) >= 1 and all(n < 3 for n in kept.values())
 
     monkeypatch.chdir(tmp_path)
@@ -72,6 +73,7 @@ def test_tuning_two_models_is_killed_then_resumes_and_compares(ml100k_slice, tmp
         trials = studies[model]
         budget = [t for t in trials if not t.user_attrs.get("interrupted")]
         assert len(budget) == 3 and len(_complete(trials)) == 3  # the budget, not more
+        assert sum(bool(t.user_attrs.get("interrupted")) for t in trials) == running.get(model, 0)
         assert len(_complete(trials)) >= kept.get(model, 0)  # finished trials were kept
         best = yaml.safe_load(open(os.path.join(results, "best", f"{model}.yaml")))
         used = yaml.safe_load(open(os.path.join(results, "configs", f"{model}.yaml")))

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import datetime
 import os
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Callable, List, Optional, Sequence, Tuple
 
 from recbole_ext.errors import UserError
 from recbole_ext.fileio import atomic_write_text
@@ -39,10 +39,10 @@ def run_tune(models: Sequence[str], dataset: str, space_path: Optional[str], tri
     """
     from recbole_ext.tune.trials import mark_interrupted, open_study, used_budget
 
-    try:
-        import optuna  # noqa: F401
-    except ImportError:
-        raise UserError("the tune command needs Optuna: pip install 'optuna>=4.0' (or the [tune] extra)") from None
+    import importlib.util
+
+    if importlib.util.find_spec("optuna") is None:
+        raise UserError("the tune command needs Optuna: pip install 'optuna>=4.0' (or the [tune] extra)")
     if trials < 1 or jobs < 1:
         raise UserError(f"--trials and --jobs must be at least 1, got {trials} and {jobs}")
     results_dir = results_dir or os.path.join(
@@ -51,7 +51,7 @@ def run_tune(models: Sequence[str], dataset: str, space_path: Optional[str], tri
     todo: List[str] = []
     for model in spec.spaces:
         study = open_study(spec, model)
-        stale = mark_interrupted(study)
+        stale = mark_interrupted(spec, model)
         left = max(0, trials - used_budget(study))
         echo(f"[tune] {model}: {trials - left} of {trials} trials done" + (f", {stale} interrupted" if stale else ""))
         todo += [model] * left

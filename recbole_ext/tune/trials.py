@@ -36,24 +36,31 @@ class TuneSpec:
         return os.path.join(self.results_dir, "tune")
 
 
-def open_study(spec: TuneSpec, model: str) -> optuna.Study:
-    """The model's study (created at the first call, loaded after)."""
+def study_storage(spec: TuneSpec):
+    """The run's Optuna storage (one journal file for every model's study)."""
     from optuna.storages import JournalStorage
     from optuna.storages.journal import JournalFileBackend
 
     os.makedirs(spec.tune_dir, exist_ok=True)
-    storage = JournalStorage(JournalFileBackend(os.path.join(spec.tune_dir, STUDY_FILE)))
-    return optuna.create_study(study_name=model, storage=storage, direction=spec.directions[model],
+    return JournalStorage(JournalFileBackend(os.path.join(spec.tune_dir, STUDY_FILE)))
+
+
+def open_study(spec: TuneSpec, model: str) -> optuna.Study:
+    """The model's study (created at the first call, loaded after)."""
+    return optuna.create_study(study_name=model, storage=study_storage(spec), direction=spec.directions[model],
                                sampler=optuna.samplers.TPESampler(seed=spec.sampler_seed), load_if_exists=True)
 
 
-def mark_interrupted(study: optuna.Study) -> int:
-    """Fail the trials a killed run left running (they do not count against the budget);
-    returns how many. Only for a study no other process is working on."""
-    stale = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+def mark_interrupted(spec: TuneSpec, model: str) -> int:
+    """Fail the trials a killed run left running in the model's study (they do not count against
+    the budget); returns how many. Only for a study no other process is working on."""
+    storage = study_storage(spec)
+    study_id = storage.get_study_id_from_name(model)
+    stale = storage.get_all_trials(study_id, deepcopy=False, states=(TrialState.RUNNING,))
     for t in stale:
-        study._storage.set_trial_user_attr(t._trial_id, "interrupted", True)
-        study._storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
+        trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, t.number)
+        storage.set_trial_user_attr(trial_id, "interrupted", True)
+        storage.set_trial_state_values(trial_id, TrialState.FAIL)
     return len(stale)
 
 
