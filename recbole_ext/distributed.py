@@ -22,8 +22,9 @@ What RecBole 1.2.1's own DDP path gets wrong and where it is fixed:
 
 from __future__ import annotations
 
+import contextlib
 import os
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, Iterator, List, Optional
 
 import torch
 import torch.distributed as dist
@@ -80,6 +81,19 @@ def init_group(cfg: dict) -> torch.device:
     device = torch.device("cuda", int(cfg["local_rank"]) % torch.cuda.device_count())
     torch.cuda.set_device(device)
     return device
+
+
+@contextlib.contextmanager
+def as_one_process(config) -> Iterator[None]:
+    """Within the block ``config`` says "one process" (``single_spec``), so RecBole builds its
+    objects without its own data-parallel parts (its CUDA-only DDP wrapper, its padding
+    ``DistributedSampler``); ours are added after."""
+    was = config["single_spec"]
+    config["single_spec"] = True
+    try:
+        yield
+    finally:
+        config["single_spec"] = was
 
 
 def is_distributed(config) -> bool:

@@ -61,13 +61,10 @@ def _eval_loader(config, phase: str, dataset, sampler):
         return loader_class(config, dataset, sampler, shuffle=False)
     import torch.distributed as dist
 
-    from recbole_ext.distributed import shard_loader
+    from recbole_ext.distributed import as_one_process, shard_loader
 
-    config["single_spec"] = True
-    try:
+    with as_one_process(config):
         loader = loader_class(config, dataset, sampler, shuffle=False)
-    finally:
-        config["single_spec"] = False
     shard_loader(loader, dist.get_rank(), dist.get_world_size())
     return loader
 

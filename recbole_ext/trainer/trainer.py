@@ -32,7 +32,7 @@ from tqdm import tqdm
 from recbole.trainer import Trainer as RecBoleTrainer
 from recbole.utils import get_gpu_usage, set_color
 
-from recbole_ext.distributed import broadcast
+from recbole_ext.distributed import as_one_process, broadcast
 from recbole_ext.evaluation.sampled import SampledEvalMixin
 from recbole_ext.evaluation.per_user import CapturingEvaluator, per_user_metrics
 from recbole_ext.trainer.data_parallel import DataParallelMixin
@@ -44,14 +44,10 @@ class CompatTrainerMixin(DataParallelMixin, SampledEvalMixin):
     """Put first in the bases of a RecBole trainer (see the module docstring)."""
 
     def __init__(self, config, model):
-        data_parallel = config["single_spec"] is False
-        if data_parallel:  # RecBole's exists-then-makedirs races between ranks
+        if config["single_spec"] is False:  # RecBole's exists-then-makedirs races between ranks
             os.makedirs(config["checkpoint_dir"], exist_ok=True)
-        config["single_spec"] = True  # RecBole's CUDA-only DDP wrapper: ours follows (data_parallel.py)
-        try:
+        with as_one_process(config):  # RecBole's CUDA-only DDP wrapper: ours follows (data_parallel.py)
             super().__init__(config, model)
-        finally:
-            config["single_spec"] = not data_parallel
         self._wrap_data_parallel()
         # RecBole names the checkpoint <model>-<time to the second>.pth: two runs started in the
         # same second would write, and test, one file. The run id the run's log was opened with
@@ -204,11 +200,13 @@ class CompatTrainerMixin(DataParallelMixin, SampledEvalMixin):
     def _load_model_from(self, checkpoint_file: str, trust_checkpoint: bool = False) -> dict:
         from recbole_ext.trainer.checkpoint import load_checkpoint
 
-        if self._is_main():
-            checkpoint = load_checkpoint(checkpoint_file, trust_checkpoint, map_location="cpu")
-        else:  # data parallel: rank 0's file, which other machines may not see
-            checkpoint = None
-        checkpoint = broadcast(checkpoint) if self.distributed_model is not None else checkpoint
+        shared = self.distributed_model is not None  # rank 0's file, which other machines may not see
+        where = "cpu" if shared else self.device
+        checkpoint = load_checkpoint(checkpoint_file, trust_checkpoint, map_location=where) if self._is_main() else None
+        if shared:
+            checkpoint = broadcast(checkpoint)
+            other = checkpoint.get("other_parameter") or {}
+            checkpoint["other_parameter"] = {k: v.to(self.device) if torch.is_tensor(v) else v for k, v in other.items()}
         self.model.load_state_dict(checkpoint["state_dict"])
         restore_other_parameter(self.model, checkpoint.get("other_parameter"))
         return checkpoint
