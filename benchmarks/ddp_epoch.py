@@ -15,13 +15,14 @@ import glob
 import os
 import platform
 import re
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+from recbole_ext.distributed import free_port  # noqa: E402  (the package's rendezvous port helper)
 EPOCH = re.compile(r"epoch (\d+) training \[time: ([0-9.]+)s")
 
 
@@ -34,12 +35,6 @@ def cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or "unknown"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("localhost", 0))
-        return s.getsockname()[1]
 
 
 def run_once(args, nproc: int, threads: int, gpu: bool) -> float:

@@ -5,7 +5,7 @@ Two launchers are supported. ``torchrun --nproc_per_node=N run_recbole_ext.py ..
 ``WORLD_SIZE``, ``LOCAL_WORLD_SIZE``, ``MASTER_ADDR`` and ``MASTER_PORT``; :func:`launch_settings`
 maps them onto RecBole's keys (``local_rank``, ``offset``, ``world_size``, ``nproc``, ``ip``,
 ``port``). RecBole's own spawn form (``--nproc=N``) passes the same keys itself
-(:mod:`recbole_ext.launch`). :func:`init_group` then joins a process group that already exists
+(:func:`recbole_ext.quick_start.spawn_ranks`). :func:`init_group` then joins a process group that already exists
 (torchrun's, or a caller's) or creates one: NCCL on GPUs, gloo on CPUs.
 
 What RecBole 1.2.1's own DDP path gets wrong and where it is fixed:
