@@ -133,19 +133,13 @@ def _run(model: str, dataset: str, extra: dict, data_path: str = None) -> dict:
 
 def build_for_epochs(model: str, args):
     """Trainer and loaders of ``model`` on ``args.epoch_data`` with the bench's sizes."""
-    from recbole.utils import init_seed
+    from recbole_ext.pipeline import Run
 
-    from recbole_ext.config import Config
-    from recbole_ext.data.utils import create_dataset, data_preparation
-    from recbole_ext.registry import get_model, get_trainer
-
-    config = Config(model, args.epoch_data, config_dict={
+    run = Run.resolve(model, args.epoch_data, config_dict={
         "show_progress": False, "state": "ERROR", "train_batch_size": args.batch, "eval_batch_size": args.batch,
         "MAX_ITEM_LIST_LENGTH": args.length, "embedding_size": args.dim, "hidden_size": args.dim})
-    init_seed(config["seed"], True)
-    train_data, valid_data, _ = data_preparation(config, create_dataset(config))
-    net = get_model(model)(config, train_data._dataset)
-    return get_trainer(config["MODEL_TYPE"], model)(config, net), train_data, valid_data
+    loaders = run.build_loaders(run.prepare_data())
+    return run.build_trainer(run.build_model(loaders.train_set)), loaders.train, loaders.valid
 
 
 def epoch_timings(args) -> None:

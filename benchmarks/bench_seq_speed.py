@@ -65,7 +65,8 @@ def reference_glintru_class(path: str):
 
 
 def config_for(args, model: str, mode: str):
-    from recbole_ext.config import Config
+    """The pipeline's run of ``model`` (the reference GLINT-RU runs as GLINTRU) in ``mode``."""
+    from recbole_ext.pipeline import Run
 
     cfg = {
         "state": "ERROR",
@@ -84,24 +85,21 @@ def config_for(args, model: str, mode: str):
         "valid_metric": "NDCG@10",
     }
     cfg.update(MODEL_KEYS.get(model, {}))
-    return Config("GLINTRU" if model == REFERENCE else model, args.dataset, config_dict=cfg)
+    return Run.resolve("GLINTRU" if model == REFERENCE else model, args.dataset, config_dict=cfg)
 
 
 def one(args, model: str) -> dict:
     import torch
-    from recbole.utils import init_seed
-
-    from recbole_ext.data.utils import create_dataset, data_preparation
-    from recbole_ext.registry import get_model, get_trainer
 
     torch.set_num_threads(args.threads)
-    config = config_for(args, model, "full")
-    init_seed(0, True)
-    dataset = create_dataset(config)
-    train_data, valid_data, _ = data_preparation(config, dataset)
-    model_class = reference_glintru_class(args.reference_glintru) if model == REFERENCE else get_model(config["model"])
-    net = model_class(config, train_data._dataset)
-    trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, net)
+    run = config_for(args, model, "full")
+    splits = run.prepare_data()
+    dataset = splits.dataset
+    loaders = run.build_loaders(splits)
+    train_data, valid_data = loaders.train, loaders.valid
+    model_class = reference_glintru_class(args.reference_glintru) if model == REFERENCE else None
+    net = run.build_model(loaders.train_set, model_class)
+    trainer = run.build_trainer(net)
     n_params = sum(p.numel() for p in net.parameters())
 
     # training: the first --train-batches batches of one epoch (after one warm-up batch)
@@ -151,16 +149,13 @@ def sampled_passes(args, model, trainer, full_valid, dataset) -> dict:
     """Seconds for one validation pass: full ranking; pop100 through our candidate loader and
     encode-once scoring; pop100 through RecBole's loader with encode-once scoring; pop100 the
     way RecBole does it (its loader, ``predict`` per candidate). Same users per batch in all."""
-    from recbole.data.dataloader import NegSampleEvalDataLoader
     from recbole.utils import init_seed
 
-    from recbole_ext.data.utils import create_dataset, data_preparation
-
-    config = config_for(args, model, "pop100")
-    init_seed(0, True)
-    _, pop_valid, _ = data_preparation(config, create_dataset(config))
+    run = config_for(args, model, "pop100")
+    config = run.config
+    pop_valid = run.build_loaders(run.prepare_data()).valid
     config["eval_batch_size"] = args.batch * 101
-    recbole_valid = NegSampleEvalDataLoader(config, pop_valid._dataset, pop_valid._sampler, shuffle=False)
+    recbole_valid = run.recbole_eval_loader(pop_valid)
     trainer.config["eval_type"] = config["eval_type"]
     passes = [
         ("full_pass_s", full_valid, True),

@@ -30,11 +30,7 @@ import torch
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
-from recbole.utils import init_seed  # noqa: E402
-
-from recbole_ext.config import Config  # noqa: E402
-from recbole_ext.data.utils import create_dataset, data_preparation  # noqa: E402
-from recbole_ext.registry import get_model, get_trainer  # noqa: E402
+from recbole_ext.pipeline import Run  # noqa: E402
 
 getLogger().setLevel("WARNING")
 
@@ -42,12 +38,9 @@ getLogger().setLevel("WARNING")
 def build(model: str, config_files=None, **overrides):
     cfg = {"state": "WARNING", "show_progress": False}
     cfg.update(overrides)
-    config = Config(model, "ml-100k", config_files, cfg)
-    init_seed(config["seed"], True)
-    train, valid, test = data_preparation(config, create_dataset(config))
-    init_seed(config["seed"], True)
-    net = get_model(model)(config, train._dataset)
-    return config, net, train
+    run = Run.resolve(model, "ml-100k", config_files, cfg)
+    loaders = run.build_loaders(run.prepare_data())
+    return run, run.build_model(loaders.train_set), loaders.train
 
 
 def train_steps(net, batches) -> float:
@@ -66,7 +59,8 @@ def train_steps(net, batches) -> float:
 
 
 def bench_svae(b1_users: int, repeats: int):
-    config, net, train = build("SVAE")
+    run, net, train = build("SVAE")
+    config = run.config
     inter = train._dataset.inter_feat
     n_users, bs = len(inter), config["train_batch_size"]
     batched = [inter[torch.arange(i, min(i + bs, n_users))] for i in range(0, n_users, bs)]
@@ -92,8 +86,8 @@ def bench_multvae(batch_sizes, repeats: int):
     for bs in batch_sizes:
         times = {}
         for model in ("MultiVAE", "MultVAE"):
-            config, net, train = build(model, protocol, train_batch_size=bs)
-            trainer = get_trainer(config["MODEL_TYPE"], model)(config, net)
+            run, net, train = build(model, protocol, train_batch_size=bs)
+            trainer = run.build_trainer(net)
             best = float("inf")
             for _ in range(repeats):
                 trainer._train_epoch(train, 0)

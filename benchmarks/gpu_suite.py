@@ -116,24 +116,24 @@ def part_b(report: Report, shape: Dict, workdir: str, budget_s: float, models: L
             report.line([model, "-", "-", f"skipped: part (b) budget of {budget_s:.0f} s spent"] + [""] * 7)
             continue
         try:
-            config, train_data = speed.build_data(model, root, shape)
+            run, train_data = speed.build_data(model, root, shape)
         except Exception as e:  # noqa: BLE001
             report.row("b", model, "FAIL", 0.0, {}, [model, "-", "-", error_text(e)] + [""] * 7)
             continue
         for precision, compiled in rows:
             if time.perf_counter() - start > budget_s:
                 break
-            speed_row(report, speed, config, train_data, shape, full_samples, precision, compiled, base)
+            speed_row(report, speed, run, train_data, shape, full_samples, precision, compiled, base)
         if model in PROFILED and not profiled.get(model):
-            profiled[model] = profile_text(speed, config, train_data, shape)
+            profiled[model] = profile_text(speed, run, train_data, shape)
     for model, text in profiled.items():
         report.text(f"Where {model}'s fp32 training steps spend their time (torch.profiler, 3 steps):\n\n"
                     f"```\n{text}\n```")
 
 
-def profile_text(speed, config, train_data, shape: Dict) -> str:
+def profile_text(speed, run, train_data, shape: Dict) -> str:
     try:
-        return speed.profile_table(config, train_data, shape)
+        return speed.profile_table(run, train_data, shape)
     except Exception as e:  # noqa: BLE001 - a failed profile is text in the report
         return f"profile failed: {error_text(e)}"
 
@@ -151,11 +151,11 @@ def loader_line(report: Report, speed, root: str, shape: Dict) -> None:
     report.row("b", "loader", "ok", time.perf_counter() - t0, r, ["loader (SASRec)", "-", "-", cell] + [""] * 7)
 
 
-def speed_row(report, speed, config, train_data, shape, full_samples, precision, compiled, base) -> None:
-    model = config["model"]
+def speed_row(report, speed, run, train_data, shape, full_samples, precision, compiled, base) -> None:
+    model = run.config["model"]
     t0 = time.perf_counter()
     try:
-        r = speed.measure(config, train_data, shape, full_samples, precision, compiled)
+        r = speed.measure(run, train_data, shape, full_samples, precision, compiled)
     except Exception as e:  # noqa: BLE001
         report.row("b", f"{model} {precision}", "FAIL", time.perf_counter() - t0, {},
                    [model, precision, compiled, error_text(e)] + [""] * 7)

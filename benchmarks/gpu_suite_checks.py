@@ -18,7 +18,7 @@ from typing import Dict, List, Tuple
 
 import torch
 
-from gpu_suite_common import suite_config
+from gpu_suite_common import suite_run
 
 SMOKE_MODELS = ["GLINTRU", "mLSTM", "LSTM4Rec", "SVAE", "MultVAE", "SASRec", "GRU4Rec", "BERT4Rec"]
 MODEL_KEYS: Dict[str, Dict] = {
@@ -83,22 +83,19 @@ def check_data_parallel(data: Dict, workdir: str) -> Tuple[bool, str, Dict]:
     """One epoch as rank 0 of a one-rank data-parallel group (NCCL on a GPU, gloo on a CPU: the
     DDP wrapper, the gathers and the broadcast checkpoint load on this device), against a
     one-process evaluation of its checkpoint (valid full ranking, test pop100 shared)."""
-    from recbole.utils import init_seed
-
-    from recbole_ext.data.utils import create_dataset, data_preparation
     from recbole_ext.distributed import free_port
-    from recbole_ext.registry import get_model, get_trainer
 
     modes = {"split": {"LS": "valid_and_test"}, "order": "TO", "mode": {"valid": "full", "test": "pop100"},
              "group_by": "user"}
     keys = {"eval_args": modes, "metric_decimal_place": 8}
     res = run_one("SASRec", data, os.path.join(workdir, "ddp"), epochs=1, local_rank=0, world_size=1, nproc=1,
                   ip="localhost", port=free_port(), **keys)
-    config = suite_config("SASRec", data["dataset"], data.get("data_path"),
-                          {**data.get("keys", {}), **MODEL_KEYS["SASRec"], **keys})
-    init_seed(config["seed"], True)
-    _, valid, test = data_preparation(config, create_dataset(config))
-    trainer = get_trainer(config["MODEL_TYPE"], "SASRec")(config, get_model("SASRec")(config, valid._dataset).to(config["device"]))
+    run = suite_run("SASRec", data["dataset"], data.get("data_path"),
+                    {**data.get("keys", {}), **MODEL_KEYS["SASRec"], **keys})
+    run.attach_device()
+    loaders = run.build_loaders(run.prepare_data())
+    valid, test = loaders.valid, loaders.test
+    trainer = run.build_trainer(run.build_model(valid._dataset))
     got = {name: {k: float(v) for k, v in trainer.evaluate(loader, model_file=res["saved_model_file"]).items()}
            for name, loader in (("valid", valid), ("test", test))}
     want = {"valid": {k: float(v) for k, v in res["best_valid_result"].items()},
@@ -109,11 +106,7 @@ def check_data_parallel(data: Dict, workdir: str) -> Tuple[bool, str, Dict]:
 
 def check_sampled_eval(data: Dict, models=("GLINTRU", "SASRec")) -> List[Tuple[str, bool, str, Dict]]:
     """pop100 metrics through our loader and encode-once scoring == RecBole's loader and path."""
-    from recbole.data.dataloader import NegSampleEvalDataLoader
     from recbole.utils import init_seed
-
-    from recbole_ext.data.utils import create_dataset, data_preparation
-    from recbole_ext.registry import get_model, get_trainer
 
     rows = []
     eval_args = {"split": {"LS": "valid_and_test"}, "order": "TO", "mode": "pop100", "group_by": "user"}
@@ -121,13 +114,13 @@ def check_sampled_eval(data: Dict, models=("GLINTRU", "SASRec")) -> List[Tuple[s
         keys = {**data.get("keys", {}), **MODEL_KEYS.get(model, {}), "eval_args": eval_args,
                 "metrics": ["Recall", "MRR", "NDCG"], "topk": [10], "eval_batch_size": 256,
                 "eval_candidates": "per_epoch"}
-        config = suite_config(model, data["dataset"], data.get("data_path"), keys)
-        init_seed(config["seed"], True)
-        _, valid, _ = data_preparation(config, create_dataset(config))
-        net = get_model(model)(config, valid._dataset).to(config["device"])
-        trainer = get_trainer(config["MODEL_TYPE"], model)(config, net)
+        run = suite_run(model, data["dataset"], data.get("data_path"), keys)
+        run.attach_device()
+        config = run.config
+        valid = run.build_loaders(run.prepare_data()).valid
+        trainer = run.build_trainer(run.build_model(valid._dataset))
         config["eval_batch_size"] = 256 * 101
-        theirs = NegSampleEvalDataLoader(config, valid._dataset, valid._sampler, shuffle=False)
+        theirs = run.recbole_eval_loader(valid)
         got = {}
         for name, loader, fast in (("ours", valid, True), ("recbole", theirs, False)):
             trainer.fast_sampled_eval = fast

@@ -97,15 +97,16 @@ def train_samples(lengths: np.ndarray) -> int:
     return int(np.maximum(lengths - 3, 0).sum())
 
 
-def suite_config(model: str, dataset: str, data_path: Optional[str], keys: Dict):
-    """A :class:`recbole_ext.Config` for the suite: quiet, no progress bars, ``keys`` on top."""
-    from recbole_ext.config import Config
+def suite_run(model: str, dataset: str, data_path: Optional[str], keys: Dict):
+    """The pipeline's run (:class:`recbole_ext.pipeline.Run`) of ``model`` for the suite: quiet,
+    no progress bars, ``keys`` on top."""
+    from recbole_ext.pipeline import Run
 
     cfg = {"state": "ERROR", "show_progress": False}
     if data_path:
         cfg["data_path"] = data_path
     cfg.update(keys)
-    return Config(model, dataset, config_dict=cfg)
+    return Run.resolve(model, dataset, config_dict=cfg)
 
 
 def device_name() -> str:

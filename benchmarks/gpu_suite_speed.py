@@ -20,7 +20,7 @@ import torch
 
 from recbole_ext.trainer.fast_path import autocast, compile_forward
 
-from gpu_suite_common import ml1m_shape_lengths, ml1m_shape_rows, suite_config, sync, train_samples, write_inter
+from gpu_suite_common import ml1m_shape_lengths, ml1m_shape_rows, suite_run, sync, train_samples, write_inter
 
 #: per-model keys at the paper's ML-1M shape (hidden 128; GLINT-RU's run script: 8 heads)
 SPEED_MODELS: Dict[str, Dict] = {
@@ -63,27 +63,17 @@ def write_shape_data(root: str, shape: Dict) -> Tuple[str, int]:
 
 
 def build_data(model: str, root: str, shape: Dict, **extra):
-    """Config and training loader of ``model`` on the ML-1M-shaped sample."""
-    from recbole.utils import init_seed
-
-    from recbole_ext.data.utils import create_dataset, data_preparation
-
+    """The run and the training loader of ``model`` on the ML-1M-shaped sample."""
     keys = {**speed_keys(shape, model), **SPEED_MODELS[model], **extra}
-    config = suite_config(model, "ml1m-shape", root, keys)
-    init_seed(0, True)
-    train_data, _, _ = data_preparation(config, create_dataset(config))
-    return config, train_data
+    run = suite_run(model, "ml1m-shape", root, keys)
+    run.attach_device()
+    return run, run.build_loaders(run.prepare_data()).train
 
 
-def build_model(config, train_data):
+def build_model(run, train_data):
     """A freshly initialised model on its device and its trainer (for the optimiser)."""
-    from recbole.utils import init_seed
-
-    from recbole_ext.registry import get_model, get_trainer
-
-    init_seed(0, True)
-    net = get_model(config["model"])(config, train_data._dataset).to(config["device"])
-    return net, get_trainer(config["MODEL_TYPE"], config["model"])(config, net)
+    net = run.build_model(train_data._dataset)
+    return net, run.build_trainer(net)
 
 
 def load_batches(train_data, device, n: int) -> Tuple[List, float]:
@@ -142,17 +132,17 @@ def loader_compare(root: str, shape: Dict, model: str = "SASRec") -> Dict[str, f
     pays for CUDA's start and the table's copy to the device)."""
     out = {}
     for name, setting in (("recbole_ms", False), ("device_ms", True)):
-        config, train_data = build_data(model, root, shape, train_data_on_device=setting)
-        load_batches(train_data, config["device"], shape["batches"])
-        out[name] = load_batches(train_data, config["device"], shape["batches"])[1]
+        run, train_data = build_data(model, root, shape, train_data_on_device=setting)
+        load_batches(train_data, run.config["device"], shape["batches"])
+        out[name] = load_batches(train_data, run.config["device"], shape["batches"])[1]
         out[name + "_loader"] = type(train_data).__name__
     return out
 
 
-def measure(config, train_data, shape: Dict, full_samples: int, precision: str, compiled: bool) -> Dict:
-    """One row of part (b) for the model of ``config``: see the module docstring."""
-    net, trainer = build_model(config, train_data)
-    device = config["device"]
+def measure(run, train_data, shape: Dict, full_samples: int, precision: str, compiled: bool) -> Dict:
+    """One row of part (b) for the model of ``run``: see the module docstring."""
+    net, trainer = build_model(run, train_data)
+    device = run.config["device"]
     if compiled:  # what the `compile` key does (the smoke run names a cheap backend)
         compile_forward(net, shape.get("compile_backend", True))
     batches, loader_ms = load_batches(train_data, device, shape["batches"])
@@ -168,19 +158,19 @@ def measure(config, train_data, shape: Dict, full_samples: int, precision: str, 
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
     return {
-        "model": config["model"], "precision": precision, "compiled": compiled, "impl": impl,
+        "model": run.config["model"], "precision": precision, "compiled": compiled, "impl": impl,
         "step_ms": 1000 * step_s, "epoch_s": step_s * n_batches, "loader_epoch_s": loader_ms * n_batches / 1000,
         "eval_ms": eval_ms, "peak_mb": peak, "warmup_s": warm_s, "batches_per_epoch": n_batches,
     }
 
 
-def profile_table(config, train_data, shape: Dict, rows: int = 12) -> str:
+def profile_table(run, train_data, shape: Dict, rows: int = 12) -> str:
     """The ops that take the most device (or, without CUDA, CPU) time in three fp32 training
-    steps of the model of ``config``, as torch.profiler's table."""
+    steps of the model of ``run``, as torch.profiler's table."""
     from torch.profiler import ProfilerActivity, profile
 
-    net, trainer = build_model(config, train_data)
-    device = config["device"]
+    net, trainer = build_model(run, train_data)
+    device = run.config["device"]
     batches, _ = load_batches(train_data, device, 3)
     time_steps(net, trainer.optimizer, batches, "fp32", warmup=2, steps=1)
     cuda = device.type == "cuda"

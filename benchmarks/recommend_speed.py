@@ -4,8 +4,8 @@ Usage: ``python benchmarks/recommend_speed.py --checkpoint=saved/SASRec-....pth 
 
 Histories are the users' items from the checkpoint's own data set (``data_path`` in its saved
 config), most recent last, cycled up to ``--users`` users. Prints a Markdown table: building the
-model from the checkpoint alone (stand-in data set) and with the data set reloaded, then one
-batched ``recommend_many`` call (best of ``--repeat``).
+model from the checkpoint alone (its data-set class restored from the saved schema) and with the
+data set reloaded, then one batched ``recommend_many`` call (best of ``--repeat``).
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ def main() -> None:
     hist = histories(a.checkpoint, a.users)
     t0 = time.perf_counter()
     rec = Recommender(a.checkpoint)
-    t_stand_in = time.perf_counter() - t0
+    t_restored = time.perf_counter() - t0
     t0 = time.perf_counter()
     Recommender(a.checkpoint, reload_dataset=True)
     t_reload = time.perf_counter() - t0
@@ -62,7 +62,7 @@ def main() -> None:
           f"mean history used {mean_len:.1f}, torch threads {a.threads}\n")
     print("| step | seconds | per user (ms) |")
     print("| --- | ---: | ---: |")
-    print(f"| build model from checkpoint alone (stand-in data set) | {t_stand_in:.2f} | |")
+    print(f"| build model from the checkpoint alone (schema restored) | {t_restored:.2f} | |")
     print(f"| build model with the data set reloaded | {t_reload:.2f} | |")
     print(f"| recommend_many, {a.users} users, one batch (best of {a.repeat}) | {best:.3f} | {1000 * best / a.users:.3f} |")
 

@@ -3,8 +3,10 @@
 Public API:
 
 - :func:`get_model`, :func:`get_trainer`: resolve names, ours first, then RecBole's.
-- :class:`Config`: RecBole's configurator with our YAML defaults and today's-stack fixes.
+- :class:`Config`: RecBole's configurator with our YAML defaults and today's-stack fixes
+  (it reads files and checks types; it downloads nothing and joins no process group).
 - :func:`run_recbole_ext`: train and test one model (RecBole's ``run_recbole``).
+- :class:`Run` (:mod:`recbole_ext.pipeline`): the steps of a run, one by one.
 - :func:`recommend`: top-k items for a history of raw item tokens, from a checkpoint.
 """
 
@@ -26,11 +28,18 @@ def run_recbole_ext(*args, **kwargs):
 
 
 def recommend(*args, **kwargs):
-    """See :func:`recbole_ext.recommend.recommend`. (Once :mod:`recbole_ext.recommend` is
-    imported, ``recbole_ext.recommend`` is that module, which is callable the same way.)"""
+    """See :func:`recbole_ext.serving.recommend`."""
     from recbole_ext.serving import recommend as _recommend
 
     return _recommend(*args, **kwargs)
 
 
-__all__ = ["Config", "get_model", "get_trainer", "recommend", "run_recbole_ext", "__version__"]
+def __getattr__(name: str):
+    if name == "Run":  # the pipeline imports the loaders and trainers: only when asked for
+        from recbole_ext.pipeline import Run
+
+        return Run
+    raise AttributeError(f"module 'recbole_ext' has no attribute {name!r}")
+
+
+__all__ = ["Config", "Run", "get_model", "get_trainer", "recommend", "run_recbole_ext", "__version__"]

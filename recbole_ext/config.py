@@ -12,8 +12,15 @@ Loading order (later wins), as RecBole's precedence:
    (``recbole_ext/properties/quick_start_config/``: ``protocol-pop100.yaml``, ...).
 
 It also fixes RecBole 1.2.1's ``compatibility_settings`` for numpy 2, resolves model names
-through :func:`recbole_ext.registry.get_model`, finds data offline (:mod:`recbole_ext.data.locate`),
-and turns RecBole's configuration errors into :class:`~recbole_ext.errors.ConfigError`.
+through :func:`recbole_ext.registry.get_model`, checks every key's type before anything else
+(:mod:`recbole_ext.config_schema`), and turns RecBole's configuration errors into
+:class:`~recbole_ext.errors.ConfigError`.
+
+Building a ``Config`` reads files and checks types, nothing else: it does not look for the data
+set, fetch it, or join a process group (RecBole's does the last). ``data_path`` stays the
+user's until :meth:`recbole_ext.pipeline.Run.locate_data` resolves it, and ``device`` names the
+device the run will use (:func:`recbole_ext.distributed.device_for`) until
+:meth:`recbole_ext.pipeline.Run.attach_device` joins the group and makes it current.
 """
 
 from __future__ import annotations
@@ -21,7 +28,6 @@ from __future__ import annotations
 import ast
 import difflib
 import os
-import sys
 from typing import Iterable, List, Optional
 
 import yaml
@@ -251,41 +257,14 @@ class Config(RecBoleConfig):
         from recbole_ext.trainer.fast_path import check_precision
 
         check_precision(self.final_config_dict.get("precision"))
-
-        user_data_path = self.final_config_dict.get("data_path")
         cfg = self.final_config_dict
+        #: the ``data_path`` the user set (``None``: RecBole's default), where the run's data
+        #: search starts (:func:`recbole_ext.data.locate.locate_dataset`)
+        self.requested_data_path: Optional[str] = cfg.get("data_path")
         Schema.from_files(self.default_files).check(cfg)
         check_rules(cfg, self.model_keys, cfg.get("MODEL_TYPE") == ModelType.SEQUENTIAL)
         super()._set_default_parameters()
-        self.final_config_dict["data_path"] = self._find_or_fetch(user_data_path)
         self._load_time_field_for_time_order()
-
-    def _find_or_fetch(self, user_data_path: Optional[str]) -> str:
-        """The data set's folder: on disk (:mod:`recbole_ext.data.locate`), else fetched from its
-        publisher when it is in the registry and ``download`` is not ``never``."""
-        from recbole_ext.data.locate import locate_dataset
-        from recbole_ext.errors import DatasetNotFoundError
-
-        try:
-            return locate_dataset(self.dataset, user_data_path)
-        except DatasetNotFoundError as missing:
-            from recbole_ext.data.fetch import fetch_dataset
-            from recbole_ext.data.sources import registry
-
-            cfg = self.final_config_dict
-            source = registry(cfg.get("data_sources")).get(self.dataset)
-            if source is None:
-                raise
-            if not source.fetchable:
-                raise DatasetNotFoundError(f"{missing} ({self.dataset}: {source.terms})") from None
-            if str(cfg.get("download", "auto")).lower() == "never":
-                raise DatasetNotFoundError(
-                    f"{missing} (it fetches itself from {source.url}, but download is 'never': set "
-                    f"--download=auto or run 'recbole-ext data fetch {self.dataset}')"
-                ) from None
-            # into the data_path the user set, else datasets/ (searched as well; RecBole's default is dataset/)
-            root = user_data_path if user_data_path and os.path.normpath(user_data_path) != "dataset" else "datasets"
-            return fetch_dataset(self.dataset, root, cfg.get("data_sources"), progress=sys.stderr.isatty())
 
     def _load_time_field_for_time_order(self):
         """RecBole's default ``load_col`` for a data set without its own YAML is
@@ -304,28 +283,27 @@ class Config(RecBoleConfig):
 
     # ------------------------------------------------------------- device
     def _init_device(self):
-        """RecBole's device set-up for one process; for a data-parallel rank (torchrun's
-        environment, a process group that exists, or RecBole's spawn keys) joins the process
-        group through :func:`recbole_ext.distributed.init_group` instead of RecBole's NCCL-only
-        one, and silences every rank but 0."""
+        """The device and the data-parallel keys, from the configuration and torchrun's
+        environment alone (RecBole's sets ``CUDA_VISIBLE_DEVICES`` and joins the process
+        group here). A rank is a process with ``local_rank`` (torchrun, RecBole's spawn keys,
+        or a process group that exists); every rank but 0 is silenced."""
         import torch.distributed as dist
 
-        from recbole_ext.distributed import init_group, launch_settings, rank
+        from recbole_ext.distributed import device_for, launch_settings
 
         cfg = self.final_config_dict
-        torchrun = launch_settings()
-        cfg.update(torchrun)
+        cfg.update(launch_settings())
         if "local_rank" not in cfg and dist.is_initialized() and dist.get_world_size() > 1:
             cfg["local_rank"] = int(os.environ.get("LOCAL_RANK", dist.get_rank()))
-        if "local_rank" not in cfg:
-            return super()._init_device()
         gpu_id = cfg["gpu_id"]
         cfg["gpu_id"] = ",".join(map(str, gpu_id)) if isinstance(gpu_id, (tuple, list)) else str(gpu_id)
-        if not torchrun and len(cfg["gpu_id"].split(",")) >= int(cfg.get("nproc") or 1):
-            os.environ["CUDA_VISIBLE_DEVICES"] = cfg["gpu_id"]  # RecBole's spawn form: one GPU per rank
-        cfg["device"] = init_group(cfg)
+        cfg["device"] = device_for(cfg)
+        if "local_rank" not in cfg:
+            cfg.update(single_spec=True, local_rank=0)
+            return
         cfg["single_spec"] = False
-        if rank() != 0:
+        global_rank = dist.get_rank() if dist.is_initialized() else int(cfg["local_rank"]) + int(cfg.get("offset") or 0)
+        if global_rank != 0:
             cfg.update(state="error", show_progress=False, verbose=False)
 
     # ------------------------------------------------------------- checks

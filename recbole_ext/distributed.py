@@ -5,8 +5,10 @@ Two launchers are supported. ``torchrun --nproc_per_node=N run_recbole_ext.py ..
 ``WORLD_SIZE``, ``LOCAL_WORLD_SIZE``, ``MASTER_ADDR`` and ``MASTER_PORT``; :func:`launch_settings`
 maps them onto RecBole's keys (``local_rank``, ``offset``, ``world_size``, ``nproc``, ``ip``,
 ``port``). RecBole's own spawn form (``--nproc=N``) passes the same keys itself
-(:func:`recbole_ext.quick_start.spawn_ranks`). :func:`init_group` then joins a process group that already exists
-(torchrun's, or a caller's) or creates one: NCCL on GPUs, gloo on CPUs.
+(:func:`recbole_ext.quick_start.spawn_ranks`). The configuration only reads them
+(:func:`launch_settings`, :func:`device_for`); the run pipeline then calls :func:`init_group`,
+which joins a process group that already exists (torchrun's, or a caller's) or creates one:
+NCCL on GPUs, gloo on CPUs.
 
 What RecBole 1.2.1's own DDP path gets wrong and where it is fixed:
 
@@ -52,16 +54,41 @@ def launch_settings(env: Optional[Dict[str, str]] = None) -> Dict[str, Any]:
     }
 
 
+def _gpu_ids(cfg: dict) -> List[int]:
+    """``gpu_id`` (``'0'``, ``'0,1'``, a tuple) as device indices."""
+    gpu_id = cfg.get("gpu_id")
+    text = ",".join(map(str, gpu_id)) if isinstance(gpu_id, (tuple, list)) else str(gpu_id if gpu_id is not None else "")
+    return [int(g) for g in text.split(",") if g.strip().isdigit()]
+
+
+def device_for(cfg: dict) -> torch.device:
+    """The device ``cfg`` asks for, without touching it: ``cuda:<id>`` for the first of
+    ``gpu_id`` in one process (RecBole pins ``CUDA_VISIBLE_DEVICES`` to ``gpu_id`` instead), for a
+    data-parallel rank its own GPU (``gpu_id``'s ``local_rank``-th entry in RecBole's spawn form,
+    ``cuda:<local rank>`` under torchrun); ``cpu`` when CUDA is not usable, ``use_gpu`` is off or
+    ``gpu_id`` is empty."""
+    ids = _gpu_ids(cfg)
+    if not ids or not bool(cfg.get("use_gpu", True)) or not torch.cuda.is_available():
+        return torch.device("cpu")
+    count = torch.cuda.device_count()
+    if "local_rank" not in cfg:
+        if ids[0] >= count:
+            raise ValueError(f"gpu_id {ids[0]}: this machine has {count} GPU(s), ids 0 to {count - 1}")
+        return torch.device("cuda", ids[0])
+    local = int(cfg["local_rank"])
+    spawned = not launch_settings() and len(ids) >= int(cfg.get("nproc") or 1)
+    return torch.device("cuda", (ids[local] if spawned and local < len(ids) else local) % count)
+
+
 def init_group(cfg: dict) -> torch.device:
-    """Join or create the process group for ``cfg`` (a config dict with ``local_rank``) and
-    return this rank's device.
+    """Join or create the process group for ``cfg`` (a config dict with ``local_rank``, and the
+    rank's ``device`` when the config has named it: else :func:`device_for`) and return this
+    rank's device, made the current one.
 
     A group that already exists is used as it is (its rank and size win over the config's).
-    Otherwise one is created over TCP at ``ip:port``: NCCL when CUDA is usable (``use_gpu`` and
-    a ``gpu_id``), else gloo.
+    Otherwise one is created over TCP at ``ip:port``: NCCL on a CUDA device, else gloo.
     """
-    gpu_ids = [g for g in str(cfg.get("gpu_id") or "").split(",") if g.strip()]
-    use_cuda = bool(cfg.get("use_gpu", True)) and bool(gpu_ids) and torch.cuda.is_available()
+    device = torch.device(cfg["device"]) if cfg.get("device") is not None else device_for(cfg)
     if dist.is_initialized():
         cfg["world_size"] = dist.get_world_size()
         cfg["offset"] = dist.get_rank() - int(cfg["local_rank"])
@@ -71,15 +98,13 @@ def init_group(cfg: dict) -> torch.device:
         global _created_group
         _created_group = True
         dist.init_process_group(
-            backend="nccl" if use_cuda else "gloo",
+            backend="nccl" if device.type == "cuda" else "gloo",
             init_method=f"tcp://{cfg.get('ip') or 'localhost'}:{cfg.get('port') or 29500}",
             rank=int(cfg["local_rank"]) + int(cfg.get("offset") or 0),
             world_size=cfg["world_size"],
         )
-    if not use_cuda:
-        return torch.device("cpu")
-    device = torch.device("cuda", int(cfg["local_rank"]) % torch.cuda.device_count())
-    torch.cuda.set_device(device)
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
     return device
 
 

@@ -13,9 +13,9 @@ RecBole-GNN pattern), and is the only place where our mixins are composed with R
   :class:`~recbole_ext.data.dataset.CompatDatasetMixin` in front.
 - :func:`get_dataloader`: a model class of ours may name its training loader in
   ``train_dataloader`` (e.g. RecBole's ``UserDataLoader`` for models that batch users); other
-  models get RecBole's choice. Sampled ranking evaluation of sequential models uses
-  :class:`~recbole_ext.data.dataloader.CandidateEvalDataLoader` (each row once, not once per
-  candidate).
+  models get RecBole's choice. Sampled ranking evaluation uses the loaders of
+  :mod:`recbole_ext.evaluation.sampled` (shared candidates; each row once, not once per
+  candidate, for sequential models).
 """
 
 from __future__ import annotations
@@ -28,7 +28,6 @@ import os
 from typing import Dict, List
 
 from recbole.data import utils as recbole_data_utils
-
 from recbole.utils import ModelType
 
 from recbole_ext._paths import OWN_MODEL_YAML_DIR, RECBOLE_MODEL_YAML_DIR
@@ -229,7 +228,7 @@ def get_dataloader(config, phase: str) -> type:
             return own
     chosen = recbole_data_utils.get_dataloader(config, phase)
     if phase != "train":
-        from recbole_ext.data.dataloader import eval_loader_class
+        from recbole_ext.evaluation.sampled import loader_class
 
-        return eval_loader_class(config, chosen) or chosen
+        return loader_class(config, chosen) or chosen
     return chosen

@@ -6,8 +6,8 @@
   (``next = perm[current]``) for behaviour tests with thresholds.
 - ``run_tiny``: run a model through ``run_recbole_ext`` with one epoch and small batches, logs
   and checkpoints in the test's temporary folder.
-- :func:`build`: config -> data -> loaders -> model (-> trainer) without training, seeded as a
-  run is, for the tests that look inside.
+- :func:`build`: config -> data -> loaders -> model (-> trainer) without training, through the
+  pipeline's steps (:class:`recbole_ext.pipeline.Run`), for the tests that look inside.
 """
 
 from __future__ import annotations
@@ -112,20 +112,13 @@ class Built:
 
 def build(model: str, dataset: str, data_path: str, trainer: bool = False, **keys) -> Built:
     """Config, data set, loaders and a freshly initialised model (and its trainer) for ``model``
-    on ``dataset`` under ``data_path``, seeded before the data and before the model as
-    ``run_recbole_ext`` seeds them."""
-    from recbole.utils import init_seed
+    on ``dataset`` under ``data_path``: the pipeline's steps, seeded as a run seeds them."""
+    from recbole_ext.pipeline import Run
 
-    from recbole_ext.config import Config
-    from recbole_ext.data.utils import create_dataset, data_preparation
-    from recbole_ext.registry import get_model, get_trainer
-
-    config = Config(model, dataset, config_dict=dict(keys, data_path=data_path))
-    init_seed(config["seed"], True)
-    train, valid, test = data_preparation(config, create_dataset(config))
-    init_seed(config["seed"], True)
-    net = get_model(config["model"])(config, train._dataset).to(config["device"])
-    built = Built(config, net, train, valid, test)
+    run = Run.resolve(model, dataset, config_dict=dict(keys, data_path=data_path))
+    loaders = run.build_loaders(run.prepare_data())
+    net = run.build_model(loaders.train_set)
+    built = Built(run.config, net, loaders.train, loaders.valid, loaders.test)
     if trainer:
-        built.trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, net)
+        built.trainer = run.build_trainer(net)
     return built

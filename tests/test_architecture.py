@@ -1,16 +1,21 @@
 """The package's shape: imports flow one way (leaves at the bottom, the registry the only place
-classes are composed, application code on top), ``import recbole_ext`` stays light, and no
-module or function grows past the size a reader can hold."""
+classes are composed, the run pipeline the only place a run is assembled, application code on
+top), ``data/`` holds data, a ``Config`` has no side effects, ``import recbole_ext`` stays light,
+and no module or function grows past the size a reader can hold."""
 
 from __future__ import annotations
 
 import ast
 import os
+import socket
 import subprocess
 import sys
 from typing import Dict, List, Set
 
-PACKAGE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "recbole_ext")
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PACKAGE = os.path.join(ROOT, "recbole_ext")
 
 #: modules that import nothing of ours
 LEAVES = {"recbole_ext.errors", "recbole_ext.fileio", "recbole_ext._paths", "recbole_ext._requirements",
@@ -18,6 +23,10 @@ LEAVES = {"recbole_ext.errors", "recbole_ext.fileio", "recbole_ext._paths", "rec
 #: application code: nothing below imports it (the package's own ``__init__`` re-exports lazily)
 APPLICATION = ("recbole_ext.cli", "recbole_ext.__main__", "recbole_ext.compare", "recbole_ext.report",
                "recbole_ext.serving", "recbole_ext.quick_start", "recbole_ext.tune")
+#: the run pipeline: above the registry, below the application
+PIPELINE = "recbole_ext.pipeline"
+#: the data layer imports nothing of ours but the leaves and itself
+DATA = "recbole_ext.data"
 #: the results package sits under the comparison runner and the report command only
 RESULTS = "recbole_ext.results"
 MAX_LINES, MAX_FUNCTION_LINES = 400, 60
@@ -113,15 +122,13 @@ def test_nothing_below_imports_application_code():
 
 
 def test_registry_is_where_mixins_are_composed():
-    """``type(name, bases, ...)`` that builds classes appears in the registry only, and in the
-    data loader that swaps the class of a sampler RecBole builds per split (a copy's class, at
-    run time; the data layer cannot import the registry above it)."""
+    """``type(name, bases, ...)`` that builds classes appears in the registry only."""
     composing = set()
     for m, path in _modules().items():
         for node in ast.walk(ast.parse(open(path, encoding="utf-8").read())):
             if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "type" and len(node.args) == 3:
                 composing.add(m)
-    assert composing == {"recbole_ext.registry", "recbole_ext.data.sampling"}
+    assert composing == {"recbole_ext.registry"}
 
 
 def test_import_recbole_ext_stays_light():
@@ -144,3 +151,159 @@ def test_modules_and_functions_stay_small():
                 if node.end_lineno - node.lineno + 1 > MAX_FUNCTION_LINES:
                     long_functions.append(f"{m}.{node.name}")
     assert long_files == [] and long_functions == []
+
+
+# ------------------------------------------------------------------ one place assembles a run
+#: what builds a data set, its loaders or a trainer from a config (RecBole's names and ours)
+BUILDERS = {"create_dataset", "data_preparation", "make_loaders", "build_split", "create_samplers"}
+#: registry lookups whose result, called, builds one
+CLASS_LOOKUPS = {"get_trainer", "get_dataset_class", "get_dataloader"}
+
+
+def _callee(node: ast.Call) -> str:
+    func = node.func
+    return getattr(func, "id", None) or getattr(func, "attr", None) or ""
+
+
+def run_assembly_calls(source: str) -> List[str]:
+    """The calls in ``source`` that build a data set, loaders or a trainer: a builder function, a
+    class the registry looked up (``get_trainer(...)(config, model)``), or a class named
+    ``*Trainer``, ``*Dataset`` or ``*DataLoader`` instantiated."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if not isinstance(node, ast.Call):
+            continue
+        name = _callee(node)
+        looked_up = isinstance(node.func, ast.Call) and _callee(node.func) in CLASS_LOOKUPS
+        built = name.endswith(("Trainer", "Dataset", "DataLoader")) and name[:1].isupper()
+        if name in BUILDERS or looked_up or built:
+            found.append(f"{name or _callee(node.func)}() at line {node.lineno}")
+    return found
+
+
+def _places() -> Dict[str, str]:
+    """Every module of the package, and the scripts and the test fixture that run models."""
+    places = dict(_modules())
+    for folder in ("benchmarks", "tools"):
+        for f in sorted(os.listdir(os.path.join(ROOT, folder))):
+            if f.endswith(".py"):
+                places[f"{folder}/{f}"] = os.path.join(ROOT, folder, f)
+    places["tests/conftest.py"] = os.path.join(ROOT, "tests", "conftest.py")
+    return places
+
+
+def test_only_the_pipeline_assembles_a_run():
+    """Config -> data set -> loaders -> trainer is built in the pipeline alone: the commands,
+    serving, the benchmarks, the GPU suite and the test fixture call its steps."""
+    outside = {}
+    for name, path in _places().items():
+        if _within(name, [PIPELINE]) or name == "recbole_ext.registry":
+            continue
+        calls = run_assembly_calls(open(path, encoding="utf-8").read())
+        if calls:
+            outside[name] = calls
+    assert outside == {}
+    inside = {m for m, p in _modules().items() if run_assembly_calls(open(p, encoding="utf-8").read())}
+    assert inside == {"recbole_ext.pipeline.run", "recbole_ext.pipeline.loaders"}
+
+
+def test_the_assembly_check_can_fail():
+    source = ("from recbole_ext.registry import get_trainer\n"
+              "def f(config, model, dataset):\n"
+              "    t = get_trainer(config['MODEL_TYPE'], config['model'])(config, model)\n"
+              "    d = create_dataset(config)\n"
+              "    return SequentialDataset(config), t, d\n")
+    assert run_assembly_calls(source) == ["get_trainer() at line 3", "create_dataset() at line 4",
+                                          "SequentialDataset() at line 5"]
+
+
+def test_data_imports_only_the_leaves_and_itself():
+    """``data/`` holds data: it imports neither the registry, nor the trainer, nor the pipeline,
+    nor the command line (nor anything else of ours above the leaves)."""
+    graph = _graph()
+    wrong = {m: sorted(n for n in deps if not _within(n, [DATA]) and n not in LEAVES)
+             for m, deps in graph.items() if _within(m, [DATA])}
+    assert {m: d for m, d in wrong.items() if d} == {}
+
+
+def test_the_data_search_path_holds_only_what_a_user_has(tmp_path, monkeypatch):
+    """``data_path``, ``datasets/``, ``$RECBOLE_EXT_DATA`` and RecBole's bundled ml-100k; a
+    ``../shared/datasets`` beside the current folder is not looked in unless the user names it."""
+    from recbole_ext.data.locate import candidate_dirs, locate_dataset
+    from recbole_ext.errors import DatasetNotFoundError
+
+    work, shared = tmp_path / "work", tmp_path / "shared" / "datasets" / "toy"
+    work.mkdir()
+    shared.mkdir(parents=True)
+    (shared / "toy.inter").write_text("user_id:token\titem_id:token\n1\t1\n")
+    monkeypatch.chdir(work)
+    monkeypatch.delenv("RECBOLE_EXT_DATA", raising=False)
+    assert not any("shared" in d for d in candidate_dirs("toy", None))
+    with pytest.raises(DatasetNotFoundError):
+        locate_dataset("toy", None)
+    monkeypatch.setenv("RECBOLE_EXT_DATA", str(shared.parent))
+    assert locate_dataset("toy", None) == str(shared)
+
+
+# ------------------------------------------------------------------ a Config has no side effects
+class _Cut(OSError):
+    pass
+
+
+@pytest.fixture
+def network_and_group_cut(monkeypatch):
+    """Every outgoing connection and every process group refused (and recorded)."""
+    import torch.distributed as dist
+
+    tried: List[str] = []
+
+    def refuse(what):
+        def _refuse(*args, **kwargs):
+            tried.append(what)
+            raise _Cut(f"{what}: cut by the test")
+        return _refuse
+
+    monkeypatch.setattr(socket.socket, "connect", refuse("connect"))
+    monkeypatch.setattr(socket.socket, "connect_ex", refuse("connect"))
+    monkeypatch.setattr(socket, "create_connection", refuse("connect"))
+    monkeypatch.setattr(socket, "getaddrinfo", refuse("resolve"))
+    monkeypatch.setattr(dist, "init_process_group", refuse("process group"))
+    assert not dist.is_initialized()
+    return tried
+
+
+def test_building_a_config_opens_no_connection_and_no_process_group(network_and_group_cut, tmp_path, monkeypatch):
+    """A registry data set that is not on disk, a torchrun rank and RecBole's spawn keys: the
+    Config is built, nothing is fetched or written, no process group is joined."""
+    import torch.distributed as dist
+
+    from recbole_ext.config import Config
+
+    monkeypatch.chdir(tmp_path)
+    data = tmp_path / "data"
+    data.mkdir()
+    fetchable = Config("GRU4Rec", "ml-1m", config_dict={"data_path": str(data)})
+    assert fetchable["dataset"] == "ml-1m" and os.listdir(data) == [] and os.listdir(tmp_path) == ["data"]
+    spawned = Config("SASRec", "ml-100k", config_dict={"local_rank": 0, "world_size": 2, "nproc": 2})
+    for key, value in {"LOCAL_RANK": "0", "RANK": "0", "WORLD_SIZE": "2", "LOCAL_WORLD_SIZE": "2",
+                       "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "29511"}.items():
+        monkeypatch.setenv(key, value)
+    torchrun = Config("SASRec", "ml-100k")
+    assert spawned["single_spec"] is False and torchrun["single_spec"] is False and torchrun["world_size"] == 2
+    assert network_and_group_cut == [] and not dist.is_initialized()
+
+
+def test_the_cut_catches_what_the_pipeline_steps_do(network_and_group_cut, tmp_path, monkeypatch):
+    """The same guards see the steps that do fetch and join (so the test above can fail)."""
+    from recbole_ext.errors import DataFetchError
+    from recbole_ext.pipeline import Run
+
+    monkeypatch.chdir(tmp_path)
+    run = Run.resolve("GRU4Rec", "ml-1m", config_dict={"data_path": str(tmp_path / "data")})
+    with pytest.raises(DataFetchError):
+        run.locate_data()
+    assert "resolve" in network_and_group_cut or "connect" in network_and_group_cut
+    rank = Run.resolve("SASRec", "ml-100k", config_dict={"local_rank": 0, "world_size": 2, "nproc": 2})
+    with pytest.raises(_Cut):
+        rank.attach_device()
+    assert network_and_group_cut[-1] == "process group"

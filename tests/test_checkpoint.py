@@ -17,14 +17,8 @@ import torch
 from recbole_ext.cli import main
 from recbole_ext.errors import UserError
 from recbole_ext.quick_start import run_recbole_ext
-from recbole_ext.trainer.checkpoint import (
-    FORMAT,
-    UntrustedCheckpointError,
-    load_checkpoint,
-    rng_state,
-    safe_load,
-    set_rng_state,
-)
+from recbole_ext.trainer.checkpoint import FORMAT, UntrustedCheckpointError, load_checkpoint, safe_load
+from recbole_ext.trainer.rng import rng_state, set_rng_state
 from recbole_ext.trainer.trainer import CompatTrainerMixin
 
 # SASRec with BPR and uniform negatives: dropout (torch RNG), shuffling (the loader's generator)
@@ -84,9 +78,11 @@ def test_checkpoint_holds_only_plain_data(runs):
     assert ckpt["config"]["device"] == "cpu"
     assert {"python", "numpy", "torch", "cuda", "train_loader"} <= set(ckpt["rng"])
     assert ckpt["rng"]["numpy"]["keys"].shape == (624,)
-    info = ckpt["dataset"]
-    assert info["iid_field"] == "item_id" and len(info["item_tokens"]) == info["n_items"]
-    assert info["item_tokens"][0] == "[PAD]" and len(info["user_tokens"]) == info["n_users"] == 61
+    schema = ckpt["dataset"]  # the data set's schema, without its interactions
+    items, users = schema["field2id_token"]["item_id"], schema["field2id_token"]["user_id"]
+    assert schema["iid_field"] == "item_id" and schema["field2type"]["item_id"] == "TOKEN"
+    assert items[0] == "[PAD]" and all(type(t) is str for t in items) and len(users) == 61
+    assert all(v.shape[0] == 0 for v in schema["inter_fields"].values())
     assert ckpt["optimizer"]["state"], "optimizer moments are saved"
     assert isinstance(ckpt["best_valid_result"], dict) and ckpt["best_valid_result"]
     assert all(type(v) is float for v in ckpt["best_valid_result"].values())
@@ -183,7 +179,7 @@ def test_legacy_recbole_checkpoint_needs_trust(runs, ml100k_slice, tmp_path, cap
     assert "--trust-checkpoint" in capsys.readouterr().err
     with pytest.warns(UserWarning):
         ckpt = load_checkpoint(legacy, trust_checkpoint=True)
-    assert ckpt["legacy"] and ckpt["config"]["model"] == "SASRec" and ckpt["config"]["MODEL_TYPE"] == "SEQUENTIAL"
+    assert ckpt.legacy and ckpt.config["model"] == "SASRec" and ckpt.config["MODEL_TYPE"] == "SEQUENTIAL"
     with pytest.warns(UserWarning):
         rec = Recommender(legacy, trust_checkpoint=True)  # no token maps: the data set is reloaded
     assert rec.built_on == "data set"
@@ -239,20 +235,15 @@ def test_runs_started_in_the_same_second_get_their_own_checkpoint(ml100k_slice, 
     must still write, and test, different files."""
     import recbole.trainer.trainer as recbole_trainer
 
-    from recbole_ext.config import Config
-    from recbole_ext.data.utils import create_dataset, data_preparation
-    from recbole_ext.registry import get_model, get_trainer
+    from recbole_ext.pipeline import Run
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(recbole_trainer, "get_local_time", lambda: "Nov-27-2026_16-00-00")
-    config = Config("GLINTRU", "ml-slice", config_dict={
+    run = Run.resolve("GLINTRU", "ml-slice", config_dict={
         "data_path": ml100k_slice, "state": "WARNING", "checkpoint_dir": str(tmp_path / "saved"),
         "load_col": {"inter": ["user_id", "item_id", "timestamp"]}})
-    train_data, _, _ = data_preparation(config, create_dataset(config))
-    names = {
-        get_trainer("sequential", "GLINTRU")(config, get_model("GLINTRU")(config, train_data._dataset)).saved_model_file
-        for _ in range(2)
-    }
+    loaders = run.build_loaders(run.prepare_data())
+    names = {run.build_trainer(run.build_model(loaders.train_set)).saved_model_file for _ in range(2)}
     assert len(names) == 2
     assert all(os.path.basename(n).startswith("GLINTRU-Nov-27-2026_16-00-00-") for n in names)
 

@@ -133,47 +133,87 @@ def test_cli_trains_and_prints_test_metrics(tmp_path, ml100k_slice):
 def test_options_are_never_abbreviated():
     """``--seed`` is RecBole's key, not an abbreviation of our ``--seeds`` (which would silently
     switch the run into comparison mode); likewise ``--resu`` is not ``--resume``."""
-    from recbole_ext.cli import split_args
+    from recbole_ext.cli.parse import parse
 
-    args, rest = split_args(["--model=GLINTRU", "--dataset=ml-100k", "--seed=7", "--resu=x"])
-    assert args.seeds is None and args.resume is None
-    assert rest == ["--seed=7", "--resu=x"]
+    request = parse(["--model=GLINTRU", "--dataset=ml-100k", "--seed=7", "--resu=x"])
+    assert type(request).__name__ == "TrainRequest" and request.resume is None
+    assert request.config_args == ("--seed=7", "--resu=x")
 
 
-def test_subcommands_dispatch(monkeypatch, capsys):
-    """Each subcommand reaches its handler with the rest of the line; no subcommand is ``train``."""
+def test_each_line_parses_once_into_its_typed_request():
+    """One place decides the command: ``train`` is the default, a comma in ``--model`` or an
+    option only ``compare`` has makes it compare, the flags of earlier versions still work."""
+    from recbole_ext import command
+    from recbole_ext.cli.parse import parse
+
+    cases = {
+        ("--model=GLINTRU", "--dataset=ml-100k", "--epochs=1"): command.TrainRequest,
+        ("train", "--model=GLINTRU", "--dataset=ml-100k", "--no-save"): command.TrainRequest,
+        ("--model=GLINTRU,SASRec", "--dataset=ml-100k"): command.CompareRequest,
+        ("--model=GLINTRU", "--dataset=ml-100k", "--results-dir=r"): command.CompareRequest,
+        ("--model=GLINTRU", "--dataset=ml-100k", "--jobs=2"): command.CompareRequest,
+        ("compare", "-m", "A,B", "-d", "ml-100k", "--seeds=1,2"): command.CompareRequest,
+        ("tune", "--model=A", "--dataset=d", "--trials=3"): command.TuneRequest,
+        ("report", "logs/"): command.ReportRequest,
+        ("models",): command.ModelsRequest,
+        ("--list-models",): command.ModelsRequest,
+        ("--recommend", "--checkpoint=x.pth", "--items=1"): command.RecommendRequest,
+        ("data", "list"): command.DataRequest,
+    }
+    for argv, kind in cases.items():
+        assert type(parse(list(argv))) is kind, argv
+    train = parse(["--model=GLINTRU", "--dataset=ml-100k", "--no-save", "--epochs=1", "--verbose"])
+    assert (train.model, train.saved, train.config_args) == ("GLINTRU", False, ("--epochs=1", "--verbose=True"))
+    comp = parse(["--model=A,B", "--dataset=d", "--seeds=1,2", "--devices=0,1", "--lr=1"])
+    assert (comp.models, comp.seeds, comp.devices, comp.config_args) == (("A", "B"), (1, 2), ("0", "1"), ("--lr=1",))
+
+
+@pytest.mark.parametrize("argv,needle", [
+    (["tune", "--model=A", "--dataset=d", "--trials=2", "--devices=0,1"], "tune does not take --devices"),
+    (["tune", "--model=A", "--dataset=d", "--trials=2", "--force"], "tune does not take --force"),
+    (["tune", "--model=A", "--dataset=d", "--trials=2", "--model-configs=best"], "tune does not take --model-configs"),
+    (["tune", "--model=A", "--dataset=d", "--trials=2", "--no-save"], "tune does not take --no-save"),
+    (["compare", "--model=A,B", "--dataset=d", "--resume=x.pth"], "compare does not take --resume"),
+    (["--model=A,B", "--dataset=d", "--trials=3"], "compare does not take --trials"),
+    (["train", "--model=A", "--dataset=d", "--space=s.yaml"], "train does not take --space"),
+    (["compare", "--model=A,a", "--dataset=d"], "listed twice"),
+    (["compare", "--model=A,B", "--dataset=d", "--seeds=1,x"], "--seeds takes integers"),
+    (["compare", "--model=A,B", "--dataset=d", "--seeds=1", "--seed=3"], "either --seeds"),
+    (["compare", "--model=A,B", "--dataset=d", "--jobs=0"], "--jobs must be at least 1"),
+    (["compare", "--model=A,B", "--dataset=d", "--devices=a"], "--devices takes distinct"),
+    (["tune", "--model=A", "--dataset=d"], "pass --trials=T"),
+    (["compare", "--dataset=d"], "no model given"),
+    (["tune", "--model=A", "--trials=2"], "no data set given"),
+    (["recommend", "--items=1"], "needs --checkpoint"),
+], ids=lambda v: v if isinstance(v, str) else None)
+def test_an_option_a_command_does_not_use_is_one_line(argv, needle, capsys):
+    """Before any work: an option of another command is refused, not taken as a config key."""
     from recbole_ext import cli
 
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("recbole_ext: error:") and needle in err[0], err
+
+
+def test_requests_reach_their_handlers(monkeypatch):
+    from recbole_ext.cli import commands
+    from recbole_ext import command
+
     seen = []
-    for name in cli.COMMANDS:
-        monkeypatch.setitem(cli.HANDLERS, name, lambda argv, name=name: seen.append((name, argv)) or 0)
+    for kind in list(commands.HANDLERS):
+        monkeypatch.setitem(commands.HANDLERS, kind, lambda request: seen.append(request) or 0)
+    from recbole_ext import cli
+
     assert cli.main(["compare", "--model=A,B", "--dataset=d"]) == 0
     assert cli.main(["report", "logs/"]) == 0
-    assert cli.main(["models"]) == 0
-    assert seen == [("compare", ["--model=A,B", "--dataset=d"]), ("report", ["logs/"]), ("models", [])]
-    monkeypatch.setattr(cli, "cmd_train", lambda argv: seen.append(("default", argv)) or 0)
     assert cli.main(["--model=GLINTRU", "--dataset=ml-100k"]) == 0
-    assert seen[-1] == ("default", ["--model=GLINTRU", "--dataset=ml-100k"])
+    assert [type(r) for r in seen] == [command.CompareRequest, command.ReportRequest, command.TrainRequest]
+    assert seen[0].models == ("A", "B") and seen[1].logs == ("logs/",) and seen[2].model == "GLINTRU"
 
 
 def test_unknown_subcommand_is_one_line(tmp_path):
     proc = run_cli(["trian", "--model=GRU4Rec"], tmp_path)
     assert_user_error(proc, "unknown command 'trian'", "train, compare", cwd=tmp_path)
-
-
-def test_comma_model_and_old_flags_still_choose_their_command(monkeypatch):
-    from recbole_ext import cli
-
-    calls = []
-    monkeypatch.setattr(cli, "_compare", lambda args, rest: calls.append(("compare", args.model, rest)) or 0)
-    monkeypatch.setitem(cli.HANDLERS, "models", lambda argv: calls.append(("models", argv)) or 0)
-    monkeypatch.setattr(cli, "cmd_models", cli.HANDLERS["models"])
-    monkeypatch.setattr(cli, "cmd_recommend", lambda argv: calls.append(("recommend", argv)) or 0)
-    assert cli.main(["--model=GLINTRU,SASRec", "--dataset=ml-100k", "--epochs=1"]) == 0
-    assert cli.main(["--list-models"]) == 0
-    assert cli.main(["--recommend", "--checkpoint=x.pth", "--items=1"]) == 0
-    assert calls == [("compare", "GLINTRU,SASRec", ["--epochs=1"]), ("models", []),
-                     ("recommend", ["--recommend", "--checkpoint=x.pth", "--items=1"])]
 
 
 def test_models_subcommand(tmp_path):
@@ -186,15 +226,17 @@ def test_dataset_yaml_and_protocols_come_from_the_package(tmp_path, monkeypatch)
     """Outside the checkout (no ./yaml), a data set's YAML and a protocol named by file name are
     the ones shipped in the package."""
     from recbole_ext._paths import OWN_DATASET_YAML_DIR, PROTOCOL_YAML_DIR
-    from recbole_ext.config import Config
+    from recbole_ext.pipeline import Run
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("RECBOLE_EXT_YAML_DIR", raising=False)
     write_inter(str(tmp_path / "data"), "amazon-beauty",
                 [(u, i, t) for u in range(1, 6) for t, i in enumerate(range(u, u + 6))])
-    cfg = Config("GLINTRU", "amazon-beauty", ["protocol-pop100.yaml"],
-                 {"data_path": str(tmp_path / "data"), "download": "never"})
-    assert cfg["data_path"] == str(tmp_path / "data" / "amazon-beauty")  # the file written here
+    run = Run.resolve("GLINTRU", "amazon-beauty", ["protocol-pop100.yaml"],
+                      {"data_path": str(tmp_path / "data"), "download": "never"})
+    assert run.locate_data() == str(tmp_path / "data" / "amazon-beauty")  # the file written here
+    cfg = run.config
+    assert cfg["data_path"] == str(tmp_path / "data" / "amazon-beauty")
     assert cfg.dataset_yaml == os.path.join(OWN_DATASET_YAML_DIR, "amazon-beauty.yaml")
     assert cfg["user_inter_num_interval"] is None  # set by the shipped data-set YAML
     assert cfg["eval_args"]["mode"]["test"] == "pop100"  # set by the shipped protocol

@@ -13,7 +13,7 @@ import torch
 import yaml
 from scipy.stats import ttest_rel
 
-from recbole_ext import compare, report
+from recbole_ext import compare
 from recbole_ext.compare import runner
 from recbole_ext.results import logparse, plot, render, table as results_table
 from recbole_ext.cli import main as cli_main
@@ -32,22 +32,24 @@ def cli_args(data_path: str, results_dir: str, models: str):
 def side_by_side(ml100k_slice, tmp_path_factory):
     """Run 1: GRU4Rec trains, SASRec runs out of memory, NoSuchModel is unknown (exit 1).
     Run 2, same results folder, GRU4Rec and SASRec: GRU4Rec is skipped, SASRec trains (exit 0)."""
-    qs = runner  # the runner's own name for train_and_test is the one to replace
+    from recbole_ext.pipeline import Run
+
+    qs = Run  # the pipeline's step the runner calls is the one to replace
 
     work = tmp_path_factory.mktemp("compare")
     res = str(work / "res")
     old_cwd, real = os.getcwd(), qs.train_and_test
     calls = []
 
-    def oom_for_sasrec(config, *a, **k):
-        calls.append(config["model"])
-        if config["model"] == "SASRec":
+    def oom_for_sasrec(run, *a, **k):
+        calls.append(run.config["model"])
+        if run.config["model"] == "SASRec":
             raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
-        return real(config, *a, **k)
+        return real(run, *a, **k)
 
-    def counting(config, *a, **k):
-        calls.append(config["model"])
-        return real(config, *a, **k)
+    def counting(run, *a, **k):
+        calls.append(run.config["model"])
+        return real(run, *a, **k)
 
     os.chdir(work)
     try:
@@ -262,7 +264,7 @@ def test_report_reads_plain_recbole_logs(tmp_path, capsys):
     assert row["BERT4Rec"][-1].startswith("failed")
 
     out = tmp_path / "out"
-    assert report.main([logs, "--out", str(out), "--no-plot"]) == 1  # BERT4Rec did not finish
+    assert cli_main(["report", logs, "--out", str(out), "--no-plot"]) == 1  # BERT4Rec did not finish
     assert (out / "comparison.md").is_file() and (out / "comparison.csv").is_file()
     assert "| SASRec |" in capsys.readouterr().out
 
@@ -300,14 +302,12 @@ def test_seeds_give_mean_std_and_paired_ttest():
 
 
 def test_models_share_the_split_only_with_the_same_data_settings(ml100k_slice):
-    from recbole_ext.config import Config
-    from recbole_ext.registry import get_dataset_class
+    from recbole_ext.pipeline import Run
 
     base = {"data_path": ml100k_slice, "load_col": {"inter": ["user_id", "item_id", "timestamp"]}}
 
     def key(model, **kw):
-        cfg = Config(model, "ml-slice", config_dict={**base, **kw})
-        return runner.data_key(cfg, get_dataset_class(cfg))
+        return Run.resolve(model, "ml-slice", config_dict={**base, **kw}).split_key()
 
     assert key("GRU4Rec") == key("SASRec")
     assert key("GRU4Rec") != key("BPR")  # general data set, built differently
@@ -327,12 +327,16 @@ def test_force_and_changed_options_rerun_stored_models(tmp_path, monkeypatch):
         return rec
 
     monkeypatch.setattr(runner, "_run_model", fake_run)
-    quiet = dict(seeds=[1], results_dir=res, plot=False, echo=lambda s: None)
-    compare.run_comparison(["GRU4Rec"], "ml-slice", cmd_args=["--epochs=1"], **quiet)
-    compare.run_comparison(["GRU4Rec"], "ml-slice", cmd_args=["--epochs=1"], **quiet)
+    def request(options, force=False):
+        return compare.CompareRequest(("GRU4Rec",), "ml-slice", config_args=tuple(options), seeds=(1,),
+                                      results_dir=res, plot=False, force=force)
+
+    quiet = lambda s: None  # noqa: E731
+    compare.run_comparison(request(["--epochs=1"]), quiet)
+    compare.run_comparison(request(["--epochs=1"]), quiet)
     assert ran == ["GRU4Rec"]
-    compare.run_comparison(["GRU4Rec"], "ml-slice", cmd_args=["--epochs=1"], force=True, **quiet)
-    compare.run_comparison(["GRU4Rec"], "ml-slice", cmd_args=["--epochs=2"], **quiet)
+    compare.run_comparison(request(["--epochs=1"], force=True), quiet)
+    compare.run_comparison(request(["--epochs=2"]), quiet)
     assert ran == ["GRU4Rec"] * 3
     assert not glob.glob(os.path.join(res, "runs", ".tmp-*"))  # atomic writes leave no temporaries
 

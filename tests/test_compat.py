@@ -60,8 +60,7 @@ def test_recbole_checkpoint_is_refused_by_weights_only(tmp_path):
 
 
 def _build(tmp_path, name, inter_rows, inter_header, item_rows=None, item_header=None, **cfg):
-    from recbole_ext.config import Config
-    from recbole_ext.data.utils import create_dataset
+    from recbole_ext.pipeline import Run
 
     root = str(tmp_path)
     write_inter(root, name, inter_rows, header=inter_header)
@@ -70,8 +69,7 @@ def _build(tmp_path, name, inter_rows, inter_header, item_rows=None, item_header
             f.write("\t".join(item_header) + "\n")
             for r in item_rows:
                 f.write("\t".join(str(x) for x in r) + "\n")
-    config = Config("BPR", name, config_dict={"data_path": root, "normalize_all": False, **cfg})
-    return create_dataset(config)
+    return Run.resolve("BPR", name, config_dict={"data_path": root, "normalize_all": False, **cfg}).load_dataset()
 
 
 def test_fill_nan_really_fills_missing_float_and_token_values(tmp_path):

@@ -17,7 +17,7 @@ from recbole.utils import FeatureType
 
 from recbole_ext.config import Config
 from recbole_ext.data.dataset import CompatDatasetMixin
-from recbole_ext.data.utils import create_dataset
+from recbole_ext.pipeline import Run
 from recbole_ext.errors import DataFormatError
 from recbole_ext.model import recbole_fixes
 from sweep_data import LOAD_COL, write_sweep_dataset
@@ -34,8 +34,7 @@ def _write(root, name, suffix, header, rows):
 
 def _build(model, dataset, root, **cfg):
     base = {"data_path": root, "state": "ERROR", "filter_inter_by_user_or_item": False, "normalize_all": False}
-    config = Config(model, dataset, config_dict={**base, **cfg})
-    return create_dataset(config)
+    return Run.resolve(model, dataset, config_dict={**base, **cfg}).load_dataset()
 
 
 @pytest.fixture(scope="module")
@@ -210,8 +209,8 @@ def test_graph_models_build_without_dok_update(blank_root):
     from recbole_ext.registry import get_model
 
     root, _ = blank_root
-    config = Config("LightGCN", "blank", config_dict={"data_path": root, "state": "ERROR", "normalize_all": False})
-    ds = create_dataset(config)
+    run = Run.resolve("LightGCN", "blank", config_dict={"data_path": root, "state": "ERROR", "normalize_all": False})
+    config, ds = run.config, run.load_dataset()
     train, _, _ = ds.build()
     model = get_model("LightGCN")(config, train)
     dense = train.inter_matrix(form="coo").toarray()

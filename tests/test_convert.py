@@ -6,7 +6,8 @@ import os
 
 import pytest
 
-from recbole_ext.data.convert import convert, main
+from recbole_ext.cli import convert_main as main
+from recbole_ext.data.convert import convert
 from recbole_ext.errors import DataFormatError
 
 
@@ -18,7 +19,7 @@ def read(path):
 def test_movielens_ratings_dat(tmp_path):
     src = tmp_path / "ratings.dat"
     src.write_text("1::1193::5::978300760\n1::661::3::978302109\n2::1357::5::978298709\n")
-    path, n = convert("movielens", str(src), "ml-tiny", str(tmp_path / "out"))
+    path, n, _ = convert("movielens", str(src), "ml-tiny", str(tmp_path / "out"))
     rows = read(path)
     assert n == 3 and path.endswith(os.path.join("ml-tiny", "ml-tiny.inter"))
     assert rows[0] == ["user_id:token", "item_id:token", "rating:float", "timestamp:float"]
@@ -28,7 +29,7 @@ def test_movielens_ratings_dat(tmp_path):
 def test_sequence_file_uses_positions_as_time(tmp_path):
     src = tmp_path / "seq.txt"
     src.write_text("u1 a b c\nu2 c a\n")
-    path, n = convert("sequences", str(src), "seq", str(tmp_path))
+    path, n, _ = convert("sequences", str(src), "seq", str(tmp_path))
     rows = read(path)
     assert n == 5 and rows[0] == ["user_id:token", "item_id:token", "timestamp:float"]
     assert rows[1:4] == [["u1", "a", "0"], ["u1", "b", "1"], ["u1", "c", "2"]]
@@ -46,14 +47,13 @@ def test_csv_with_header_and_without_time(tmp_path):
 
 
 def test_converted_file_loads_in_recbole(tmp_path):
-    from recbole_ext.config import Config
-    from recbole_ext.data.utils import create_dataset
+    from recbole_ext.pipeline import Run
 
     src = tmp_path / "seq.txt"
     src.write_text("".join(f"u{u} " + " ".join(f"i{(u + t) % 7}" for t in range(6)) + "\n" for u in range(10)))
     convert("sequences", str(src), "conv", str(tmp_path))
-    ds = create_dataset(Config("GRU4Rec", "conv", config_dict={"data_path": str(tmp_path),
-                                                               "load_col": {"inter": ["user_id", "item_id", "timestamp"]}}))
+    ds = Run.resolve("GRU4Rec", "conv", config_dict={"data_path": str(tmp_path),
+                                                     "load_col": {"inter": ["user_id", "item_id", "timestamp"]}}).load_dataset()
     assert ds.user_num == 11 and ds.inter_num == 60
 
 

@@ -8,7 +8,7 @@ import torch
 from recbole.data.dataloader import TrainDataLoader
 from recbole.utils import init_seed
 
-from recbole_ext.data.device_loader import DeviceTrainDataLoader
+from recbole_ext.trainer.device_loader import DeviceTrainDataLoader
 
 from conftest import build as build_model
 

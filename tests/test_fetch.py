@@ -18,7 +18,7 @@ import zipfile
 import pytest
 
 from recbole_ext.data.fetch import fetch_dataset
-from recbole_ext.data.raw import convert_amazon
+from recbole_ext.data.convert import convert
 from recbole_ext.errors import DataFetchError, DatasetNotFoundError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -149,12 +149,13 @@ def test_cli_failure_is_exit_2_without_traceback(publisher, tmp_path):
 
 
 def test_download_never_says_so(tmp_path):
-    from recbole_ext.config import Config
+    from recbole_ext.pipeline import Run
 
     path = sources(tmp_path, "http://127.0.0.1:9/ml-tiny.zip", "md5:" + "0" * 32)
+    run = Run.resolve("GRU4Rec", "ml-tiny", config_dict={"data_path": str(tmp_path / "data"), "download": "never",
+                                                          "data_sources": path})
     with pytest.raises(DatasetNotFoundError, match="download is 'never'"):
-        Config("GRU4Rec", "ml-tiny", config_dict={"data_path": str(tmp_path / "data"), "download": "never",
-                                                  "data_sources": path})
+        run.locate_data()
     assert not (tmp_path / "data").exists()
 
 
@@ -169,9 +170,8 @@ def test_amazon_k_core_and_order(tmp_path):
         for u, i, t in reviews:
             f.write(json.dumps({"reviewerID": u, "asin": i, "overall": 5.0, "unixReviewTime": t}) + "\n")
     out = tmp_path / "out"
-    out.mkdir()
-    assert convert_amazon(str(raw), str(out), "az", k=2) == {"interactions": 4}
-    rows = [line.split("\t") for line in (out / "az.inter").read_text().splitlines()[1:]]
+    assert convert("amazon-reviews", str(raw), "az", str(out), k_core=2).counts == {"interactions": 4}
+    rows = [line.split("\t") for line in (out / "az" / "az.inter").read_text().splitlines()[1:]]
     assert [(u, i, t) for u, i, _, t in rows] == [("u1", "i2", "1"), ("u1", "i1", "3"), ("u2", "i1", "4"), ("u2", "i2", "4")]
 
 

@@ -10,8 +10,7 @@ import torch
 import torch.nn.functional as F
 from recbole.utils import init_seed
 
-from recbole_ext.config import Config
-from recbole_ext.data.utils import create_dataset
+from recbole_ext.pipeline import Run
 from recbole_ext.model.layers import EluNormLinearAttention, TimeConv1d, elu_norm_linear_attention
 from recbole_ext.registry import get_model
 
@@ -23,8 +22,8 @@ SEQ_DATA = {
 
 @pytest.fixture(scope="module")
 def slice_data(ml100k_slice):
-    config = Config("GLINTRU", "ml-slice", config_dict=dict(SEQ_DATA, data_path=ml100k_slice, state="WARNING"))
-    return config, create_dataset(config)
+    run = Run.resolve("GLINTRU", "ml-slice", config_dict=dict(SEQ_DATA, data_path=ml100k_slice, state="WARNING"))
+    return run.config, run.load_dataset()
 
 
 def make_model(slice_data, **keys):

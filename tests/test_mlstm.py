@@ -165,15 +165,14 @@ def test_mlstm_with_identity_multiplier_is_an_lstm():
 
 
 def _build_model(model_name: str, data_root: str, **overrides):
-    from recbole_ext.config import Config
-    from recbole_ext.data.utils import create_dataset
+    from recbole_ext.pipeline import Run
     from recbole_ext.registry import get_model
 
     cfg = {"data_path": data_root, "state": "WARNING", "embedding_size": 12, "hidden_size": 10,
            "MAX_ITEM_LIST_LENGTH": 20, "num_layers": 2, "dropout_prob": 0.0}
     cfg.update(overrides)
-    config = Config(model_name, "rule-seq", config_dict=cfg)
-    return get_model(model_name)(config, create_dataset(config)).eval()
+    run = Run.resolve(model_name, "rule-seq", config_dict=cfg)
+    return get_model(model_name)(run.config, run.load_dataset()).eval()
 
 
 @pytest.mark.parametrize("model_name", ["mLSTM", "LSTM4Rec"])

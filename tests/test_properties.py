@@ -88,14 +88,12 @@ def test_any_command_line_value_is_accepted_or_one_line(model, ml100k_slice, tmp
 @pytest.fixture(scope="module")
 def built_data(ml100k_slice):
     """The ml-slice data set and one training batch, built once for every example."""
-    from recbole_ext.config import Config
-    from recbole_ext.data.utils import create_dataset, data_preparation
+    from recbole_ext.pipeline import Run
 
-    config = Config("GLINTRU", "ml-slice", config_dict={"data_path": ml100k_slice, "MAX_ITEM_LIST_LENGTH": 10,
-                                                         "train_batch_size": 32, "state": "ERROR"})
-    dataset = create_dataset(config)
-    train, _, _ = data_preparation(config, dataset)
-    return dataset, next(iter(train))
+    run = Run.resolve("GLINTRU", "ml-slice", config_dict={"data_path": ml100k_slice, "MAX_ITEM_LIST_LENGTH": 10,
+                                                          "train_batch_size": 32, "state": "ERROR"})
+    splits = run.prepare_data()
+    return splits.dataset, next(iter(run.build_loaders(splits).train))
 
 
 MODEL_SETTINGS = {
@@ -175,8 +173,7 @@ def atomic_files(draw):
 
 
 def test_malformed_atomic_files_are_refused_or_load(tmp_path, monkeypatch):
-    from recbole_ext.config import Config
-    from recbole_ext.data.utils import create_dataset, data_preparation
+    from recbole_ext.pipeline import Run
 
     monkeypatch.chdir(tmp_path)
     folder = tmp_path / "data" / "gen"
@@ -186,9 +183,9 @@ def test_malformed_atomic_files_are_refused_or_load(tmp_path, monkeypatch):
     def check(data):
         (folder / "gen.inter").write_bytes(data)
         try:
-            config = Config("GRU4Rec", "gen", config_dict={"data_path": str(tmp_path / "data"), "state": "ERROR",
-                                                           "load_col": None, "MAX_ITEM_LIST_LENGTH": 5})
-            data_preparation(config, create_dataset(config))
+            run = Run.resolve("GRU4Rec", "gen", config_dict={"data_path": str(tmp_path / "data"), "state": "ERROR",
+                                                             "load_col": None, "MAX_ITEM_LIST_LENGTH": 5})
+            run.build_loaders(run.prepare_data())
             event("loaded and split")
         except UserError as e:
             assert_one_line(e)

@@ -77,11 +77,32 @@ def test_recommends_the_learned_next_item(rec):
     assert hits / len(nxt) >= 0.6, hits  # chance is 1/40
 
 
-def test_stand_in_and_reloaded_data_set_agree(rule_ckpt, rec):
+def test_restored_and_reloaded_data_set_agree(rule_ckpt, rec):
+    """The model rebuilt on its data-set class restored from the checkpoint's schema scores as
+    the one rebuilt on the data set reloaded from its files."""
     full = Recommender(rule_ckpt, reload_dataset=True)
-    assert rec.built_on == "stand-in" and full.built_on == "data set"
+    assert rec.built_on == "checkpoint" and full.built_on == "data set"
     hist = [[1, 2, 3], [5], list(range(1, 30))]
     assert torch.allclose(rec.scores(hist), full.scores(hist), atol=1e-6)
+    assert rec.item_tokens == full.item_tokens
+
+
+def test_checkpoints_of_the_previous_format_still_serve(rule_ckpt, rec, tmp_path):
+    """A ``recbole_ext/2`` file holds only the user and item token maps: the model is rebuilt
+    on them, without the data files."""
+    from recbole_ext.trainer.checkpoint import safe_load
+
+    raw = safe_load(rule_ckpt)
+    schema = raw["dataset"]
+    items, users = schema["field2id_token"]["item_id"], schema["field2id_token"]["user_id"]
+    raw.update(format="recbole_ext/2", dataset={"uid_field": "user_id", "iid_field": "item_id", "n_users": len(users),
+                                                "n_items": len(items), "item_tokens": items, "user_tokens": users})
+    raw["config"]["data_path"] = str(tmp_path / "gone")  # no data files to fall back on
+    old = str(tmp_path / "old.pth")
+    torch.save(raw, old)
+    restored = Recommender(old, reload_dataset=False)
+    assert restored.built_on == "checkpoint" and restored.item_tokens == rec.item_tokens
+    assert torch.allclose(restored.scores([[1, 2, 3]]), rec.scores([[1, 2, 3]]), atol=1e-6)
 
 
 def test_output_is_tokens_and_scores_sorted(rec):
@@ -194,7 +215,7 @@ def test_sequential_models_rebuild_from_checkpoint_alone(model, cfg, ml100k_slic
         pytest.fail(f"{model} is not registered")
     path, net, _ = checkpoint_without_training(model, ml100k_slice, "ml-slice", tmp_path, **cfg)
     rec = Recommender(path)
-    assert rec.built_on == "stand-in"
+    assert rec.built_on == "checkpoint"
     net.eval()
     hist = [[1, 2, 3, 4], [9]]
     seq = torch.zeros(2, net.max_seq_length, dtype=torch.long)

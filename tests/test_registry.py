@@ -63,7 +63,7 @@ def test_dataset_resolution_puts_compat_mixin_first(ml100k_slice):
     from recbole.data.dataset import SequentialDataset
 
     from recbole_ext.data.dataset import CompatDatasetMixin
-    from recbole_ext.data.utils import get_dataset_class
+    from recbole_ext.registry import get_dataset_class
 
     cfg = Config("SASRec", "ml-slice", config_dict={"data_path": ml100k_slice})
     cls = get_dataset_class(cfg)

@@ -94,15 +94,18 @@ def test_console_is_quiet_and_no_save_leaves_no_folder(ml100k_slice, tmp_path):
 
 
 def test_interrupted_comparison_says_to_rerun_the_same_command():
-    from recbole_ext.cli import _interrupted_line
+    from recbole_ext.cli import interrupted_line
+    from recbole_ext.cli.parse import parse
     from recbole_ext.errors import Interrupted
 
     stop = Interrupted("SIGTERM", 143)
     stop.checkpoint = "saved/GRU4Rec-x.pth"
     for argv in (["compare", "--model=A,B", "--dataset=d"], ["--model=A,B", "--dataset=d"],
-                 ["--model=A", "--dataset=d", "--seeds=1,2"]):
-        assert _interrupted_line(stop, argv).endswith("run the same command again: finished runs are skipped")
-    single = _interrupted_line(stop, ["--model=A", "--dataset=d", "--resume=old.pth"])
+                 ["--model=A", "--dataset=d", "--seeds=1,2"], ["tune", "--model=A", "--dataset=d", "--trials=2"]):
+        line = interrupted_line(stop, parse(argv), argv)
+        assert line.endswith("run the same command again: finished runs are skipped"), argv
+    argv = ["--model=A", "--dataset=d", "--resume=old.pth"]
+    single = interrupted_line(stop, parse(argv), argv)
     assert single.endswith("continue with: recbole-ext --model=A --dataset=d --resume=saved/GRU4Rec-x.pth")
 
 

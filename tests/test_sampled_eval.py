@@ -11,8 +11,7 @@ import torch
 from recbole.data.dataloader import NegSampleEvalDataLoader
 from recbole.utils import init_seed
 
-from recbole_ext.data.dataloader import CandidateEvalDataLoader
-from recbole_ext.data.utils import create_dataset
+from recbole_ext.evaluation.sampled import CandidateEvalDataLoader
 
 from conftest import build as build_model
 
@@ -156,10 +155,11 @@ def test_vectorised_sampler_draws_recbole_negatives(ml100k_slice):
     import numpy as np
     from recbole.sampler import Sampler
 
-    from recbole_ext.data.sampling import vectorised_sampler
+    from recbole_ext.evaluation.sampled.sampling import vectorised_sampler
+    from recbole_ext.pipeline import Run
 
     config, _, _, _ = build("GLINTRU", ml100k_slice, "pop100")
-    dataset = create_dataset(config).build()[0]
+    dataset = Run(config).prepare_data().parts[0]
     for distribution in ("popularity", "uniform"):
         sampler = Sampler(["train"], [dataset], distribution).set_phase("train")
         fast = vectorised_sampler(sampler)
@@ -228,7 +228,7 @@ def test_full_sort_mode_unaffected(ml100k_slice):
 def _candidate_sets(loader) -> dict:
     """{(user id, positive item): sorted candidate ids} over one pass of a sampled loader (ours
     or RecBole's expanded layout)."""
-    from recbole_ext.data.dataloader import CandidateBatch
+    from recbole_ext.evaluation.sampled import CandidateBatch
 
     uid, iid = loader._dataset.uid_field, loader._dataset.iid_field
     out = {}

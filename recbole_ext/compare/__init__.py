@@ -1,6 +1,6 @@
 """Side-by-side runs and comparison tables, the way papers report them.
 
-``python run_recbole_ext.py --model=GLINTRU,SASRec,GRU4Rec --dataset=ml-100k [--seeds=1,2,3]
+``recbole-ext compare --model=GLINTRU,SASRec,GRU4Rec --dataset=ml-100k [--seeds=1,2,3]
 [--results-dir=DIR] [--force] [--no-plot] [--jobs=N] [--devices=0,1] [--key=value ...]``
 (``--jobs``/``--devices``: the grid as separate processes, :mod:`recbole_ext.compare.parallel`)
 
@@ -33,51 +33,23 @@ for metrics, lower for errors and cost).
 
 from __future__ import annotations
 
-import os
-from typing import List, Optional
+from typing import Callable
 
+from recbole_ext.command import CompareRequest
 from recbole_ext.compare.runner import run_comparison
-from recbole_ext.errors import UserError
 
-__all__ = ["run_comparison", "run_from_args"]
-
-
-def parse_list(value: Optional[str]) -> List[str]:
-    return [v.strip() for v in (value or "").split(",") if v.strip()]
+__all__ = ["CompareRequest", "run", "run_comparison"]
 
 
-def parse_seeds(value: Optional[str]) -> Optional[List[int]]:
-    if not value:
-        return None
-    try:
-        seeds = [int(s) for s in parse_list(value)]
-    except ValueError:
-        raise UserError(f"--seeds takes integers separated by commas, got '{value}'") from None
-    if len(set(seeds)) != len(seeds):
-        raise UserError(f"--seeds lists a seed twice: '{value}'")
-    return seeds
+def run(request: CompareRequest, echo: Callable[[str], None] = print) -> int:
+    """The ``compare`` command: the grid in this process, or as separate processes with
+    ``jobs``/``devices``; returns 1 when a model failed, else 0."""
+    if request.parallel:
+        from recbole_ext.compare.parallel import run_parallel
 
-
-def run_from_args(args, config_args: List[str]) -> int:
-    """Entry from :mod:`recbole_ext.cli`; returns 1 when a model failed, else 0."""
-    if not args.dataset:
-        raise UserError("no data set given: pass --dataset=NAME (ml-100k is bundled)")
-    models = parse_list(args.model)
-    seeds = parse_seeds(getattr(args, "seeds", None))
-    config_files = args.config_files.split() if args.config_files else None
-    options = dict(results_dir=getattr(args, "results_dir", None), force=bool(getattr(args, "force", False)),
-                   saved=not getattr(args, "no_save", False), plot=not getattr(args, "no_plot", False),
-                   model_config_dir=getattr(args, "model_configs", None))
-    if options["model_config_dir"] and not os.path.isdir(options["model_config_dir"]):
-        raise UserError(f"--model-configs: {options['model_config_dir']} is not a folder")
-    jobs, devices = getattr(args, "jobs", None), getattr(args, "devices", None)
-    if jobs is not None or devices:
-        from recbole_ext.compare.parallel import parse_devices, run_parallel
-
-        records, results_dir = run_parallel(models, args.dataset, config_files, config_args, seeds,
-                                            jobs=1 if jobs is None else jobs, devices=parse_devices(devices), **options)
+        records, results_dir = run_parallel(request, echo)
     else:
-        records, results_dir = run_comparison(models, args.dataset, config_files, config_args, seeds=seeds, **options)
-    if not getattr(args, "results_dir", None):
-        print(f"[compare] to resume or extend this comparison, add --results-dir={results_dir}")
+        records, results_dir = run_comparison(request, echo)
+    if not request.results_dir:
+        echo(f"[compare] to resume or extend this comparison, add --results-dir={results_dir}")
     return 1 if any(r.get("status") != "ok" for r in records) else 0

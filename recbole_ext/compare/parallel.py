@@ -18,10 +18,11 @@ import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import Callable, List, Optional, Sequence, Tuple
+from typing import Callable, List, Optional, Tuple
 
-from recbole_ext.compare.runner import (RUN_DIR, RunSpec, check_request, default_results_dir, fingerprint,
-                                        load_run, run_path, table_title)
+from recbole_ext.command import CompareRequest
+from recbole_ext.compare.runner import (RUN_DIR, RunSpec, default_results_dir, fingerprint, load_run, run_path,
+                                        table_title)
 from recbole_ext.errors import UserError
 from recbole_ext.registry import canonical_model_name
 from recbole_ext.results.record import failed_record
@@ -30,31 +31,16 @@ from recbole_ext.results.render import write_outputs
 JOB_DIR = "jobs"
 
 
-def parse_devices(value: Optional[str]) -> List[str]:
-    """``"0,1"`` -> ``["0", "1"]``; each a device index (what ``CUDA_VISIBLE_DEVICES`` takes)."""
-    devices = [d.strip() for d in (value or "").split(",") if d.strip()]
-    if any(not d.isdigit() for d in devices) or len(set(devices)) != len(devices):
-        raise UserError(f"--devices takes distinct device indices separated by commas, got '{value}'")
-    return devices
-
-
-def run_parallel(models: Sequence[str], dataset: str, config_files: Optional[List[str]], cmd_args: List[str],
-                 seeds: Optional[Sequence[int]], results_dir: Optional[str], jobs: int, devices: List[str],
-                 force: bool = False, saved: bool = True, plot: bool = True,
-                 echo: Callable[[str], None] = print,
-                 model_config_dir: Optional[str] = None) -> Tuple[List[dict], str]:
+def run_parallel(request: CompareRequest, echo: Callable[[str], None] = print) -> Tuple[List[dict], str]:
     """Run the grid ``jobs`` (or one per device) processes at a time; returns ``(records,
     results_dir)`` as :func:`~recbole_ext.compare.runner.run_comparison` does."""
-    models = list(models)
-    check_request(models, seeds, cmd_args)
-    if jobs < 1:
-        raise UserError(f"--jobs must be at least 1, got {jobs}")
-    spec = RunSpec(dataset, results_dir or default_results_dir(dataset), config_files, None, list(cmd_args),
-                   saved, force, echo, model_config_dir)
+    spec = RunSpec(request, request.results_dir or default_results_dir(request.dataset), echo)
     os.makedirs(os.path.join(spec.results_dir, JOB_DIR), exist_ok=True)
     os.makedirs(os.path.join(spec.results_dir, RUN_DIR), exist_ok=True)
-    grid, records, todo = _plan(spec, models, seeds)
+    grid, records, todo = _plan(spec, list(request.models), request.seeds)
     slots: "queue.Queue[Optional[str]]" = queue.Queue()
+    devices = list(request.devices)
+    jobs = request.jobs or 1
     for device in devices or [None] * jobs:
         slots.put(device)
     workers = len(devices) if devices else jobs
@@ -63,8 +49,7 @@ def run_parallel(models: Sequence[str], dataset: str, config_files: Optional[Lis
         done = {job[:2]: rec for job, rec in zip(todo, pool.map(lambda job: _run_job(spec, job, slots, threads), todo))}
     records.update(done)
     ordered = [records[key] for key in grid]
-    write_outputs(ordered, dataset, spec.results_dir, plot=plot, echo=echo,
-                  title=table_title(models, dataset, seeds, cmd_args))
+    write_outputs(ordered, request.dataset, spec.results_dir, plot=request.plot, echo=echo, title=table_title(request))
     return ordered, spec.results_dir
 
 
@@ -124,7 +109,7 @@ def _job_command(spec: RunSpec, model: str, seed) -> List[str]:
     files = spec.files_for(model)
     if files:
         cmd.append("--config_files=" + " ".join(files))
-    cmd += ["--force"] if spec.force else []
+    cmd += ["--force"] if spec.request.force else []
     cmd += [] if spec.saved else ["--no-save"]
     return cmd + list(spec.cmd_args)
 

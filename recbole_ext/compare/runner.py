@@ -10,19 +10,18 @@ import json
 import os
 import traceback
 from logging import getLogger
-from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
 import torch
 import yaml
 
+from recbole_ext.command import CompareRequest
 from recbole_ext.compare.memory import PeakMemory, release_memory
-from recbole_ext.config import Config
-from recbole_ext.data.utils import build_split, make_loaders
 from recbole_ext.errors import UserError
 from recbole_ext.fileio import atomic_write_text
-from recbole_ext.logger import close_logger, init_logger
-from recbole_ext.quick_start import plain_metrics, train_and_test
-from recbole_ext.registry import canonical_model_name, get_dataset_class
+from recbole_ext.logger import close_logger
+from recbole_ext.pipeline import Run, Splits, plain_metrics
+from recbole_ext.registry import canonical_model_name
 from recbole_ext.results.logparse import protocol_of
 from recbole_ext.results.record import RunRecord, failed_record
 from recbole_ext.results.render import write_outputs
@@ -72,23 +71,6 @@ class SharedDataError(RuntimeError):
     """The data set this model would share failed to build for an earlier model."""
 
 
-def data_key(config, dataset_class) -> str:
-    """Models with equal keys can share one built and split data set."""
-    from recbole.utils.argument_list import dataset_arguments
-
-    keys = sorted(set(dataset_arguments) | set(config.parameters.get("Dataset", [])))
-    values = {k: config.final_config_dict.get(k) for k in keys}
-    values.update(
-        dataset=config["dataset"],
-        data_path=config["data_path"],
-        eval_args=config["eval_args"],
-        seed=config["seed"],
-        reproducibility=config["reproducibility"],
-        dataset_class=f"{dataset_class.__module__}.{dataset_class.__qualname__}",
-    )
-    return json.dumps(values, sort_keys=True, default=str)
-
-
 # ------------------------------------------------------------------ running
 def run_path(results_dir: str, model: str, seed) -> str:
     return os.path.join(results_dir, RUN_DIR, f"{model}-seed{seed}.json")
@@ -108,24 +90,32 @@ def default_results_dir(dataset: str) -> str:
 
 @dataclasses.dataclass
 class RunSpec:
-    """What every run of one comparison shares."""
+    """What every run of one comparison shares: the request, its results folder, and where
+    progress lines go."""
 
-    dataset: str
+    request: CompareRequest
     results_dir: str
-    config_files: Optional[List[str]] = None
-    config_dict: Optional[dict] = None
-    cmd_args: List[str] = dataclasses.field(default_factory=list)
-    saved: bool = True
-    force: bool = False
     echo: Callable[[str], None] = print
-    #: a folder of ``<Model>.yaml`` files (the tune command's best configs), each read after
-    #: ``config_files`` for its model only
-    model_config_dir: Optional[str] = None
+    #: parameters for every model (between the config files and the options; tests and tools)
+    config_dict: Optional[dict] = None
+
+    @property
+    def dataset(self) -> str:
+        return self.request.dataset
+
+    @property
+    def cmd_args(self) -> List[str]:
+        return list(self.request.config_args)
+
+    @property
+    def saved(self) -> bool:
+        return self.request.saved
 
     def files_for(self, model: str) -> Optional[List[str]]:
-        """``config_files``, then the model's own file in ``model_config_dir`` if there is one."""
-        own = os.path.join(self.model_config_dir, f"{model}.yaml") if self.model_config_dir else None
-        files = list(self.config_files or []) + ([own] if own and os.path.isfile(own) else [])
+        """The config files, then the model's own file in ``model_configs`` if there is one."""
+        folder = self.request.model_configs
+        own = os.path.join(folder, f"{model}.yaml") if folder else None
+        files = list(self.request.config_files) + ([own] if own and os.path.isfile(own) else [])
         return files or None
 
     @property
@@ -135,7 +125,7 @@ class RunSpec:
     def stored(self, model: str, seed, fp: str) -> Optional[dict]:
         """The stored finished run of ``model`` and ``seed`` with fingerprint ``fp``, unless
         ``force``; it says so through ``echo``."""
-        if self.force or seed is None:
+        if self.request.force or seed is None:
             return None
         rec = load_run(run_path(self.results_dir, model, seed))
         if rec and rec.get("status") == "ok" and rec.get("fingerprint") == fp:
@@ -144,68 +134,30 @@ class RunSpec:
         return None
 
 
-def run_comparison(
-    models: Sequence[str],
-    dataset: str,
-    config_files: Optional[List[str]] = None,
-    cmd_args: Optional[Iterable[str]] = None,
-    seeds: Optional[Sequence[int]] = None,
-    results_dir: Optional[str] = None,
-    force: bool = False,
-    saved: bool = True,
-    config_dict: Optional[dict] = None,
-    plot: bool = True,
-    echo: Callable[[str], None] = print,
-    model_config_dir: Optional[str] = None,
-) -> Tuple[List[dict], str]:
+def run_comparison(request: CompareRequest, echo: Callable[[str], None] = print,
+                   config_dict: Optional[dict] = None) -> Tuple[List[dict], str]:
     """Run every model (for every seed) on shared splits and write the table.
 
     Args:
-        models: model names, ours or RecBole's.
-        dataset: data-set name.
-        config_files: YAML files for every model, later ones win.
-        cmd_args: ``--key=value`` strings for every model.
-        seeds: seeds to run (``None``: the configured ``seed``, one run).
-        results_dir: output folder (default ``results/<dataset>-<timestamp>``).
-        force: rerun models whose results are already stored.
-        saved: keep the best checkpoint and test it (else test the last epoch).
-        config_dict: parameters for every model (between files and ``cmd_args``).
-        plot: draw ``comparison.png``.
+        request: what to compare (:class:`~recbole_ext.command.CompareRequest`).
         echo: where progress lines and the table go.
-        model_config_dir: a folder of ``<Model>.yaml`` files, each read after ``config_files``
-            for its model (``compare --model-configs``; the tune command's best configs).
+        config_dict: parameters for every model (between the config files and the options).
 
     Returns:
         ``(records, results_dir)``: one record per model and seed, as stored in ``runs/``.
     """
-    models = list(models)
-    cmd_args = list(cmd_args or [])
-    check_request(models, seeds, cmd_args)
-    spec = RunSpec(dataset, results_dir or default_results_dir(dataset), config_files, config_dict,
-                   cmd_args, saved, force, echo, model_config_dir)
+    spec = RunSpec(request, request.results_dir or default_results_dir(request.dataset), echo, config_dict)
     os.makedirs(os.path.join(spec.results_dir, RUN_DIR), exist_ok=True)
     records: List[dict] = []
-    for seed in list(seeds) if seeds else [None]:
-        shared: Dict[str, tuple] = {}  # data key -> ("ok", dataset, built, first model) | ("failed", reason)
-        for name in models:
+    for seed in list(request.seeds) if request.seeds else [None]:
+        shared: Dict[str, tuple] = {}  # split key -> ("ok", splits, first model) | ("failed", reason)
+        for name in request.models:
             records.append(_run_named(spec, name, seed, shared))
         shared.clear()
         release_memory()
-    write_outputs(records, dataset, spec.results_dir, plot=plot, echo=echo,
-                  title=table_title(models, dataset, seeds, cmd_args))
+    write_outputs(records, request.dataset, spec.results_dir, plot=request.plot, echo=echo,
+                  title=table_title(request))
     return records, spec.results_dir
-
-
-def check_request(models: List[str], seeds, cmd_args: List[str]) -> None:
-    if not models:
-        raise UserError("no model given: pass --model=A,B,...")
-    if seeds and any(a.startswith("--seed=") for a in cmd_args):
-        raise UserError("give either --seeds=... or --seed=..., not both")
-    seen = set()
-    for m in models:
-        if m.lower() in seen:
-            raise UserError(f"model '{m}' is listed twice in --model")
-        seen.add(m.lower())
 
 
 def _run_named(spec: RunSpec, name: str, seed, shared: Dict[str, tuple]) -> dict:
@@ -219,12 +171,12 @@ def _run_named(spec: RunSpec, name: str, seed, shared: Dict[str, tuple]) -> dict
     return spec.stored(model, seed, fp) or _run_model(spec, model, seed, fp, shared)
 
 
-def table_title(models, dataset, seeds, cmd_args) -> str:
-    parts = [f"{', '.join(models)} on {dataset}"]
-    if seeds:
-        parts.append(f"seeds {', '.join(map(str, seeds))}")
-    if cmd_args:
-        parts.append("options " + " ".join(cmd_args))
+def table_title(request: CompareRequest) -> str:
+    parts = [f"{', '.join(request.models)} on {request.dataset}"]
+    if request.seeds:
+        parts.append(f"seeds {', '.join(map(str, request.seeds))}")
+    if request.config_args:
+        parts.append("options " + " ".join(request.config_args))
     return "; ".join(parts)
 
 
@@ -235,87 +187,89 @@ def _run_model(spec: RunSpec, model: str, seed, fp: str, shared: Dict[str, tuple
         # checkpoints and TensorBoard runs stay in the results folder (--checkpoint_dir / --tensorboard_dir win)
         inside = {"checkpoint_dir": os.path.join(spec.results_dir, "saved"),
                   "tensorboard_dir": os.path.join(spec.results_dir, "log_tensorboard")}
-        config = Config(model, spec.dataset, spec.files_for(model), {**inside, **(spec.config_dict or {})}, seed_args)
+        run = Run.resolve(model, spec.dataset, spec.files_for(model), {**inside, **(spec.config_dict or {})},
+                          seed_args)
+        run.locate_data()
     except Exception as e:  # noqa: BLE001 - any failure is a row of the table
         spec.echo(f"[compare] {model}: failed: {one_line(e)}")
         rec = failed_record(model, spec.dataset, seed, one_line(e), fingerprint=fp)
         _store(spec.results_dir, rec, seed)
         return rec
+    config = run.config
     seed = config["seed"] if seed is None else seed
     stored = spec.stored(model, seed, fp)
     if stored:
         return stored
     _write_config(spec.results_dir, model, config)
-    rec = _logged_run(spec, config, seed, shared)
+    rec = _logged_run(spec, run, seed, shared)
     rec.update(fingerprint=fp, finished_at=datetime.datetime.now().isoformat(timespec="seconds"))
     _store(spec.results_dir, rec, seed)
     release_memory()
     return rec
 
 
-def _logged_run(spec: RunSpec, config, seed, shared: Dict[str, tuple]) -> dict:
+def _logged_run(spec: RunSpec, run: Run, seed, shared: Dict[str, tuple]) -> dict:
     """Train and test under the model's own log file; a failure is a failed record."""
+    config = run.config
     model, logger, log_file = config["model"], getLogger(), None
     try:
-        log_file = init_logger(config, log_dir=spec.log_dir)
-        for msg in getattr(config, "unknown_key_warnings", []):
-            logger.warning(msg)
-        logger.info(config, extra={"file_only": not config["verbose"]})
-        rec = _train_and_test(spec, config, seed, shared)
+        run.attach_device()
+        log_file = run.open_log(spec.log_dir)
+        rec = _train_and_test(spec, run, seed, shared)
     except KeyboardInterrupt:
         raise
     except Exception as e:  # noqa: BLE001 - bad config, OOM, anything: report and go on
         reason = str(e) if isinstance(e, SharedDataError) else one_line(e)
         logger.error("compare failed: " + reason + "\n" + traceback.format_exc())
         spec.echo(f"[compare] {model} seed {seed}: failed: {reason}")
-        rec = failed_record(model, spec.dataset, seed, reason, protocol=protocol_of(config["eval_args"], config["eval_candidates"]),
-                      device=device_label(config["device"]))
+        rec = failed_record(model, spec.dataset, seed, reason,
+                            protocol=protocol_of(config["eval_args"], config["eval_candidates"]),
+                            device=device_label(config["device"]))
     finally:
         close_logger()
     rec["log_file"] = log_file
     return rec
 
 
-def _shared_split(config, seed, shared: Dict[str, tuple]):
-    """The data set and splits for ``config``, built once per data key and seed."""
-    key = data_key(config, get_dataset_class(config))
+def _shared_split(run: Run, seed, shared: Dict[str, tuple]) -> Splits:
+    """The data set and splits for ``run``, built once per split key and seed."""
+    key = run.split_key()
     if key not in shared:
         try:
-            data, built = build_split(config)
-            shared[key] = ("ok", data, built, config["model"])
+            shared[key] = ("ok", run.prepare_data(), run.config["model"])
         except Exception as e:  # noqa: BLE001
             shared[key] = ("failed", f"data set: {one_line(e)}")
             raise
     entry = shared[key]
     if entry[0] == "failed":
         raise SharedDataError(entry[1])
-    _, data, built, first = entry
-    if first != config["model"]:
-        getLogger().info(data)
+    _, splits, first = entry
+    if first != run.config["model"]:
+        getLogger().info(splits.dataset)
         getLogger().info(f"data set and splits shared with {first} (built once for seed {seed})")
-    return data, built
+    return splits
 
 
-def _train_and_test(spec: RunSpec, config, seed, shared: Dict[str, tuple]) -> dict:
-    """Train and test on the shared split; the record takes everything from the trainer."""
-    data, built = _shared_split(config, seed, shared)
-    train, valid, test = make_loaders(config, data, built)
+def _train_and_test(spec: RunSpec, run: Run, seed, shared: Dict[str, tuple]) -> dict:
+    """Train and test on the shared split; the record takes everything from the result."""
+    config = run.config
+    loaders = run.build_loaders(_shared_split(run, seed, shared))
     meter = PeakMemory(config["device"])
     with meter:
-        result, trainer = train_and_test(config, train, valid, test, saved=spec.saved)
-    timings = trainer.timings
+        result = run.train_and_test(loaders, saved=spec.saved)
+    timings = result.timings
     rec = RunRecord(
         model=config["model"], dataset=spec.dataset, seed=seed,
-        test_result=plain_metrics(result["test_result"]),
-        best_valid_result=plain_metrics(result["best_valid_result"]),
-        best_valid_score=float(result["best_valid_score"]), valid_metric=config["valid_metric"],
+        test_result=plain_metrics(result.test_result),
+        best_valid_result=plain_metrics(result.best_valid_result),
+        best_valid_score=float(result.best_valid_score), valid_metric=config["valid_metric"],
         valid_metric_bigger=bool(config["valid_metric_bigger"]), epochs_run=len(timings["train_epoch_s"]),
-        protocol=protocol_of(config["eval_args"], config["eval_candidates"]), n_params=int(result["n_params"]),
+        protocol=protocol_of(config["eval_args"], config["eval_candidates"]), n_params=int(result.n_params),
         train_epoch_s=[float(x) for x in timings["train_epoch_s"]],
         eval_batch_ms=[float(x) for x in timings["eval_batch_ms"]],
         peak_mem_mb=meter.peak_mb, peak_rss_mb=meter.peak_rss_mb, mem_method=meter.method,
         device=device_label(config["device"]), valid_curve=[list(p) for p in timings["valid_curve"]],
-        per_user={k: [round(float(x), 6) for x in v] for k, v in trainer.per_user_result().items()},
+        per_user=result.per_user,
     ).to_dict()
     # the log keeps what `recbole-ext report` cannot read elsewhere (per-batch timing, memory)
     summary = {k: rec[k] for k in ("n_params", "best_valid_score", "train_epoch_s", "eval_batch_ms",

@@ -1,161 +1,87 @@
-"""Convert raw interaction files into RecBole atomic files (``<out>/<name>/<name>.inter``).
+"""Raw interaction files to RecBole atomic files: the one registry of raw formats, the one
+writer, and :func:`convert`, which ``recbole-ext convert`` and the fetcher
+(:mod:`recbole_ext.data.fetch`) both call.
 
-Formats:
+Formats (:data:`FORMATS`; the readers are in :mod:`recbole_ext.data.readers`):
 
-- ``movielens``: MovieLens ``ratings.dat`` lines ``UserID::MovieID::Rating::Timestamp``.
-- ``sequences``: one user per line, ``user item item ...`` in chronological order (whitespace
-  separated); each item's position becomes its timestamp.
-- ``csv``: ``user,item,rating,timestamp`` with or without a header line (rating and timestamp
-  optional: two columns give ``user,item`` in chronological order, positions become timestamps).
+- ``movielens``: a MovieLens ``ratings.dat`` (``UserID::MovieID::Rating::Timestamp``);
+- ``sequences``: one user per line, ``user item item ...`` in time order (positions become times);
+- ``csv``: ``user,item[,rating[,timestamp]]``, with or without a header line;
+- ``movielens-100k``, ``movielens-1m``, ``movielens-10m``, ``movielens-20m``: GroupLens's zip
+  (or its unpacked folder), with users and items where the archive has them;
+- ``amazon-reviews``: a 2014 Amazon review file (JSON lines, gzipped), kept as a k-core
+  (``k_core``, default 5).
 
-Command line::
-
-    python -m recbole_ext.data.convert FORMAT INPUT --name NAME [--out datasets/]
-
-The output file is written to a temporary file and renamed, so a failed conversion leaves
-nothing behind. Malformed input raises :class:`~recbole_ext.errors.DataFormatError` naming the
-line.
+Every table is written to a temporary folder beside the output and moved into
+``<out>/<name>/`` only when all of them are whole, so a failed conversion leaves nothing behind:
+not a file, nor the folders made for it.
 """
 
 from __future__ import annotations
 
 import contextlib
-import csv
-import re
+import dataclasses
 import os
-import sys
-from typing import Iterable, Iterator, List, Optional, Tuple
+import re
+import shutil
+import tempfile
+import zipfile
+from typing import Callable, Dict, Iterable, NamedTuple, Optional, Sequence
 
-from recbole_ext.errors import ArgumentParser, DataFormatError, UserError
-from recbole_ext.fileio import atomic_open, line_of_bad_byte
+from recbole_ext.data import readers
+from recbole_ext.errors import DataFormatError, UserError
+from recbole_ext.fileio import atomic_open
 
-Row = Tuple[str, ...]
 HEADER_4 = ("user_id:token", "item_id:token", "rating:float", "timestamp:float")
 HEADER_3 = ("user_id:token", "item_id:token", "timestamp:float")
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
-def _number(value: str, what: str, path: str, lineno: int) -> str:
-    try:
-        float(value)
-    except ValueError:
-        raise DataFormatError(f"{path}, line {lineno}: {what} '{value}' is not a number") from None
-    return value
+@dataclasses.dataclass(frozen=True)
+class Format:
+    """One raw format: its reader (input path -> tables) and a line of help."""
+
+    read: Callable[..., readers.Tables]
+    help: str
 
 
-def split_lines(path: str, encoding: str, sep: Optional[str] = None) -> Iterator[Tuple[int, str, List[str]]]:
-    """``(line number, stripped line, its fields split at sep)`` of every non-blank line.
-
-    Raises:
-        DataFormatError: a line does not decode, or a field holds a TAB (the atomic files'
-            separator).
-    """
-    with _decoding(path, encoding), open(path, encoding=encoding) as f:
-        for lineno, line in enumerate(f, 1):
-            line = line.strip()
-            if line:
-                parts = line.split(sep)
-                yield lineno, line, [check_field(p, path, lineno) for p in parts]
-
-
-@contextlib.contextmanager
-def _decoding(path: str, encoding: str) -> Iterator[None]:
-    """Turn a decode error while reading ``path`` into a DataFormatError naming its line."""
-    try:
-        yield
-    except UnicodeDecodeError:
-        raise DataFormatError(
-            f"{path}, line {line_of_bad_byte(path, encoding)}: not {encoding} text") from None
+#: raw format name -> its reader; the command line's ``convert FORMAT`` and ``sources.yaml``'s
+#: ``format`` name the same entries
+FORMATS: Dict[str, Format] = {
+    "movielens": Format(lambda src, **o: readers.read_ratings_dat(src), "a MovieLens ratings.dat"),
+    "sequences": Format(lambda src, **o: readers.read_sequences(src), "user item item ... lines, in time order"),
+    "csv": Format(lambda src, **o: readers.read_csv(src), "user,item[,rating[,timestamp]] lines"),
+    "movielens-100k": Format(lambda src, **o: readers.read_movielens_100k(src), "GroupLens's ml-100k.zip"),
+    "movielens-1m": Format(lambda src, **o: readers.read_movielens_dat(src), "GroupLens's ml-1m.zip"),
+    "movielens-10m": Format(lambda src, **o: readers.read_movielens_dat(src, users=False), "GroupLens's ml-10m.zip"),
+    "movielens-20m": Format(lambda src, **o: readers.read_movielens_20m(src), "GroupLens's ml-20m.zip"),
+    "amazon-reviews": Format(lambda src, k_core=5, **o: readers.read_amazon(src, int(k_core)),
+                             "a 2014 Amazon review file (reviews_*.json.gz)"),
+}
 
 
-def check_field(value: str, path: str, lineno: int) -> str:
-    """``value``, when it can be a field of an atomic file (no TAB, no line break)."""
-    if "\t" in value or "\n" in value or "\r" in value:
-        shown = value[:40].replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
-        raise DataFormatError(
-            f"{path}, line {lineno}: field '{shown}' holds a TAB or a line break, which atomic files "
-            "cannot store; remove it from the input")
-    return value
+class Converted(NamedTuple):
+    """What :func:`convert` wrote: the ``.inter`` file, its rows, and the rows of every table."""
+
+    path: str
+    interactions: int
+    counts: Dict[str, int]
 
 
-def read_movielens(path: str) -> Iterator[Row]:
-    """Rows ``(user, item, rating, timestamp)`` from a ``ratings.dat`` file."""
-    for lineno, line, parts in split_lines(path, "latin-1", "::"):
-        if len(parts) != 4:
-            raise DataFormatError(
-                f"{path}, line {lineno}: expected UserID::MovieID::Rating::Timestamp, got '{line[:60]}'"
-            )
-        user, item, rating, ts = parts
-        yield (user, item, _number(rating, "rating", path, lineno), _number(ts, "timestamp", path, lineno))
-
-
-def read_sequences(path: str) -> Iterator[Row]:
-    """Rows ``(user, item, position)`` from a ``user item item ...`` file."""
-    for lineno, _, parts in split_lines(path, "utf-8"):
-        if len(parts) < 2:
-            raise DataFormatError(f"{path}, line {lineno}: user '{parts[0]}' has no items")
-        for pos, item in enumerate(parts[1:]):
-            yield (parts[0], item, str(pos))
-
-
-def read_csv(path: str) -> Iterator[Row]:
-    """Rows ``(user, item, rating, timestamp)`` or ``(user, item, position)`` from a CSV file."""
-    with _decoding(path, "utf-8"), open(path, encoding="utf-8", newline="") as f:
-        reader = csv.reader(f)
-        width: Optional[int] = None
-        positions = {}
-        for parts in reader:
-            lineno = reader.line_num
-            parts = [check_field(p.strip(), path, lineno) for p in parts]
-            if not parts or not any(parts):
-                continue
-            if lineno == 1 and parts[0].lower() in ("user", "user_id", "userid"):
-                continue  # header
-            if width is None:
-                width = len(parts)
-                if width not in (2, 3, 4):
-                    raise DataFormatError(
-                        f"{path}, line {lineno}: expected user,item[,rating[,timestamp]], got {width} columns"
-                    )
-            if len(parts) != width:
-                raise DataFormatError(f"{path}, line {lineno}: expected {width} columns, got {len(parts)}")
-            if width == 2:
-                user, item = parts
-                pos = positions.get(user, 0)
-                positions[user] = pos + 1
-                yield (user, item, str(pos))
-            elif width == 3:
-                user, item, rating = parts
-                pos = positions.get(user, 0)
-                positions[user] = pos + 1
-                yield (user, item, _number(rating, "rating", path, lineno), str(pos))
-            else:
-                user, item, rating, ts = parts
-                yield (
-                    user, item,
-                    _number(rating, "rating", path, lineno),
-                    _number(ts, "timestamp", path, lineno),
-                )
-
-
-READERS = {"movielens": read_movielens, "sequences": read_sequences, "csv": read_csv}
-
-
-def write_atomic_inter(rows: Iterable[Row], out_dir: str, name: str) -> Tuple[str, int]:
-    """Write ``rows`` to ``out_dir/name/name.inter`` atomically; returns ``(path, n_rows)``."""
-    path = os.path.join(out_dir, name, f"{name}.inter")
+def write_table(path: str, header: Optional[Sequence[str]], rows: Iterable[Sequence]) -> int:
+    """Write one atomic file (tab-separated, RecBole's typed header) atomically; returns its rows.
+    ``header=None``: :data:`HEADER_4` or :data:`HEADER_3` by the first row's width."""
     n = 0
     with atomic_open(path, "w") as f:
         for row in rows:
             if n == 0:
-                f.write("\t".join(HEADER_4 if len(row) == 4 else HEADER_3) + "\n")
-            f.write("\t".join(row) + "\n")
+                f.write("\t".join(header or (HEADER_4 if len(row) == 4 else HEADER_3)) + "\n")
+            f.write("\t".join(str(v).replace("\t", " ") for v in row) + "\n")
             n += 1
         if n == 0:
-            raise DataFormatError("the input holds no interactions")
-    return path, n
-
-
-NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+            what = "interactions" if path.endswith(".inter") else f"rows for {os.path.basename(path)}"
+            raise DataFormatError(f"the input holds no {what}")
+    return n
 
 
 def check_output(out_dir: str, name: str, force: bool = False) -> str:
@@ -177,45 +103,62 @@ def check_output(out_dir: str, name: str, force: bool = False) -> str:
     return path
 
 
-def convert(fmt: str, src: str, name: str, out_dir: str = "datasets", force: bool = False) -> Tuple[str, int]:
-    """Convert ``src`` in format ``fmt`` to RecBole atomic files; returns ``(path, n_rows)``.
+def convert(fmt: str, src: str, name: str, out_dir: str = "datasets", force: bool = False,
+            **options) -> Converted:
+    """Convert ``src`` (a file, a folder, or a zip of either) in format ``fmt`` into
+    ``out_dir/name/name.<suffix>``; see the module docstring.
 
-    Nothing is written when it fails: not the file, nor the folders made for it.
+    Args:
+        fmt: a key of :data:`FORMATS`.
+        src: the input.
+        name: the data set's name (folder and file stem).
+        out_dir: the data root the folder goes in.
+        force: replace the files of an existing output.
+        options: passed to the reader (``k_core`` for ``amazon-reviews``).
+
+    Raises:
+        UserError: unknown format, missing input, bad name or output (:func:`check_output`).
+        DataFormatError: malformed input, naming its file and line.
     """
-    if fmt not in READERS:
-        raise UserError(f"unknown format '{fmt}': choose one of {', '.join(READERS)}")
-    if not os.path.isfile(src):
-        raise UserError(f"input file not found: {src}")
-    check_output(out_dir, name, force)
-    made = [d for d in (out_dir, os.path.join(out_dir, name)) if not os.path.exists(d)]
+    if fmt not in FORMATS:
+        raise UserError(f"unknown format '{fmt}': choose one of {', '.join(FORMATS)}")
+    if not os.path.exists(src):
+        raise UserError(f"input not found: {src}")
+    inter = check_output(out_dir, name, force)
+    target = os.path.dirname(inter)
+    made = [d for d in (out_dir, target) if not os.path.exists(d)]
+    os.makedirs(out_dir, exist_ok=True)
+    work = tempfile.mkdtemp(prefix=f".{name}-", dir=out_dir)
     try:
-        return write_atomic_inter(READERS[fmt](src), out_dir, name)
+        counts = _write_tables(fmt, src, name, work, options)
+        os.makedirs(target, exist_ok=True)
+        for f in sorted(os.listdir(os.path.join(work, name))):
+            os.replace(os.path.join(work, name, f), os.path.join(target, f))
     except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
         for folder in reversed(made):
-            with contextlib.suppress(OSError):
-                os.rmdir(folder)
+            shutil.rmtree(folder, ignore_errors=True) if folder == target else _rmdir(folder)
         raise
+    shutil.rmtree(work, ignore_errors=True)
+    return Converted(inter, counts["interactions"], counts)
 
 
-def main(argv: Optional[List[str]] = None) -> int:
-    parser = ArgumentParser(
-        prog="recbole-ext convert",
-        description="Convert raw interaction files into RecBole atomic files.",
-    )
-    parser.add_argument("format", choices=sorted(READERS), help="input format")
-    parser.add_argument("input", help="input file")
-    parser.add_argument("--name", required=True, help="data set name (folder and file stem)")
-    parser.add_argument("--out", default="datasets", help="output root folder (default: datasets)")
-    parser.add_argument("--force", action="store_true", help="overwrite an existing output")
-    try:
-        args = parser.parse_args(argv)
-        path, n = convert(args.format, args.input, args.name, args.out, args.force)
-    except UserError as e:
-        print(f"recbole_ext: error: {e}", file=sys.stderr)
-        return 2
-    print(f"wrote {n} interactions to {path}")
-    return 0
+def _write_tables(fmt: str, src: str, name: str, work: str, options: dict) -> Dict[str, int]:
+    """Unpack ``src`` if it is a zip, read it, and write its tables into ``work/name/``."""
+    if zipfile.is_zipfile(src):
+        unpacked = os.path.join(work, "raw")
+        with zipfile.ZipFile(src) as z:
+            z.extractall(unpacked)
+        src = unpacked
+    out = os.path.join(work, name)
+    os.makedirs(out)
+    counts: Dict[str, int] = {}
+    for suffix, (header, rows) in FORMATS[fmt].read(src, **options).items():
+        key = {"inter": "interactions", "user": "users_with_features", "item": "items_with_features"}[suffix]
+        counts[key] = write_table(os.path.join(out, f"{name}.{suffix}"), header, rows)
+    return counts
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+def _rmdir(folder: str) -> None:
+    with contextlib.suppress(OSError):
+        os.rmdir(folder)

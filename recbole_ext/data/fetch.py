@@ -3,9 +3,11 @@ convert it to atomic files, and say what was done.
 
 Downloading, checksums and retries are pooch's (``pooch.create(...).fetch``): it writes to a
 temporary file and moves it into ``<data root>/.downloads/`` only once the checksum passes.
-Archives are unpacked and converted in a temporary folder beside the target, which is renamed to
-``<data root>/<name>/`` at the end, with ``<name>.meta.json`` (source URL, checksums, converter
-version, counts). Any failure (network, HTTP status, checksum, format, disk) is one
+The file is converted by :func:`recbole_ext.data.convert.convert` (the code of ``recbole-ext
+convert``: unpacked and written in a temporary folder, moved to ``<data root>/<name>/`` when
+whole), then ``<name>.meta.json`` records the source URL, checksums, converter version and
+counts. :func:`find_or_fetch` is the rule a run follows: the data set on disk, else fetched
+when it is in the registry and ``download`` is not ``never``. Any failure (network, HTTP status, checksum, format, disk) is one
 :class:`~recbole_ext.errors.DataFetchError` line naming the URL and how to place the file by
 hand; the data folder is left as it was.
 """
@@ -16,14 +18,12 @@ import datetime
 import hashlib
 import json
 import os
-import shutil
-import tempfile
-import zipfile
 from typing import Dict, Optional
 
-from recbole_ext.data.raw import CONVERTERS
+from recbole_ext.data.convert import convert
+from recbole_ext.data.locate import locate_dataset
 from recbole_ext.data.sources import Source, registry
-from recbole_ext.errors import DataFetchError, DataFormatError
+from recbole_ext.errors import DataFetchError, DatasetNotFoundError, UserError
 from recbole_ext.fileio import atomic_write_text
 
 #: bump when a converter's output changes (recorded in the metadata)
@@ -46,7 +46,7 @@ def fetch_dataset(name: str, root: str, sources: Optional[str] = None, retries: 
     try:
         os.makedirs(root, exist_ok=True)
         raw_file = _download(source, os.path.join(root, DOWNLOADS), retries, progress)
-        _convert(source, raw_file, root, target)
+        _write_meta(target, source, raw_file, _convert(source, raw_file, root))
     except BaseException:
         for d in reversed(made):  # leave the data folder as it was
             if os.path.isdir(d) and not os.listdir(d):
@@ -80,27 +80,13 @@ def _reason(e: Exception) -> str:
     return type(e).__name__
 
 
-def _convert(source: Source, raw_file: str, root: str, target: str) -> None:
-    work = tempfile.mkdtemp(prefix=f".{source.name}-", dir=root)
+def _convert(source: Source, raw_file: str, root: str) -> Dict[str, int]:
     try:
-        raw = os.path.join(work, "raw")
-        out = os.path.join(work, source.name)
-        os.makedirs(raw)
-        os.makedirs(out)
-        if zipfile.is_zipfile(raw_file):
-            with zipfile.ZipFile(raw_file) as z:
-                z.extractall(raw)
-        else:
-            shutil.copy(raw_file, os.path.join(raw, os.path.basename(raw_file)))
-        counts = CONVERTERS[source.format](raw, out, source.name, k_core=source.k_core)
-        _write_meta(out, source, raw_file, counts)
-        os.replace(out, target)
-    except (DataFormatError, KeyError) as e:
+        return convert(source.format, raw_file, source.name, root, k_core=source.k_core).counts
+    except UserError as e:  # malformed or unknown format, unpacking: the download is not what it should be
         raise DataFetchError(f"{source.url}: cannot convert the downloaded file: {e}") from None
     except OSError as e:
         raise DataFetchError(f"cannot write the converted data set into {root}: {e.strerror or e}") from None
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
 
 
 def file_sha256(path: str) -> str:
@@ -116,7 +102,34 @@ def _write_meta(out: str, source: Source, raw_file: str, counts: Dict[str, int])
         "name": source.name, "url": source.url, "published_hash": source.hash,
         "sha256": file_sha256(raw_file), "format": source.format, "converter_version": CONVERTER_VERSION,
         "k_core": source.k_core if source.format == "amazon-reviews" else None, "counts": counts,
-        "atomic_files_sha256": {f: file_sha256(os.path.join(out, f)) for f in sorted(os.listdir(out))},
+        "atomic_files_sha256": {f: file_sha256(os.path.join(out, f)) for f in sorted(os.listdir(out))
+                                if not f.endswith(".meta.json")},
         "fetched_at": datetime.datetime.now().isoformat(timespec="seconds"), "terms": source.terms,
     }
     atomic_write_text(os.path.join(out, f"{source.name}.meta.json"), json.dumps(meta, indent=1))
+
+
+def find_or_fetch(dataset: str, data_path: Optional[str], sources: Optional[str] = None, download: str = "auto",
+                  progress: bool = False) -> str:
+    """The folder of ``dataset``: on disk (:func:`recbole_ext.data.locate.locate_dataset`), else
+    fetched from its publisher when it is in the registry and ``download`` is not ``never``
+    (into ``data_path``, or ``datasets/`` when it is unset or RecBole's default ``dataset/``).
+
+    Raises:
+        DatasetNotFoundError: not on disk, and not fetchable (or ``download: never``).
+        DataFetchError: the download, its check or its conversion failed.
+    """
+    try:
+        return locate_dataset(dataset, data_path)
+    except DatasetNotFoundError as missing:
+        source = registry(sources).get(dataset)
+        if source is None:
+            raise
+        if not source.fetchable:
+            raise DatasetNotFoundError(f"{missing} ({dataset}: {source.terms})") from None
+        if str(download or "auto").lower() == "never":
+            raise DatasetNotFoundError(
+                f"{missing} (it fetches itself from {source.url}, but download is 'never': set "
+                f"--download=auto or run 'recbole-ext data fetch {dataset}')") from None
+        root = data_path if data_path and os.path.normpath(data_path) != "dataset" else "datasets"
+        return fetch_dataset(dataset, root, sources, progress=progress)

@@ -4,14 +4,14 @@ RecBole downloads a missing data set after asking on stdin, from links that no l
 recbole_ext looks in these places, in order, and uses the first folder that holds
 ``<dataset>.inter``:
 
-1. ``<data_path>/<dataset>/`` with the ``data_path`` the user configured (default ``datasets/``);
-2. ``datasets/<dataset>/`` in the current folder and beside the package (a source checkout);
-3. ``../shared/datasets/<dataset>/`` beside the current folder and beside the checkout;
+1. ``<data_path>/<dataset>/`` with the ``data_path`` the user configured;
+2. ``datasets/<dataset>/`` in the current folder (where ``recbole-ext data fetch`` puts it);
+3. ``$RECBOLE_EXT_DATA/<dataset>/`` (a data root of the user's, e.g. shared by several projects);
 4. RecBole's bundled example data (``recbole/dataset_example/<dataset>``, ml-100k only).
 
 If none has it, :class:`~recbole_ext.errors.DatasetNotFoundError` lists every path tried and
-how to get the data; :class:`recbole_ext.config.Config` then fetches a registry data set
-(:mod:`recbole_ext.data.fetch`).
+how to get the data; :func:`recbole_ext.data.fetch.find_or_fetch` then fetches a registry data
+set.
 """
 
 from __future__ import annotations
@@ -19,18 +19,19 @@ from __future__ import annotations
 import os
 from typing import List, Optional
 
+from recbole_ext._paths import RECBOLE_DIR
 from recbole_ext.errors import DatasetNotFoundError
-from recbole_ext._paths import RECBOLE_DIR, REPO_DIR
+
+#: a data root the user keeps data sets in (searched after ``data_path`` and ``datasets/``)
+DATA_ENV = "RECBOLE_EXT_DATA"
 
 
 def candidate_dirs(dataset: str, data_path: Optional[str]) -> List[str]:
-    roots = []
-    if data_path:
-        roots.append(data_path)
-    for base in (os.getcwd(), REPO_DIR):
-        roots.append(os.path.join(base, "datasets"))
-    for base in (os.getcwd(), REPO_DIR):
-        roots.append(os.path.join(base, "..", "shared", "datasets"))
+    """The folders searched for ``<dataset>.inter``, in order (see the module docstring)."""
+    roots = [data_path] if data_path else []
+    roots.append(os.path.join(os.getcwd(), "datasets"))
+    if os.environ.get(DATA_ENV):
+        roots.append(os.environ[DATA_ENV])
     roots.append(os.path.join(RECBOLE_DIR, "dataset_example"))
     seen, dirs = set(), []
     for root in roots:
@@ -51,6 +52,6 @@ def locate_dataset(dataset: str, data_path: Optional[str]) -> str:
         f"data set '{dataset}' not found: no {dataset}.inter in "
         + ", ".join(tried)
         + f". Put RecBole atomic files at datasets/{dataset}/{dataset}.inter (see datasets/README.md), "
-        "set data_path, convert raw files with 'recbole-ext convert', or name a data set of the "
-        "registry ('recbole-ext data list'), which fetches itself"
+        "set data_path or $RECBOLE_EXT_DATA, convert raw files with 'recbole-ext convert', or name a "
+        "data set of the registry ('recbole-ext data list'), which fetches itself"
     )

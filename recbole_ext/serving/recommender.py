@@ -48,8 +48,9 @@ class Recommender:
         checkpoint: path of a checkpoint (ours, or RecBole's with ``trust_checkpoint``).
         trust_checkpoint: allow unpickling a legacy RecBole checkpoint (can run code).
         device: where to run the model (``"cpu"`` by default).
-        reload_dataset: ``None`` (stand-in first, real data set if the model needs it),
-            ``True`` (always reload the data set) or ``False`` (never).
+        reload_dataset: ``None`` (the data set's schema from the checkpoint first, the data
+            set reloaded if the model needs it), ``True`` (always reload the data set) or
+            ``False`` (never).
         batch_size: histories scored per forward pass.
     """
 

@@ -1,4 +1,4 @@
-"""Checkpoints that hold only tensors and plain data.
+"""The checkpoint format: the one place that writes and reads it (:class:`Checkpoint`).
 
 RecBole pickles its whole ``Config`` (enums, ``torch.device``) into checkpoints. torch >= 2.6
 loads with ``weights_only=True`` by default and refuses those files, and loading them with
@@ -7,7 +7,7 @@ are written atomically (temporary file in the same folder, ``fsync``, then ``os.
 crash or a kill during the write leaves the previous file whole) and are read with
 ``weights_only=True``.
 
-What a checkpoint of ours holds (``format: recbole_ext/2``):
+What a checkpoint of ours holds (``format: recbole_ext/3``; the fields of :class:`Checkpoint`):
 
 - ``config``: the resolved config as plain types (enums by name, devices as strings);
 - ``state_dict``: the weights of the *best* epoch so far (what evaluation and recommendation
@@ -17,9 +17,11 @@ What a checkpoint of ours holds (``format: recbole_ext/2``):
   ``best_valid_result``, ``stopped_early``: the early-stopping state;
 - ``optimizer`` and ``scheduler`` state dicts, ``train_loss`` per epoch;
 - ``rng``: python ``random``, numpy (as a tensor and plain numbers), torch CPU, CUDA if present,
-  and the training loader's shuffling generator;
-- ``dataset``: the user and item field names, counts and id -> token lists, so that a model can
-  be rebuilt and asked for recommendations without reloading the data set.
+  and the training loader's shuffling generator (:mod:`recbole_ext.trainer.rng`);
+- ``dataset``: the data set's schema (fields, types, token maps, feature tables;
+  :mod:`recbole_ext.data.schema`), so that the model can be rebuilt on its own data-set class
+  without the data files. ``recbole_ext/2`` files hold the user and item token maps only, and
+  restore the same way.
 
 A legacy RecBole checkpoint (pickled ``Config``) is loaded only with ``trust_checkpoint=True``
 (``--trust-checkpoint`` on the command line); without it :class:`UntrustedCheckpointError`.
@@ -27,10 +29,11 @@ A legacy RecBole checkpoint (pickled ``Config``) is loaded only with ``trust_che
 
 from __future__ import annotations
 
+import dataclasses
 import enum
+import math
 import os
 import pickle
-import random
 from typing import Any, Dict, Optional
 
 import numpy as np
@@ -40,7 +43,7 @@ from recbole_ext.fileio import atomic_open
 
 from recbole_ext.errors import UserError
 
-FORMAT = "recbole_ext/2"
+FORMAT = "recbole_ext/3"
 
 
 class CheckpointError(UserError):
@@ -83,58 +86,6 @@ def safe_load(path: str, map_location=None) -> dict:
     return torch.load(path, map_location=map_location, weights_only=True)
 
 
-# ---------------------------------------------------------------- RNG states
-def rng_state() -> Dict[str, Any]:
-    """Every global random state training draws from, as tensors and plain numbers.
-
-    numpy's ``MT19937`` state is stored as a uint32 key tensor (as int64) plus plain numbers,
-    so ``weights_only`` loading accepts it.
-    """
-    py_version, py_internal, py_gauss = random.getstate()
-    np_name, np_keys, np_pos, np_has_gauss, np_gauss = np.random.get_state()
-    state = {
-        "python": {
-            "version": int(py_version),
-            "internal": torch.tensor(py_internal, dtype=torch.int64),
-            "gauss_next": py_gauss,
-        },
-        "numpy": {
-            "name": str(np_name),
-            "keys": torch.from_numpy(np.asarray(np_keys, dtype=np.int64).copy()),
-            "pos": int(np_pos),
-            "has_gauss": int(np_has_gauss),
-            "cached_gaussian": float(np_gauss),
-        },
-        "torch": torch.get_rng_state(),
-        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-    }
-    return state
-
-
-def set_rng_state(state: Dict[str, Any]) -> None:
-    """Restore what :func:`rng_state` captured (CUDA only where devices are present).
-
-    The state may come from a checkpoint loaded onto a GPU (``map_location="cuda"``): every
-    tensor is read back through the CPU, which is where RNG states and numpy live.
-    """
-    py = state["python"]
-    random.setstate((py["version"], tuple(int(x) for x in py["internal"].tolist()), py["gauss_next"]))
-    npst = state["numpy"]
-    np.random.set_state(
-        (
-            npst["name"],
-            npst["keys"].cpu().numpy().astype(np.uint32),
-            npst["pos"],
-            npst["has_gauss"],
-            npst["cached_gaussian"],
-        )
-    )
-    torch.set_rng_state(state["torch"].cpu())
-    cuda = state.get("cuda") or []
-    if cuda and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
-        torch.cuda.set_rng_state_all([c.cpu() for c in cuda])
-
-
 # ---------------------------------------------------------------- loading
 _LEGACY_WHY = (
     "it was not written by recbole_ext: it is a pickled file (RecBole pickles its whole Config), "
@@ -147,8 +98,8 @@ def _is_legacy_refusal(err: Exception) -> bool:
     return isinstance(err, pickle.UnpicklingError) or "weights_only" in str(err)
 
 
-def load_checkpoint(path: str, trust_checkpoint: bool = False, map_location="cpu") -> dict:
-    """Load a checkpoint of ours safely, or a legacy RecBole one when trusted.
+def load_checkpoint(path: str, trust_checkpoint: bool = False, map_location="cpu") -> "Checkpoint":
+    """Read a checkpoint of ours safely, or a legacy RecBole one when trusted.
 
     Args:
         path: the ``.pth`` file.
@@ -157,8 +108,8 @@ def load_checkpoint(path: str, trust_checkpoint: bool = False, map_location="cpu
         map_location: passed to ``torch.load``.
 
     Returns:
-        The checkpoint dict; a legacy file's ``config`` is converted to plain types and
-        ``legacy`` is set to ``True``.
+        The :class:`Checkpoint`; a legacy file's ``config`` is converted to plain types and
+        ``legacy`` is ``True``.
 
     Raises:
         CheckpointError: missing or unreadable file, or not a checkpoint.
@@ -168,38 +119,79 @@ def load_checkpoint(path: str, trust_checkpoint: bool = False, map_location="cpu
     if not os.path.isfile(path):
         raise CheckpointError(f"checkpoint not found: {path}")
     try:
-        ckpt = safe_load(path, map_location=map_location)
-        legacy = False
+        raw, legacy = safe_load(path, map_location=map_location), False
     except Exception as e:  # noqa: BLE001 - torch raises several types here
         if not _is_legacy_refusal(e):
             raise CheckpointError(f"cannot read checkpoint {path}: {type(e).__name__}: {e}") from None
         if not trust_checkpoint:
             raise UntrustedCheckpointError(f"refusing to load {path}: {_LEGACY_WHY}") from None
-        from recbole_ext.compat.numpy import restore_numpy_aliases
-
-        restore_numpy_aliases()
-        import warnings
-
-        warnings.warn(
-            f"loading {path} with full unpickling (trust_checkpoint=True): this can run code",
-            stacklevel=2,
-        )
-        try:
-            ckpt = torch.load(path, map_location=map_location, weights_only=False)
-        except Exception as e2:  # noqa: BLE001
-            raise CheckpointError(f"cannot read checkpoint {path}: {type(e2).__name__}: {e2}") from None
-        legacy = True
-    if not isinstance(ckpt, dict) or "state_dict" not in ckpt or "config" not in ckpt:
+        raw, legacy = _unpickle(path, map_location), True
+    if not isinstance(raw, dict) or "state_dict" not in raw or "config" not in raw:
         raise CheckpointError(
             f"{path} is not a model checkpoint (expected a dict with 'config' and 'state_dict', "
-            f"got {type(ckpt).__name__})"
+            f"got {type(raw).__name__})"
         )
-    if legacy or not isinstance(ckpt["config"], dict):
-        cfg = ckpt["config"]
-        cfg = getattr(cfg, "final_config_dict", cfg)
-        ckpt["config"] = to_plain(dict(cfg))
-        ckpt["legacy"] = True
-    return ckpt
+    if legacy or not isinstance(raw["config"], dict):
+        raw["config"] = to_plain(dict(getattr(raw["config"], "final_config_dict", raw["config"])))
+        legacy = True
+    return Checkpoint.from_dict(raw, legacy=legacy)
+
+
+def _unpickle(path: str, map_location):
+    """A legacy RecBole checkpoint, fully unpickled (the caller trusts it)."""
+    import warnings
+
+    from recbole_ext.compat.numpy import restore_numpy_aliases
+
+    restore_numpy_aliases()
+    warnings.warn(f"loading {path} with full unpickling (trust_checkpoint=True): this can run code", stacklevel=3)
+    try:
+        return torch.load(path, map_location=map_location, weights_only=False)
+    except Exception as e:  # noqa: BLE001
+        raise CheckpointError(f"cannot read checkpoint {path}: {type(e).__name__}: {e}") from None
+
+
+@dataclasses.dataclass
+class Checkpoint:
+    """A checkpoint's contents (see the module docstring for each field). :meth:`save` writes
+    the layout, :func:`load_checkpoint` reads it back; nothing else knows the keys."""
+
+    config: Dict[str, Any]
+    state_dict: Dict[str, torch.Tensor]
+    epoch: int = -1
+    best_epoch: int = -1
+    cur_step: int = 0
+    best_valid_score: float = -math.inf
+    best_valid_result: Optional[Dict[str, Any]] = None
+    stopped_early: bool = False
+    last_state_dict: Optional[Dict[str, torch.Tensor]] = None
+    other_parameter: Dict[str, Any] = dataclasses.field(default_factory=dict)
+    optimizer: Optional[Dict[str, Any]] = None
+    scheduler: Optional[Dict[str, Any]] = None
+    train_loss: Dict[int, Any] = dataclasses.field(default_factory=dict)
+    rng: Optional[Dict[str, Any]] = None
+    dataset: Dict[str, Any] = dataclasses.field(default_factory=dict)
+    legacy: bool = False
+
+    @classmethod
+    def from_dict(cls, raw: Dict[str, Any], legacy: bool = False) -> "Checkpoint":
+        """From a loaded file (ours of any format, or RecBole's, which lacks most fields)."""
+        names = {f.name for f in dataclasses.fields(cls)} - {"legacy"}
+        kept = {k: v for k, v in raw.items() if k in names and v is not None}
+        kept["train_loss"] = {int(k): v for k, v in (kept.get("train_loss") or {}).items()}
+        kept.setdefault("best_epoch", kept.get("epoch", -1))
+        return cls(**kept, legacy=legacy)
+
+    def save(self, path: str) -> None:
+        """Write the file atomically, with the format tag."""
+        state = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "legacy"}
+        atomic_torch_save({"format": FORMAT, **state}, path)
+
+    def load_weights(self, model: torch.nn.Module, last: bool = False) -> None:
+        """The best weights (``last``: those of the last finished epoch) and the other
+        parameters into ``model``."""
+        model.load_state_dict(self.last_state_dict if last and self.last_state_dict is not None else self.state_dict)
+        restore_other_parameter(model, self.other_parameter)
 
 
 def plain_other_parameter(other: Optional[dict]) -> dict:
@@ -228,7 +220,7 @@ def check_identity(path: str, saved_config: dict, config) -> None:
 def check_resume(path: str, config, trust_checkpoint: bool = False) -> None:
     """Before any data set or model is built: ``path`` must be a readable checkpoint of this
     model on this data set (a one-line :class:`CheckpointError` otherwise)."""
-    check_identity(path, load_checkpoint(path, trust_checkpoint, map_location="cpu")["config"], config)
+    check_identity(path, load_checkpoint(path, trust_checkpoint, map_location="cpu").config, config)
 
 
 def restore_other_parameter(model: torch.nn.Module, other: Optional[dict]) -> None:

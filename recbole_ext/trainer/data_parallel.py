@@ -83,7 +83,7 @@ class DataParallelMixin:
         """Every rank's RNG state (a collective: all ranks call it), or None in one process."""
         if self.distributed_model is None:
             return None
-        from recbole_ext.trainer.checkpoint import rng_state
+        from recbole_ext.trainer.rng import rng_state
 
         return all_gather(rng_state())
 

@@ -5,14 +5,14 @@ RecBole would choose (for RecBole's specialised trainers, such as ``KGTrainer``,
 ``<specialised> -> CompatTrainerMixin -> Trainer``, so their own schedules still run on top of
 our loop), so every model (ours and RecBole's) gets:
 
-- checkpoints of plain data written atomically after every epoch and loaded with
-  ``weights_only=True`` (:mod:`recbole_ext.trainer.checkpoint`), so
+- checkpoints of plain data (:class:`recbole_ext.trainer.checkpoint.Checkpoint`) written
+  atomically after every epoch and loaded with ``weights_only=True``, so
   ``evaluate(load_best_model=True)`` works under torch >= 2.6, and ``resume_checkpoint`` restores
   weights, optimizer, early stopping and every RNG state (a resumed run ends where an
   uninterrupted one does);
 - ``torch.amp.GradScaler("cuda", ...)`` instead of the deprecated ``torch.cuda.amp.GradScaler``;
 - fast sampled evaluation (``pop100``/``uni100``) for sequential models: each sequence is encoded
-  once instead of once per candidate (:class:`recbole_ext.evaluation.sampled.SampledEvalMixin`);
+  once instead of once per candidate (:mod:`recbole_ext.evaluation.sampled`);
 - per-epoch training time, evaluation time per batch and the validation score of each
   evaluated epoch (``valid_curve``), kept in ``self.timings``.
 """
@@ -26,18 +26,22 @@ import shutil
 import time
 from typing import Dict, List
 
+import numpy as np
 import torch
 from torch.nn.utils.clip_grad import clip_grad_norm_
 from tqdm import tqdm
 from recbole.trainer import Trainer as RecBoleTrainer
 from recbole.utils import get_gpu_usage, set_color
 
+from recbole_ext.data.schema import dataset_schema
 from recbole_ext.distributed import as_one_process, broadcast
-from recbole_ext.evaluation.sampled import SampledEvalMixin
 from recbole_ext.evaluation.per_user import CapturingEvaluator, per_user_metrics
+from recbole_ext.evaluation.sampled import SampledEvalMixin, fast_path_on
+from recbole_ext.trainer.checkpoint import (Checkpoint, CheckpointError, check_identity, load_checkpoint,
+                                            plain_other_parameter, to_plain)
 from recbole_ext.trainer.data_parallel import DataParallelMixin
-from recbole_ext.trainer.checkpoint import atomic_torch_save, check_identity, restore_other_parameter, to_plain
 from recbole_ext.trainer.fast_path import LossTotal, autocast, check_precision, compile_forward, set_tf32
+from recbole_ext.trainer.rng import rng_state, set_rng_state
 
 
 class CompatTrainerMixin(DataParallelMixin, SampledEvalMixin):
@@ -59,7 +63,7 @@ class CompatTrainerMixin(DataParallelMixin, SampledEvalMixin):
         self._move_tensorboard(run_id, config["tensorboard_dir"])
         self.timings: Dict[str, List] = {"train_epoch_s": [], "eval_batch_ms": [], "valid_curve": []}
         self.evaluator = CapturingEvaluator(config)  # keeps the last evaluation's per-user data
-        self.fast_sampled_eval = config["fast_sampled_eval"] is not False
+        self.fast_sampled_eval = fast_path_on(config)
         self.time_budget_s = config["train_time_budget_s"]
         self.precision = check_precision(config["precision"])
         if self.precision == "tf32":
@@ -139,24 +143,10 @@ class CompatTrainerMixin(DataParallelMixin, SampledEvalMixin):
     _stopped_early = False
     _pending_resume = None
     _train_data = None
+    _schema = None
 
-    def _dataset_info(self) -> dict:
-        dataset = getattr(self._train_data, "_dataset", None)
-        if dataset is None:
-            return {}
-        info = {"uid_field": dataset.uid_field, "iid_field": dataset.iid_field}
-        for key, field in (("user", dataset.uid_field), ("item", dataset.iid_field)):
-            if field is None:
-                continue
-            info[f"n_{key}s"] = int(dataset.num(field))
-            tokens = dataset.field2id_token.get(field)
-            if tokens is not None:
-                info[f"{key}_tokens"] = [str(t) for t in tokens]
-        return info
-
-    def _checkpoint_state(self, epoch: int) -> dict:
-        from recbole_ext.trainer.checkpoint import FORMAT, plain_other_parameter, rng_state
-
+    def _checkpoint(self, epoch: int) -> Checkpoint:
+        """This run's state after ``epoch``: the best weights so far and what resuming needs."""
         current = {k: v.detach().cpu() for k, v in self.model.state_dict().items()}
         best = self._best_state if self._best_state is not None else current
         scheduler = getattr(self, "scheduler", None)
@@ -166,49 +156,43 @@ class CompatTrainerMixin(DataParallelMixin, SampledEvalMixin):
         config = to_plain(self.config.final_config_dict)
         if config.get("data_path"):
             config["data_path"] = os.path.abspath(config["data_path"])
-        return {
-            "format": FORMAT,
-            "config": config,
-            "epoch": int(epoch),
-            "best_epoch": int(self._best_epoch if self._best_state is not None else epoch),
-            "cur_step": int(self.cur_step),
-            "best_valid_score": float(self.best_valid_score),
-            "best_valid_result": to_plain(self.best_valid_result),
-            "stopped_early": bool(self._stopped_early),
-            "state_dict": best,
-            "last_state_dict": None if best is current else current,
-            "other_parameter": plain_other_parameter(self.model.other_parameter()),
-            "optimizer": self.optimizer.state_dict(),
-            "scheduler": scheduler.state_dict() if hasattr(scheduler, "state_dict") else None,
-            "train_loss": {int(k): to_plain(v) for k, v in self.train_loss_dict.items()},
-            "rng": rng,
-            "dataset": self._dataset_info(),
-        }
+        dataset = getattr(self._train_data, "_dataset", None)
+        if dataset is not None and (self._schema is None or self._schema[0] is not dataset):
+            self._schema = (dataset, dataset_schema(dataset))  # once per data set, not per epoch
+        return Checkpoint(
+            config=config, state_dict=best, epoch=int(epoch),
+            best_epoch=int(self._best_epoch if self._best_state is not None else epoch),
+            cur_step=int(self.cur_step), best_valid_score=float(self.best_valid_score),
+            best_valid_result=to_plain(self.best_valid_result), stopped_early=bool(self._stopped_early),
+            last_state_dict=None if best is current else current,
+            other_parameter=plain_other_parameter(self.model.other_parameter()),
+            optimizer=self.optimizer.state_dict(),
+            scheduler=scheduler.state_dict() if hasattr(scheduler, "state_dict") else None,
+            train_loss={int(k): to_plain(v) for k, v in self.train_loss_dict.items()}, rng=rng,
+            dataset=self._schema[1] if dataset is not None else {},
+        )
 
     def _save_checkpoint(self, epoch, verbose=True, **kwargs):
         rank_rng = self._rank_rng_states()  # a collective: every rank takes part
         if not self._is_main():
             return
         saved_model_file = kwargs.pop("saved_model_file", self.saved_model_file)
-        state = self._checkpoint_state(epoch)
+        checkpoint = self._checkpoint(epoch)
         if rank_rng is not None:
-            state["rng"]["ranks"] = rank_rng
-        atomic_torch_save(state, saved_model_file)
+            checkpoint.rng["ranks"] = rank_rng
+        checkpoint.save(saved_model_file)
         if verbose:
             self.logger.info(set_color("Saving current", "blue") + f": {saved_model_file}")
 
-    def _load_model_from(self, checkpoint_file: str, trust_checkpoint: bool = False) -> dict:
-        from recbole_ext.trainer.checkpoint import load_checkpoint
-
+    def _load_model_from(self, checkpoint_file: str, trust_checkpoint: bool = False) -> Checkpoint:
         shared = self.distributed_model is not None  # rank 0's file, which other machines may not see
         where = "cpu" if shared else self.device
         checkpoint = load_checkpoint(checkpoint_file, trust_checkpoint, map_location=where) if self._is_main() else None
         if shared:
             checkpoint = broadcast(checkpoint)
-            other = checkpoint.get("other_parameter") or {}
-            checkpoint["other_parameter"] = {k: v.to(self.device) if torch.is_tensor(v) else v for k, v in other.items()}
-        self.model.load_state_dict(checkpoint["state_dict"])
-        restore_other_parameter(self.model, checkpoint.get("other_parameter"))
+            checkpoint.other_parameter = {k: v.to(self.device) if torch.is_tensor(v) else v
+                                          for k, v in checkpoint.other_parameter.items()}
+        checkpoint.load_weights(self.model)
         return checkpoint
 
     def resume_checkpoint(self, resume_file, trust_checkpoint: bool = False):
@@ -219,33 +203,29 @@ class CompatTrainerMixin(DataParallelMixin, SampledEvalMixin):
         ``trust_checkpoint=True`` and restores only weights, optimizer and early stopping.
         """
         resume_file = str(resume_file)
-        checkpoint = self._load_model_from(resume_file, trust_checkpoint)
-        check_identity(resume_file, checkpoint["config"], self.config)
-        self.saved_model_file = resume_file
-        last = checkpoint.get("last_state_dict")
         try:
-            if last is not None:
-                self.model.load_state_dict(last)
+            checkpoint = self._load_model_from(resume_file, trust_checkpoint)
+            check_identity(resume_file, checkpoint.config, self.config)
+            checkpoint.load_weights(self.model, last=True)
         except RuntimeError as e:  # same model and data-set name, other sizes (items, width)
-            from recbole_ext.trainer.checkpoint import CheckpointError
-
             first = str(e).strip().splitlines()
             raise CheckpointError(f"{resume_file} does not fit this model and data set: "
                                   f"{first[1].strip() if len(first) > 1 else first[0]}") from None
-        self.start_epoch = int(checkpoint["epoch"]) + 1
-        self.cur_step = int(checkpoint["cur_step"])
-        self.best_valid_score = float(checkpoint["best_valid_score"])
-        self.best_valid_result = checkpoint.get("best_valid_result")
-        self._best_epoch = int(checkpoint.get("best_epoch", checkpoint["epoch"]))
-        self._best_state = {k: v.detach().cpu().clone() for k, v in checkpoint["state_dict"].items()}
-        self._stopped_early = bool(checkpoint.get("stopped_early", False))
-        self.train_loss_dict = {int(k): v for k, v in (checkpoint.get("train_loss") or {}).items()}
-        self.optimizer.load_state_dict(checkpoint["optimizer"])
+        self.saved_model_file = resume_file
+        self.start_epoch = checkpoint.epoch + 1
+        self.cur_step = checkpoint.cur_step
+        self.best_valid_score = float(checkpoint.best_valid_score)
+        self.best_valid_result = checkpoint.best_valid_result
+        self._best_epoch = checkpoint.best_epoch
+        self._best_state = {k: v.detach().cpu().clone() for k, v in checkpoint.state_dict.items()}
+        self._stopped_early = checkpoint.stopped_early
+        self.train_loss_dict = dict(checkpoint.train_loss)
+        self.optimizer.load_state_dict(checkpoint.optimizer)
         scheduler = getattr(self, "scheduler", None)
-        if checkpoint.get("scheduler") is not None and hasattr(scheduler, "load_state_dict"):
-            scheduler.load_state_dict(checkpoint["scheduler"])
-        self._pending_resume = checkpoint.get("rng")
-        if checkpoint.get("legacy"):
+        if checkpoint.scheduler is not None and hasattr(scheduler, "load_state_dict"):
+            scheduler.load_state_dict(checkpoint.scheduler)
+        self._pending_resume = checkpoint.rng
+        if checkpoint.legacy:
             self.logger.warning(
                 "legacy RecBole checkpoint: RNG states and data order are not restored, "
                 "so the continued run will not match an uninterrupted one exactly"
@@ -253,8 +233,6 @@ class CompatTrainerMixin(DataParallelMixin, SampledEvalMixin):
         self.logger.info(f"Checkpoint loaded. Resume training from epoch {self.start_epoch}")
 
     def _restore_pending_rng(self, train_data) -> None:
-        from recbole_ext.trainer.checkpoint import set_rng_state
-
         rng, self._pending_resume = self._rank_rng(self._pending_resume), None
         if not rng:
             return

@@ -19,23 +19,21 @@ from __future__ import annotations
 
 import datetime
 import os
-from typing import Callable, List, Optional, Sequence, Tuple
+from typing import Callable, List, Tuple
 
+from recbole_ext.command import CompareRequest, TuneRequest
 from recbole_ext.errors import UserError
 from recbole_ext.fileio import atomic_write_text
 
-__all__ = ["run_tune", "run_from_args"]
+__all__ = ["TuneRequest", "run", "run_tune"]
 
 
-def run_tune(models: Sequence[str], dataset: str, space_path: Optional[str], trials: int, jobs: int = 1,
-             config_files: Optional[List[str]] = None, cmd_args: Sequence[str] = (),
-             seeds: Optional[Sequence[int]] = None, results_dir: Optional[str] = None,
-             compare: bool = True, plot: bool = True,
-             echo: Callable[[str], None] = print) -> Tuple[List[dict], str]:
+def run_tune(request: TuneRequest, echo: Callable[[str], None] = print) -> Tuple[List[dict], str]:
     """Tune every model with the same budget, write the best configs, then compare them.
 
     Returns:
-        ``(records, results_dir)``: the comparison's records (``[]`` with ``compare=False``).
+        ``(records, results_dir)``: the comparison's records (``[]`` when ``request.compare``
+        is off).
     """
     from recbole_ext.tune.trials import mark_interrupted, open_study, used_budget
 
@@ -43,59 +41,54 @@ def run_tune(models: Sequence[str], dataset: str, space_path: Optional[str], tri
 
     if importlib.util.find_spec("optuna") is None:
         raise UserError("the tune command needs Optuna: pip install 'optuna>=4.0' (or the [tune] extra)")
-    if trials < 1 or jobs < 1:
-        raise UserError(f"--trials and --jobs must be at least 1, got {trials} and {jobs}")
-    results_dir = results_dir or os.path.join(
-        "results", f"{dataset}-tune-{datetime.datetime.now().strftime('%Y%m%d-%H%M%S')}")
-    spec = _checked_spec(list(models), dataset, space_path, config_files, list(cmd_args), results_dir)
+    results_dir = request.results_dir or os.path.join(
+        "results", f"{request.dataset}-tune-{datetime.datetime.now().strftime('%Y%m%d-%H%M%S')}")
+    spec = _checked_spec(request, results_dir)
     todo: List[str] = []
     for model in spec.spaces:
         study = open_study(spec, model)
         stale = mark_interrupted(spec, model)
-        left = max(0, trials - used_budget(study))
-        echo(f"[tune] {model}: {trials - left} of {trials} trials done" + (f", {stale} interrupted" if stale else ""))
+        left = max(0, request.trials - used_budget(study))
+        echo(f"[tune] {model}: {request.trials - left} of {request.trials} trials done"
+             + (f", {stale} interrupted" if stale else ""))
         todo += [model] * left
-    _run_trials(spec, _interleave(todo), jobs, echo)
-    best_dir = write_best(spec, trials, echo)
-    if not compare:
+    _run_trials(spec, _interleave(todo), request.jobs, echo)
+    best_dir = write_best(spec, request.trials, echo)
+    if not request.compare:
         return [], results_dir
-    if jobs > 1:
-        from recbole_ext.compare.parallel import run_parallel
-
-        return run_parallel(list(spec.spaces), dataset, config_files, list(cmd_args), seeds, results_dir, jobs=jobs,
-                            devices=[], plot=plot, echo=echo, model_config_dir=best_dir)
+    from recbole_ext.compare.parallel import run_parallel
     from recbole_ext.compare.runner import run_comparison
 
-    return run_comparison(list(spec.spaces), dataset, config_files, list(cmd_args), seeds=seeds,
-                          results_dir=results_dir, plot=plot, echo=echo, model_config_dir=best_dir)
+    comparison = CompareRequest(tuple(spec.spaces), request.dataset, request.config_files, request.config_args,
+                                seeds=request.seeds, results_dir=results_dir, plot=request.plot,
+                                jobs=request.jobs if request.jobs > 1 else None, model_configs=best_dir)
+    return (run_parallel if comparison.parallel else run_comparison)(comparison, echo)
 
 
-def _checked_spec(models, dataset, space_path, config_files, cmd_args, results_dir):
+def _checked_spec(request: TuneRequest, results_dir: str):
     """Every model's space, checked against its config's types (each choice and both ends of
     each range) before any trial runs; the direction of its validation metric."""
-    from recbole_ext.config import Config
     from recbole_ext.config_schema import Schema
+    from recbole_ext.pipeline import Run
     from recbole_ext.registry import canonical_model_name
     from recbole_ext.tune.space import extremes, load_space
     from recbole_ext.tune.trials import TuneSpec
 
-    if not models:
-        raise UserError("no model given: pass --model=A,B,...")
     spaces, directions, seed = {}, {}, 0
-    for name in models:
+    for name in request.models:
         model = canonical_model_name(name)
-        space = load_space(space_path, model)
-        both = sorted(k for k in space if any(a.startswith(f"--{k}=") for a in cmd_args))
+        space = load_space(request.space, model)
+        both = sorted(k for k in space if any(a.startswith(f"--{k}=") for a in request.config_args))
         if both:
             raise UserError(f"{model}: {', '.join(both)} is both searched and set on the command line")
-        config = Config(model, dataset, config_files, extremes(space)[0], cmd_args)
+        config = Run.resolve(model, request.dataset, request.files, extremes(space)[0], request.config_args).config
         schema = Schema.from_files(config.default_files)
         for setting in extremes(space):
             schema.check(setting)
         spaces[model] = space
         directions[model] = "maximize" if config["valid_metric_bigger"] else "minimize"
         seed = int(config["seed"])
-    return TuneSpec(dataset, results_dir, config_files, cmd_args, spaces, directions, seed)
+    return TuneSpec(request.dataset, results_dir, request.files, list(request.config_args), spaces, directions, seed)
 
 
 def _interleave(todo: List[str]) -> List[str]:
@@ -158,18 +151,9 @@ def write_best(spec, trials: int, echo) -> str:
     return best_dir
 
 
-def run_from_args(args, config_args: List[str]) -> int:
-    """Entry from :mod:`recbole_ext.cli`; returns 1 when a compared model failed, else 0."""
-    from recbole_ext.compare import parse_list, parse_seeds
-
-    if not args.dataset:
-        raise UserError("no data set given: pass --dataset=NAME (ml-100k is bundled)")
-    if args.trials is None:
-        raise UserError("pass --trials=T: every model gets T trials")
-    config_files = args.config_files.split() if args.config_files else None
-    records, results_dir = run_tune(parse_list(args.model), args.dataset, args.space, args.trials, args.jobs or 1,
-                                    config_files, config_args, parse_seeds(args.seeds), args.results_dir,
-                                    compare=not args.no_compare, plot=not args.no_plot)
-    if not args.results_dir:
-        print(f"[tune] to resume this tuning, add --results-dir={results_dir}")
+def run(request: TuneRequest, echo: Callable[[str], None] = print) -> int:
+    """The ``tune`` command; returns 1 when a compared model failed, else 0."""
+    records, results_dir = run_tune(request, echo)
+    if not request.results_dir:
+        echo(f"[tune] to resume this tuning, add --results-dir={results_dir}")
     return 1 if any(r.get("status") != "ok" for r in records) else 0

@@ -101,27 +101,19 @@ def run_trial(spec: TuneSpec, model: str, threads: int = 0) -> str:
 def train_and_validate(spec: TuneSpec, model: str, params: Dict[str, Any]) -> float:
     """Train ``model`` with ``params`` and return its best validation score (early stopping on
     ``valid_metric``, as a run does); nothing is saved and the test split is never scored."""
-    from recbole.utils import init_seed
-
     from recbole_ext.compare.memory import release_memory
-    from recbole_ext.config import Config
-    from recbole_ext.data.utils import create_dataset, data_preparation
-    from recbole_ext.logger import close_logger, init_logger
-    from recbole_ext.registry import get_model, get_trainer
+    from recbole_ext.logger import close_logger
+    from recbole_ext.pipeline import Run
 
     inside = {"checkpoint_dir": os.path.join(spec.tune_dir, "saved"),
               "tensorboard_dir": os.path.join(spec.tune_dir, "log_tensorboard")}
-    config = Config(model, spec.dataset, spec.config_files, {**inside, **params}, spec.cmd_args)
-    init_seed(config["seed"], config["reproducibility"])
-    init_logger(config, log_dir=os.path.join(spec.tune_dir, "log"), console=False)
+    run = Run.resolve(model, spec.dataset, spec.config_files, {**inside, **params}, spec.cmd_args)
+    run.attach_device()
+    run.locate_data()
+    run.open_log(os.path.join(spec.tune_dir, "log"), console=False)
     try:
-        train, valid, _ = data_preparation(config, create_dataset(config))
-        init_seed(config["seed"], config["reproducibility"])
-        net = get_model(model)(config, train._dataset).to(config["device"])
-        trainer = get_trainer(config["MODEL_TYPE"], model)(config, net)
-        score, _ = trainer.fit(train, valid, saved=False, show_progress=False)
-        trainer.tensorboard.close()
+        result = run.train_and_test(run.build_loaders(run.prepare_data()), saved=False, test=False)
     finally:
         close_logger()
         release_memory()
-    return float(score)
+    return float(result.best_valid_score)

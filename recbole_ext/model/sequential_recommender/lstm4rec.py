@@ -31,10 +31,13 @@ Deviations from the reference:
   ``xavier_normal_`` (RecBole's recurrent models) instead of Spotlight's ``N(0, 1/d)``.
 - Each batch is cut to its longest real sequence before the recurrence (the states used do not
   change; both models get the same saving).
+- Under bfloat16 autocast on a CPU without bfloat16 instructions (no AVX-512 BF16 or AMX), the
+  LSTM itself runs in float32: oneDNN has no bfloat16 LSTM there and fails to create one.
 """
 
 from __future__ import annotations
 
+import contextlib
 from typing import Optional, Tuple
 
 import torch
@@ -130,11 +133,27 @@ class LSTM4Rec(RecurrentSequenceRecommender):
         )
 
     def run_recurrent(self, x, item_seq_len, state):
-        if self.output_state == "h":
-            out, _ = self.recurrent(x, state)
-            return self.gather_indexes(out, item_seq_len - 1)
-        packed = nn.utils.rnn.pack_padded_sequence(
-            x, item_seq_len.clamp_min(1).cpu(), batch_first=True, enforce_sorted=False
-        )
-        _, (_, c_n) = self.recurrent(packed, state)
-        return c_n[-1]
+        with _lstm_precision(x) as cast:
+            x = cast(x)
+            state = None if state is None else tuple(cast(s) for s in state)
+            if self.output_state == "h":
+                out, _ = self.recurrent(x, state)
+                return self.gather_indexes(out, item_seq_len - 1)
+            packed = nn.utils.rnn.pack_padded_sequence(
+                x, item_seq_len.clamp_min(1).cpu(), batch_first=True, enforce_sorted=False
+            )
+            _, (_, c_n) = self.recurrent(packed, state)
+            return c_n[-1]
+
+
+@contextlib.contextmanager
+def _lstm_precision(x: torch.Tensor):
+    """Autocast off (and the inputs in float32) for an LSTM on a CPU where oneDNN has no
+    bfloat16 LSTM; elsewhere nothing changes. Yields the cast to apply to the inputs."""
+    lower = x.device.type == "cpu" and torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") in (
+        torch.bfloat16, torch.float16)
+    if not lower or torch.ops.mkldnn._is_mkldnn_bf16_supported():
+        yield lambda t: t
+        return
+    with torch.autocast("cpu", enabled=False):
+        yield lambda t: t.float()

@@ -6,11 +6,11 @@ then calls ``predict`` on all of them. For sequential models that is the slowest
 the loader's copying alone costs several times a full-ranking pass.
 
 :class:`CandidateEvalDataLoader` ranks the split's shared negatives
-(:mod:`recbole_ext.data.candidates`, ``eval_candidates: shared``) or, under ``per_epoch``, draws
+(:mod:`recbole_ext.evaluation.sampled.candidates`, ``eval_candidates: shared``) or, under ``per_epoch``, draws
 exactly the negatives RecBole's loader draws (same sampler, same calls, same user order, so the
 same random numbers); either way it yields a :class:`CandidateBatch`: the
 distinct rows once plus a ``[rows, 1 + N]`` matrix of candidate item ids. The trainer
-(:meth:`recbole_ext.evaluation.sampled.SampledEvalMixin._neg_sample_batch_eval`) encodes each row
+(:meth:`recbole_ext.evaluation.sampled.scoring.SampledEvalMixin._neg_sample_batch_eval`) encodes each row
 once and scores its candidates; for a model that cannot, :meth:`CandidateBatch.expand` rebuilds
 RecBole's own batch layout.
 
@@ -28,8 +28,8 @@ import torch
 from recbole.data.dataloader import NegSampleEvalDataLoader
 from recbole.data.interaction import Interaction, cat_interactions
 
-from recbole_ext.data.candidates import SharedCandidatesMixin, SharedNegSampleEvalDataLoader
-from recbole_ext.data.sampling import vectorised_sampler
+from recbole_ext.evaluation.sampled.candidates import SharedCandidatesMixin
+from recbole_ext.evaluation.sampled.sampling import vectorised_sampler
 
 
 class CandidateBatch:
@@ -179,21 +179,3 @@ class CandidateEvalDataLoader(SharedCandidatesMixin, NegSampleEvalDataLoader):
             row_idx.append(torch.full((len(rows) * self.times,), user, dtype=torch.long))
         keep = batch.positive_u < n_users
         return cat_interactions(parts), torch.cat(row_idx), batch.positive_u[keep], batch.positive_i[keep]
-
-
-def eval_loader_class(config, recbole_class: type) -> Optional[type]:
-    """Our loader in place of RecBole's sampled-evaluation loader: for sequential ranking
-    evaluation (the only case where each row can be encoded once) the candidate loader, for the
-    other models RecBole's loader on the shared candidates; ``None`` for other loaders."""
-    from recbole.utils import EvaluatorType, ModelType
-
-    if (
-        recbole_class is NegSampleEvalDataLoader
-        and config["MODEL_TYPE"] == ModelType.SEQUENTIAL
-        and config["eval_type"] == EvaluatorType.RANKING
-        and config["fast_sampled_eval"] is not False
-    ):
-        return CandidateEvalDataLoader
-    if recbole_class is NegSampleEvalDataLoader:
-        return SharedNegSampleEvalDataLoader
-    return None

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from recbole.data.dataloader import NegSampleEvalDataLoader
 
-from recbole_ext.data.sampling import vectorised_sampler
+from recbole_ext.evaluation.sampled.sampling import vectorised_sampler
 
 _PHASE_CODE = {"train": 0, "valid": 1, "test": 2}
 

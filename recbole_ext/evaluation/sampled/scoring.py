@@ -1,6 +1,6 @@
 """Fast sampled evaluation (``pop100``, ``uni100``) for sequential models: each distinct
 sequence is encoded once and its candidates scored, instead of ``predict`` once per candidate
-row as RecBole does. Batches come from :class:`~recbole_ext.data.dataloader.CandidateEvalDataLoader`
+row as RecBole does. Batches come from :class:`~recbole_ext.evaluation.sampled.loader.CandidateEvalDataLoader`
 or from RecBole's ``NegSampleEvalDataLoader``; the metrics equal RecBole's exactly (tested).
 """
 
@@ -15,14 +15,14 @@ class SampledEvalMixin:
 
     #: Sampled ranking evaluation (``uni100``, ``pop100``, ...) of sequential models encodes each
     #: distinct sequence once instead of once per candidate row; False: RecBole's path. Set from
-    #: the ``fast_sampled_eval`` config key.
+    #: the ``fast_sampled_eval`` config key (:func:`recbole_ext.evaluation.sampled.fast_path_on`).
     fast_sampled_eval: bool = True
 
     def _neg_sample_batch_eval(self, batched_data):
         """Sampled evaluation of one batch, with each sequence encoded once.
 
-        Batches come either from our :class:`~recbole_ext.data.dataloader.CandidateEvalDataLoader`
-        (:class:`~recbole_ext.data.dataloader.CandidateBatch`: each row once plus its candidate
+        Batches come either from our :class:`~recbole_ext.evaluation.sampled.loader.CandidateEvalDataLoader`
+        (:class:`~recbole_ext.evaluation.sampled.loader.CandidateBatch`: each row once plus its candidate
         ids) or from RecBole's ``NegSampleEvalDataLoader`` (every row repeated once per
         candidate). Either way a sequential model in ranking evaluation encodes each distinct
         row once and scores its candidates with ``predict_candidates`` (our models) or by
@@ -30,7 +30,7 @@ class SampledEvalMixin:
         ``predict`` on one user's rows; value metrics, other model types, models without either
         method, or a failed check use RecBole's path.
         """
-        from recbole_ext.data.dataloader import CandidateBatch
+        from recbole_ext.evaluation.sampled.loader import CandidateBatch
 
         if isinstance(batched_data, CandidateBatch):
             unique, candidates, positive_u = batched_data.interaction, batched_data.candidates, batched_data.positive_u

@@ -12,7 +12,7 @@ from typing import Dict
 
 import numpy as np
 import torch
-from recbole.sampler import RepeatableSampler
+from recbole.sampler import RepeatableSampler, Sampler
 
 
 class VectorisedSamplingMixin:
@@ -73,17 +73,24 @@ def _is_used(values: np.ndarray, used: np.ndarray) -> np.ndarray:
     return np.isin(values, used)
 
 
-_FAST_SAMPLER_CLASSES: Dict[type, type] = {}
+class VectorisedSampler(VectorisedSamplingMixin, Sampler):
+    """RecBole's ``Sampler`` (general models' evaluation), vectorised."""
+
+
+class VectorisedRepeatableSampler(VectorisedSamplingMixin, RepeatableSampler):
+    """RecBole's ``RepeatableSampler`` (sequential models' evaluation), vectorised."""
+
+
+#: RecBole's sampler class -> its vectorised twin
+VECTORISED: Dict[type, type] = {Sampler: VectorisedSampler, RepeatableSampler: VectorisedRepeatableSampler}
 
 
 def vectorised_sampler(sampler):
-    """A shallow copy of RecBole ``sampler`` whose popularity sampling is vectorised (same
-    draws, same negatives); the original is left as it is."""
-    cls = type(sampler)
-    if issubclass(cls, VectorisedSamplingMixin):
+    """A shallow copy of RecBole ``sampler`` whose sampling is vectorised (same draws, same
+    negatives); the original is left as it is. A sampler of another class (a subclass of
+    RecBole's, say) is returned as it is."""
+    if isinstance(sampler, VectorisedSamplingMixin) or type(sampler) not in VECTORISED:
         return sampler
-    if cls not in _FAST_SAMPLER_CLASSES:
-        _FAST_SAMPLER_CLASSES[cls] = type(cls.__name__, (VectorisedSamplingMixin, cls), {})
     fast = copy.copy(sampler)
-    fast.__class__ = _FAST_SAMPLER_CLASSES[cls]
+    fast.__class__ = VECTORISED[type(sampler)]
     return fast

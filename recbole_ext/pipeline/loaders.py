@@ -1,10 +1,10 @@
-"""Building data: the data set for a config and its loaders, with the classes the registry
-(:mod:`recbole_ext.registry`) resolves.
+"""The pipeline's data steps: the data set for a config and its loaders, with the classes the
+registry (:mod:`recbole_ext.registry`) resolves. :class:`recbole_ext.pipeline.Run` calls them;
+nothing else builds a data set or a loader from a config.
 
 - :func:`create_dataset`: the data set (RecBole's, without its pickle cache).
-- :func:`make_loaders`: train, valid and test loaders over an already split data set;
-  :func:`data_preparation` splits and builds them (RecBole's ``data_preparation``);
-  :func:`build_split` builds and splits once, for runs that share the split.
+- :func:`make_loaders`: train, valid and test loaders over an already split data set (RecBole's
+  ``data_preparation`` logic), after :func:`check_split`.
 """
 
 from __future__ import annotations
@@ -17,8 +17,9 @@ from recbole.sampler import KGSampler
 from recbole.utils import ModelType, set_color
 
 from recbole_ext.errors import DataFormatError
-from recbole_ext.data.device_loader import DeviceTrainDataLoader, device_loader_applies
 from recbole_ext.registry import get_dataloader, get_dataset_class
+from recbole_ext.trainer.device_loader import DeviceTrainDataLoader, device_loader_applies
+
 
 def create_dataset(config):
     """Build the data set for ``config`` (RecBole's ``create_dataset`` without its pickle cache:
@@ -106,18 +107,3 @@ def _log_loaders(config) -> None:
             + set_color(f"[{config[size_key]}]", "yellow") + set_color(f" {args_key}", "cyan") + ": "
             + set_color(f"[{config[args_key]}]", "yellow")
         )
-
-
-def data_preparation(config, dataset):
-    """Split ``dataset`` and build the train, valid and test loaders (RecBole's logic)."""
-    return make_loaders(config, dataset, tuple(dataset.build()))
-
-
-def build_split(config):
-    """Build the data set for ``config`` and split it: ``(dataset, (train, valid, test))``."""
-    from recbole.utils import init_seed
-
-    init_seed(config["seed"], config["reproducibility"])
-    dataset = create_dataset(config)
-    getLogger().info(dataset)
-    return dataset, tuple(dataset.build())

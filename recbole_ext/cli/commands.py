@@ -1,0 +1,121 @@
+"""What each command does with its request (:mod:`recbole_ext.command`); every handler returns
+the exit status."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from typing import Callable, Dict
+
+from recbole_ext.command import (CompareRequest, ConvertRequest, DataRequest, ModelsRequest, RecommendRequest,
+                                 ReportRequest, TrainRequest, TuneRequest)
+from recbole_ext.errors import DatasetNotFoundError
+
+
+def train(request: TrainRequest) -> int:
+    from recbole_ext.pipeline import plain_metrics
+    from recbole_ext.quick_start import run_recbole_ext
+
+    result = run_recbole_ext(request.model, request.dataset, request.files, cmd_args=list(request.config_args),
+                             saved=request.saved, resume_file=request.resume,
+                             trust_checkpoint=request.trust_checkpoint)
+    if result.get("rank", 0) != 0:  # a data-parallel rank: rank 0 reports
+        return 0
+    print(f"best valid: {plain_metrics(result['best_valid_result'])}")
+    print(f"test result: {plain_metrics(result['test_result'])}")
+    return 0
+
+
+def compare(request: CompareRequest) -> int:
+    from recbole_ext import compare as compare_command
+
+    return compare_command.run(request)
+
+
+def tune(request: TuneRequest) -> int:
+    from recbole_ext import tune as tune_command
+
+    return tune_command.run(request)
+
+
+def report(request: ReportRequest) -> int:
+    from recbole_ext.report import run as report_run
+
+    return report_run(request)
+
+
+def recommend(request: RecommendRequest) -> int:
+    """One history (``--items``) to stdout, or a file of histories to ``--output``."""
+    import warnings
+
+    from recbole_ext.serving import Recommender, recommend as recommend_items, recommend_file
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        print(f"recbole_ext: warning: {message}", file=sys.stderr)
+
+    warnings.showwarning = show
+    rec = Recommender(request.checkpoint, trust_checkpoint=request.trust_checkpoint)
+    if request.items_file:
+        recs = recommend_file(rec, request.items_file, request.output, request.k, request.exclude_seen)
+        print(f"wrote {sum(len(v) for v in recs.values())} rows for {len(recs)} users to {request.output}")
+        return 0
+    print("rank\titem\tscore")
+    for rank, (item, score) in enumerate(recommend_items(rec, request.items, request.k, request.exclude_seen), 1):
+        print(f"{rank}\t{item}\t{score:.6g}")
+    return 0
+
+
+def convert(request: ConvertRequest) -> int:
+    from recbole_ext.data.convert import convert as convert_files
+
+    done = convert_files(request.format, request.input, request.name, request.out, request.force)
+    print(f"wrote {done.interactions} interactions to {done.path}")
+    return 0
+
+
+def data(request: DataRequest) -> int:
+    """``data list``: the registry and what is on disk; ``data fetch NAME``: fetch and convert
+    without training; ``data stats NAME``: the figures of a data set (fetched first if needed)."""
+    from recbole_ext.data.fetch import fetch_dataset
+    from recbole_ext.data.locate import locate_dataset
+    from recbole_ext.data.sources import registry
+    from recbole_ext.data.stats import dataset_stats
+
+    progress = sys.stderr.isatty()
+    if request.action == "list":
+        for name, source in sorted(registry(request.data_sources).items()):
+            try:
+                where = "on disk: " + locate_dataset(name, request.data_path)
+            except DatasetNotFoundError:
+                where = "fetches itself" if source.fetchable else "by hand"
+            print(f"{name:20} {where:60} {source.format or '-':16} {source.url or source.terms}")
+        return 0
+    if request.action == "fetch":
+        folder = fetch_dataset(request.name, request.data_path, request.data_sources, progress=progress)
+        print(f"{request.name}: {folder}")
+        return 0
+    try:
+        folder = locate_dataset(request.name, request.data_path)
+    except DatasetNotFoundError:
+        if request.name not in registry(request.data_sources):
+            raise
+        folder = fetch_dataset(request.name, request.data_path, request.data_sources, progress=progress)
+    figures = dataset_stats(folder, request.name)
+    print(json.dumps({"name": request.name, "folder": os.path.abspath(folder), **figures}, indent=1))
+    return 0
+
+
+def models(request: ModelsRequest) -> int:
+    from recbole_ext.registry import own_model_names, recbole_model_names
+
+    print("recbole_ext: " + ", ".join(own_model_names()))
+    print("RecBole:     " + ", ".join(recbole_model_names()))
+    return 0
+
+
+#: the handler of each request type
+HANDLERS: Dict[type, Callable] = {
+    TrainRequest: train, CompareRequest: compare, TuneRequest: tune, ReportRequest: report,
+    RecommendRequest: recommend, ConvertRequest: convert, DataRequest: data, ModelsRequest: models,
+}

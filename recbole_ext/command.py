@@ -1,0 +1,238 @@
+"""What each command is asked to do: typed requests, checked once when they are made.
+
+The command line (:mod:`recbole_ext.cli`) parses ``argv`` into one of these and hands it to the
+command; a library caller makes one directly. Every check of a request is written here, in its
+``__post_init__``, so a request that exists is valid: a mistake is a one-line
+:class:`~recbole_ext.errors.UserError` before any work starts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import List, Optional, Tuple
+
+from recbole_ext.errors import UserError
+
+
+def split_list(value: Optional[str]) -> List[str]:
+    """``"a, b,c"`` -> ``["a", "b", "c"]`` (empty entries dropped)."""
+    return [v.strip() for v in (value or "").split(",") if v.strip()]
+
+
+def parse_seeds(value: Optional[str]) -> Optional[Tuple[int, ...]]:
+    """``"1,2,3"`` -> ``(1, 2, 3)``; ``None`` for no value."""
+    if not value:
+        return None
+    try:
+        return tuple(int(s) for s in split_list(value))
+    except ValueError:
+        raise UserError(f"--seeds takes integers separated by commas, got '{value}'") from None
+
+
+def parse_devices(value: Optional[str]) -> Tuple[str, ...]:
+    """``"0,1"`` -> ``("0", "1")``; each a device index (what ``CUDA_VISIBLE_DEVICES`` takes)."""
+    devices = tuple(split_list(value))
+    if any(not d.isdigit() for d in devices) or len(set(devices)) != len(devices):
+        raise UserError(f"--devices takes distinct device indices separated by commas, got '{value}'")
+    return devices
+
+
+def _need(what: str, value, hint: str) -> None:
+    if not value:
+        raise UserError(f"no {what} given: {hint}")
+
+
+@dataclasses.dataclass(frozen=True)
+class RunRequest:
+    """What every command that trains shares: models, data set and configuration.
+
+    Attributes:
+        models: model names, ours or RecBole's (one for ``train``).
+        dataset: the data set's name.
+        config_files: YAML files for every model, later ones win.
+        config_args: ``--key=value`` config options for every model (win over the files).
+        saved: write checkpoints and test the best epoch (``--no-save``: test the last).
+    """
+
+    models: Tuple[str, ...]
+    dataset: str
+    config_files: Tuple[str, ...] = ()
+    config_args: Tuple[str, ...] = ()
+    saved: bool = True
+
+    def __post_init__(self) -> None:
+        _need("model", self.models, "pass --model=NAME (see 'recbole-ext models')")
+        _need("data set", self.dataset, "pass --dataset=NAME (ml-100k is bundled)")
+        seen = set()
+        for model in self.models:
+            if model.lower() in seen:
+                raise UserError(f"model '{model}' is listed twice in --model")
+            seen.add(model.lower())
+
+    @property
+    def files(self) -> Optional[List[str]]:
+        """``config_files`` as the list RecBole takes (``None`` when there are none)."""
+        return list(self.config_files) or None
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainRequest(RunRequest):
+    """``train``: one model, early stopping, the best epoch tested.
+
+    Attributes:
+        resume: a checkpoint to continue (updated in place).
+        trust_checkpoint: allow ``resume`` to be a legacy (pickled) RecBole checkpoint.
+    """
+
+    resume: Optional[str] = None
+    trust_checkpoint: bool = False
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if len(self.models) != 1:
+            raise UserError(f"train takes one model, got {len(self.models)}: use compare for several")
+
+    @property
+    def model(self) -> str:
+        return self.models[0]
+
+
+@dataclasses.dataclass(frozen=True)
+class CompareRequest(RunRequest):
+    """``compare``: every model on the same splits, one table.
+
+    Attributes:
+        seeds: seeds to run (``None``: the configured ``seed``, one run each).
+        results_dir: the results folder (``None``: ``results/<dataset>-<time>``).
+        force: rerun models already in the results folder.
+        plot: draw ``comparison.png``.
+        jobs: runs of the grid at a time, each its own process (``None``: in this process).
+        devices: device indices, one run per device at a time.
+        model_configs: a folder of ``<Model>.yaml`` files, each read after the config files
+            for its model (the tune command's ``best/``).
+    """
+
+    seeds: Optional[Tuple[int, ...]] = None
+    results_dir: Optional[str] = None
+    force: bool = False
+    plot: bool = True
+    jobs: Optional[int] = None
+    devices: Tuple[str, ...] = ()
+    model_configs: Optional[str] = None
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.seeds is not None and len(set(self.seeds)) != len(self.seeds):
+            raise UserError(f"--seeds lists a seed twice: {','.join(map(str, self.seeds))}")
+        if self.seeds and any(a.startswith("--seed=") for a in self.config_args):
+            raise UserError("give either --seeds=... or --seed=..., not both")
+        if self.jobs is not None and self.jobs < 1:
+            raise UserError(f"--jobs must be at least 1, got {self.jobs}")
+        if self.model_configs and not os.path.isdir(self.model_configs):
+            raise UserError(f"--model-configs: {self.model_configs} is not a folder")
+
+    @property
+    def parallel(self) -> bool:
+        """Whether the grid runs as separate processes (``--jobs`` or ``--devices``)."""
+        return self.jobs is not None or bool(self.devices)
+
+
+@dataclasses.dataclass(frozen=True)
+class TuneRequest(RunRequest):
+    """``tune``: the same Optuna budget for every model, then the comparison.
+
+    Attributes:
+        trials: trials per model.
+        space: a search-space YAML (``None``: each model's packaged space).
+        jobs: trials (and then comparison runs) at a time, each its own process.
+        seeds, results_dir, plot: as :class:`CompareRequest`'s, for the comparison.
+        compare: run the comparison with the best settings after tuning.
+    """
+
+    trials: Optional[int] = None
+    space: Optional[str] = None
+    jobs: int = 1
+    seeds: Optional[Tuple[int, ...]] = None
+    results_dir: Optional[str] = None
+    compare: bool = True
+    plot: bool = True
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.trials is None:
+            raise UserError("pass --trials=T: every model gets T trials")
+        if self.trials < 1 or self.jobs < 1:
+            raise UserError(f"--trials and --jobs must be at least 1, got {self.trials} and {self.jobs}")
+        if self.seeds and any(a.startswith("--seed=") for a in self.config_args):
+            raise UserError("give either --seeds=... or --seed=..., not both")
+
+
+@dataclasses.dataclass(frozen=True)
+class RecommendRequest:
+    """``recommend``: top-k items from a checkpoint, for one history or a file of them."""
+
+    checkpoint: Optional[str]
+    items: Optional[str] = None
+    items_file: Optional[str] = None
+    output: Optional[str] = None
+    k: int = 10
+    exclude_seen: bool = False
+    trust_checkpoint: bool = False
+
+    def __post_init__(self) -> None:
+        if not self.checkpoint:
+            raise UserError("recommend needs --checkpoint=PATH")
+        if bool(self.items) == bool(self.items_file):
+            raise UserError("recommend needs exactly one of --items=ID,ID,... or --items-file=PATH")
+        if self.items_file and not self.output:
+            raise UserError("--items-file needs --output=PATH")
+        if self.items_file and not os.path.isfile(self.items_file):
+            raise UserError(f"--items-file {self.items_file} is not a file")
+        if self.output and os.path.isdir(self.output):
+            raise UserError(f"--output {self.output} is a folder: name the TSV file to write")
+        if self.k < 1:
+            raise UserError(f"--k must be at least 1, got {self.k}")
+
+
+@dataclasses.dataclass(frozen=True)
+class ReportRequest:
+    """``report``: the comparison table from existing log files."""
+
+    logs: Tuple[str, ...]
+    out: Optional[str] = None
+    plot: bool = True
+
+    def __post_init__(self) -> None:
+        if self.out and os.path.exists(self.out) and not os.path.isdir(self.out):
+            raise UserError(f"--out {self.out} is a file: name a folder for the tables")
+
+
+@dataclasses.dataclass(frozen=True)
+class ConvertRequest:
+    """``convert``: raw files to atomic files (:func:`recbole_ext.data.convert.convert`)."""
+
+    format: str
+    input: str
+    name: str
+    out: str = "datasets"
+    force: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
+class DataRequest:
+    """``data list | fetch NAME | stats NAME``."""
+
+    action: str
+    name: Optional[str] = None
+    data_path: str = "datasets"
+    data_sources: Optional[str] = None
+
+    def __post_init__(self) -> None:
+        if self.action != "list" and not self.name:
+            raise UserError(f"'data {self.action}' needs a data-set name")
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelsRequest:
+    """``models``: every model name, ours and RecBole's."""

@@ -1,0 +1,308 @@
+"""The run pipeline: :class:`Run`, the one place a configuration becomes a data set, loaders, a
+model, a trainer and a result.
+
+Its steps, each a method with typed inputs and outputs:
+
+==========================  ==========================================================
+:meth:`Run.resolve`         the configuration (:class:`~recbole_ext.config.Config`: files
+                            and types, nothing else)
+:meth:`Run.attach_device`   join the process group (a data-parallel rank) and make the
+                            device current: the one step that touches the device
+:meth:`Run.locate_data`     the data set's folder, fetched from its publisher when it is a
+                            registry data set not on disk: the one step that downloads
+:meth:`Run.prepare_data`    the data set, built and split (:class:`Splits`)
+:meth:`Run.build_loaders`   train, valid and test loaders over a split (:class:`Loaders`)
+:meth:`Run.build_model`     the model, seeded, on its device
+:meth:`Run.build_trainer`   the trainer of the model
+:meth:`Run.train_and_test`  fit with early stopping, test the best epoch (:class:`RunResult`)
+:meth:`Run.open_log`        the run's log file (unknown-key warnings, the config dump)
+:meth:`Run.execute`         all of the above for one run, leaving no files on a user error
+==========================  ==========================================================
+
+``train`` runs :meth:`Run.execute`; ``compare`` shares one :class:`Splits` between the models
+of a seed; ``tune`` trains without testing; serving rebuilds a model from a checkpoint with
+:meth:`Run.from_saved_config` and :meth:`Run.restore_dataset`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import sys
+from logging import getLogger
+from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
+
+import torch
+from recbole.utils import init_seed, set_color
+
+from recbole_ext.config import Config
+from recbole_ext.data.fetch import find_or_fetch
+from recbole_ext.data.schema import restore_dataset
+from recbole_ext.distributed import all_gather, broadcast, init_group, is_distributed, rank, shutdown
+from recbole_ext.errors import UserError
+from recbole_ext.logger import close_logger, init_logger, new_run_id
+from recbole_ext.pipeline.loaders import create_dataset, make_loaders
+from recbole_ext.pipeline.outcome import (RunResult, count_parameters, environment, interrupted, plain_metrics,
+                                          remove_empty)
+from recbole_ext.registry import get_dataset_class, get_model, get_trainer
+from recbole_ext.trainer.checkpoint import check_resume
+
+
+@dataclasses.dataclass(frozen=True)
+class Splits:
+    """A built data set and its three parts (``dataset.build()``: train, valid, test)."""
+
+    dataset: Any
+    parts: Tuple[Any, Any, Any]
+
+
+@dataclasses.dataclass(frozen=True)
+class Loaders:
+    """The loaders of one model over a split."""
+
+    train: Any
+    valid: Any
+    test: Any
+
+    @property
+    def train_set(self):
+        """The training part's data set, which a model is built on (RecBole's convention)."""
+        return self.train._dataset
+
+
+#: keys of a checkpoint's saved config that the configurator derives itself
+_DERIVED_KEYS = {"MODEL_TYPE", "MODEL_INPUT_TYPE", "eval_type", "device", "config_files", "local_rank",
+                 "single_spec", "world_size", "valid_neg_sample_args", "test_neg_sample_args"}
+
+
+class Run:
+    """One run of one model on one data set; see the module docstring.
+
+    Args:
+        config: the run's configuration (:meth:`resolve` makes one).
+    """
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self._data_folder: Optional[str] = None
+
+    # ------------------------------------------------------------ configuration
+    @classmethod
+    def resolve(cls, model: Optional[str] = None, dataset: Optional[str] = None,
+                config_files: Optional[List[str]] = None, config_dict: Optional[Dict[str, Any]] = None,
+                cmd_args: Optional[Iterable[str]] = None) -> "Run":
+        """Step 1: the configuration (RecBole's precedence: files, then ``config_dict``, then
+        ``--key=value`` strings). Reads files and checks types; a mistake is a UserError."""
+        return cls(Config(model, dataset, config_files, config_dict, cmd_args))
+
+    @classmethod
+    def from_saved_config(cls, plain: Dict[str, Any], device: str = "cpu") -> "Run":
+        """The run a checkpoint's plain config describes, on ``device`` (serving). The keys
+        the configurator derives are left to it; ``data_path`` goes back to its data root."""
+        cfg = {k: v for k, v in plain.items() if k not in _DERIVED_KEYS}
+        neg = cfg.get("train_neg_sample_args")
+        if isinstance(neg, dict) and neg.get("distribution") in (None, "none", "None"):
+            cfg["train_neg_sample_args"] = None
+        cfg["use_gpu"] = False
+        if cfg.get("data_path"):  # the resolved path is the data set's own folder
+            cfg["data_path"] = os.path.dirname(os.path.normpath(cfg["data_path"]))
+        run = cls(Config(plain["model"], plain["dataset"], config_dict=cfg))
+        run.config["device"] = torch.device(device)
+        return run
+
+    @property
+    def is_rank(self) -> bool:
+        """Whether this process is one rank of a data-parallel run."""
+        return self.config["single_spec"] is False
+
+    # ------------------------------------------------------------ explicit side effects
+    def attach_device(self) -> torch.device:
+        """Join (or create) the process group on a data-parallel rank and make the run's device
+        the current one; returns it."""
+        cfg = self.config
+        if self.is_rank:
+            cfg["device"] = init_group(cfg.final_config_dict)
+        elif torch.device(cfg["device"]).type == "cuda":
+            torch.cuda.set_device(cfg["device"])
+        return cfg["device"]
+
+    def locate_data(self) -> str:
+        """The data set's folder (:func:`recbole_ext.data.fetch.find_or_fetch`: on disk, or
+        fetched), set as ``data_path``. On a data-parallel rank, rank 0 looks (and fetches)
+        first and the others after it, with rank 0's error if it failed."""
+        if self._data_folder is None:
+            cfg = self.config
+
+            def find() -> str:
+                return find_or_fetch(cfg["dataset"], self.config.requested_data_path, cfg["data_sources"],
+                                     cfg["download"], progress=sys.stderr.isatty())
+
+            self._data_folder = _rank0_first(find) if is_distributed(cfg) else find()
+            cfg["data_path"] = self._data_folder
+        return self._data_folder
+
+    # ------------------------------------------------------------ data
+    def load_dataset(self):
+        """The data set, built (RecBole's class for the model, with our fixes), not split."""
+        self.locate_data()
+        init_seed(self.config["seed"], self.config["reproducibility"])
+        dataset = create_dataset(self.config)
+        getLogger().info(dataset)
+        return dataset
+
+    def prepare_data(self) -> Splits:
+        """The data set, built and split (RecBole's split of the configured ``eval_args``)."""
+        dataset = self.load_dataset()
+        return Splits(dataset, tuple(dataset.build()))
+
+    def split_key(self) -> str:
+        """Runs with equal keys build the same :class:`Splits` and can share one: the same
+        data-set class, data settings, ``eval_args`` and seed."""
+        from recbole.utils.argument_list import dataset_arguments
+
+        cfg, dataset_class = self.config, get_dataset_class(self.config)
+        keys = sorted(set(dataset_arguments) | set(cfg.parameters.get("Dataset", [])))
+        values = {k: cfg.final_config_dict.get(k) for k in keys}
+        values.update(dataset=cfg["dataset"], data_path=cfg["data_path"], eval_args=cfg["eval_args"],
+                      seed=cfg["seed"], reproducibility=cfg["reproducibility"],
+                      dataset_class=f"{dataset_class.__module__}.{dataset_class.__qualname__}")
+        return json.dumps(values, sort_keys=True, default=str)
+
+    def build_loaders(self, splits: Splits) -> Loaders:
+        """This model's loaders over ``splits`` (which other models may share)."""
+        return Loaders(*make_loaders(self.config, splits.dataset, splits.parts))
+
+    def recbole_eval_loader(self, loader):
+        """RecBole's own sampled-evaluation loader over the split and sampler of ``loader`` (one
+        of ours): the path the fast one is checked and timed against."""
+        from recbole.data.dataloader import NegSampleEvalDataLoader
+
+        return NegSampleEvalDataLoader(self.config, loader._dataset, loader._sampler, shuffle=False)
+
+    def restore_dataset(self, schema: Dict[str, Any]):
+        """The run's data-set class holding a checkpoint's schema and no interactions
+        (:func:`recbole_ext.data.schema.restore_dataset`)."""
+        return restore_dataset(get_dataset_class(self.config), self.config, schema)
+
+    # ------------------------------------------------------------ model and trainer
+    def build_model(self, train_set, model_class: Optional[type] = None) -> torch.nn.Module:
+        """The model on ``train_set`` (:attr:`Loaders.train_set`, or a whole data set), seeded
+        (each data-parallel rank its own dropout) and on the run's device.
+
+        Args:
+            train_set: the data set the model reads its sizes (and features) from.
+            model_class: a class in place of the registry's for the run's model (a reference
+                implementation a benchmark measures against).
+        """
+        cfg = self.config
+        init_seed(cfg["seed"] + rank(), cfg["reproducibility"])
+        net = (model_class or get_model(cfg["model"]))(cfg, train_set).to(cfg["device"])
+        getLogger().info(torch.nn.Module.__repr__(net))  # RecBole's str() adds the count: logged below
+        getLogger().info(set_color("Trainable parameters", "blue") + f": {count_parameters(net)}")
+        return net
+
+    def build_trainer(self, model: torch.nn.Module):
+        """The trainer for ``model`` (ours for the model, else RecBole's with our fixes)."""
+        return get_trainer(self.config["MODEL_TYPE"], self.config["model"])(self.config, model)
+
+    def train_and_test(self, loaders: Loaders, saved: bool = True, resume_file: Optional[str] = None,
+                       trust_checkpoint: bool = False, test: bool = True) -> RunResult:
+        """Build the model and its trainer, fit with early stopping, test the best epoch.
+
+        Args:
+            loaders: from :meth:`build_loaders`.
+            saved: write the checkpoint after every epoch and test the best epoch's weights
+                (else the last epoch's).
+            resume_file: a checkpoint to continue (it is updated in place).
+            trust_checkpoint: allow ``resume_file`` to be a legacy RecBole checkpoint.
+            test: evaluate the test split (``False``: validation only, as tuning does).
+        """
+        cfg = self.config
+        trainer = self.build_trainer(self.build_model(loaders.train_set))
+        if resume_file:
+            trainer.resume_checkpoint(resume_file, trust_checkpoint=trust_checkpoint)
+        show = bool(cfg["show_progress"]) and sys.stderr.isatty()
+        try:
+            score, valid_result = trainer.fit(loaders.train, loaders.valid, saved=saved, show_progress=show)
+        except KeyboardInterrupt as stop:  # SIGINT, or SIGTERM through the command line's handler
+            raise interrupted(stop, trainer.saved_model_file, saved) from None
+        test_result = trainer.evaluate(loaders.test, load_best_model=saved, show_progress=show) if test else None
+        trainer.tensorboard.close()
+        logger = getLogger()
+        logger.info("The running environment of this training is as follows:\n" + environment(cfg))
+        logger.info(set_color("best valid ", "yellow") + f": {plain_metrics(valid_result)}")
+        if test:
+            logger.info(set_color("test result", "yellow") + f": {plain_metrics(test_result)}")
+        per_user = {k: [round(float(x), 6) for x in v] for k, v in trainer.per_user_result().items()} if test else {}
+        return RunResult(
+            best_valid_score=score, valid_score_bigger=cfg["valid_metric_bigger"], best_valid_result=valid_result,
+            test_result=test_result, model=cfg["model"], dataset=cfg["dataset"],
+            saved_model_file=trainer.saved_model_file if saved else None,
+            n_params=count_parameters(trainer.model), timings=dict(trainer.timings), per_user=per_user,
+            rank=int(cfg["local_rank"]) + int(cfg["offset"] or 0),
+        )
+
+    # ------------------------------------------------------------ the whole run
+    def open_log(self, log_dir: str, console: bool = True, run_id: Optional[str] = None) -> str:
+        """Open the run's log file ``<log_dir>/<model>/<run id>.log`` (rank 0 only), then log
+        the unknown-key warnings and the resolved config (on the console with ``verbose``)."""
+        path = init_logger(self.config, log_dir=log_dir, console=console, run_id=run_id, main=rank() == 0)
+        logger = getLogger()
+        for msg in getattr(self.config, "unknown_key_warnings", []):
+            logger.warning(msg)
+        logger.info(self.config, extra={"file_only": not self.config["verbose"]})
+        return path
+
+    def execute(self, saved: bool = True, log_dir: str = "./log", resume_file: Optional[str] = None,
+                trust_checkpoint: bool = False) -> RunResult:
+        """Every step for one run (one process, or one rank of a data-parallel run).
+
+        A user error (data, config, an untrusted or foreign checkpoint) arises before the first
+        checkpoint is written; it leaves no files behind: not the log, nor the folders made for
+        it. Without ``saved``, the checkpoint folder RecBole's trainer makes is removed again.
+        """
+        cfg = self.config
+        existed = os.path.isdir(cfg["checkpoint_dir"])
+        try:
+            self.attach_device()
+            self.locate_data()
+            model_log_dir = os.path.join(log_dir, cfg["model"])
+            new_dirs = [d for d in (model_log_dir, log_dir) if not os.path.isdir(d)] if rank() == 0 else []
+            run_id = broadcast(new_run_id(cfg)) if is_distributed(cfg) else None  # one name for all ranks
+            log_file = self.open_log(log_dir, run_id=run_id)
+            try:
+                if resume_file:  # a wrong or unreadable checkpoint stops the run before the data set is built
+                    check_resume(resume_file, cfg, trust_checkpoint)
+                result = self.train_and_test(self.build_loaders(self.prepare_data()), saved, resume_file,
+                                             trust_checkpoint)
+            except UserError:
+                close_logger()
+                remove_empty([log_file], new_dirs)
+                raise
+            finally:
+                if not saved and not existed:
+                    remove_empty([], [cfg["checkpoint_dir"]])
+        finally:
+            shutdown()
+        result.log_file = log_file
+        return result
+
+
+def _rank0_first(find: Callable[[], str]) -> str:
+    """``find()`` on rank 0, then on the other ranks once rank 0 is done (so one process
+    fetches); rank 0's error on every rank when it failed."""
+    outcome: Tuple[str, Any]
+    if rank() == 0:
+        try:
+            outcome = ("ok", find())
+        except UserError as e:
+            outcome = ("error", e)
+    else:
+        outcome = ("wait", None)
+    first = broadcast(outcome)
+    if first[0] == "error":
+        raise first[1]
+    mine = outcome[1] if rank() == 0 else find()
+    all_gather(None)  # every rank has its folder before any goes on
+    return mine
