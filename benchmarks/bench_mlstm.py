@@ -93,6 +93,7 @@ def speed(args) -> None:
         def f():
             layer.impl = impl
             return layer(x)[0]
+
         return f
 
     variants = [("nn.LSTM", lambda: lstm(x)[0]), ("mLSTM naive loop", lambda: naive_mlstm_layer(layer, x))]
@@ -104,15 +105,18 @@ def speed(args) -> None:
     def train_step(fn):
         def step():
             fn().sum().backward()
+
         return step
 
     train = alternating([train_step(fn) for _, fn in variants], args.repeats)
     with torch.no_grad():
         infer = alternating([fn for _, fn in variants], args.repeats)
     train_ratio, infer_ratio = ratio_to_first(train), ratio_to_first(infer)
-    print(f"\n{cpu_model()}; one layer, B={b}, L={n}, D=H={d}, torch {torch.__version__}, "
-          f"threads={torch.get_num_threads()}; median of {args.repeats} alternating rounds "
-          "(ratios: median of the per-round ratios)\n")
+    print(
+        f"\n{cpu_model()}; one layer, B={b}, L={n}, D=H={d}, torch {torch.__version__}, "
+        f"threads={torch.get_num_threads()}; median of {args.repeats} alternating rounds "
+        "(ratios: median of the per-round ratios)\n"
+    )
     print("| variant | train fwd+bwd (ms) | vs nn.LSTM | inference fwd (ms) | vs nn.LSTM |")
     print("|---|---:|---:|---:|---:|")
     for (name, _), tt, rt, ti, ri in zip(variants, train, train_ratio, infer, infer_ratio):
@@ -135,9 +139,19 @@ def build_for_epochs(model: str, args):
     """Trainer and loaders of ``model`` on ``args.epoch_data`` with the bench's sizes."""
     from recbole_ext.pipeline import Run
 
-    run = Run.resolve(model, args.epoch_data, config_dict={
-        "show_progress": False, "state": "ERROR", "train_batch_size": args.batch, "eval_batch_size": args.batch,
-        "MAX_ITEM_LIST_LENGTH": args.length, "embedding_size": args.dim, "hidden_size": args.dim})
+    run = Run.resolve(
+        model,
+        args.epoch_data,
+        config_dict={
+            "show_progress": False,
+            "state": "ERROR",
+            "train_batch_size": args.batch,
+            "eval_batch_size": args.batch,
+            "MAX_ITEM_LIST_LENGTH": args.length,
+            "embedding_size": args.dim,
+            "hidden_size": args.dim,
+        },
+    )
     loaders = run.build_loaders(run.prepare_data())
     return run.build_trainer(run.build_model(loaders.train_set)), loaders.train, loaders.valid
 
@@ -151,9 +165,11 @@ def epoch_timings(args) -> None:
     evals = [lambda t=t, v=v: t.evaluate(v, load_best_model=False) for t, _, v in built]
     train_ms = alternating(epoch, args.epochs, warmup=1)
     eval_ms = alternating(evals, args.epochs, warmup=1)
-    print(f"\nWhole pipeline on {args.epoch_data} ({cpu_model()}, threads={torch.get_num_threads()}; "
-          f"MAX_ITEM_LIST_LENGTH={args.length}, batch {args.batch}, d={args.dim}; median of {args.epochs} "
-          "alternating rounds after one warm-up round)\n")
+    print(
+        f"\nWhole pipeline on {args.epoch_data} ({cpu_model()}, threads={torch.get_num_threads()}; "
+        f"MAX_ITEM_LIST_LENGTH={args.length}, batch {args.batch}, d={args.dim}; median of {args.epochs} "
+        "alternating rounds after one warm-up round)\n"
+    )
     print("| model | train s/epoch | vs LSTM4Rec | valid pass s | vs LSTM4Rec |")
     print("|---|---:|---:|---:|---:|")
     for m, tt, rt, te, re in zip(models, train_ms, ratio_to_first(train_ms), eval_ms, ratio_to_first(eval_ms)):
@@ -171,18 +187,40 @@ def accuracy(args) -> None:
     for model in args.models.split(","):
         for g in [GRID[int(k)] for k in args.grid.split(",")]:
             extra = dict(g)
-            extra.update({"epochs": args.epochs, "stopping_step": 2, "train_batch_size": 512, "eval_batch_size": 1024,
-                          "MAX_ITEM_LIST_LENGTH": args.max_len, "embedding_size": 64, "hidden_size": 64,
-                          "learning_rate": 0.002, "dropout_prob": 0.2, "seed": 2020})
+            extra.update(
+                {
+                    "epochs": args.epochs,
+                    "stopping_step": 2,
+                    "train_batch_size": 512,
+                    "eval_batch_size": 1024,
+                    "MAX_ITEM_LIST_LENGTH": args.max_len,
+                    "embedding_size": 64,
+                    "hidden_size": 64,
+                    "learning_rate": 0.002,
+                    "dropout_prob": 0.2,
+                    "seed": 2020,
+                }
+            )
             t = time.perf_counter()
             r = _run(model, args.dataset, extra, args.data_path)
             wall = time.perf_counter() - t
             tr = r["test_result"]
-            rows.append((model, g["output_state"], g["learn_initial_state"], float(tr["mrr@10"]), float(tr["ndcg@10"]),
-                         len(r["timings"]["train_epoch_s"]), wall))
+            rows.append(
+                (
+                    model,
+                    g["output_state"],
+                    g["learn_initial_state"],
+                    float(tr["mrr@10"]),
+                    float(tr["ndcg@10"]),
+                    len(r["timings"]["train_epoch_s"]),
+                    wall,
+                )
+            )
             print(f"done {rows[-1]}", file=sys.stderr, flush=True)
-    print(f"\n{args.dataset}: full ranking, test split, up to {args.epochs} epochs (stopping_step 2), "
-          f"MAX_ITEM_LIST_LENGTH={args.max_len}, d=64, lr=0.002, dropout 0.2, CE, seed 2020\n")
+    print(
+        f"\n{args.dataset}: full ranking, test split, up to {args.epochs} epochs (stopping_step 2), "
+        f"MAX_ITEM_LIST_LENGTH={args.max_len}, d=64, lr=0.002, dropout 0.2, CE, seed 2020\n"
+    )
     print("| model | output_state | learn_initial_state | MRR@10 | NDCG@10 | epochs run | wall s |")
     print("|---|---|---|---:|---:|---:|---:|")
     for m, s, li, mrr, ndcg, ep, w in rows:

@@ -32,7 +32,10 @@ REFERENCE = "GLINTRU-reference"
 # current head has (applied only where the old line is present)
 REFERENCE_FIX = [
     ("        self.weights = F.softmax(self.weights, dim=0)\n", "        weights = F.softmax(self.weights, dim=0)\n"),
-    ("self.weights[0] * gru_output + self.weights[1] * attention_output", "weights[0] * gru_output + weights[1] * attention_output"),
+    (
+        "self.weights[0] * gru_output + self.weights[1] * attention_output",
+        "weights[0] * gru_output + weights[1] * attention_output",
+    ),
 ]
 MODEL_KEYS = {
     "SASRec": {"n_layers": 2, "n_heads": 2, "inner_size": 256},
@@ -185,10 +188,14 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--models", default=",".join(MODELS))
     p.add_argument("--sampled", action="store_true", help="also time pop100 vs full validation passes")
-    p.add_argument("--skip-recbole-path", action="store_true",
-                   help="with --sampled: skip RecBole's own per-candidate pop100 pass (slow on big data)")
-    p.add_argument("--reference-glintru", metavar="PATH",
-                   help="GLINT-RU.py of the reference code: adds a row for its model")
+    p.add_argument(
+        "--skip-recbole-path",
+        action="store_true",
+        help="with --sampled: skip RecBole's own per-candidate pop100 pass (slow on big data)",
+    )
+    p.add_argument(
+        "--reference-glintru", metavar="PATH", help="GLINT-RU.py of the reference code: adds a row for its model"
+    )
     p.add_argument("--one", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.one:
@@ -200,29 +207,45 @@ def main() -> None:
     if args.reference_glintru and REFERENCE not in models:
         models.insert(1, REFERENCE)
     for model in models:
-        cmd = [sys.executable, os.path.abspath(__file__), "--one", model] + [a for a in sys.argv[1:] if not a.startswith("--models")]
+        cmd = [sys.executable, os.path.abspath(__file__), "--one", model] + [
+            a for a in sys.argv[1:] if not a.startswith("--models")
+        ]
         out = subprocess.run(cmd, capture_output=True, text=True)
         line = [l for l in out.stdout.splitlines() if l.startswith("RESULT ")]
         if not line:
             print(f"{model}: failed\n{out.stderr[-2000:]}", file=sys.stderr)
             continue
         rows.append(json.loads(line[-1][7:]))
+    print_tables(args, rows)
+
+
+def print_tables(args, rows) -> None:
+    """The Markdown tables of the measured ``rows`` (training and inference; sampled passes)."""
     base = next((r["epoch_s"] for r in rows if r["model"] == "SASRec"), None)
-    print(f"\n{args.dataset}, max length {args.max_len}, batch {args.batch}, hidden {args.hidden}, "
-          f"{args.threads} threads; train time from {args.train_batches} batches scaled to one epoch\n")
+    print(
+        f"\n{args.dataset}, max length {args.max_len}, batch {args.batch}, hidden {args.hidden}, "
+        f"{args.threads} threads; train time from {args.train_batches} batches scaled to one epoch\n"
+    )
     print("| model | params | train s/epoch | x SASRec | eval ms/batch (full) | peak RSS MB |")
     print("|---|---:|---:|---:|---:|---:|")
     for r in rows:
         rel = f"{r['epoch_s'] / base:.2f}" if base else "-"
-        print(f"| {r['model']} | {r['params']:,} | {r['epoch_s']:.2f} | {rel} | {r['eval_ms']:.1f} | {r['peak_rss_mb']:.0f} |")
+        print(
+            f"| {r['model']} | {r['params']:,} | {r['epoch_s']:.2f} | {rel} | {r['eval_ms']:.1f} "
+            f"| {r['peak_rss_mb']:.0f} |"
+        )
     if args.sampled:
-        print("\n| model | valid pass full (s) | pop100 ours (s) | pop100 RecBole loader, encode once (s) "
-              "| pop100 RecBole's path (s) | ours / full |")
+        print(
+            "\n| model | valid pass full (s) | pop100 ours (s) | pop100 RecBole loader, encode once (s) "
+            "| pop100 RecBole's path (s) | ours / full |"
+        )
         print("|---|---:|---:|---:|---:|---:|")
         for r in rows:
             recbole = f"{r['pop100_recbole_s']:.2f}" if "pop100_recbole_s" in r else "-"
-            print(f"| {r['model']} | {r['full_pass_s']:.2f} | {r['pop100_fast_s']:.2f} | "
-                  f"{r['pop100_recbole_loader_s']:.2f} | {recbole} | {r['pop100_fast_s'] / r['full_pass_s']:.2f} |")
+            print(
+                f"| {r['model']} | {r['full_pass_s']:.2f} | {r['pop100_fast_s']:.2f} | "
+                f"{r['pop100_recbole_loader_s']:.2f} | {recbole} | {r['pop100_fast_s'] / r['full_pass_s']:.2f} |"
+            )
 
 
 if __name__ == "__main__":

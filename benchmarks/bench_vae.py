@@ -75,8 +75,13 @@ def bench_svae(b1_users: int, repeats: int):
     t_b1_epoch = t_b1 * n_users / len(singles)
     return [
         ("SVAE", f"batched ({bs} users/batch)", f"{n_users} users", f"{t_batched:.2f}", "1.0x"),
-        ("SVAE", "batch size 1 (reference)", f"{len(singles)} users timed, x{n_users / len(singles):.2f}",
-         f"{t_b1_epoch:.2f}", f"{t_b1_epoch / t_batched:.1f}x slower"),
+        (
+            "SVAE",
+            "batch size 1 (reference)",
+            f"{len(singles)} users timed, x{n_users / len(singles):.2f}",
+            f"{t_b1_epoch:.2f}",
+            f"{t_b1_epoch / t_batched:.1f}x slower",
+        ),
     ]
 
 
@@ -95,7 +100,9 @@ def bench_multvae(batch_sizes, repeats: int):
             times[model] = best
         for model in ("MultiVAE", "MultVAE"):
             ratio = times[model] / times["MultiVAE"]
-            rows.append((model, f"{bs} users/batch", f"{len(train)} batches", f"{times[model]:.2f}", f"{ratio:.2f}x MultiVAE"))
+            rows.append(
+                (model, f"{bs} users/batch", f"{len(train)} batches", f"{times[model]:.2f}", f"{ratio:.2f}x MultiVAE")
+            )
     return rows
 
 

@@ -23,6 +23,7 @@ import tempfile
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 from recbole_ext.distributed import free_port  # noqa: E402  (the package's rendezvous port helper)
+
 EPOCH = re.compile(r"epoch (\d+) training \[time: ([0-9.]+)s")
 
 
@@ -40,12 +41,25 @@ def cpu_model() -> str:
 def run_once(args, nproc: int, threads: int, gpu: bool) -> float:
     """Median epoch seconds (epochs after the first) of one training run."""
     work = tempfile.mkdtemp(prefix="ddp-bench-")
-    launcher = [] if nproc == 1 else ["-m", "torch.distributed.run", f"--nproc_per_node={nproc}",
-                                      f"--master_port={free_port()}"]
-    cmd = [sys.executable, *launcher, os.path.join(ROOT, "run_recbole_ext.py"), f"--model={args.model}",
-           f"--dataset={args.dataset}", f"--epochs={args.epochs}", f"--eval_step={args.epochs + 1}",
-           f"--train_batch_size={args.batch}", "--show_progress=False", "--no-save",
-           f"--gpu_id={','.join(str(i) for i in range(nproc)) if gpu else ''}", *args.extra]
+    launcher = (
+        []
+        if nproc == 1
+        else ["-m", "torch.distributed.run", f"--nproc_per_node={nproc}", f"--master_port={free_port()}"]
+    )
+    cmd = [
+        sys.executable,
+        *launcher,
+        os.path.join(ROOT, "run_recbole_ext.py"),
+        f"--model={args.model}",
+        f"--dataset={args.dataset}",
+        f"--epochs={args.epochs}",
+        f"--eval_step={args.epochs + 1}",
+        f"--train_batch_size={args.batch}",
+        "--show_progress=False",
+        "--no-save",
+        f"--gpu_id={','.join(str(i) for i in range(nproc)) if gpu else ''}",
+        *args.extra,
+    ]
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), PYTHONPATH=ROOT)
     out = subprocess.run(cmd, cwd=work, env=env, capture_output=True, text=True)
     if out.returncode != 0:
@@ -72,16 +86,21 @@ def main() -> None:
         setups = [("1 GPU", 1, max(1, cores // 2), True), (f"{args.gpus} GPUs (NCCL)", args.gpus, 1, True)]
         hardware = f"{torch.cuda.get_device_name(0)} x{torch.cuda.device_count()}, CPU {cpu_model()}"
     else:
-        setups = [(f"1 process, {cores} threads", 1, cores, False), ("1 process, 1 thread", 1, 1, False),
-                  (f"{args.nproc} processes (gloo), 1 thread each", args.nproc, 1, False)]
+        setups = [
+            (f"1 process, {cores} threads", 1, cores, False),
+            ("1 process, 1 thread", 1, 1, False),
+            (f"{args.nproc} processes (gloo), 1 thread each", args.nproc, 1, False),
+        ]
         hardware = f"{cpu_model()}, {cores} cores"
     times = {name: [] for name, *_ in setups}
     for _ in range(args.repeats):  # alternating, so drift in machine load hits every setup alike
         for name, nproc, threads, gpu in setups:
             times[name].append(run_once(args, nproc, threads, gpu))
     base = statistics.median(times[setups[0][0]])
-    print(f"{args.model} on {args.dataset}, global batch {args.batch}, {args.epochs} epochs per run "
-          f"(median of epochs after the first), {args.repeats} alternating repeats; {hardware}\n")
+    print(
+        f"{args.model} on {args.dataset}, global batch {args.batch}, {args.epochs} epochs per run "
+        f"(median of epochs after the first), {args.repeats} alternating repeats; {hardware}\n"
+    )
     print("| setup | epoch s (median) | all repeats | vs first row |\n|---|---:|---|---:|")
     for name, *_ in setups:
         med = statistics.median(times[name])

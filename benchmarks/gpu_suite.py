@@ -25,7 +25,6 @@ import argparse
 import datetime
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -35,31 +34,37 @@ from typing import Dict, List
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
+import gpu_suite_beauty as beauty  # noqa: E402
+
 from gpu_suite_common import Report, device_name, rule_sequences, write_inter  # noqa: E402
 
-GPU_SHAPE = {"users": 800, "items": 3706, "max_len": 200, "hidden": 128, "batch": 2048,
-             "batches": 8, "warmup": 3, "steps": 10, "eval_reps": 5}
-SMOKE_SHAPE = {"users": 60, "items": 300, "max_len": 20, "hidden": 16, "batch": 64,
-               "batches": 3, "warmup": 1, "steps": 2, "eval_reps": 1, "compile_backend": "eager"}
-#: the Beauty grid: (model, embedding dropout, max length); every run gets the paper's settings
-BEAUTY_GRID = [(m, p, n) for m in ("GLINTRU", "SASRec") for p in (0.2, 0.5) for n in (50, 100)]
+GPU_SHAPE = {
+    "users": 800,
+    "items": 3706,
+    "max_len": 200,
+    "hidden": 128,
+    "batch": 2048,
+    "batches": 8,
+    "warmup": 3,
+    "steps": 10,
+    "eval_reps": 5,
+}
+SMOKE_SHAPE = {
+    "users": 60,
+    "items": 300,
+    "max_len": 20,
+    "hidden": 16,
+    "batch": 64,
+    "batches": 3,
+    "warmup": 1,
+    "steps": 2,
+    "eval_reps": 1,
+    "compile_backend": "eager",
+}
 #: part (b)'s models by default, in order
 SPEED_ORDER = ("SASRec", "GLINTRU", "GRU4Rec", "BERT4Rec", "LSTM4Rec", "mLSTM")
 #: models whose fp32 training steps part (b) profiles (why GLINTRU is slower than SASRec on a GPU)
 PROFILED = ("SASRec", "GLINTRU")
-
-
-def beauty_keys(model: str, dropout: float, max_len: int) -> Dict:
-    """The paper's Beauty settings (pop100, hidden 64, dropout 0.5, batch 2048, Adam 1e-3,
-    NDCG@10 early stopping with patience 10) with the grid's embedding dropout and length."""
-    keys = {"hidden_size": 64, "MAX_ITEM_LIST_LENGTH": max_len,
-            "train_batch_size": 2048, "eval_batch_size": 2048, "learning_rate": 0.001,
-            "stopping_step": 10, "epochs": 200}
-    if model == "GLINTRU":
-        keys.update(dropout_prob=dropout, hidden_dropout_prob=0.5, n_heads=4)
-    else:
-        keys.update(hidden_dropout_prob=dropout, attn_dropout_prob=0.5, n_layers=2, n_heads=2, inner_size=256)
-    return keys
 
 
 # ---------------------------------------------------------------- part (a)
@@ -83,8 +88,14 @@ def part_a(report: Report, data: Dict, workdir: str, device: str) -> None:
             rows = [("-", False, error_text(e), {})]
         spent = time.perf_counter() - start
         for item, ok, detail, values in rows:
-            report.row("a", f"{check}: {item}", "ok" if ok else "FAIL", spent, values,
-                       [check, item, "yes" if ok else "**no**", f"{spent:.1f}", detail])
+            report.row(
+                "a",
+                f"{check}: {item}",
+                "ok" if ok else "FAIL",
+                spent,
+                values,
+                [check, item, "yes" if ok else "**no**", f"{spent:.1f}", detail],
+            )
 
 
 def error_text(e: BaseException) -> str:
@@ -99,14 +110,29 @@ def part_b(report: Report, shape: Dict, workdir: str, budget_s: float, models: L
     import gpu_suite_speed as speed
 
     root, full_samples = speed.write_shape_data(os.path.join(workdir, "shape"), shape)
-    report.text(f"## (b) Speed at the ML-1M shape (L={shape['max_len']}, d={shape['hidden']}, "
-                f"batch {shape['batch']})\n\nEpoch = mean of {shape['steps']} timed steps (after "
-                f"{shape['warmup']} warm-up steps) x {-(-full_samples // shape['batch'])} batches "
-                f"({full_samples:,} training sequences of the 6,040-user ML-1M-shaped set); loader = "
-                "RecBole's batch assembly and copy to the device for the same batches; inference = "
-                f"full_sort_predict over {shape['items']:,} items for one {shape['batch']}-row batch.")
-    report.table(["model", "precision", "compiled", "train s/epoch", "x SASRec", "loader s/epoch",
-                  "infer ms/batch", "x SASRec", "peak MB", "warm-up s", "mLSTM impl"])
+    report.text(
+        f"## (b) Speed at the ML-1M shape (L={shape['max_len']}, d={shape['hidden']}, "
+        f"batch {shape['batch']})\n\nEpoch = mean of {shape['steps']} timed steps (after "
+        f"{shape['warmup']} warm-up steps) x {-(-full_samples // shape['batch'])} batches "
+        f"({full_samples:,} training sequences of the 6,040-user ML-1M-shaped set); loader = "
+        "RecBole's batch assembly and copy to the device for the same batches; inference = "
+        f"full_sort_predict over {shape['items']:,} items for one {shape['batch']}-row batch."
+    )
+    report.table(
+        [
+            "model",
+            "precision",
+            "compiled",
+            "train s/epoch",
+            "x SASRec",
+            "loader s/epoch",
+            "infer ms/batch",
+            "x SASRec",
+            "peak MB",
+            "warm-up s",
+            "mLSTM impl",
+        ]
+    )
     base: Dict = {}
     profiled: Dict[str, str] = {}
     start = time.perf_counter()
@@ -127,8 +153,9 @@ def part_b(report: Report, shape: Dict, workdir: str, budget_s: float, models: L
         if model in PROFILED and not profiled.get(model):
             profiled[model] = profile_text(speed, run, train_data, shape)
     for model, text in profiled.items():
-        report.text(f"Where {model}'s fp32 training steps spend their time (torch.profiler, 3 steps):\n\n"
-                    f"```\n{text}\n```")
+        report.text(
+            f"Where {model}'s fp32 training steps spend their time (torch.profiler, 3 steps):\n\n```\n{text}\n```"
+        )
 
 
 def profile_text(speed, run, train_data, shape: Dict) -> str:
@@ -146,8 +173,10 @@ def loader_line(report: Report, speed, root: str, shape: Dict) -> None:
     except Exception as e:  # noqa: BLE001
         report.row("b", "loader", "FAIL", time.perf_counter() - t0, {}, ["loader", "-", "-", error_text(e)] + [""] * 7)
         return
-    cell = (f"RecBole's CPU batches {r['recbole_ms']:.1f} ms/batch; device-resident "
-            f"({r['device_ms_loader']}) {r['device_ms']:.1f} ms/batch")
+    cell = (
+        f"RecBole's CPU batches {r['recbole_ms']:.1f} ms/batch; device-resident "
+        f"({r['device_ms_loader']}) {r['device_ms']:.1f} ms/batch"
+    )
     report.row("b", "loader", "ok", time.perf_counter() - t0, r, ["loader (SASRec)", "-", "-", cell] + [""] * 7)
 
 
@@ -157,18 +186,40 @@ def speed_row(report, speed, run, train_data, shape, full_samples, precision, co
     try:
         r = speed.measure(run, train_data, shape, full_samples, precision, compiled)
     except Exception as e:  # noqa: BLE001
-        report.row("b", f"{model} {precision}", "FAIL", time.perf_counter() - t0, {},
-                   [model, precision, compiled, error_text(e)] + [""] * 7)
+        report.row(
+            "b",
+            f"{model} {precision}",
+            "FAIL",
+            time.perf_counter() - t0,
+            {},
+            [model, precision, compiled, error_text(e)] + [""] * 7,
+        )
         return
     if model == "SASRec":
         base[(precision, compiled)] = r
     ref = base.get((precision, compiled)) or base.get((precision, False))
     ratio = f"{r['epoch_s'] / ref['epoch_s']:.2f}" if ref else "-"
     eval_ratio = f"{r['eval_ms'] / ref['eval_ms']:.2f}" if ref else "-"
-    report.row("b", f"{model} {precision}{' compiled' if compiled else ''}", "ok", time.perf_counter() - t0, r,
-               [model, precision, "yes" if compiled else "no", f"{r['epoch_s']:.2f}", ratio,
-                f"{r['loader_epoch_s']:.2f}", f"{r['eval_ms']:.2f}", eval_ratio, f"{r['peak_mb']:.0f}",
-                f"{r['warmup_s']:.1f}", r["impl"]])
+    report.row(
+        "b",
+        f"{model} {precision}{' compiled' if compiled else ''}",
+        "ok",
+        time.perf_counter() - t0,
+        r,
+        [
+            model,
+            precision,
+            "yes" if compiled else "no",
+            f"{r['epoch_s']:.2f}",
+            ratio,
+            f"{r['loader_epoch_s']:.2f}",
+            f"{r['eval_ms']:.2f}",
+            eval_ratio,
+            f"{r['peak_mb']:.0f}",
+            f"{r['warmup_s']:.1f}",
+            r["impl"],
+        ],
+    )
 
 
 def speed_summary(report: Report) -> None:
@@ -176,14 +227,18 @@ def speed_summary(report: Report) -> None:
     import csv
 
     with open(report.csv_path) as f:
-        rows = {r["name"]: json.loads(r["values"]) for r in csv.DictReader(f) if r["part"] == "b" and r["status"] == "ok"}
+        rows = {
+            r["name"]: json.loads(r["values"]) for r in csv.DictReader(f) if r["part"] == "b" and r["status"] == "ok"
+        }
     lines = []
     for prec in ("fp32", "bf16"):
         g, s = rows.get(f"GLINTRU {prec}"), rows.get(f"SASRec {prec}")
         if g and s:
-            lines.append(f"- {prec}: GLINTRU/SASRec training {g['epoch_s'] / s['epoch_s']:.2f}x (goal <= 0.5), "
-                         f"inference {g['eval_ms'] / s['eval_ms']:.2f}x (goal <= 0.6); GLINTRU epoch "
-                         f"{g['epoch_s']:.1f} s (goal <= 20 s; paper 86 s)")
+            lines.append(
+                f"- {prec}: GLINTRU/SASRec training {g['epoch_s'] / s['epoch_s']:.2f}x (goal <= 0.5), "
+                f"inference {g['eval_ms'] / s['eval_ms']:.2f}x (goal <= 0.6); GLINTRU epoch "
+                f"{g['epoch_s']:.1f} s (goal <= 20 s; paper 86 s)"
+            )
         m, l = rows.get(f"mLSTM {prec}"), rows.get(f"LSTM4Rec {prec}")
         if m and l:
             lines.append(f"- {prec}: mLSTM/LSTM4Rec training {m['epoch_s'] / l['epoch_s']:.2f}x (goal <= 1.5)")
@@ -191,113 +246,48 @@ def speed_summary(report: Report) -> None:
         report.text("Goals, from the rows above:\n\n" + "\n".join(lines))
 
 
-# ---------------------------------------------------------------- part (c)
-def beauty_job(spec: Dict) -> Dict:
-    """One grid run (in its own process): train to early stopping or the budget, test."""
-    import torch
-
-    sys.path.insert(0, HERE)
-    from gpu_suite_checks import run_one
-
-    torch.set_num_threads(spec.get("threads", 2))
-    keys = dict(spec["keys"], train_time_budget_s=spec["budget_s"])
-    start = time.perf_counter()
-    res = run_one(spec["model"], spec["data"], spec["workdir"], **keys)
-    epochs = res["timings"]["train_epoch_s"]
-    return {"test": {k: float(v) for k, v in res["test_result"].items()},
-            "valid": {k: float(v) for k, v in (res["best_valid_result"] or {}).items()},
-            "epochs": len(epochs), "epoch_s": sum(epochs) / max(len(epochs), 1),
-            "seconds": time.perf_counter() - start}
-
-
-def start_beauty(data: Dict, workdir: str, budget_s: float, grid) -> List:
-    """Start every grid run as a process; returns ``[(spec, Popen, log path)]``."""
-    jobs = []
-    threads = max(1, (os.cpu_count() or 2) // max(len(grid), 1))
-    for model, dropout, max_len in grid:
-        spec = {"model": model, "dropout": dropout, "max_len": max_len, "budget_s": budget_s,
-                "threads": threads, "data": data,
-                "keys": {**data.get("keys", {}), **beauty_keys(model, dropout, max_len)},
-                "workdir": os.path.join(workdir, f"beauty-{model}-{dropout}-{max_len}")}
-        os.makedirs(spec["workdir"], exist_ok=True)
-        log = os.path.join(spec["workdir"], "job.log")
-        cmd = [sys.executable, os.path.abspath(__file__), "--beauty-job", json.dumps(spec)]
-        jobs.append((spec, subprocess.Popen(cmd, stdout=open(log, "w"), stderr=subprocess.STDOUT), log))
-    return jobs
-
-
-def finish_beauty(report: Report, jobs: List, deadline: float) -> None:
-    report.text("## (c) Beauty, pop100 (paper: GLINT-RU R@10 0.4472 / MRR@10 0.2498 / NDCG@10 0.2964; "
-                "SASRec 0.4332 / 0.2325 / 0.2798)\n\nAll runs at once on one device; each trains to "
-                "early stopping (NDCG@10, patience 10) or its time budget, then tests its best epoch.")
-    report.table(["model", "emb. dropout", "max len", "epochs", "s/epoch", "valid NDCG@10",
-                  "test R@10", "test MRR@10", "test NDCG@10", "status"])
-    for spec, proc, log in jobs:
-        try:
-            proc.wait(timeout=max(1.0, deadline - time.time()))
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        with open(log) as f:
-            out = f.read()
-        found = [line for line in out.splitlines() if line.startswith("RESULT ")]
-        cells = [spec["model"], spec["dropout"], spec["max_len"]]
-        if not found:
-            print(f"--- {log} (last lines)\n" + "\n".join(out.splitlines()[-30:]), flush=True)
-            why = (out.strip().splitlines() or ["no output"])[-1][:200].replace("|", "/")
-            report.row("c", cells_name(spec), "FAIL", 0.0, {}, cells + ["-"] * 6 + [f"**failed**: {why}"])
-            continue
-        r = json.loads(found[-1][7:])
-        t = r["test"]
-        status = "budget" if r["epochs"] < 200 and r["seconds"] >= spec["budget_s"] else "early stop"
-        report.row("c", cells_name(spec), "ok", r["seconds"], r,
-                   cells + [r["epochs"], f"{r['epoch_s']:.1f}", f"{r['valid'].get('ndcg@10', float('nan')):.4f}",
-                            f"{t['recall@10']:.4f}", f"{t['mrr@10']:.4f}", f"{t['ndcg@10']:.4f}", status])
-
-
-def cells_name(spec: Dict) -> str:
-    return f"{spec['model']} dropout {spec['dropout']} len {spec['max_len']}"
-
-
 # ---------------------------------------------------------------- main
 def smoke_data(workdir: str) -> Dict:
     root = write_inter(os.path.join(workdir, "data"), "suite-tiny", rule_sequences(80, 30, 15))
-    keys = {"MAX_ITEM_LIST_LENGTH": 10, "hidden_size": 16, "embedding_size": 16, "train_batch_size": 256,
-            "eval_batch_size": 256, "load_col": {"inter": ["user_id", "item_id", "timestamp"]},
-            "eval_args": {"split": {"LS": "valid_and_test"}, "order": "TO", "mode": "full", "group_by": "user"}}
+    keys = {
+        "MAX_ITEM_LIST_LENGTH": 10,
+        "hidden_size": 16,
+        "embedding_size": 16,
+        "train_batch_size": 256,
+        "eval_batch_size": 256,
+        "load_col": {"inter": ["user_id", "item_id", "timestamp"]},
+        "eval_args": {"split": {"LS": "valid_and_test"}, "order": "TO", "mode": "full", "group_by": "user"},
+    }
     return {"dataset": "suite-tiny", "data_path": root, "keys": keys}
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
-                                allow_abbrev=False)
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False
+    )
     p.add_argument("--out", default="results/gpu_suite", help="folder for report.md and report.csv")
     p.add_argument("--smoke", action="store_true", help="all parts on CPU with tiny sizes (seconds)")
     p.add_argument("--parts", default="abc", help="which parts to run: any of a, b, c")
     p.add_argument("--speed-budget-s", type=float, default=120.0, help="part (b) starts no row after this")
-    p.add_argument("--speed-models", default=",".join(SPEED_ORDER), metavar="MODEL,...",
-                   help="part (b)'s models, in order (ratios are to SASRec, so keep it first)")
+    p.add_argument(
+        "--speed-models",
+        default=",".join(SPEED_ORDER),
+        metavar="MODEL,...",
+        help="part (b)'s models, in order (ratios are to SASRec, so keep it first)",
+    )
     p.add_argument("--beauty-budget-s", type=float, default=200.0, help="training time of each Beauty run")
     p.add_argument("--beauty-data", default=None, help="folder holding amazon-beauty/ (default: found as usual)")
-    p.add_argument("--beauty-grid", default=None, metavar="MODEL:DROPOUT:LEN,...",
-                   help="Beauty runs instead of the default grid, e.g. GLINTRU:0.5:50,SASRec:0.5:50")
-    p.add_argument("--beauty-job", help=argparse.SUPPRESS)
+    p.add_argument(
+        "--beauty-grid",
+        default=None,
+        metavar="MODEL:DROPOUT:LEN,...",
+        help="Beauty runs instead of the default grid, e.g. GLINTRU:0.5:50,SASRec:0.5:50",
+    )
     return p.parse_args(argv)
-
-
-def beauty_data(args) -> Dict:
-    """amazon-beauty under the paper's protocol (``protocol-pop100.yaml``)."""
-    import yaml
-
-    with open(os.path.join(os.path.dirname(HERE), "recbole_ext", "properties", "quick_start_config", "protocol-pop100.yaml")) as f:
-        keys = yaml.safe_load(f)
-    return {"dataset": "amazon-beauty", "data_path": args.beauty_data, "keys": keys}
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    if args.beauty_job:
-        print("RESULT " + json.dumps(beauty_job(json.loads(args.beauty_job))), flush=True)
-        return 0
     import torch
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -307,8 +297,10 @@ def main(argv=None) -> int:
     workdir = tempfile.mkdtemp(prefix="gpu_suite.")
     report = Report(args.out, "recbole_ext GPU suite" + (" (smoke run on CPU, tiny sizes)" if args.smoke else ""))
     argv_text = " ".join(sys.argv[1:] if argv is None else argv)
-    report.text(f"Device: {device_name()}. Date: {datetime.date.today()}. "
-                f"Command: `python benchmarks/gpu_suite.py {argv_text}`.")
+    report.text(
+        f"Device: {device_name()}. Date: {datetime.date.today()}. "
+        f"Command: `python benchmarks/gpu_suite.py {argv_text}`."
+    )
     data = smoke_data(workdir) if args.smoke else {"dataset": "ml-100k", "keys": {}}
     if "b" in args.parts:
         models = args.speed_models.split(",")
@@ -316,16 +308,16 @@ def main(argv=None) -> int:
         speed_summary(report)
     jobs, deadline = [], time.time()
     if "c" in args.parts:
-        grid = [(m, 0.5, 10) for m in ("GLINTRU", "SASRec")] if args.smoke else BEAUTY_GRID
+        grid = [(m, 0.5, 10) for m in ("GLINTRU", "SASRec")] if args.smoke else beauty.BEAUTY_GRID
         if args.beauty_grid:
             grid = [(m, float(p), int(n)) for m, p, n in (g.split(":") for g in args.beauty_grid.split(","))]
         budget = min(args.beauty_budget_s, 5.0) if args.smoke else args.beauty_budget_s
-        jobs = start_beauty(data if args.smoke else beauty_data(args), workdir, budget, grid)
+        jobs = beauty.start_beauty(data if args.smoke else beauty.beauty_data(args.beauty_data), workdir, budget, grid)
         deadline = time.time() + budget + (60 if args.smoke else 120)
     if "a" in args.parts:
         part_a(report, data, workdir, device)
     if jobs:
-        finish_beauty(report, jobs, deadline)
+        beauty.finish_beauty(report, jobs, deadline)
     report.text(f"Suite finished in {report.elapsed():.0f} s.")
     return 0
 

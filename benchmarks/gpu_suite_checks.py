@@ -39,8 +39,9 @@ def run_one(model: str, data: Dict, workdir: str, **keys) -> Dict:
     cfg.update(MODEL_KEYS.get(model, {}))
     cfg.update(keys)
     resume = cfg.pop("resume_file", None)
-    return run_recbole_ext(model, data["dataset"], config_dict=cfg, log_dir=os.path.join(workdir, "log"),
-                           resume_file=resume)
+    return run_recbole_ext(
+        model, data["dataset"], config_dict=cfg, log_dir=os.path.join(workdir, "log"), resume_file=resume
+    )
 
 
 def fmt(result: Dict) -> str:
@@ -65,17 +66,20 @@ def check_resume(data: Dict, workdir: str) -> Tuple[bool, str, Dict]:
 
     straight = run_one("GLINTRU", data, os.path.join(workdir, "straight"), epochs=3)
     first = run_one("GLINTRU", data, os.path.join(workdir, "resumed"), epochs=2)
-    resumed = run_one("GLINTRU", data, os.path.join(workdir, "resumed"), epochs=3,
-                      resume_file=first["saved_model_file"])
+    resumed = run_one(
+        "GLINTRU", data, os.path.join(workdir, "resumed"), epochs=3, resume_file=first["saved_model_file"]
+    )
     same = dict(straight["test_result"]) == dict(resumed["test_result"])
     device = "cuda" if torch.cuda.is_available() else "cpu"
     rec = Recommender(resumed["saved_model_file"], device=device)
     history = rec.item_tokens[1:6]
     top = rec.recommend(history, k=10)
     ok = len(top) == 10 and all(math.isfinite(score) for _, score in top)
-    detail = (f"resumed == uninterrupted test metrics: {same} (resumed {fmt(resumed['test_result'])}; "
-              f"uninterrupted {fmt(straight['test_result'])}); recommend on {device}: "
-              f"{[item for item, _ in top[:5]]}...")
+    detail = (
+        f"resumed == uninterrupted test metrics: {same} (resumed {fmt(resumed['test_result'])}; "
+        f"uninterrupted {fmt(straight['test_result'])}); recommend on {device}: "
+        f"{[item for item, _ in top[:5]]}..."
+    )
     return ok, detail, {"resume_equal": same, "recommend_device": device}
 
 
@@ -85,21 +89,40 @@ def check_data_parallel(data: Dict, workdir: str) -> Tuple[bool, str, Dict]:
     one-process evaluation of its checkpoint (valid full ranking, test pop100 shared)."""
     from recbole_ext.distributed import free_port
 
-    modes = {"split": {"LS": "valid_and_test"}, "order": "TO", "mode": {"valid": "full", "test": "pop100"},
-             "group_by": "user"}
+    modes = {
+        "split": {"LS": "valid_and_test"},
+        "order": "TO",
+        "mode": {"valid": "full", "test": "pop100"},
+        "group_by": "user",
+    }
     keys = {"eval_args": modes, "metric_decimal_place": 8}
-    res = run_one("SASRec", data, os.path.join(workdir, "ddp"), epochs=1, local_rank=0, world_size=1, nproc=1,
-                  ip="localhost", port=free_port(), **keys)
-    run = suite_run("SASRec", data["dataset"], data.get("data_path"),
-                    {**data.get("keys", {}), **MODEL_KEYS["SASRec"], **keys})
+    res = run_one(
+        "SASRec",
+        data,
+        os.path.join(workdir, "ddp"),
+        epochs=1,
+        local_rank=0,
+        world_size=1,
+        nproc=1,
+        ip="localhost",
+        port=free_port(),
+        **keys,
+    )
+    run = suite_run(
+        "SASRec", data["dataset"], data.get("data_path"), {**data.get("keys", {}), **MODEL_KEYS["SASRec"], **keys}
+    )
     run.attach_device()
     loaders = run.build_loaders(run.prepare_data())
     valid, test = loaders.valid, loaders.test
     trainer = run.build_trainer(run.build_model(valid._dataset))
-    got = {name: {k: float(v) for k, v in trainer.evaluate(loader, model_file=res["saved_model_file"]).items()}
-           for name, loader in (("valid", valid), ("test", test))}
-    want = {"valid": {k: float(v) for k, v in res["best_valid_result"].items()},
-            "test": {k: float(v) for k, v in res["test_result"].items()}}
+    got = {
+        name: {k: float(v) for k, v in trainer.evaluate(loader, model_file=res["saved_model_file"]).items()}
+        for name, loader in (("valid", valid), ("test", test))
+    }
+    want = {
+        "valid": {k: float(v) for k, v in res["best_valid_result"].items()},
+        "test": {k: float(v) for k, v in res["test_result"].items()},
+    }
     ok = got == want
     return ok, f"data-parallel == one-process evaluation: {ok}; test {fmt(want['test'])}", {"equal": ok}
 
@@ -111,9 +134,15 @@ def check_sampled_eval(data: Dict, models=("GLINTRU", "SASRec")) -> List[Tuple[s
     rows = []
     eval_args = {"split": {"LS": "valid_and_test"}, "order": "TO", "mode": "pop100", "group_by": "user"}
     for model in models:
-        keys = {**data.get("keys", {}), **MODEL_KEYS.get(model, {}), "eval_args": eval_args,
-                "metrics": ["Recall", "MRR", "NDCG"], "topk": [10], "eval_batch_size": 256,
-                "eval_candidates": "per_epoch"}
+        keys = {
+            **data.get("keys", {}),
+            **MODEL_KEYS.get(model, {}),
+            "eval_args": eval_args,
+            "metrics": ["Recall", "MRR", "NDCG"],
+            "topk": [10],
+            "eval_batch_size": 256,
+            "eval_candidates": "per_epoch",
+        }
         run = suite_run(model, data["dataset"], data.get("data_path"), keys)
         run.attach_device()
         config = run.config
@@ -130,17 +159,19 @@ def check_sampled_eval(data: Dict, models=("GLINTRU", "SASRec")) -> List[Tuple[s
             got[name + "_s"] = time.perf_counter() - start
         equal = got["ours"] == got["recbole"]
         gap = max(abs(got["ours"][k] - got["recbole"][k]) for k in got["ours"])
-        detail = (f"equal: {equal} (largest gap {gap:.2e}); ours {got['ours_s']:.2f} s, RecBole's "
-                  f"{got['recbole_s']:.2f} s; {fmt(got['ours'])}")
+        detail = (
+            f"equal: {equal} (largest gap {gap:.2e}); ours {got['ours_s']:.2f} s, RecBole's "
+            f"{got['recbole_s']:.2f} s; {fmt(got['ours'])}"
+        )
         rows.append((model, equal, detail, got))
     return rows
 
 
 def check_mlstm(device: str) -> List[Tuple[str, bool, str, Dict]]:
     """Each mLSTM recurrence usable on ``device`` against the tests' step-by-step reference."""
-    from mlstm_reference import naive_mlstm  # the tests' reference, written from the equations
-
     from recbole_ext.model.mlstm import MLSTM_IMPLS, MultiplicativeLSTM
+
+    from mlstm_reference import naive_mlstm  # the tests' reference, written from the equations
 
     # the C++ loop is CPU-only; the Triton kernels need CUDA (hidden 16: a size they take)
     impls = [i for i in MLSTM_IMPLS if i != ("native" if device == "cuda" else "triton")]
@@ -162,7 +193,12 @@ def check_mlstm(device: str) -> List[Tuple[str, bool, str, Dict]]:
         gap = max(float((a - r).abs().max()) for a, r in zip(fast, ref))
         ok = all(torch.allclose(a, r, rtol=1e-9, atol=1e-10) for a, r in zip(fast, ref))
         ran = net.layers[0].last_impl
-        rows.append((impl, ok, f"ran {ran}: outputs and {len(leaves)} gradients, largest gap {gap:.1e}",
-                     {"gap": gap, "ran": ran}))
+        rows.append(
+            (
+                impl,
+                ok,
+                f"ran {ran}: outputs and {len(leaves)} gradients, largest gap {gap:.1e}",
+                {"gap": gap, "ran": ran},
+            )
+        )
     return rows
-

@@ -158,9 +158,17 @@ def measure(run, train_data, shape: Dict, full_samples: int, precision: str, com
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
     return {
-        "model": run.config["model"], "precision": precision, "compiled": compiled, "impl": impl,
-        "step_ms": 1000 * step_s, "epoch_s": step_s * n_batches, "loader_epoch_s": loader_ms * n_batches / 1000,
-        "eval_ms": eval_ms, "peak_mb": peak, "warmup_s": warm_s, "batches_per_epoch": n_batches,
+        "model": run.config["model"],
+        "precision": precision,
+        "compiled": compiled,
+        "impl": impl,
+        "step_ms": 1000 * step_s,
+        "epoch_s": step_s * n_batches,
+        "loader_epoch_s": loader_ms * n_batches / 1000,
+        "eval_ms": eval_ms,
+        "peak_mb": peak,
+        "warmup_s": warm_s,
+        "batches_per_epoch": n_batches,
     }
 
 

@@ -26,7 +26,11 @@ def histories(path: str, n_users: int):
     inter = os.path.join(cfg["data_path"], f"{name}.inter")
     with open(inter, encoding="utf-8") as f:
         header = [h.split(":")[0] for h in f.readline().rstrip("\n").split("\t")]
-        u, i, t = header.index(cfg["USER_ID_FIELD"]), header.index(cfg["ITEM_ID_FIELD"]), header.index(cfg["TIME_FIELD"])
+        u, i, t = (
+            header.index(cfg["USER_ID_FIELD"]),
+            header.index(cfg["ITEM_ID_FIELD"]),
+            header.index(cfg["TIME_FIELD"]),
+        )
         rows = [line.rstrip("\n").split("\t") for line in f]
     by_user = {}
     for r in sorted(rows, key=lambda r: float(r[t])):
@@ -57,14 +61,21 @@ def main() -> None:
         out = rec.recommend_many(hist, k=a.k, exclude_seen=True)
         best = min(best, time.perf_counter() - t0)
     assert len(out) == a.users
-    mean_len = sum(min(len(h), rec.model.max_seq_length if rec.kind == "sequential" else len(h)) for h in hist.values()) / len(hist)
-    print(f"model {rec.model_name}, {rec.n_items - 1} items, {a.users} users, k={a.k}, "
-          f"mean history used {mean_len:.1f}, torch threads {a.threads}\n")
+    mean_len = sum(
+        min(len(h), rec.model.max_seq_length if rec.kind == "sequential" else len(h)) for h in hist.values()
+    ) / len(hist)
+    print(
+        f"model {rec.model_name}, {rec.n_items - 1} items, {a.users} users, k={a.k}, "
+        f"mean history used {mean_len:.1f}, torch threads {a.threads}\n"
+    )
     print("| step | seconds | per user (ms) |")
     print("| --- | ---: | ---: |")
     print(f"| build model from the checkpoint alone (schema restored) | {t_restored:.2f} | |")
     print(f"| build model with the data set reloaded | {t_reload:.2f} | |")
-    print(f"| recommend_many, {a.users} users, one batch (best of {a.repeat}) | {best:.3f} | {1000 * best / a.users:.3f} |")
+    print(
+        f"| recommend_many, {a.users} users, one batch (best of {a.repeat}) | {best:.3f} "
+        f"| {1000 * best / a.users:.3f} |"
+    )
 
 
 if __name__ == "__main__":

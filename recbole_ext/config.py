@@ -34,15 +34,16 @@ import yaml
 from recbole.config import Config as RecBoleConfig
 from recbole.utils import ModelType
 
-from recbole_ext.errors import ConfigError
 from recbole_ext._paths import OWN_DATASET_YAML_DIR, OWN_MODEL_YAML_DIR, PROPERTIES_DIR, PROTOCOL_YAML_DIR
 from recbole_ext.compat.numpy import restore_numpy_aliases
 from recbole_ext.config_schema import Schema, check_rules
+from recbole_ext.errors import ConfigError
 from recbole_ext.registry import get_model, own_model_names
 
 SEQUENTIAL_BASE_YAML = os.path.join(PROPERTIES_DIR, "sequential.yaml")
 #: keys of recbole_ext's trainer, for every model (loaded after RecBole's own defaults)
 OVERALL_YAML = os.path.join(PROPERTIES_DIR, "overall.yaml")
+
 
 def dataset_yaml_dirs() -> List[str]:
     """Folders searched for ``<dataset>.yaml``: ``$RECBOLE_EXT_YAML_DIR``, ``./yaml``, then the
@@ -318,7 +319,8 @@ class Config(RecBoleConfig):
             if key in known:
                 continue
             close = difflib.get_close_matches(key, own, n=3, cutoff=0.6) or difflib.get_close_matches(
-                key, sorted(known), n=3, cutoff=0.75)
+                key, sorted(known), n=3, cutoff=0.75
+            )
             hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
             msg = f"config key '{key}' is not a key of {self.model}, of its data set or of RecBole{hint}"
             if own and close and close[0] in own:

@@ -78,7 +78,7 @@ def parse_alt(text: str) -> Optional[Alt]:
     """One ``ALT``; None when it is not in the grammar (the key is then not checked)."""
     text = text.strip()
     if text.startswith("list of "):
-        element = parse_alt(text[len("list of "):])
+        element = parse_alt(text[len("list of ") :])
         return Alt("list", element=element) if element else None
     if ":" in text:
         base, rest = text.split(":", 1)

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from typing import Any, Dict, Iterator, List, Optional
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
 import torch
 import torch.distributed as dist
@@ -57,7 +57,9 @@ def launch_settings(env: Optional[Dict[str, str]] = None) -> Dict[str, Any]:
 def _gpu_ids(cfg: dict) -> List[int]:
     """``gpu_id`` (``'0'``, ``'0,1'``, a tuple) as device indices."""
     gpu_id = cfg.get("gpu_id")
-    text = ",".join(map(str, gpu_id)) if isinstance(gpu_id, (tuple, list)) else str(gpu_id if gpu_id is not None else "")
+    text = (
+        ",".join(map(str, gpu_id)) if isinstance(gpu_id, (tuple, list)) else str(gpu_id if gpu_id is not None else "")
+    )
     return [int(g) for g in text.split(",") if g.strip().isdigit()]
 
 
@@ -147,6 +149,23 @@ def all_gather(obj: Any) -> List[Any]:
     out: List[Any] = [None] * dist.get_world_size()
     dist.all_gather_object(out, obj)
     return out
+
+
+def rank0_first(step: Callable[[], Any]) -> Any:
+    """``step()`` on rank 0, then on the other ranks once rank 0 is done (a download made once,
+    on one rank); when it fails on rank 0, every rank raises rank 0's exception."""
+    outcome: Tuple[str, Any] = ("wait", None)
+    if rank() == 0:
+        try:
+            outcome = ("ok", step())
+        except Exception as e:  # noqa: BLE001 - re-raised on every rank below
+            outcome = ("error", e)
+    first = broadcast(outcome)
+    if first[0] == "error":
+        raise first[1]
+    mine = outcome[1] if rank() == 0 else step()
+    all_gather(None)  # every rank has its result before any goes on
+    return mine
 
 
 def shard_bounds(n: int, rank_: int, world: int) -> range:

@@ -14,8 +14,8 @@ from typing import Optional
 
 import colorlog
 from colorama import init as colorama_init
-from recbole.utils.logger import RemoveColorFilter, log_colors_config
 from recbole.utils import get_local_time
+from recbole.utils.logger import RemoveColorFilter, log_colors_config
 
 _OUR_HANDLERS = "_recbole_ext_handler"
 
@@ -44,7 +44,7 @@ def new_run_id(config) -> str:
     started in the same second, and free of dots (RecBole names the TensorBoard folder after the
     log file's name up to its first dot)."""
     dataset = str(config["dataset"]).replace(".", "_")
-    return f'{config["model"]}-{dataset}-{get_local_time()}-{secrets.token_hex(4)}'
+    return f"{config['model']}-{dataset}-{get_local_time()}-{secrets.token_hex(4)}"
 
 
 class _ConsoleFilter(logging.Filter):
@@ -54,8 +54,9 @@ class _ConsoleFilter(logging.Filter):
         return not getattr(record, "file_only", False)
 
 
-def init_logger(config, log_dir: str = "./log", console: bool = True, run_id: Optional[str] = None,
-                main: bool = True) -> str:
+def init_logger(
+    config, log_dir: str = "./log", console: bool = True, run_id: Optional[str] = None, main: bool = True
+) -> str:
     """Log to ``<log_dir>/<model>/<run id>.log`` (see :func:`new_run_id`) and to the console,
     and set ``config["run_id"]``: the trainer names the checkpoint after it, and RecBole's
     ``get_tensorboard`` the TensorBoard folder after the log file, so a run's log, TensorBoard
@@ -91,7 +92,8 @@ def init_logger(config, log_dir: str = "./log", console: bool = True, run_id: Op
         sh.addFilter(_ConsoleFilter())
         sh.setFormatter(
             colorlog.ColoredFormatter(
-                "%(log_color)s%(asctime)-15s %(levelname)s  %(message)s", "%d %b %H:%M",
+                "%(log_color)s%(asctime)-15s %(levelname)s  %(message)s",
+                "%d %b %H:%M",
                 log_colors=log_colors_config,
             )
         )

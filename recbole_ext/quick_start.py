@@ -53,10 +53,21 @@ def run_recbole_ext(
     run = Run.resolve(model, dataset, config_file_list, config_dict, cmd_args)
     if int(run.config["nproc"] or 1) > 1 and not run.is_rank:  # RecBole's spawn form
         run.locate_data()  # a registry data set is fetched once, before the ranks start
-        return spawn_ranks(int(run.config["nproc"]), int(run.config["port"]), dict(
-            model=model, dataset=dataset, config_file_list=config_file_list, config_dict=config_dict,
-            cmd_args=cmd_args, saved=saved, log_dir=log_dir, resume_file=resume_file,
-            trust_checkpoint=trust_checkpoint))
+        return spawn_ranks(
+            int(run.config["nproc"]),
+            int(run.config["port"]),
+            dict(
+                model=model,
+                dataset=dataset,
+                config_file_list=config_file_list,
+                config_dict=config_dict,
+                cmd_args=cmd_args,
+                saved=saved,
+                log_dir=log_dir,
+                resume_file=resume_file,
+                trust_checkpoint=trust_checkpoint,
+            ),
+        )
     return run.execute(saved, log_dir, resume_file, trust_checkpoint).as_dict()
 
 
@@ -68,8 +79,13 @@ def spawn_ranks(nproc: int, port: int, kwargs: dict) -> dict:
 
     from recbole_ext.distributed import free_port
 
-    ranks = {"world_size": nproc, "nproc": nproc, "offset": 0, "ip": "localhost",
-             "port": port if port != 29500 else free_port()}
+    ranks = {
+        "world_size": nproc,
+        "nproc": nproc,
+        "offset": 0,
+        "ip": "localhost",
+        "port": port if port != 29500 else free_port(),
+    }
     kwargs = dict(kwargs, config_dict={**(kwargs.get("config_dict") or {}), **ranks})
     queue = mp.get_context("spawn").SimpleQueue()
     mp.start_processes(_rank_main, args=(queue, kwargs), nprocs=nproc, start_method="spawn")

@@ -46,7 +46,6 @@ MODEL_SUBMODULES = (
 )
 
 
-
 def _import_recbole_sequential_models() -> None:
     """Import RecBole's sequential models once, undoing a global side effect of that import.
 
@@ -117,9 +116,7 @@ def canonical_model_name(name: str) -> str:
         return by_lower[name.lower()]
     close = difflib.get_close_matches(name.lower(), list(by_lower), n=5, cutoff=0.6)
     hint = f" Did you mean: {', '.join(by_lower[c] for c in close)}?" if close else ""
-    raise UnknownModelError(
-        f"unknown model '{name}'.{hint} Known models: {', '.join(known)}"
-    )
+    raise UnknownModelError(f"unknown model '{name}'.{hint} Known models: {', '.join(known)}")
 
 
 def get_model(model_name: str):
@@ -151,8 +148,11 @@ def _mend_recbole_model(model_class: type) -> type:
     if fix is None:
         return model_class
     if model_class not in _MENDED:
-        _MENDED[model_class] = type(model_class.__name__, (fix, model_class),
-                                    {"__module__": recbole_fixes.__name__, "__doc__": model_class.__doc__})
+        _MENDED[model_class] = type(
+            model_class.__name__,
+            (fix, model_class),
+            {"__module__": recbole_fixes.__name__, "__doc__": model_class.__doc__},
+        )
     return _MENDED[model_class]
 
 

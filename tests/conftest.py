@@ -44,7 +44,6 @@ def ml100k_slice(tmp_path_factory) -> str:
     return root
 
 
-
 @pytest.fixture(scope="session")
 def rule_dataset(tmp_path_factory) -> str:
     """Data root holding ``rule-seq/rule-seq.inter`` (see :func:`rule_sequences`)."""

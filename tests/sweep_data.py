@@ -65,8 +65,15 @@ def _users(folder: str, rng, n_users: int) -> None:
     occupations = ["student", "engineer", "artist", "writer", "other"]
     users = []
     for u in range(1, n_users - 10 + 1):  # the last ten users have no feature row
-        users.append([str(u), str(int(rng.integers(15, 70))), rng.choice(["M", "F"]), rng.choice(occupations),
-                      f"{rng.uniform(10, 100):.2f}"])
+        users.append(
+            [
+                str(u),
+                str(int(rng.integers(15, 70))),
+                rng.choice(["M", "F"]),
+                rng.choice(occupations),
+                f"{rng.uniform(10, 100):.2f}",
+            ]
+        )
     users[3][2] = ""  # blank gender -> padding token
     users[4][4] = ""  # blank income -> column mean
     _write(folder, "user", ["user_id:token", "age:token", "gender:token", "occupation:token", "income:float"], users)
@@ -78,14 +85,25 @@ def _items(folder: str, rng, n_items: int) -> None:
     for i in range(1, n_items - 10 + 1):  # the last ten items have no feature row
         k = int(rng.integers(1, 4))
         hist = " ".join(f"{x:.2f}" for x in rng.uniform(1, 50, size=int(rng.integers(1, 5))))
-        items.append([str(i), str(int(rng.integers(1970, 2000))), " ".join(rng.choice(genres, size=k, replace=False)),
-                      f"{rng.uniform(1, 50):.2f}", hist])
+        items.append(
+            [
+                str(i),
+                str(int(rng.integers(1970, 2000))),
+                " ".join(rng.choice(genres, size=k, replace=False)),
+                f"{rng.uniform(1, 50):.2f}",
+                hist,
+            ]
+        )
     items[2][1] = ""  # blank release year
     items[3][2] = ""  # blank class (token_seq)
     items[4][3] = ""  # blank price (float)
     items[5][4] = ""  # blank price history (float_seq)
-    _write(folder, "item", ["item_id:token", "release_year:token", "class:token_seq", "price:float",
-                            "price_hist:float_seq"], items)
+    _write(
+        folder,
+        "item",
+        ["item_id:token", "release_year:token", "class:token_seq", "price:float", "price_hist:float_seq"],
+        items,
+    )
 
 
 def _knowledge_graph(folder: str, rng, n_items: int) -> None:

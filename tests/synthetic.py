@@ -32,8 +32,9 @@ def rule_sequences(n_users: int = 200, n_items: int = 40, length: int = 20, seed
     return rows
 
 
-def low_rank_ratings(n_users: int = 80, n_items: int = 60, rank: int = 2, noise: float = 0.25,
-                     density: float = 0.6, seed: int = 0):
+def low_rank_ratings(
+    n_users: int = 80, n_items: int = 60, rank: int = 2, noise: float = 0.25, density: float = 0.6, seed: int = 0
+):
     """Rows ``(user, item, rating, time)``: ``rating = 3 + b_i + p_u . q_i + noise`` with item
     biases ``b_i ~ N(0, 0.7^2)``, factors ``~ N(0, 0.6^2)`` of size ``rank`` and Gaussian noise of
     standard deviation ``noise`` (the best possible RMSE); each user rates a random ``density``
@@ -69,3 +70,26 @@ def xor_clicks(folder: str, name: str, n_users: int = 100, n_items: int = 80, fl
     with open(os.path.join(d, f"{name}.item"), "w") as f:
         f.write("item_id:token\tb:token\n" + "".join(f"{i + 1}\tb{b[i]}\n" for i in range(n_items)))
     return folder
+
+
+def fake_record(model, seed, ndcg, secs=1.0):
+    """A finished comparison record (what ``runs/<Model>-seed<S>.json`` holds) with made-up figures."""
+    return {
+        "model": model,
+        "dataset": "d",
+        "seed": seed,
+        "status": "ok",
+        "reason": None,
+        "test_result": {"recall@10": ndcg * 2, "ndcg@10": ndcg},
+        "best_valid_score": ndcg,
+        "valid_metric": "NDCG@10",
+        "valid_metric_bigger": True,
+        "epochs_run": 3,
+        "protocol": "full",
+        "n_params": 1000,
+        "train_epoch_s": [secs, secs],
+        "eval_batch_ms": [5.0],
+        "peak_mem_mb": 10.0,
+        "device": "cpu",
+        "valid_curve": [[0, ndcg / 2], [1, ndcg]],
+    }

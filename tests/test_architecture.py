@@ -18,11 +18,26 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PACKAGE = os.path.join(ROOT, "recbole_ext")
 
 #: modules that import nothing of ours
-LEAVES = {"recbole_ext.errors", "recbole_ext.fileio", "recbole_ext._paths", "recbole_ext._requirements",
-          "recbole_ext.logger", "recbole_ext.compat", "recbole_ext.compat.numpy", "recbole_ext.distributed"}
+LEAVES = {
+    "recbole_ext.errors",
+    "recbole_ext.fileio",
+    "recbole_ext._paths",
+    "recbole_ext._requirements",
+    "recbole_ext.logger",
+    "recbole_ext.compat",
+    "recbole_ext.compat.numpy",
+    "recbole_ext.distributed",
+}
 #: application code: nothing below imports it (the package's own ``__init__`` re-exports lazily)
-APPLICATION = ("recbole_ext.cli", "recbole_ext.__main__", "recbole_ext.compare", "recbole_ext.report",
-               "recbole_ext.serving", "recbole_ext.quick_start", "recbole_ext.tune")
+APPLICATION = (
+    "recbole_ext.cli",
+    "recbole_ext.__main__",
+    "recbole_ext.compare",
+    "recbole_ext.report",
+    "recbole_ext.serving",
+    "recbole_ext.quick_start",
+    "recbole_ext.tune",
+)
 #: the run pipeline: above the registry, below the application
 PIPELINE = "recbole_ext.pipeline"
 #: the data layer imports nothing of ours but the leaves and itself
@@ -76,7 +91,7 @@ def _cycle(graph: Dict[str, Set[str]]) -> List[str]:
         stack.append(m)
         for n in sorted(graph[m]):
             if state.get(n) == 1:
-                return stack[stack.index(n):] + [n]
+                return stack[stack.index(n) :] + [n]
             if n not in state:
                 found = visit(n)
                 if found:
@@ -114,8 +129,11 @@ def test_leaves_import_nothing_of_ours():
 
 def test_nothing_below_imports_application_code():
     graph = _graph()
-    wrong = {m: sorted(n for n in deps if _within(n, APPLICATION) and not _within(m, APPLICATION))
-             for m, deps in graph.items() if m != "recbole_ext"}
+    wrong = {
+        m: sorted(n for n in deps if _within(n, APPLICATION) and not _within(m, APPLICATION))
+        for m, deps in graph.items()
+        if m != "recbole_ext"
+    }
     assert {m: d for m, d in wrong.items() if d} == {}
     users = {m for m, deps in graph.items() if any(_within(n, [RESULTS]) for n in deps) and not _within(m, [RESULTS])}
     assert users <= {"recbole_ext.compare.runner", "recbole_ext.compare.parallel", "recbole_ext.report"}
@@ -132,9 +150,11 @@ def test_registry_is_where_mixins_are_composed():
 
 
 def test_import_recbole_ext_stays_light():
-    code = ("import sys, recbole_ext; heavy = ('recbole_ext.compare', 'recbole_ext.results', 'recbole_ext.serving', "
-            "'recbole_ext.model.mlstm', 'torch.utils.cpp_extension', 'matplotlib'); "
-            "print(sorted(m for m in sys.modules if m.startswith(heavy)))")
+    code = (
+        "import sys, recbole_ext; heavy = ('recbole_ext.compare', 'recbole_ext.results', 'recbole_ext.serving', "
+        "'recbole_ext.model.mlstm', 'torch.utils.cpp_extension', 'matplotlib'); "
+        "print(sorted(m for m in sys.modules if m.startswith(heavy)))"
+    )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.strip() == "[]"
@@ -208,21 +228,29 @@ def test_only_the_pipeline_assembles_a_run():
 
 
 def test_the_assembly_check_can_fail():
-    source = ("from recbole_ext.registry import get_trainer\n"
-              "def f(config, model, dataset):\n"
-              "    t = get_trainer(config['MODEL_TYPE'], config['model'])(config, model)\n"
-              "    d = create_dataset(config)\n"
-              "    return SequentialDataset(config), t, d\n")
-    assert run_assembly_calls(source) == ["get_trainer() at line 3", "create_dataset() at line 4",
-                                          "SequentialDataset() at line 5"]
+    source = (
+        "from recbole_ext.registry import get_trainer\n"
+        "def f(config, model, dataset):\n"
+        "    t = get_trainer(config['MODEL_TYPE'], config['model'])(config, model)\n"
+        "    d = create_dataset(config)\n"
+        "    return SequentialDataset(config), t, d\n"
+    )
+    assert run_assembly_calls(source) == [
+        "get_trainer() at line 3",
+        "create_dataset() at line 4",
+        "SequentialDataset() at line 5",
+    ]
 
 
 def test_data_imports_only_the_leaves_and_itself():
     """``data/`` holds data: it imports neither the registry, nor the trainer, nor the pipeline,
     nor the command line (nor anything else of ours above the leaves)."""
     graph = _graph()
-    wrong = {m: sorted(n for n in deps if not _within(n, [DATA]) and n not in LEAVES)
-             for m, deps in graph.items() if _within(m, [DATA])}
+    wrong = {
+        m: sorted(n for n in deps if not _within(n, [DATA]) and n not in LEAVES)
+        for m, deps in graph.items()
+        if _within(m, [DATA])
+    }
     assert {m: d for m, d in wrong.items() if d} == {}
 
 
@@ -261,6 +289,7 @@ def network_and_group_cut(monkeypatch):
         def _refuse(*args, **kwargs):
             tried.append(what)
             raise _Cut(f"{what}: cut by the test")
+
         return _refuse
 
     monkeypatch.setattr(socket.socket, "connect", refuse("connect"))
@@ -285,8 +314,14 @@ def test_building_a_config_opens_no_connection_and_no_process_group(network_and_
     fetchable = Config("GRU4Rec", "ml-1m", config_dict={"data_path": str(data)})
     assert fetchable["dataset"] == "ml-1m" and os.listdir(data) == [] and os.listdir(tmp_path) == ["data"]
     spawned = Config("SASRec", "ml-100k", config_dict={"local_rank": 0, "world_size": 2, "nproc": 2})
-    for key, value in {"LOCAL_RANK": "0", "RANK": "0", "WORLD_SIZE": "2", "LOCAL_WORLD_SIZE": "2",
-                       "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "29511"}.items():
+    for key, value in {
+        "LOCAL_RANK": "0",
+        "RANK": "0",
+        "WORLD_SIZE": "2",
+        "LOCAL_WORLD_SIZE": "2",
+        "MASTER_ADDR": "127.0.0.1",
+        "MASTER_PORT": "29511",
+    }.items():
         monkeypatch.setenv(key, value)
     torchrun = Config("SASRec", "ml-100k")
     assert spawned["single_spec"] is False and torchrun["single_spec"] is False and torchrun["world_size"] == 2

@@ -197,6 +197,7 @@ KILL_SCRIPT = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 def test_sigkill_mid_training_leaves_a_loadable_checkpoint(ml100k_slice, tmp_path):
     saved = tmp_path / "saved"
     cfg = dict(CFG, data_path=ml100k_slice, epochs=200, checkpoint_dir=str(saved), stopping_step=1000)
@@ -239,9 +240,16 @@ def test_runs_started_in_the_same_second_get_their_own_checkpoint(ml100k_slice, 
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(recbole_trainer, "get_local_time", lambda: "Nov-27-2026_16-00-00")
-    run = Run.resolve("GLINTRU", "ml-slice", config_dict={
-        "data_path": ml100k_slice, "state": "WARNING", "checkpoint_dir": str(tmp_path / "saved"),
-        "load_col": {"inter": ["user_id", "item_id", "timestamp"]}})
+    run = Run.resolve(
+        "GLINTRU",
+        "ml-slice",
+        config_dict={
+            "data_path": ml100k_slice,
+            "state": "WARNING",
+            "checkpoint_dir": str(tmp_path / "saved"),
+            "load_col": {"inter": ["user_id", "item_id", "timestamp"]},
+        },
+    )
     loaders = run.build_loaders(run.prepare_data())
     names = {run.build_trainer(run.build_model(loaders.train_set)).saved_model_file for _ in range(2)}
     assert len(names) == 2

@@ -22,9 +22,7 @@ def run_cli(args, cwd):
 
 
 def files_under(folder):
-    return sorted(
-        os.path.relpath(os.path.join(d, f), folder) for d, _, fs in os.walk(folder) for f in fs
-    )
+    return sorted(os.path.relpath(os.path.join(d, f), folder) for d, _, fs in os.walk(folder) for f in fs)
 
 
 def assert_user_error(proc, *needles, cwd=None):
@@ -46,7 +44,9 @@ def test_unknown_model_lists_close_matches_and_all_names(tmp_path):
 
 def test_missing_dataset_says_where_it_looked(tmp_path):
     proc = run_cli(["--model=GRU4Rec", "--dataset=no-such-data"], tmp_path)
-    assert_user_error(proc, "data set 'no-such-data' not found", "no-such-data.inter", "recbole-ext data list", cwd=tmp_path)
+    assert_user_error(
+        proc, "data set 'no-such-data' not found", "no-such-data.inter", "recbole-ext data list", cwd=tmp_path
+    )
 
 
 @pytest.mark.parametrize(
@@ -55,18 +55,38 @@ def test_missing_dataset_says_where_it_looked(tmp_path):
         (("user_id", "item_id:token", "timestamp:float"), [(1, 1, 1)], "user_id"),
         (("user_id:token", "item_id:token", "timestamp:float"), [(1, 1, 1), (1, 2, "soon")], "soon"),
         (("user_id:token", "item_id:token", "timestamp:float"), [], "line 2: no rows after the header"),
-        (("user_id:token", "item_id:token", "item_id:token", "timestamp:float"), [(1, 1, 1, 1)],
-         "columns 2 and 3: field 'item_id' appears twice"),
-        (("user_id:token", "item_id:token", "timestamp:float"),
-         [(u, i, i) for u in (1, 2, 3) for i in range(1, 6)] + [(1, 7, "")], "line 17, column 3 ('timestamp'): blank"),
-        (("user_id:token", "item_id:token", "timestamp:float"), [(1, 1, 1), (1, "caf\xe9", 2)], "line 3: not utf-8 text"),
-        (("user_id:token", "item_id:token", "timestamp:float"), [(u, i, i) for u in (1, 2, 3) for i in range(1, 6)],
-         "evaluation mode full ranks 5 items per user, fewer than topk [10]"),
-        (("user_id:token", "item_id:token", "timestamp:float"), [(1, 1, 1), (1, 2, 2), (2, 3, 1)],
-         "part empty"),
+        (
+            ("user_id:token", "item_id:token", "item_id:token", "timestamp:float"),
+            [(1, 1, 1, 1)],
+            "columns 2 and 3: field 'item_id' appears twice",
+        ),
+        (
+            ("user_id:token", "item_id:token", "timestamp:float"),
+            [(u, i, i) for u in (1, 2, 3) for i in range(1, 6)] + [(1, 7, "")],
+            "line 17, column 3 ('timestamp'): blank",
+        ),
+        (
+            ("user_id:token", "item_id:token", "timestamp:float"),
+            [(1, 1, 1), (1, "caf\xe9", 2)],
+            "line 3: not utf-8 text",
+        ),
+        (
+            ("user_id:token", "item_id:token", "timestamp:float"),
+            [(u, i, i) for u in (1, 2, 3) for i in range(1, 6)],
+            "evaluation mode full ranks 5 items per user, fewer than topk [10]",
+        ),
+        (("user_id:token", "item_id:token", "timestamp:float"), [(1, 1, 1), (1, 2, 2), (2, 3, 1)], "part empty"),
     ],
-    ids=["header-without-type", "non-numeric-float", "header-only", "duplicated-column", "blank-time", "latin-1",
-         "fewer-items-than-topk", "too-few-rows-to-split"],
+    ids=[
+        "header-without-type",
+        "non-numeric-float",
+        "header-only",
+        "duplicated-column",
+        "blank-time",
+        "latin-1",
+        "fewer-items-than-topk",
+        "too-few-rows-to-split",
+    ],
 )
 def test_malformed_atomic_file(tmp_path, header, rows, needle):
     data = tmp_path / "data"
@@ -112,17 +132,31 @@ def test_misspelled_key_of_our_model_warns_with_known_keys(ml100k_slice):
 
 
 def test_list_models_and_module_entry_point(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "recbole_ext", "--list-models"], cwd=tmp_path,
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-m", "recbole_ext", "--list-models"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr
     assert "SASRec" in proc.stdout and "recbole_ext:" in proc.stdout
 
 
+@pytest.mark.slow
 def test_cli_trains_and_prints_test_metrics(tmp_path, ml100k_slice):
     proc = run_cli(
-        ["--model=GRU4Rec", "--dataset=ml-slice", f"--data_path={ml100k_slice}", "--epochs=1",
-         "--hidden_size=16", "--embedding_size=16", "--MAX_ITEM_LIST_LENGTH=20", "--show_progress=False",
-         "--load_col={'inter': ['user_id', 'item_id', 'timestamp']}"],
+        [
+            "--model=GRU4Rec",
+            "--dataset=ml-slice",
+            f"--data_path={ml100k_slice}",
+            "--epochs=1",
+            "--hidden_size=16",
+            "--embedding_size=16",
+            "--MAX_ITEM_LIST_LENGTH=20",
+            "--show_progress=False",
+            "--load_col={'inter': ['user_id', 'item_id', 'timestamp']}",
+        ],
         tmp_path,
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
@@ -168,24 +202,31 @@ def test_each_line_parses_once_into_its_typed_request():
     assert (comp.models, comp.seeds, comp.devices, comp.config_args) == (("A", "B"), (1, 2), ("0", "1"), ("--lr=1",))
 
 
-@pytest.mark.parametrize("argv,needle", [
-    (["tune", "--model=A", "--dataset=d", "--trials=2", "--devices=0,1"], "tune does not take --devices"),
-    (["tune", "--model=A", "--dataset=d", "--trials=2", "--force"], "tune does not take --force"),
-    (["tune", "--model=A", "--dataset=d", "--trials=2", "--model-configs=best"], "tune does not take --model-configs"),
-    (["tune", "--model=A", "--dataset=d", "--trials=2", "--no-save"], "tune does not take --no-save"),
-    (["compare", "--model=A,B", "--dataset=d", "--resume=x.pth"], "compare does not take --resume"),
-    (["--model=A,B", "--dataset=d", "--trials=3"], "compare does not take --trials"),
-    (["train", "--model=A", "--dataset=d", "--space=s.yaml"], "train does not take --space"),
-    (["compare", "--model=A,a", "--dataset=d"], "listed twice"),
-    (["compare", "--model=A,B", "--dataset=d", "--seeds=1,x"], "--seeds takes integers"),
-    (["compare", "--model=A,B", "--dataset=d", "--seeds=1", "--seed=3"], "either --seeds"),
-    (["compare", "--model=A,B", "--dataset=d", "--jobs=0"], "--jobs must be at least 1"),
-    (["compare", "--model=A,B", "--dataset=d", "--devices=a"], "--devices takes distinct"),
-    (["tune", "--model=A", "--dataset=d"], "pass --trials=T"),
-    (["compare", "--dataset=d"], "no model given"),
-    (["tune", "--model=A", "--trials=2"], "no data set given"),
-    (["recommend", "--items=1"], "needs --checkpoint"),
-], ids=lambda v: v if isinstance(v, str) else None)
+@pytest.mark.parametrize(
+    "argv,needle",
+    [
+        (["tune", "--model=A", "--dataset=d", "--trials=2", "--devices=0,1"], "tune does not take --devices"),
+        (["tune", "--model=A", "--dataset=d", "--trials=2", "--force"], "tune does not take --force"),
+        (
+            ["tune", "--model=A", "--dataset=d", "--trials=2", "--model-configs=best"],
+            "tune does not take --model-configs",
+        ),
+        (["tune", "--model=A", "--dataset=d", "--trials=2", "--no-save"], "tune does not take --no-save"),
+        (["compare", "--model=A,B", "--dataset=d", "--resume=x.pth"], "compare does not take --resume"),
+        (["--model=A,B", "--dataset=d", "--trials=3"], "compare does not take --trials"),
+        (["train", "--model=A", "--dataset=d", "--space=s.yaml"], "train does not take --space"),
+        (["compare", "--model=A,a", "--dataset=d"], "listed twice"),
+        (["compare", "--model=A,B", "--dataset=d", "--seeds=1,x"], "--seeds takes integers"),
+        (["compare", "--model=A,B", "--dataset=d", "--seeds=1", "--seed=3"], "either --seeds"),
+        (["compare", "--model=A,B", "--dataset=d", "--jobs=0"], "--jobs must be at least 1"),
+        (["compare", "--model=A,B", "--dataset=d", "--devices=a"], "--devices takes distinct"),
+        (["tune", "--model=A", "--dataset=d"], "pass --trials=T"),
+        (["compare", "--dataset=d"], "no model given"),
+        (["tune", "--model=A", "--trials=2"], "no data set given"),
+        (["recommend", "--items=1"], "needs --checkpoint"),
+    ],
+    ids=lambda v: v if isinstance(v, str) else None,
+)
 def test_an_option_a_command_does_not_use_is_one_line(argv, needle, capsys):
     """Before any work: an option of another command is refused, not taken as a config key."""
     from recbole_ext import cli
@@ -196,8 +237,8 @@ def test_an_option_a_command_does_not_use_is_one_line(argv, needle, capsys):
 
 
 def test_requests_reach_their_handlers(monkeypatch):
-    from recbole_ext.cli import commands
     from recbole_ext import command
+    from recbole_ext.cli import commands
 
     seen = []
     for kind in list(commands.HANDLERS):
@@ -230,10 +271,12 @@ def test_dataset_yaml_and_protocols_come_from_the_package(tmp_path, monkeypatch)
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("RECBOLE_EXT_YAML_DIR", raising=False)
-    write_inter(str(tmp_path / "data"), "amazon-beauty",
-                [(u, i, t) for u in range(1, 6) for t, i in enumerate(range(u, u + 6))])
-    run = Run.resolve("GLINTRU", "amazon-beauty", ["protocol-pop100.yaml"],
-                      {"data_path": str(tmp_path / "data"), "download": "never"})
+    write_inter(
+        str(tmp_path / "data"), "amazon-beauty", [(u, i, t) for u in range(1, 6) for t, i in enumerate(range(u, u + 6))]
+    )
+    run = Run.resolve(
+        "GLINTRU", "amazon-beauty", ["protocol-pop100.yaml"], {"data_path": str(tmp_path / "data"), "download": "never"}
+    )
     assert run.locate_data() == str(tmp_path / "data" / "amazon-beauty")  # the file written here
     cfg = run.config
     assert cfg["data_path"] == str(tmp_path / "data" / "amazon-beauty")
@@ -247,8 +290,24 @@ def test_wheel_ships_the_yaml_files(tmp_path):
     """The data-set YAMLs and protocols are package data: a wheel built from the checkout holds them."""
     import zipfile
 
-    proc = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
-                           "--no-index", "-w", str(tmp_path), ROOT], capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "-q",
+            "--no-deps",
+            "--no-build-isolation",
+            "--no-index",
+            "-w",
+            str(tmp_path),
+            ROOT,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     (wheel,) = [f for f in os.listdir(tmp_path) if f.endswith(".whl")]
     names = set(zipfile.ZipFile(tmp_path / wheel).namelist())

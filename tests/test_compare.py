@@ -1,4 +1,4 @@
-"""Side-by-side runs, comparison tables, the log report and the plot (recbole_ext.compare/report/plot)."""
+"""Side-by-side runs and comparison tables (recbole_ext.compare), and the report from our own logs."""
 
 from __future__ import annotations
 
@@ -14,16 +14,31 @@ import yaml
 from scipy.stats import ttest_rel
 
 from recbole_ext import compare
-from recbole_ext.compare import runner
-from recbole_ext.results import logparse, plot, render, table as results_table
 from recbole_ext.cli import main as cli_main
+from recbole_ext.compare import runner
+from recbole_ext.results import logparse, render
+from recbole_ext.results import table as results_table
+
+from synthetic import fake_record
+
 
 def cli_args(data_path: str, results_dir: str, models: str):
     return [
-        f"--model={models}", "--dataset=ml-slice", f"--data_path={data_path}", f"--results-dir={results_dir}",
-        "--epochs=1", "--train_batch_size=256", "--eval_batch_size=256", "--hidden_size=16",
-        "--embedding_size=16", "--inner_size=32", "--MAX_ITEM_LIST_LENGTH=20", "--show_progress=False",
-        "--state=INFO", "--no-save", "--no-plot",
+        f"--model={models}",
+        "--dataset=ml-slice",
+        f"--data_path={data_path}",
+        f"--results-dir={results_dir}",
+        "--epochs=1",
+        "--train_batch_size=256",
+        "--eval_batch_size=256",
+        "--hidden_size=16",
+        "--embedding_size=16",
+        "--inner_size=32",
+        "--MAX_ITEM_LIST_LENGTH=20",
+        "--show_progress=False",
+        "--state=INFO",
+        "--no-save",
+        "--no-plot",
         "--load_col={'inter': ['user_id', 'item_id', 'timestamp']}",
     ]
 
@@ -101,12 +116,26 @@ def test_table_rows_columns_and_files(side_by_side):
     md = open(os.path.join(res, "comparison.md")).read()
     header = next(line for line in md.splitlines() if line.startswith("| Model"))
     cols = [c.strip() for c in header.strip("|").split("|")]
-    assert cols == ["Model", "Recall@10", "MRR@10", "NDCG@10", "Hit@10", "Precision@10", "Best valid MRR@10",
-                    "Epochs", "Params", "Train s/epoch", "Infer ms/batch", "Peak mem MB", "Protocol", "Device",
-                    "Status"]
+    assert cols == [
+        "Model",
+        "Recall@10",
+        "MRR@10",
+        "NDCG@10",
+        "Hit@10",
+        "Precision@10",
+        "Best valid MRR@10",
+        "Epochs",
+        "Params",
+        "Train s/epoch",
+        "Infer ms/batch",
+        "Peak mem MB",
+        "Protocol",
+        "Device",
+        "Status",
+    ]
     lines = md.splitlines()
-    first = lines[lines.index(header):]
-    first = first[:first.index("")] if "" in first else first  # the main table (p-values follow it)
+    first = lines[lines.index(header) :]
+    first = first[: first.index("")] if "" in first else first  # the main table (p-values follow it)
     body = [line for line in first if line.startswith("| ") and not line.startswith("| Model")]
     assert [b.split("|")[1].strip() for b in body] == ["GRU4Rec", "SASRec"]
     for b in body:
@@ -155,150 +184,20 @@ def test_report_rebuilds_the_table_from_our_logs(side_by_side, capsys):
         stored = json.load(open(os.path.join(res, "runs", f"{model}-seed2020.json")))
         assert rec["status"] == "ok" and rec["seed"] == 2020 and rec["dataset"] == "ml-slice"
         assert rec["test_result"] == pytest.approx(stored["test_result"])
-        for key in ("n_params", "epochs_run", "protocol", "eval_batch_ms", "train_epoch_s", "peak_mem_mb",
-                    "best_valid_score", "valid_curve"):
+        for key in (
+            "n_params",
+            "epochs_run",
+            "protocol",
+            "eval_batch_ms",
+            "train_epoch_s",
+            "peak_mem_mb",
+            "best_valid_score",
+            "valid_curve",
+        ):
             assert rec[key] == stored[key], key
     assert cli_main(["report", os.path.join(res, "log"), "--no-plot"]) == 0
     out = capsys.readouterr().out
     assert "| GRU4Rec |" in out and "| SASRec |" in out
-
-
-PLAIN_LOG = """Sun 22 Nov 2026 10:00:00 INFO  ['run_recbole.py', '--model=SASRec', '--dataset=ml-100k']
-Sun 22 Nov 2026 10:00:00 INFO  
-General Hyper Parameters:
-gpu_id = 0
-use_gpu = True
-seed = 2020
-state = INFO
-reproducibility = True
-data_path = dataset/ml-100k
-checkpoint_dir = saved
-
-Training Hyper Parameters:
-epochs = 3
-train_batch_size = 2048
-train_neg_sample_args = {{'distribution': 'none', 'sample_num': 'none', 'alpha': 'none', 'dynamic': False, 'candidate_num': 0}}
-
-Evaluation Hyper Parameters:
-eval_args = {{'split': {{'LS': 'valid_and_test'}}, 'order': 'TO', 'group_by': 'user', 'mode': {mode}}}
-repeatable = True
-metrics = ['Recall', 'MRR', 'NDCG', 'Hit', 'Precision']
-topk = [10]
-valid_metric = MRR@10
-valid_metric_bigger = True
-eval_batch_size = 4096
-
-Other Hyper Parameters: 
-MODEL_TYPE = ModelType.SEQUENTIAL
-device = cuda
-
-
-Sun 22 Nov 2026 10:00:01 INFO  ml-100k
-The number of users: 944
-Average actions of users: 106.04453870625663
-The number of items: 1683
-Remain Fields: ['user_id', 'item_id', 'rating', 'timestamp']
-Sun 22 Nov 2026 10:00:02 INFO  {model}(
-  (item_embedding): Embedding(1683, 64, padding_idx=0)
-  (loss_fct): CrossEntropyLoss()
-)
-Trainable parameters: {params}
-{epochs}{tail}"""
-
-EPOCH = """Sun 22 Nov 2026 10:00:{s:02d} INFO  epoch {e} training [time: {t:.2f}s, train loss: 1234.5678]
-Sun 22 Nov 2026 10:00:{s:02d} INFO  epoch {e} evaluating [time: 0.31s, valid_score: {v:.6f}]
-Sun 22 Nov 2026 10:00:{s:02d} INFO  valid result: 
-recall@10 : 0.05    mrr@10 : {v:.4f}    ndcg@10 : 0.03    hit@10 : 0.05    precision@10 : 0.005
-Sun 22 Nov 2026 10:00:{s:02d} INFO  Saving current: saved/{model}-Nov-22-2026_10-00-00.pth
-"""
-
-TAIL = """Sun 22 Nov 2026 10:00:30 INFO  Loading model structure and parameters from saved/{model}.pth
-Sun 22 Nov 2026 10:00:31 INFO  best valid : {best}
-Sun 22 Nov 2026 10:00:31 INFO  test result: {test}
-"""
-
-
-def plain_log(folder, model, params, times, valids, test, mode="{'valid': 'full', 'test': 'full'}", numpy_repr=False,
-              finished=True):
-    epochs = "".join(EPOCH.format(s=10 + i, e=i, t=t, v=v, model=model) for i, (t, v) in enumerate(zip(times, valids)))
-    wrap = (lambda x: f"np.float64({x})") if numpy_repr else (lambda x: repr(x))
-    best = max(valids)
-    best_s = "OrderedDict([" + ", ".join(f"('{k}', {wrap(v)})" for k, v in
-                                         [("recall@10", 0.05), ("mrr@10", round(best, 4))]) + "])"
-    test_s = "OrderedDict([" + ", ".join(f"('{k}', {wrap(v)})" for k, v in test.items()) + "])"
-    tail = TAIL.format(model=model, best=best_s, test=test_s) if finished else ""
-    text = PLAIN_LOG.format(mode=mode, model=model, params=params, epochs=epochs, tail=tail)
-    d = os.path.join(folder, model)
-    os.makedirs(d, exist_ok=True)
-    path = os.path.join(d, f"{model}-ml-100k-Nov-22-2026_10-00-00-3f2a1b.log")
-    with open(path, "w") as f:
-        f.write(text)
-    return path
-
-
-def test_report_reads_plain_recbole_logs(tmp_path, capsys):
-    logs = str(tmp_path / "log")
-    test_sas = {"recall@10": 0.0721, "mrr@10": 0.0254, "ndcg@10": 0.0362, "hit@10": 0.0721, "precision@10": 0.0072}
-    test_gru = {"recall@10": 0.0604, "mrr@10": 0.0213, "ndcg@10": 0.0303, "hit@10": 0.0604, "precision@10": 0.006}
-    plain_log(logs, "SASRec", 103232, [4.5, 4.25, 4.0], [0.0201, 0.0243, 0.0239], test_sas)
-    plain_log(logs, "GRU4Rec", 120512, [2.0, 2.5], [0.0150, 0.0190], test_gru, numpy_repr=True,
-              mode="{'valid': 'uni100', 'test': 'pop100'}")
-    plain_log(logs, "BERT4Rec", 99000, [9.0], [0.01], {}, finished=False)
-    recs = {r["model"]: r for r in logparse.records_from_logs([logs])}
-    sas, gru, bert = recs["SASRec"], recs["GRU4Rec"], recs["BERT4Rec"]
-    assert sas["test_result"] == test_sas and gru["test_result"] == test_gru
-    assert sas["dataset"] == "ml-100k" and sas["seed"] == 2020 and sas["device"] == "cuda"
-    assert sas["n_params"] == 103232 and sas["epochs_run"] == 3
-    assert sas["train_epoch_s"] == [4.5, 4.25, 4.0]
-    assert sas["valid_curve"] == [[0, 0.0201], [1, 0.0243], [2, 0.0239]]
-    assert sas["best_valid_score"] == pytest.approx(0.0243)
-    assert sas["protocol"] == "full" and gru["protocol"] == "sampled pop100, per-epoch negatives"
-    assert sas["eval_batch_ms"] == [] and sas["peak_mem_mb"] is None  # not in a plain log
-    assert bert["status"] == "failed" and "unfinished" in bert["reason"]
-
-    table = results_table.build_table(list(recs.values()))
-    md = render.to_markdown(table)
-    row = {line.split("|")[1].strip(): [c.strip() for c in line.strip("|").split("|")] for line in md.splitlines()[2:]}
-    assert row["SASRec"][1] == "**0.0721**" and row["GRU4Rec"][1] == "0.0604"
-    assert row["SASRec"][9] == "4.25" and row["GRU4Rec"][9] == "**2.25**"  # s/epoch, lower is better
-    assert row["BERT4Rec"][-1].startswith("failed")
-
-    out = tmp_path / "out"
-    assert cli_main(["report", logs, "--out", str(out), "--no-plot"]) == 1  # BERT4Rec did not finish
-    assert (out / "comparison.md").is_file() and (out / "comparison.csv").is_file()
-    assert "| SASRec |" in capsys.readouterr().out
-
-
-def fake_record(model, seed, ndcg, secs=1.0):
-    return {"model": model, "dataset": "d", "seed": seed, "status": "ok", "reason": None,
-            "test_result": {"recall@10": ndcg * 2, "ndcg@10": ndcg}, "best_valid_score": ndcg,
-            "valid_metric": "NDCG@10", "valid_metric_bigger": True, "epochs_run": 3, "protocol": "full",
-            "n_params": 1000, "train_epoch_s": [secs, secs], "eval_batch_ms": [5.0], "peak_mem_mb": 10.0,
-            "device": "cpu", "valid_curve": [[0, ndcg / 2], [1, ndcg]]}
-
-
-def test_seeds_give_mean_std_and_paired_ttest():
-    a = [0.30, 0.32, 0.31, 0.33]
-    b = [0.20, 0.25, 0.21, 0.22]
-    c = [0.21, 0.22, 0.26, 0.20]
-    records = [fake_record(m, s, v) for m, vals in (("A", a), ("B", b), ("C", c)) for s, v in zip([1, 2, 3, 4], vals)]
-    table = results_table.build_table(records)
-    rows = {r["model"]: r for r in table["rows"]}
-    cell = rows["B"]["cells"]["test:ndcg@10"]
-    assert cell["mean"] == pytest.approx(np.mean(b)) and cell["std"] == pytest.approx(np.std(b, ddof=1))
-    assert rows["B"]["p_values"]["test:ndcg@10"] == pytest.approx(ttest_rel(a, b).pvalue)
-    assert rows["C"]["p_values"]["test:ndcg@10"] == pytest.approx(ttest_rel(a, c).pvalue)
-    assert rows["A"]["mark"]["test:ndcg@10"] == "best*"  # A beats B and C with p < 0.05
-    md = render.to_markdown(table)
-    assert f"**{np.mean(a):.4f} ± {np.std(a, ddof=1):.4f}**\\*" in md
-    assert "Paired t-test" in render.write_outputs(records, "d", None, echo=lambda s: None)["markdown"]
-
-    # B against C only: no significant winner, so no asterisk
-    table = results_table.build_table([r for r in records if r["model"] != "A"])
-    best = [r for r in table["rows"] if r["mark"].get("test:ndcg@10")]
-    assert len(best) == 1 and best[0]["mark"]["test:ndcg@10"] == "best"
-    other = next(r for r in table["rows"] if not r["mark"].get("test:ndcg@10"))
-    assert other["p_values"]["test:ndcg@10"] > 0.05
 
 
 def test_models_share_the_split_only_with_the_same_data_settings(ml100k_slice):
@@ -327,9 +226,11 @@ def test_force_and_changed_options_rerun_stored_models(tmp_path, monkeypatch):
         return rec
 
     monkeypatch.setattr(runner, "_run_model", fake_run)
+
     def request(options, force=False):
-        return compare.CompareRequest(("GRU4Rec",), "ml-slice", config_args=tuple(options), seeds=(1,),
-                                      results_dir=res, plot=False, force=force)
+        return compare.CompareRequest(
+            ("GRU4Rec",), "ml-slice", config_args=tuple(options), seeds=(1,), results_dir=res, plot=False, force=force
+        )
 
     quiet = lambda s: None  # noqa: E731
     compare.run_comparison(request(["--epochs=1"]), quiet)
@@ -339,20 +240,6 @@ def test_force_and_changed_options_rerun_stored_models(tmp_path, monkeypatch):
     compare.run_comparison(request(["--epochs=2"]), quiet)
     assert ran == ["GRU4Rec"] * 3
     assert not glob.glob(os.path.join(res, "runs", ".tmp-*"))  # atomic writes leave no temporaries
-
-
-def test_plot_draws_both_panels_from_the_records(tmp_path):
-    import matplotlib.image
-
-    records = [fake_record("A", 1, 0.3, 2.0), fake_record("A", 2, 0.1, 2.0), fake_record("B", 1, 0.2, 1.0)]
-    path = str(tmp_path / "c.png")
-    assert plot.plot_comparison(records, path, echo=lambda s: None) == path
-    image = matplotlib.image.imread(path)
-    assert image.shape[:2] == (462, 1210)  # 11 x 4.2 inches at 110 dpi
-    assert image[..., :3].std() > 0.05  # something was drawn, not a blank canvas
-    curve = dict(plot.curves(records))["A"]  # seeds averaged epoch by epoch
-    runs = [dict(r["valid_curve"]) for r in records if r["model"] == "A"]
-    assert curve == [(e, (runs[0][e] + runs[1][e]) / 2) for e in sorted(runs[0])]
 
 
 def test_one_seed_compares_models_over_users(side_by_side):
@@ -383,11 +270,15 @@ def test_one_seed_compares_models_over_users(side_by_side):
     assert rows[[r["model"] for r in rows].index(other["model"])]["test:ndcg@10_p_t_vs_best"]
 
 
+@pytest.mark.slow
 def test_parallel_grid_gives_the_serial_table_and_resumes(ml100k_slice, tmp_path, monkeypatch, capsys):
     """``--jobs=2`` runs each (model, seed) as its own process; the records and the table equal
     those of ``--jobs=1`` (the serial runner) for the same seeds, and a rerun skips them all."""
     monkeypatch.chdir(tmp_path)
-    args = lambda res, *extra: cli_args(ml100k_slice, str(tmp_path / res), "GRU4Rec,SASRec") + ["--seeds=1"] + list(extra)
+
+    def args(res, *extra):
+        return cli_args(ml100k_slice, str(tmp_path / res), "GRU4Rec,SASRec") + ["--seeds=1"] + list(extra)
+
     assert cli_main(args("serial")) == 0
     assert cli_main(args("parallel", "--jobs=2")) == 0
     out = capsys.readouterr().out
@@ -397,7 +288,10 @@ def test_parallel_grid_gives_the_serial_table_and_resumes(ml100k_slice, tmp_path
         parallel = json.load(open(tmp_path / "parallel" / "runs" / f"{model}-seed1.json"))
         assert parallel["test_result"] == serial["test_result"] and parallel["per_user"] == serial["per_user"]
         assert os.path.isfile(tmp_path / "parallel" / "jobs" / f"{model}-seed1.txt")
-    table = lambda res: [l.split("|")[1:7] for l in open(tmp_path / res / "comparison.md") if l.startswith("| ")]
+
+    def table(res):
+        return [l.split("|")[1:7] for l in open(tmp_path / res / "comparison.md") if l.startswith("| ")]
+
     assert table("parallel") == table("serial")
     assert cli_main(args("parallel", "--jobs=2")) == 0
     assert capsys.readouterr().out.count("already in") == 2  # resumed: nothing ran again

@@ -4,6 +4,7 @@ fails without it (the RecBole behaviour is shown next to ours where it can be ru
 from __future__ import annotations
 
 import os
+import pickle
 import subprocess
 import sys
 import warnings
@@ -13,7 +14,6 @@ import pytest
 import torch
 
 from conftest import write_inter
-
 
 NUMPY2 = r"""
 import sys
@@ -55,7 +55,7 @@ def test_recbole_checkpoint_is_refused_by_weights_only(tmp_path):
 
     path = tmp_path / "legacy.pth"
     torch.save({"config": {"MODEL_TYPE": ModelType.SEQUENTIAL}, "state_dict": {}}, path)
-    with pytest.raises(Exception):
+    with pytest.raises(pickle.UnpicklingError):
         torch.load(path, weights_only=True)
 
 
@@ -77,8 +77,12 @@ def test_fill_nan_really_fills_missing_float_and_token_values(tmp_path):
     rows = [(u, i, "" if (u, i) == (1, 2) else float(u + i), u * 10 + i) for u in range(1, 6) for i in range(1, 6)]
     items = [(i, "" if i == 3 else f"c{i % 2}", "" if i == 4 else i * 1.5) for i in range(1, 6)]
     ds = _build(
-        tmp_path, "nan-data", rows, ("user_id:token", "item_id:token", "rating:float", "timestamp:float"),
-        items, ("item_id:token", "cat:token", "price:float"),
+        tmp_path,
+        "nan-data",
+        rows,
+        ("user_id:token", "item_id:token", "rating:float", "timestamp:float"),
+        items,
+        ("item_id:token", "cat:token", "price:float"),
         load_col={"inter": ["user_id", "item_id", "rating", "timestamp"], "item": ["item_id", "cat", "price"]},
     )
     rating = np.asarray(ds.inter_feat["rating"])
@@ -104,8 +108,12 @@ def test_token_seq_field_builds_with_per_row_lengths(tmp_path):
     rows = [(u, i, u * 10 + i) for u in range(1, 5) for i in range(1, 5)]
     genres = {1: "a b c", 2: "b", 3: "c a", 4: "d e f g"}
     ds = _build(
-        tmp_path, "seq-data", rows, ("user_id:token", "item_id:token", "timestamp:float"),
-        [(i, g) for i, g in genres.items()], ("item_id:token", "genre:token_seq"),
+        tmp_path,
+        "seq-data",
+        rows,
+        ("user_id:token", "item_id:token", "timestamp:float"),
+        [(i, g) for i, g in genres.items()],
+        ("item_id:token", "genre:token_seq"),
         load_col={"inter": ["user_id", "item_id", "timestamp"], "item": ["item_id", "genre"]},
     )
     genre = list(ds.item_feat["genre"])
@@ -143,8 +151,10 @@ def test_config_leaves_recboles_module_lists_alone(ml100k_slice):
 
     from recbole_ext.config import Config
 
-    before = {name: list(getattr(configurator, name)) for name in
-              ("general_arguments", "training_arguments", "evaluation_arguments", "dataset_arguments")}
+    before = {
+        name: list(getattr(configurator, name))
+        for name in ("general_arguments", "training_arguments", "evaluation_arguments", "dataset_arguments")
+    }
     for model in ("GLINTRU", "SASRec"):
         Config(model, "ml-100k", config_dict={"state": "WARNING"})
         Config(model, "ml-slice", config_dict={"data_path": ml100k_slice, "state": "WARNING"})
@@ -165,15 +175,30 @@ sys.exit(main(sys.argv[1:]))
 """
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("model", ["GRU4Rec", "BPR"])
 def test_a_normal_run_raises_no_deprecation_and_prints_plain_numbers(model, ml100k_slice, tmp_path):
     """One sequential and one general model: no warning on the console, deprecations of pandas
     (``inplace=``) and numpy in the code paths we own are errors, and metrics print as numbers."""
-    args = ["--model=" + model, "--dataset=ml-slice", f"--data_path={ml100k_slice}", "--epochs=1",
-            "--embedding_size=16", "--hidden_size=16", "--show_progress=False", "--no-save",
-            "--load_col={'inter': ['user_id', 'item_id', 'timestamp']}"]
-    proc = subprocess.run([sys.executable, "-c", WARNINGS_RUN, *args], cwd=tmp_path, capture_output=True,
-                          text=True, timeout=600, env={k: v for k, v in os.environ.items() if k != "PYTHONWARNINGS"})
+    args = [
+        "--model=" + model,
+        "--dataset=ml-slice",
+        f"--data_path={ml100k_slice}",
+        "--epochs=1",
+        "--embedding_size=16",
+        "--hidden_size=16",
+        "--show_progress=False",
+        "--no-save",
+        "--load_col={'inter': ['user_id', 'item_id', 'timestamp']}",
+    ]
+    proc = subprocess.run(
+        [sys.executable, "-c", WARNINGS_RUN, *args],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={k: v for k, v in os.environ.items() if k != "PYTHONWARNINGS"},
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "Warning" not in proc.stderr and "Warning" not in proc.stdout, proc.stderr[-3000:]
     assert "np.float64" not in proc.stdout + proc.stderr

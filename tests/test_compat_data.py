@@ -17,9 +17,10 @@ from recbole.utils import FeatureType
 
 from recbole_ext.config import Config
 from recbole_ext.data.dataset import CompatDatasetMixin
-from recbole_ext.pipeline import Run
 from recbole_ext.errors import DataFormatError
 from recbole_ext.model import recbole_fixes
+from recbole_ext.pipeline import Run
+
 from sweep_data import LOAD_COL, write_sweep_dataset
 
 
@@ -51,16 +52,31 @@ def blank_root(tmp_path_factory):
     rows[7][3] = ""
     rows[3][2] = ""
     _write(root, "blank", "inter", ["user_id:token", "item_id:token", "rating:float", "timestamp:float"], rows)
-    _write(root, "blank", "item", ["item_id:token", "genre:token", "tags:token_seq", "price:float", "hist:float_seq"], [
-        ["1", "a", "x y", "1.0", "1 2 3"],
-        ["2", "", "", "", ""],          # blank token, token_seq, float, float_seq
-        ["3", "b", "y", "4.0", "4"],
-        ["4", "a", "z x", "7.0", "5 6"],
-        # item 5 has no row at all
-    ])
-    _write(root, "blank", "user", ["user_id:token", "gender:token", "income:float"], [
-        ["1", "M", "10"], ["2", "", "20"], ["3", "F", ""], ["4", "M", "30"],
-    ])
+    _write(
+        root,
+        "blank",
+        "item",
+        ["item_id:token", "genre:token", "tags:token_seq", "price:float", "hist:float_seq"],
+        [
+            ["1", "a", "x y", "1.0", "1 2 3"],
+            ["2", "", "", "", ""],  # blank token, token_seq, float, float_seq
+            ["3", "b", "y", "4.0", "4"],
+            ["4", "a", "z x", "7.0", "5 6"],
+            # item 5 has no row at all
+        ],
+    )
+    _write(
+        root,
+        "blank",
+        "user",
+        ["user_id:token", "gender:token", "income:float"],
+        [
+            ["1", "M", "10"],
+            ["2", "", "20"],
+            ["3", "F", ""],
+            ["4", "M", "30"],
+        ],
+    )
     return root, rows
 
 
@@ -126,8 +142,14 @@ def test_normalize_and_discretize_sequences(blank_root):
     assert np.allclose(item["hist"][iid["1"]], [0.0, 0.2, 0.4])  # (x - 1) / (6 - 1)
     assert np.allclose(ds.inter_feat["timestamp"].min(), 0) and np.allclose(ds.inter_feat["timestamp"].max(), 1)
 
-    ds = _build("BPR", "blank", root, load_col=LOAD_ALL, numerical_features=["price", "hist"],
-                discretization={"hist": {"method": "ED", "bucket": 2}})
+    ds = _build(
+        "BPR",
+        "blank",
+        root,
+        load_col=LOAD_ALL,
+        numerical_features=["price", "hist"],
+        discretization={"hist": {"method": "ED", "bucket": 2}},
+    )
     hist = ds.item_feat["hist"]
     # equal-distance buckets over 1..6: 1, 2, 3 -> bucket 1; 5, 6 -> bucket 2 (per row, lengths kept)
     ret, res = hist[iid["1"]]
@@ -179,8 +201,16 @@ def test_kg_dataset_with_blank_cells_builds(tmp_path):
     [
         (["user_id:token", "item_id", "rating:float"], ["1", "2", "3"], "line 1, column 2"),
         (["user_id:token", "item_id:token", "rating:int"], ["1", "2", "3"], "unknown type 'int'"),
-        (["user_id:token", "item_id:token", "rating:float"], ["1", "2", "abc"], "line 3, column 3 ('rating'): 'abc' is not a number"),
-        (["user_id:token", "item_id:token", "w:float_seq"], ["1", "2", "1.0 x2"], "line 3, column 3 ('w'): 'x2' is not a number"),
+        (
+            ["user_id:token", "item_id:token", "rating:float"],
+            ["1", "2", "abc"],
+            "line 3, column 3 ('rating'): 'abc' is not a number",
+        ),
+        (
+            ["user_id:token", "item_id:token", "w:float_seq"],
+            ["1", "2", "1.0 x2"],
+            "line 3, column 3 ('w'): 'x2' is not a number",
+        ),
     ],
 )
 def test_malformed_file_raises_data_format_error(tmp_path, header, row, expect):
@@ -200,7 +230,7 @@ def _dense_sym_norm(inter: np.ndarray, eps: float) -> np.ndarray:
     a[nu:, :nu] = (inter > 0).T
     d = a.sum(1) + eps
     with np.errstate(divide="ignore"):  # d = 0 rows (eps 0) get 0, as RecBole's
-        dinv = np.where(d > 0, d ** -0.5, 0.0)
+        dinv = np.where(d > 0, d**-0.5, 0.0)
     return dinv[:, None] * a * dinv[None, :]
 
 
@@ -221,8 +251,11 @@ def test_graph_models_build_without_dok_update(blank_root):
     model = get_model("SpectralCF")(config, train)
     a = (_dense_sym_norm(dense, 0) > 0).astype(float)
     lap = np.eye(len(a)) - a / (a.sum(1, keepdims=True) + 1e-7)
-    assert torch.allclose(model.L.to_dense() if hasattr(model, "L") else model.get_laplacian_matrix().to_dense(),
-                          torch.tensor(lap, dtype=torch.float32), atol=1e-6)
+    assert torch.allclose(
+        model.L.to_dense() if hasattr(model, "L") else model.get_laplacian_matrix().to_dense(),
+        torch.tensor(lap, dtype=torch.float32),
+        atol=1e-6,
+    )
 
 
 def test_bipartite_adjacency_collapses_duplicates_and_normalizes():
@@ -234,7 +267,7 @@ def test_bipartite_adjacency_collapses_duplicates_and_normalizes():
     assert np.allclose(rows[[0, 1, 3, 4]], 1.0) and rows[2] == 0.0  # user 2 isolated -> zero row
     bi, _ = recbole_fixes.normalize_adjacency(sp.csr_matrix(adj), -0.5, symmetric=True, eps=0.0)
     full = np.zeros((5, 5))
-    full[:3, 3:] = (inter.toarray() > 0)
+    full[:3, 3:] = inter.toarray() > 0
     full[3:, :3] = full[:3, 3:].T
     assert np.allclose(bi.toarray(), _dense_sym_norm((inter.toarray() > 0).astype(float), 0))
 
@@ -257,8 +290,11 @@ def test_sort_is_recboles_order_without_numpy_on_tensors():
     from recbole.data.interaction import Interaction
 
     gen = torch.Generator().manual_seed(0)
-    fields = {"user_id": torch.randint(0, 5, (200,), generator=gen), "timestamp": torch.randint(0, 7, (200,), generator=gen),
-              "row": torch.arange(200)}
+    fields = {
+        "user_id": torch.randint(0, 5, (200,), generator=gen),
+        "timestamp": torch.randint(0, 7, (200,), generator=gen),
+        "row": torch.arange(200),
+    }
 
     def ours(by, ascending):
         data = types.SimpleNamespace(inter_feat=Interaction({k: v.clone() for k, v in fields.items()}))

@@ -20,15 +20,34 @@ RECBOLE_PROPS = os.path.join(os.path.dirname(recbole.__file__), "properties")
 OWN_PROPS = os.path.join(ROOT, "recbole_ext", "properties")
 
 
-@pytest.mark.parametrize("text,value,ok", [
-    ("int >= 1", 1, True), ("int >= 1", 0, False), ("int >= 1", 1.5, False), ("int >= 1", True, False),
-    ("int >= 1", "abc", False), ("float > 0", 1, True), ("float > 0", float("inf"), False),
-    ("float > 0", float("nan"), False), ("float >= 0, < 1", 0.0, True), ("float >= 0, < 1", 1.0, False),
-    ("str: CE | BPR", "BPR", True), ("str: CE | BPR", "bpr", False), ("str", 3, False), ("str", "3", True),
-    ("int >= 1 or ~", None, True), ("list of int >= 1", [1, 2], True), ("list of int >= 1", [1, 0], False),
-    ("list or int or None", None, True), ("str, optional", None, True), ("bool", 1, True), ("bool", 2, False),
-    ("dict", None, True), ("dict", [1], False),
-])
+@pytest.mark.parametrize(
+    "text,value,ok",
+    [
+        ("int >= 1", 1, True),
+        ("int >= 1", 0, False),
+        ("int >= 1", 1.5, False),
+        ("int >= 1", True, False),
+        ("int >= 1", "abc", False),
+        ("float > 0", 1, True),
+        ("float > 0", float("inf"), False),
+        ("float > 0", float("nan"), False),
+        ("float >= 0, < 1", 0.0, True),
+        ("float >= 0, < 1", 1.0, False),
+        ("str: CE | BPR", "BPR", True),
+        ("str: CE | BPR", "bpr", False),
+        ("str", 3, False),
+        ("str", "3", True),
+        ("int >= 1 or ~", None, True),
+        ("list of int >= 1", [1, 2], True),
+        ("list of int >= 1", [1, 0], False),
+        ("list or int or None", None, True),
+        ("str, optional", None, True),
+        ("bool", 1, True),
+        ("bool", 2, False),
+        ("dict", None, True),
+        ("dict", [1], False),
+    ],
+)
 def test_grammar(text, value, ok):
     spec = parse_spec(text)
     assert spec is not None
@@ -42,9 +61,12 @@ def test_text_outside_the_grammar_is_not_a_type():
 
 
 def test_every_key_of_ours_has_a_type():
-    files = [p for p in glob.glob(os.path.join(OWN_PROPS, "**", "*.yaml"), recursive=True)
-             if os.path.basename(p) not in ("config_limits.yaml", "sources.yaml")
-             and os.path.basename(os.path.dirname(p)) != "tune"]  # search spaces, not defaults
+    files = [
+        p
+        for p in glob.glob(os.path.join(OWN_PROPS, "**", "*.yaml"), recursive=True)
+        if os.path.basename(p) not in ("config_limits.yaml", "sources.yaml")
+        and os.path.basename(os.path.dirname(p)) != "tune"
+    ]  # search spaces, not defaults
     assert len(files) >= 10
     for path in files:
         specs, _ = read_yaml_specs(path)
@@ -77,8 +99,10 @@ def test_every_sweep_case_passes(tmp_path):
     """Every model the sweep runs (RecBole's 90 and ours) gets past the checks with its settings."""
     sys.path.insert(0, os.path.join(ROOT, "tools"))
     import sweep
-    from sweep_data import write_sweep_dataset
+
     from recbole_ext.config import Config
+
+    from sweep_data import write_sweep_dataset
 
     root = write_sweep_dataset(str(tmp_path), n_users=20, n_items=20, per_user=4)
     cases = [c for c in sweep.all_cases() if not sweep.missing_packages(c.model)]

@@ -52,8 +52,11 @@ def test_converted_file_loads_in_recbole(tmp_path):
     src = tmp_path / "seq.txt"
     src.write_text("".join(f"u{u} " + " ".join(f"i{(u + t) % 7}" for t in range(6)) + "\n" for u in range(10)))
     convert("sequences", str(src), "conv", str(tmp_path))
-    ds = Run.resolve("GRU4Rec", "conv", config_dict={"data_path": str(tmp_path),
-                                                     "load_col": {"inter": ["user_id", "item_id", "timestamp"]}}).load_dataset()
+    ds = Run.resolve(
+        "GRU4Rec",
+        "conv",
+        config_dict={"data_path": str(tmp_path), "load_col": {"inter": ["user_id", "item_id", "timestamp"]}},
+    ).load_dataset()
     assert ds.user_num == 11 and ds.inter_num == 60
 
 
@@ -73,11 +76,15 @@ def _one_error_line(capsys):
     return err[0]
 
 
-@pytest.mark.parametrize("content,needle", [
-    (b'user,item\n1,"a\tb"\n', "line 2: field 'a\\tb' holds a TAB"),
-    (b'user,item\n1,"a\nb"\n', "holds a TAB or a line break"),
-    (b"user,item\n1,2\n1,caf\xe9\n", "line 3: not utf-8 text"),
-], ids=["tab-in-field", "newline-in-field", "latin-1"])
+@pytest.mark.parametrize(
+    "content,needle",
+    [
+        (b'user,item\n1,"a\tb"\n', "line 2: field 'a\\tb' holds a TAB"),
+        (b'user,item\n1,"a\nb"\n', "holds a TAB or a line break"),
+        (b"user,item\n1,2\n1,caf\xe9\n", "line 3: not utf-8 text"),
+    ],
+    ids=["tab-in-field", "newline-in-field", "latin-1"],
+)
 def test_input_an_atomic_file_cannot_hold(content, needle, tmp_path, capsys):
     src = tmp_path / "in.csv"
     src.write_bytes(content)
@@ -104,12 +111,15 @@ def test_outputs_are_never_overwritten_without_force(tmp_path, capsys):
     assert "--forc" in _one_error_line(capsys)
 
 
-@pytest.mark.parametrize("name,out,needle", [
-    ("../../x", "out", "is not a data-set name"),
-    ("a/b", "out", "is not a data-set name"),
-    ("..", "out", "is not a data-set name"),
-    ("x", "file.txt", "output folder"),
-])
+@pytest.mark.parametrize(
+    "name,out,needle",
+    [
+        ("../../x", "out", "is not a data-set name"),
+        ("a/b", "out", "is not a data-set name"),
+        ("..", "out", "is not a data-set name"),
+        ("x", "file.txt", "output folder"),
+    ],
+)
 def test_names_and_output_folders_are_checked(name, out, needle, tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "in.csv").write_text("user,item\n1,2\n")

@@ -12,8 +12,13 @@ from recbole_ext.trainer.device_loader import DeviceTrainDataLoader
 
 from conftest import build as build_model
 
-SMALL = {"state": "WARNING", "show_progress": False, "MAX_ITEM_LIST_LENGTH": 20, "train_batch_size": 64,
-         "load_col": {"inter": ["user_id", "item_id", "timestamp"]}}
+SMALL = {
+    "state": "WARNING",
+    "show_progress": False,
+    "MAX_ITEM_LIST_LENGTH": 20,
+    "train_batch_size": 64,
+    "load_col": {"inter": ["user_id", "item_id", "timestamp"]},
+}
 
 
 def train_loader(model, data_root, **keys):
@@ -42,11 +47,20 @@ def test_device_batches_equal_recboles(ml100k_slice):
                 assert torch.equal(g[field], w[field]), field
 
 
-@pytest.mark.parametrize("model,keys", [
-    ("GLINTRU", {}),                                              # auto: CUDA only
-    ("BERT4Rec", {"train_data_on_device": True}),                  # a data transform (mask_itemseq)
-    ("GLINTRU", {"train_data_on_device": True, "loss_type": "BPR",  # training negatives
-                 "train_neg_sample_args": {"distribution": "uniform", "sample_num": 1}}),
-])
+@pytest.mark.parametrize(
+    "model,keys",
+    [
+        ("GLINTRU", {}),  # auto: CUDA only
+        ("BERT4Rec", {"train_data_on_device": True}),  # a data transform (mask_itemseq)
+        (
+            "GLINTRU",
+            {
+                "train_data_on_device": True,
+                "loss_type": "BPR",  # training negatives
+                "train_neg_sample_args": {"distribution": "uniform", "sample_num": 1},
+            },
+        ),
+    ],
+)
 def test_recboles_loader_where_it_does_not_apply(ml100k_slice, model, keys):
     assert type(train_loader(model, ml100k_slice, **keys)) is TrainDataLoader

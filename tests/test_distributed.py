@@ -16,18 +16,44 @@ from recbole_ext import distributed
 from recbole_ext.distributed import launch_settings, shard_bounds
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-EVAL_ARGS = {"split": {"LS": "valid_and_test"}, "order": "TO", "mode": {"valid": "full", "test": "pop100"},
-             "group_by": "user"}
-KEYS = {"n_layers": 1, "n_heads": 2, "hidden_size": 16, "inner_size": 32, "MAX_ITEM_LIST_LENGTH": 20,
-        "train_batch_size": 128, "eval_batch_size": 16, "metric_decimal_place": 8, "gpu_id": "",
-        "show_progress": False, "eval_args": EVAL_ARGS}
+EVAL_ARGS = {
+    "split": {"LS": "valid_and_test"},
+    "order": "TO",
+    "mode": {"valid": "full", "test": "pop100"},
+    "group_by": "user",
+}
+KEYS = {
+    "n_layers": 1,
+    "n_heads": 2,
+    "hidden_size": 16,
+    "inner_size": 32,
+    "MAX_ITEM_LIST_LENGTH": 20,
+    "train_batch_size": 128,
+    "eval_batch_size": 16,
+    "metric_decimal_place": 8,
+    "gpu_id": "",
+    "show_progress": False,
+    "eval_args": EVAL_ARGS,
+}
 
 
 def test_torchrun_environment_maps_onto_recbole_keys():
-    env = {"LOCAL_RANK": "1", "RANK": "5", "WORLD_SIZE": "8", "LOCAL_WORLD_SIZE": "4",
-           "MASTER_ADDR": "10.0.0.2", "MASTER_PORT": "29511"}
-    assert launch_settings(env) == {"local_rank": 1, "offset": 4, "world_size": 8, "nproc": 4,
-                                    "ip": "10.0.0.2", "port": 29511}
+    env = {
+        "LOCAL_RANK": "1",
+        "RANK": "5",
+        "WORLD_SIZE": "8",
+        "LOCAL_WORLD_SIZE": "4",
+        "MASTER_ADDR": "10.0.0.2",
+        "MASTER_PORT": "29511",
+    }
+    assert launch_settings(env) == {
+        "local_rank": 1,
+        "offset": 4,
+        "world_size": 8,
+        "nproc": 4,
+        "ip": "10.0.0.2",
+        "port": 29511,
+    }
     assert launch_settings({}) == {} and launch_settings({"LOCAL_RANK": "0", "WORLD_SIZE": "1"}) == {}
 
 
@@ -52,14 +78,28 @@ def _torchrun(port, node=None):
     """torchrun on one machine (2 processes), or as machine ``node`` of 2 with one process each."""
     if node is None:
         return ["-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={port}"]
-    return ["-m", "torch.distributed.run", "--nnodes=2", f"--node_rank={node}", "--nproc_per_node=1",
-            "--master_addr=127.0.0.1", f"--master_port={port}"]
+    return [
+        "-m",
+        "torch.distributed.run",
+        "--nnodes=2",
+        f"--node_rank={node}",
+        "--nproc_per_node=1",
+        "--master_addr=127.0.0.1",
+        f"--master_port={port}",
+    ]
 
 
 def _args(data_root, epochs, *extra):
     keys = [f"--{k}={v!r}" if isinstance(v, (dict, str)) else f"--{k}={v}" for k, v in KEYS.items()]
-    return ["--model=SASRec", "--dataset=ml-slice", f"--data_path={data_root}", f"--epochs={epochs}",
-            "--checkpoint_dir=saved", *keys, *extra]
+    return [
+        "--model=SASRec",
+        "--dataset=ml-slice",
+        f"--data_path={data_root}",
+        f"--epochs={epochs}",
+        "--checkpoint_dir=saved",
+        *keys,
+        *extra,
+    ]
 
 
 def _single_process_metrics(data_root, checkpoint):
@@ -73,6 +113,7 @@ def _single_process_metrics(data_root, checkpoint):
     return {k: float(v) for k, v in valid.items()}, {k: float(v) for k, v in test.items()}
 
 
+@pytest.mark.slow
 def test_two_process_gloo_training_equals_one_process_evaluation_and_resumes(ml100k_slice, tmp_path):
     """torchrun, 2 ranks on gloo: one log, one checkpoint, metrics (full-ranking valid, shared
     pop100 test) equal a one-process evaluation of the checkpoint; a run stopped after epoch 0
@@ -93,9 +134,14 @@ def test_two_process_gloo_training_equals_one_process_evaluation_and_resumes(ml1
     _launch(stopped, _args(ml100k_slice, 2, f"--resume={checkpoints[0]}", "--nproc=2"), [])
     port = distributed.free_port()
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=ROOT)
-    second = subprocess.Popen([sys.executable, *_torchrun(port, node=1), os.path.join(ROOT, "run_recbole_ext.py"),
-                               *_args(ml100k_slice, 2)], cwd=whole, env=env, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True)
+    second = subprocess.Popen(
+        [sys.executable, *_torchrun(port, node=1), os.path.join(ROOT, "run_recbole_ext.py"), *_args(ml100k_slice, 2)],
+        cwd=whole,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     _launch(whole, _args(ml100k_slice, 2), _torchrun(port, node=0))
     out, err = second.communicate(timeout=120)
     assert second.returncode == 0 and "test result" not in out, err[-2000:]
@@ -105,7 +151,7 @@ def test_two_process_gloo_training_equals_one_process_evaluation_and_resumes(ml1
     for key in ("state_dict", "last_state_dict"):
         a, b = resumed[key], uninterrupted[key]
         assert (a is None) == (b is None)
-        for name in (a or {}):
+        for name in a or {}:
             assert torch.equal(a[name], b[name]), f"{key}: {name}"
     assert len(resumed["rng"]["ranks"]) == 2
 

@@ -15,15 +15,30 @@ from recbole.trainer import Trainer as RecBoleTrainer
 
 from recbole_ext.config import Config
 from recbole_ext.errors import ConfigError
-from recbole_ext.trainer.fast_path import LossTotal
 from recbole_ext.registry import get_trainer
+from recbole_ext.trainer.fast_path import LossTotal
 
 from conftest import build as build_model
 
-SMALL = {"state": "WARNING", "show_progress": False, "MAX_ITEM_LIST_LENGTH": 20, "hidden_size": 16,
-         "n_heads": 2, "train_batch_size": 64, "load_col": {"inter": ["user_id", "item_id", "timestamp"]}}
-RULE = {"topk": [10], "metrics": ["Hit", "NDCG"], "valid_metric": "NDCG@10", "hidden_size": 32,
-        "n_heads": 2, "learning_rate": 0.01, "epochs": 6, "stopping_step": 10}
+SMALL = {
+    "state": "WARNING",
+    "show_progress": False,
+    "MAX_ITEM_LIST_LENGTH": 20,
+    "hidden_size": 16,
+    "n_heads": 2,
+    "train_batch_size": 64,
+    "load_col": {"inter": ["user_id", "item_id", "timestamp"]},
+}
+RULE = {
+    "topk": [10],
+    "metrics": ["Hit", "NDCG"],
+    "valid_metric": "NDCG@10",
+    "hidden_size": 32,
+    "n_heads": 2,
+    "learning_rate": 0.01,
+    "epochs": 6,
+    "stopping_step": 10,
+}
 
 
 def one_epoch(trainer_class, data_root, model="GLINTRU", **keys):
@@ -78,6 +93,7 @@ def test_loss_total_sums_parts_as_recbole_does():
     assert total.value() == expected
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("keys", [{"precision": "bf16"}, {"compile": True}], ids=["bf16", "compiled"])
 def test_bf16_and_compiled_training_learn_the_rule(rule_dataset, run_tiny, keys):
     pop = run_tiny("Pop", "rule-seq", rule_dataset, **dict(RULE, epochs=1))
@@ -86,6 +102,7 @@ def test_bf16_and_compiled_training_learn_the_rule(rule_dataset, run_tiny, keys)
     assert fast_ndcg > pop_ndcg + 0.2, (fast_ndcg, pop_ndcg)
 
 
+@pytest.mark.slow
 def test_bf16_changes_the_arithmetic(ml100k_slice, tmp_path, monkeypatch):
     """bf16 really runs in bfloat16 (the weights after an epoch differ from fp32's)."""
     monkeypatch.chdir(tmp_path)

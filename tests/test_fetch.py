@@ -17,8 +17,8 @@ import zipfile
 
 import pytest
 
-from recbole_ext.data.fetch import fetch_dataset
 from recbole_ext.data.convert import convert
+from recbole_ext.data.fetch import fetch_dataset
 from recbole_ext.errors import DataFetchError, DatasetNotFoundError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -87,16 +87,33 @@ def sources(tmp_path, url: str, hash_: str = None) -> str:
 
 
 def run(args, cwd):
-    return subprocess.run([sys.executable, RUNNER, *args], cwd=cwd, capture_output=True, text=True, timeout=600,
-                          env=dict(os.environ, PYTHONWARNINGS="ignore"))
+    return subprocess.run(
+        [sys.executable, RUNNER, *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=dict(os.environ, PYTHONWARNINGS="ignore"),
+    )
 
 
+@pytest.mark.slow
 def test_fetch_convert_train_then_run_offline(publisher, tmp_path):
     server, base = publisher
     data = tmp_path / "data"
-    args = ["--model=GRU4Rec", "--dataset=ml-tiny", f"--data_path={data}", f"--data_sources={sources(tmp_path, base + '/ml-tiny.zip')}",
-            "--epochs=1", "--embedding_size=16", "--hidden_size=16", "--MAX_ITEM_LIST_LENGTH=10", "--show_progress=False",
-            "--no-save", "--load_col={'inter': ['user_id', 'item_id', 'rating', 'timestamp']}"]
+    args = [
+        "--model=GRU4Rec",
+        "--dataset=ml-tiny",
+        f"--data_path={data}",
+        f"--data_sources={sources(tmp_path, base + '/ml-tiny.zip')}",
+        "--epochs=1",
+        "--embedding_size=16",
+        "--hidden_size=16",
+        "--MAX_ITEM_LIST_LENGTH=10",
+        "--show_progress=False",
+        "--no-save",
+        "--load_col={'inter': ['user_id', 'item_id', 'rating', 'timestamp']}",
+    ]
     first = run(args, tmp_path)
     assert first.returncode == 0, first.stderr[-3000:]
     assert "test result: {'recall@10'" in first.stdout
@@ -115,17 +132,27 @@ def test_converted_movielens_has_recboles_ml1m_fields(publisher, tmp_path):
     folder = fetch_dataset("ml-tiny", str(tmp_path / "data"), sources(tmp_path, base + "/ml-tiny.zip"), retries=0)
     read = lambda suffix: (tmp_path / "data" / "ml-tiny" / f"ml-tiny.{suffix}").read_text(encoding="utf-8").splitlines()  # noqa: E731
     assert read("inter")[:2] == ["user_id:token\titem_id:token\trating:float\ttimestamp:float", "1\t2\t3\t978300000"]
-    assert read("user")[:2] == ["user_id:token\tage:token\tgender:token\toccupation:token\tzip_code:token", "1\t18\tF\t1\t10001"]
-    assert read("item")[:2] == ["item_id:token\tmovie_title:token_seq\trelease_year:token\tgenre:token_seq",
-                                "1\tCaf\u00e9 Film 1\t1961\tDrama Comedy"]
+    assert read("user")[:2] == [
+        "user_id:token\tage:token\tgender:token\toccupation:token\tzip_code:token",
+        "1\t18\tF\t1\t10001",
+    ]
+    assert read("item")[:2] == [
+        "item_id:token\tmovie_title:token_seq\trelease_year:token\tgenre:token_seq",
+        "1\tCaf\u00e9 Film 1\t1961\tDrama Comedy",
+    ]
     assert folder == str(tmp_path / "data" / "ml-tiny")
 
 
 @pytest.mark.parametrize("case", ["checksum", "404", "500", "refused", "cut"])
 def test_failures_are_one_line_and_leave_the_folder_as_it_was(publisher, tmp_path, case):
     _, base = publisher
-    url = {"checksum": base + "/ml-tiny.zip", "404": base + "/404/ml-tiny.zip", "500": base + "/500/ml-tiny.zip",
-           "refused": "http://127.0.0.1:9/ml-tiny.zip", "cut": base + "/cut/ml-tiny.zip"}[case]
+    url = {
+        "checksum": base + "/ml-tiny.zip",
+        "404": base + "/404/ml-tiny.zip",
+        "500": base + "/500/ml-tiny.zip",
+        "refused": "http://127.0.0.1:9/ml-tiny.zip",
+        "cut": base + "/cut/ml-tiny.zip",
+    }[case]
     registry_file = sources(tmp_path, url, "md5:" + "0" * 32 if case == "checksum" else None)
     data = tmp_path / "data"
     data.mkdir()
@@ -138,10 +165,19 @@ def test_failures_are_one_line_and_leave_the_folder_as_it_was(publisher, tmp_pat
     assert sorted(os.walk(data)) == before
 
 
+@pytest.mark.slow
 def test_cli_failure_is_exit_2_without_traceback(publisher, tmp_path):
     _, base = publisher
-    proc = run(["data", "fetch", "ml-tiny", f"--data_path={tmp_path / 'data'}",
-                f"--data_sources={sources(tmp_path, base + '/404/ml-tiny.zip')}"], tmp_path)
+    proc = run(
+        [
+            "data",
+            "fetch",
+            "ml-tiny",
+            f"--data_path={tmp_path / 'data'}",
+            f"--data_sources={sources(tmp_path, base + '/404/ml-tiny.zip')}",
+        ],
+        tmp_path,
+    )
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     errors = [line for line in proc.stderr.splitlines() if line.startswith("recbole_ext: error: ")]
     assert len(errors) == 1 and "HTTP 404" in errors[0], proc.stderr
@@ -152,8 +188,11 @@ def test_download_never_says_so(tmp_path):
     from recbole_ext.pipeline import Run
 
     path = sources(tmp_path, "http://127.0.0.1:9/ml-tiny.zip", "md5:" + "0" * 32)
-    run = Run.resolve("GRU4Rec", "ml-tiny", config_dict={"data_path": str(tmp_path / "data"), "download": "never",
-                                                          "data_sources": path})
+    run = Run.resolve(
+        "GRU4Rec",
+        "ml-tiny",
+        config_dict={"data_path": str(tmp_path / "data"), "download": "never", "data_sources": path},
+    )
     with pytest.raises(DatasetNotFoundError, match="download is 'never'"):
         run.locate_data()
     assert not (tmp_path / "data").exists()
@@ -162,8 +201,16 @@ def test_download_never_says_so(tmp_path):
 def test_amazon_k_core_and_order(tmp_path):
     """k = 2 by hand: u4, i3, i4, i5 go in the first round, u3 (left with one item) in the second;
     each user's reviews in time order, same-second ones in file order, users by first appearance."""
-    reviews = [("u1", "i1", 3), ("u1", "i2", 1), ("u1", "i3", 2), ("u2", "i1", 4), ("u2", "i2", 4),
-               ("u3", "i1", 6), ("u3", "i4", 7), ("u4", "i5", 1)]
+    reviews = [
+        ("u1", "i1", 3),
+        ("u1", "i2", 1),
+        ("u1", "i3", 2),
+        ("u2", "i1", 4),
+        ("u2", "i2", 4),
+        ("u3", "i1", 6),
+        ("u3", "i4", 7),
+        ("u4", "i5", 1),
+    ]
     raw = tmp_path / "raw"
     raw.mkdir()
     with gzip.open(raw / "reviews.json.gz", "wt", encoding="utf-8") as f:
@@ -172,16 +219,23 @@ def test_amazon_k_core_and_order(tmp_path):
     out = tmp_path / "out"
     assert convert("amazon-reviews", str(raw), "az", str(out), k_core=2).counts == {"interactions": 4}
     rows = [line.split("\t") for line in (out / "az" / "az.inter").read_text().splitlines()[1:]]
-    assert [(u, i, t) for u, i, _, t in rows] == [("u1", "i2", "1"), ("u1", "i1", "3"), ("u2", "i1", "4"), ("u2", "i2", "4")]
+    assert [(u, i, t) for u, i, _, t in rows] == [
+        ("u1", "i2", "1"),
+        ("u1", "i1", "3"),
+        ("u2", "i1", "4"),
+        ("u2", "i2", "4"),
+    ]
 
 
+@pytest.mark.slow
 def test_data_commands_list_fetch_and_stats(publisher, tmp_path):
     _, base = publisher
     registry_file = sources(tmp_path, base + "/ml-tiny.zip")
     common = [f"--data_path={tmp_path / 'data'}", f"--data_sources={registry_file}"]
     listed = run(["data", "list", *common], tmp_path)
-    assert listed.returncode == 0 and any(line.startswith("ml-tiny") and "fetches itself" in line
-                                          for line in listed.stdout.splitlines()), listed.stdout
+    assert listed.returncode == 0 and any(
+        line.startswith("ml-tiny") and "fetches itself" in line for line in listed.stdout.splitlines()
+    ), listed.stdout
     assert run(["data", "fetch", "ml-tiny", *common], tmp_path).returncode == 0
     stats = run(["data", "stats", "ml-tiny", *common], tmp_path)
     figures = json.loads(stats.stdout)

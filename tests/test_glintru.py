@@ -10,8 +10,8 @@ import torch
 import torch.nn.functional as F
 from recbole.utils import init_seed
 
-from recbole_ext.pipeline import Run
 from recbole_ext.model.layers import EluNormLinearAttention, TimeConv1d, elu_norm_linear_attention
+from recbole_ext.pipeline import Run
 from recbole_ext.registry import get_model
 
 SEQ_DATA = {

@@ -9,14 +9,18 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SUITE = os.path.join(ROOT, "benchmarks", "gpu_suite.py")
 
 
+@pytest.mark.slow
 def test_gpu_suite_smoke_runs_every_part(tmp_path):
     out = tmp_path / "report"
-    proc = subprocess.run([sys.executable, SUITE, "--smoke", "--out", str(out)], cwd=tmp_path,
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, SUITE, "--smoke", "--out", str(out)], cwd=tmp_path, capture_output=True, text=True, timeout=300
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     with open(out / "report.csv") as f:
         rows = list(csv.DictReader(f))

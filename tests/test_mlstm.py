@@ -6,9 +6,10 @@ from __future__ import annotations
 import pytest
 import torch
 
+from recbole_ext.model.mlstm import MLSTM_IMPLS, MultiplicativeLSTM
+
 from conftest import assert_ranking_metrics
 from mlstm_reference import naive_mlstm
-from recbole_ext.model.mlstm import MLSTM_IMPLS, MultiplicativeLSTM
 
 #: implementations that run on the CPU at any size ("triton": tests/test_mlstm_triton.py)
 CPU_IMPLS = tuple(i for i in MLSTM_IMPLS if i != "triton")
@@ -48,7 +49,8 @@ def test_native_recurrence_builds_and_is_used(monkeypatch):
     """The C++ forward loop builds here (CI machines have a compiler), ``auto`` uses it for
     training (saving what the backward needs) and for inference (saving nothing), and it
     agrees with the TorchScript implementation in float32."""
-    from recbole_ext.model.mlstm import layer as mlstm_layer, native as mlstm_native
+    from recbole_ext.model.mlstm import layer as mlstm_layer
+    from recbole_ext.model.mlstm import native as mlstm_native
 
     ext = mlstm_native.native_extension()
     assert ext is not None, f"the C++ mLSTM recurrence did not build: {mlstm_native.build_error()}"
@@ -120,7 +122,8 @@ def test_buffer_pool_reuses_only_freed_buffers():
 def test_native_recurrence_on_extreme_inputs(dtype, scale):
     """Saturated gates (pre-activations in the hundreds) stay finite and equal TorchScript's:
     the extension is built with -ffast-math, which assumes exp never overflows."""
-    from recbole_ext.model.mlstm import native as mlstm_native, recurrence
+    from recbole_ext.model.mlstm import native as mlstm_native
+    from recbole_ext.model.mlstm import recurrence
 
     ext = mlstm_native.native_extension()
     assert ext is not None, mlstm_native.build_error()
@@ -168,8 +171,15 @@ def _build_model(model_name: str, data_root: str, **overrides):
     from recbole_ext.pipeline import Run
     from recbole_ext.registry import get_model
 
-    cfg = {"data_path": data_root, "state": "WARNING", "embedding_size": 12, "hidden_size": 10,
-           "MAX_ITEM_LIST_LENGTH": 20, "num_layers": 2, "dropout_prob": 0.0}
+    cfg = {
+        "data_path": data_root,
+        "state": "WARNING",
+        "embedding_size": 12,
+        "hidden_size": 10,
+        "MAX_ITEM_LIST_LENGTH": 20,
+        "num_layers": 2,
+        "dropout_prob": 0.0,
+    }
     cfg.update(overrides)
     run = Run.resolve(model_name, "rule-seq", config_dict=cfg)
     return get_model(model_name)(run.config, run.load_dataset()).eval()
@@ -223,10 +233,19 @@ def pop_mrr(rule_dataset, tmp_path_factory):
     cwd = os.getcwd()
     os.chdir(tmp)
     try:
-        res = run_recbole_ext("Pop", "rule-seq", config_dict={
-            "data_path": rule_dataset, "epochs": 1, "state": "WARNING", "show_progress": False,
-            "checkpoint_dir": str(tmp / "saved"), "train_neg_sample_args": None,
-        }, log_dir=str(tmp / "log"))
+        res = run_recbole_ext(
+            "Pop",
+            "rule-seq",
+            config_dict={
+                "data_path": rule_dataset,
+                "epochs": 1,
+                "state": "WARNING",
+                "show_progress": False,
+                "checkpoint_dir": str(tmp / "saved"),
+                "train_neg_sample_args": None,
+            },
+            log_dir=str(tmp / "log"),
+        )
     finally:
         os.chdir(cwd)
     return float(res["test_result"]["mrr@10"])
@@ -236,8 +255,9 @@ def pop_mrr(rule_dataset, tmp_path_factory):
 def test_beats_popularity_on_rule_data(run_tiny, rule_dataset, pop_mrr, model_name):
     # next item = perm[current] 90% of the time: a sequence model can get MRR@10 near 0.9,
     # popularity cannot (every item is about equally frequent)
-    result = run_tiny(model_name, "rule-seq", rule_dataset, epochs=5, learning_rate=0.01, dropout_prob=0.0,
-                      stopping_step=10)
+    result = run_tiny(
+        model_name, "rule-seq", rule_dataset, epochs=5, learning_rate=0.01, dropout_prob=0.0, stopping_step=10
+    )
     mrr = float(result["test_result"]["mrr@10"])
     assert pop_mrr < 0.3
     assert mrr > pop_mrr + 0.3, (mrr, pop_mrr)

@@ -1,7 +1,7 @@
-"""The Triton mLSTM kernels (``impl="triton"``; ``"auto"`` never picks them: slower than TorchScript on an H200) against the
-step-by-step reference, run on the CPU by Triton's interpreter (``TRITON_INTERPRET=1``, which
-must be set before Triton is imported: hence a subprocess). The GPU suite runs the same check on
-CUDA."""
+"""The Triton mLSTM kernels (``impl="triton"``; ``"auto"`` never picks them: slower than
+TorchScript on an H200) against the step-by-step reference, run on the CPU by Triton's
+interpreter (``TRITON_INTERPRET=1``, which must be set before Triton is imported: hence a
+subprocess). The GPU suite runs the same check on CUDA."""
 
 from __future__ import annotations
 
@@ -54,6 +54,7 @@ print("ok")
 """
 
 
+@pytest.mark.slow
 def test_triton_kernels_match_the_reference_in_the_interpreter():
     env = dict(os.environ, TRITON_INTERPRET="1")
     proc = subprocess.run([sys.executable, "-c", CHECK, HERE], capture_output=True, text=True, env=env, timeout=600)
@@ -80,11 +81,14 @@ SM90_SHARED = 232448
 def _sm90_shared_bytes(stages: int, kernels: int = 2) -> list:
     """Compile both kernels ahead of time for sm_90 at the paper's H = 128 (no GPU needed: the
     Triton wheel carries ptxas) and return the shared memory each needs per block."""
-    proc = subprocess.run([sys.executable, "-c", SHARED, str(stages), str(kernels)], capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [sys.executable, "-c", SHARED, str(stages), str(kernels)], capture_output=True, text=True, timeout=600
+    )
     assert proc.returncode == 0, proc.stderr[-4000:]
     return [int(v) for v in proc.stdout.split()]
 
 
+@pytest.mark.slow
 def test_kernels_fit_the_shared_memory_of_an_h100_at_hidden_128():
     # an H200 refused the kernels at Triton's default 3 stages (262,144 B asked, 232,448 B there)
     from recbole_ext.model.mlstm.triton_kernels import NUM_STAGES

@@ -28,10 +28,21 @@ from hypothesis import strategies as st
 
 from recbole_ext.errors import UserError
 
-settings.register_profile("ci", max_examples=40, derandomize=True, deadline=None, database=None,
-                          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
-settings.register_profile("long", max_examples=2000, deadline=None, database=None,
-                          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+settings.register_profile(
+    "ci",
+    max_examples=40,
+    derandomize=True,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+settings.register_profile(
+    "long",
+    max_examples=2000,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
@@ -51,16 +62,50 @@ def _typed_keys(model: str, data_path: str) -> list:
     probe = Config(model, "ml-slice", config_dict={"data_path": data_path})
     from recbole_ext.config_schema import Schema
 
-    skip = {"data_path", "checkpoint_dir", "dataset_save_path", "dataloaders_save_path", "tensorboard_dir",
-            "data_sources", "benchmark_filename", "gpu_id", "log_wandb", "save_dataset", "save_dataloaders"}
+    skip = {
+        "data_path",
+        "checkpoint_dir",
+        "dataset_save_path",
+        "dataloaders_save_path",
+        "tensorboard_dir",
+        "data_sources",
+        "benchmark_filename",
+        "gpu_id",
+        "log_wandb",
+        "save_dataset",
+        "save_dataloaders",
+    }
     return sorted(k for k in Schema.from_files(probe.default_files).specs if k not in skip)
 
 
 VALUES = st.one_of(
-    st.integers(min_value=-(2 ** 70), max_value=2 ** 70).map(str),
+    st.integers(min_value=-(2**70), max_value=2**70).map(str),
     st.floats(allow_nan=True, allow_infinity=True).map(repr),
-    st.sampled_from(["", "abc", "None", "~", "True", "false", "[]", "{}", "[1, 0]", "[Recall,NDCG]", "1/0",
-                     "{'a': 1}", "0.5", "-1", "1e400", "[[[", "'x'", "CE", "BPR", "uni100", "__import__('os')"]),
+    st.sampled_from(
+        [
+            "",
+            "abc",
+            "None",
+            "~",
+            "True",
+            "false",
+            "[]",
+            "{}",
+            "[1, 0]",
+            "[Recall,NDCG]",
+            "1/0",
+            "{'a': 1}",
+            "0.5",
+            "-1",
+            "1e400",
+            "[[[",
+            "'x'",
+            "CE",
+            "BPR",
+            "uni100",
+            "__import__('os')",
+        ]
+    ),
     st.text(max_size=12),
 )
 
@@ -90,23 +135,45 @@ def built_data(ml100k_slice):
     """The ml-slice data set and one training batch, built once for every example."""
     from recbole_ext.pipeline import Run
 
-    run = Run.resolve("GLINTRU", "ml-slice", config_dict={"data_path": ml100k_slice, "MAX_ITEM_LIST_LENGTH": 10,
-                                                          "train_batch_size": 32, "state": "ERROR"})
+    run = Run.resolve(
+        "GLINTRU",
+        "ml-slice",
+        config_dict={"data_path": ml100k_slice, "MAX_ITEM_LIST_LENGTH": 10, "train_batch_size": 32, "state": "ERROR"},
+    )
     splits = run.prepare_data()
     return splits.dataset, next(iter(run.build_loaders(splits).train))
 
 
 MODEL_SETTINGS = {
-    "GLINTRU": {"hidden_size": st.integers(-1, 40), "n_heads": st.integers(-1, 9), "num_layers": st.integers(-1, 3),
-                "kernel_size": st.integers(-1, 12), "dropout_prob": st.floats(-0.5, 1.5),
-                "gate_dropout_prob": st.floats(-0.5, 1.5), "layer_norm_eps": st.floats(-1, 1),
-                "causal": st.booleans(), "share_layer_norm": st.booleans(), "item_bias": st.booleans()},
-    "SASRec": {"hidden_size": st.integers(-1, 40), "n_heads": st.integers(-1, 9), "n_layers": st.integers(-1, 3),
-               "inner_size": st.integers(-1, 40), "hidden_dropout_prob": st.floats(-0.5, 1.5),
-               "attn_dropout_prob": st.floats(-0.5, 1.5), "layer_norm_eps": st.floats(-1, 1)},
-    "LSTM4Rec": {"hidden_size": st.integers(-1, 40), "embedding_size": st.integers(-1, 40),
-                 "num_layers": st.integers(-1, 3), "dropout_prob": st.floats(-0.5, 1.5),
-                 "output_state": st.sampled_from(["h", "c", "x"]), "learn_initial_state": st.booleans()},
+    "GLINTRU": {
+        "hidden_size": st.integers(-1, 40),
+        "n_heads": st.integers(-1, 9),
+        "num_layers": st.integers(-1, 3),
+        "kernel_size": st.integers(-1, 12),
+        "dropout_prob": st.floats(-0.5, 1.5),
+        "gate_dropout_prob": st.floats(-0.5, 1.5),
+        "layer_norm_eps": st.floats(-1, 1),
+        "causal": st.booleans(),
+        "share_layer_norm": st.booleans(),
+        "item_bias": st.booleans(),
+    },
+    "SASRec": {
+        "hidden_size": st.integers(-1, 40),
+        "n_heads": st.integers(-1, 9),
+        "n_layers": st.integers(-1, 3),
+        "inner_size": st.integers(-1, 40),
+        "hidden_dropout_prob": st.floats(-0.5, 1.5),
+        "attn_dropout_prob": st.floats(-0.5, 1.5),
+        "layer_norm_eps": st.floats(-1, 1),
+    },
+    "LSTM4Rec": {
+        "hidden_size": st.integers(-1, 40),
+        "embedding_size": st.integers(-1, 40),
+        "num_layers": st.integers(-1, 3),
+        "dropout_prob": st.floats(-0.5, 1.5),
+        "output_state": st.sampled_from(["h", "c", "x"]),
+        "learn_initial_state": st.booleans(),
+    },
 }
 
 
@@ -121,8 +188,11 @@ def test_model_settings_are_refused_or_train(model, built_data, ml100k_slice, tm
     @given(st.fixed_dictionaries({}, optional=MODEL_SETTINGS[model]))
     def check(settings_):
         try:
-            config = Config(model, "ml-slice", config_dict={"data_path": ml100k_slice, "MAX_ITEM_LIST_LENGTH": 10,
-                                                            "state": "ERROR", **settings_})
+            config = Config(
+                model,
+                "ml-slice",
+                config_dict={"data_path": ml100k_slice, "MAX_ITEM_LIST_LENGTH": 10, "state": "ERROR", **settings_},
+            )
         except UserError as e:
             assert_one_line(e)
             return
@@ -139,11 +209,15 @@ def test_model_settings_are_refused_or_train(model, built_data, ml100k_slice, tm
 # ------------------------------------------------------------------ atomic files
 NAMES = st.sampled_from(["user_id", "item_id", "timestamp", "rating", "x", "", "user id", "item_id "])
 TYPES = st.sampled_from(["token", "float", "token_seq", "float_seq", "int", ""])
-CELLS = st.one_of(st.integers(-3, 30).map(str), st.floats(allow_nan=True).map(repr),
-                  st.sampled_from(["", "a", "1 2", "nan", "\t", "1.5e3", "-0", "\u00e9", "\ufeff"]), st.text(max_size=4))
+CELLS = st.one_of(
+    st.integers(-3, 30).map(str),
+    st.floats(allow_nan=True).map(repr),
+    st.sampled_from(["", "a", "1 2", "nan", "\t", "1.5e3", "-0", "\u00e9", "\ufeff"]),
+    st.text(max_size=4),
+)
 
 
-VALID_ROW = st.tuples(st.integers(1, 8), st.integers(1, 15), st.integers(0, 10 ** 6))
+VALID_ROW = st.tuples(st.integers(1, 8), st.integers(1, 15), st.integers(0, 10**6))
 DAMAGE = st.sampled_from(["none", "none", "none", "header", "cells", "encoding", "truncate", "all"])
 
 
@@ -159,8 +233,10 @@ def atomic_files(draw):
     if damage in ("header", "all"):
         for _ in range(draw(st.integers(1, 2))):
             header[draw(st.integers(0, len(header) - 1))] = (draw(NAMES), draw(TYPES))
-    rows = [[str(x) for x in r][: len(header)] + (["3"] if len(header) == 4 else [])
-            for r in draw(st.lists(VALID_ROW, min_size=20, max_size=60))]
+    rows = [
+        [str(x) for x in r][: len(header)] + (["3"] if len(header) == 4 else [])
+        for r in draw(st.lists(VALID_ROW, min_size=20, max_size=60))
+    ]
     if damage in ("cells", "all") and rows:
         for _ in range(draw(st.integers(1, 3))):
             rows[draw(st.integers(0, len(rows) - 1))] = draw(st.lists(CELLS, min_size=1, max_size=len(header) + 1))
@@ -183,8 +259,16 @@ def test_malformed_atomic_files_are_refused_or_load(tmp_path, monkeypatch):
     def check(data):
         (folder / "gen.inter").write_bytes(data)
         try:
-            run = Run.resolve("GRU4Rec", "gen", config_dict={"data_path": str(tmp_path / "data"), "state": "ERROR",
-                                                             "load_col": None, "MAX_ITEM_LIST_LENGTH": 5})
+            run = Run.resolve(
+                "GRU4Rec",
+                "gen",
+                config_dict={
+                    "data_path": str(tmp_path / "data"),
+                    "state": "ERROR",
+                    "load_col": None,
+                    "MAX_ITEM_LIST_LENGTH": 5,
+                },
+            )
             run.build_loaders(run.prepare_data())
             event("loaded and split")
         except UserError as e:

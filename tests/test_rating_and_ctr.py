@@ -33,15 +33,26 @@ def test_dot_interaction_equals_a_loop_over_pairs():
 # ------------------------------------------------------------------ rating models
 @pytest.fixture(scope="module")
 def rating_data(tmp_path_factory):
-    return write_inter(str(tmp_path_factory.mktemp("ratings")), "lowrank", low_rank_ratings(noise=NOISE),
-                       header=RATING_HEADER)
+    return write_inter(
+        str(tmp_path_factory.mktemp("ratings")), "lowrank", low_rank_ratings(noise=NOISE), header=RATING_HEADER
+    )
 
 
 def _train_rating(model, data_path, protocol, tmp_path, **keys):
     from recbole_ext.quick_start import run_recbole_ext
 
-    cfg = dict(data_path=data_path, epochs=40, train_batch_size=128, learning_rate=0.005, stopping_step=5,
-               state="ERROR", show_progress=False, checkpoint_dir=str(tmp_path / "saved"), load_col=None, **keys)
+    cfg = dict(
+        data_path=data_path,
+        epochs=40,
+        train_batch_size=128,
+        learning_rate=0.005,
+        stopping_step=5,
+        state="ERROR",
+        show_progress=False,
+        checkpoint_dir=str(tmp_path / "saved"),
+        load_col=None,
+        **keys,
+    )
     out = run_recbole_ext(model, "lowrank", [protocol], cfg, log_dir=str(tmp_path / "log"), saved=True)
     return out["test_result"]
 
@@ -55,8 +66,7 @@ def _baselines(data_path, protocol_keys):
     means = {i: ratings[items == i].mean() for i in np.unique(items)}
     target = test["rating"].numpy()
     by_item = np.array([means.get(i, ratings.mean()) for i in test["item_id"].numpy()])
-    return (float(np.sqrt(np.mean((target - ratings.mean()) ** 2))),
-            float(np.sqrt(np.mean((target - by_item) ** 2))))
+    return (float(np.sqrt(np.mean((target - ratings.mean()) ** 2))), float(np.sqrt(np.mean((target - by_item) ** 2))))
 
 
 def _protocol_keys(name):
@@ -65,9 +75,15 @@ def _protocol_keys(name):
     return protocol_settings(name)
 
 
-@pytest.mark.parametrize("model,protocol", [
-    ("MF", "protocol-rating.yaml"), ("DenseRating", "protocol-rating.yaml"), ("LSTMRating", "protocol-rating-time.yaml"),
-])
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "model,protocol",
+    [
+        ("MF", "protocol-rating.yaml"),
+        ("DenseRating", "protocol-rating.yaml"),
+        ("LSTMRating", "protocol-rating-time.yaml"),
+    ],
+)
 def test_rating_models_learn_generated_low_rank_ratings(model, protocol, rating_data, tmp_path):
     """Every model clearly beats predicting the mean rating. MF and DenseRating, which know the
     user, beat the per-item means and MF comes near the noise floor (0.25); LSTMRating sees only
@@ -118,8 +134,16 @@ def clicks(tmp_path_factory):
 
 
 CLICK_KEYS = dict(
-    load_col={"inter": ["user_id", "item_id", "label", "timestamp"], "user": ["user_id", "a"], "item": ["item_id", "b"]},
-    LABEL_FIELD="label", threshold=None, train_neg_sample_args=None, metrics=["AUC", "LogLoss"], valid_metric="AUC",
+    load_col={
+        "inter": ["user_id", "item_id", "label", "timestamp"],
+        "user": ["user_id", "a"],
+        "item": ["item_id", "b"],
+    },
+    LABEL_FIELD="label",
+    threshold=None,
+    train_neg_sample_args=None,
+    metrics=["AUC", "LogLoss"],
+    valid_metric="AUC",
     eval_args={"split": {"RS": [0.8, 0.1, 0.1]}, "order": "TO", "group_by": "user", "mode": "labeled"},
 )
 
@@ -179,8 +203,18 @@ def test_dlrm_learns_a_feature_interaction_a_linear_model_cannot(clicks, tmp_pat
     from recbole_ext.quick_start import run_recbole_ext
 
     def auc(model, **keys):
-        cfg = dict(CLICK_KEYS, data_path=clicks, epochs=30, train_batch_size=256, learning_rate=0.01,
-                   stopping_step=5, state="ERROR", show_progress=False, checkpoint_dir=str(tmp_path / model), **keys)
+        cfg = dict(
+            CLICK_KEYS,
+            data_path=clicks,
+            epochs=30,
+            train_batch_size=256,
+            learning_rate=0.01,
+            stopping_step=5,
+            state="ERROR",
+            show_progress=False,
+            checkpoint_dir=str(tmp_path / model),
+            **keys,
+        )
         return run_recbole_ext(model, "xor", None, cfg, log_dir=str(tmp_path / "log"), saved=True)["test_result"]["auc"]
 
     dlrm, linear = auc("DLRM", embedding_size=8), auc("LR")

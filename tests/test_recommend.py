@@ -95,8 +95,17 @@ def test_checkpoints_of_the_previous_format_still_serve(rule_ckpt, rec, tmp_path
     raw = safe_load(rule_ckpt)
     schema = raw["dataset"]
     items, users = schema["field2id_token"]["item_id"], schema["field2id_token"]["user_id"]
-    raw.update(format="recbole_ext/2", dataset={"uid_field": "user_id", "iid_field": "item_id", "n_users": len(users),
-                                                "n_items": len(items), "item_tokens": items, "user_tokens": users})
+    raw.update(
+        format="recbole_ext/2",
+        dataset={
+            "uid_field": "user_id",
+            "iid_field": "item_id",
+            "n_users": len(users),
+            "n_items": len(items),
+            "item_tokens": items,
+            "user_tokens": users,
+        },
+    )
     raw["config"]["data_path"] = str(tmp_path / "gone")  # no data files to fall back on
     old = str(tmp_path / "old.pth")
     torch.save(raw, old)
@@ -221,7 +230,9 @@ def test_sequential_models_rebuild_from_checkpoint_alone(model, cfg, ml100k_slic
     seq = torch.zeros(2, net.max_seq_length, dtype=torch.long)
     seq[0, :4] = torch.tensor([1, 2, 3, 4])
     seq[1, 0] = 9
-    inter = Interaction({net.ITEM_SEQ: seq, net.ITEM_SEQ_LEN: torch.tensor([4, 1]), net.USER_ID: torch.zeros(2, dtype=torch.long)})
+    inter = Interaction(
+        {net.ITEM_SEQ: seq, net.ITEM_SEQ_LEN: torch.tensor([4, 1]), net.USER_ID: torch.zeros(2, dtype=torch.long)}
+    )
     with torch.no_grad():
         expected = net.full_sort_predict(inter).reshape(2, -1)
     assert torch.allclose(rec.scores(hist), expected, atol=1e-5)
@@ -233,7 +244,10 @@ GENERAL = {"eval_args": {"split": {"RS": [0.8, 0.1, 0.1]}, "order": "RO", "group
 
 @pytest.mark.parametrize(
     "model,cfg",
-    [("MultVAE", {"mlp_hidden_size": [32], "latent_dim": 8}), ("MultiVAE", {"mlp_hidden_size": [32], "latent_dimension": 8})],
+    [
+        ("MultVAE", {"mlp_hidden_size": [32], "latent_dim": 8}),
+        ("MultiVAE", {"mlp_hidden_size": [32], "latent_dimension": 8}),
+    ],
 )
 def test_general_models_score_the_history_row(model, cfg, ml100k_slice, tmp_path):
     path, net, train_set = checkpoint_without_training(model, ml100k_slice, "ml-slice", tmp_path, **GENERAL, **cfg)

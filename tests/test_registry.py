@@ -78,11 +78,16 @@ def test_config_precedence(tmp_path, ml100k_slice, monkeypatch):
     monkeypatch.setenv("RECBOLE_EXT_YAML_DIR", str(ydir))
     user = tmp_path / "user.yaml"
     user.write_text("learning_rate: 0.002\nhidden_size: 48\n")
-    cfg = Config("GRU4Rec", "ml-slice", [str(user)], {"data_path": ml100k_slice, "hidden_size": 40},
-                 cmd_args=["--eval_batch_size=222"])
+    cfg = Config(
+        "GRU4Rec",
+        "ml-slice",
+        [str(user)],
+        {"data_path": ml100k_slice, "hidden_size": 40},
+        cmd_args=["--eval_batch_size=222"],
+    )
     assert cfg["train_neg_sample_args"]["distribution"] == "none"  # sequential base (RecBole default samples)
-    assert cfg["MAX_ITEM_LIST_LENGTH"] == 33   # data-set YAML over RecBole's 50
-    assert cfg["learning_rate"] == 0.002       # user file over data-set YAML
-    assert cfg["hidden_size"] == 40            # dict over file
-    assert cfg["eval_batch_size"] == 222       # command line over data-set YAML
-    assert cfg["embedding_size"] == 64         # RecBole's GRU4Rec.yaml default untouched
+    assert cfg["MAX_ITEM_LIST_LENGTH"] == 33  # data-set YAML over RecBole's 50
+    assert cfg["learning_rate"] == 0.002  # user file over data-set YAML
+    assert cfg["hidden_size"] == 40  # dict over file
+    assert cfg["eval_batch_size"] == 222  # command line over data-set YAML
+    assert cfg["embedding_size"] == 64  # RecBole's GRU4Rec.yaml default untouched

@@ -20,15 +20,27 @@ def fake_recbole(tmp_path, body: str) -> dict:
     return dict(os.environ, PYTHONPATH=os.pathsep.join([str(tmp_path / "fake"), ROOT]))
 
 
-@pytest.mark.parametrize("body,needle", [
-    ("raise ImportError('no module named recbole')", "RecBole is not installed"),
-    ("__version__ = '1.1.1'", "RecBole 1.1.1 is installed, but recbole_ext needs RecBole 1.2.x"),
-])
-@pytest.mark.parametrize("command", [["-c", "import recbole_ext"], [os.path.join(ROOT, "run_recbole_ext.py"), "--list-models"]],
-                         ids=["import", "cli"])
+@pytest.mark.parametrize(
+    "body,needle",
+    [
+        ("raise ImportError('no module named recbole')", "RecBole is not installed"),
+        ("__version__ = '1.1.1'", "RecBole 1.1.1 is installed, but recbole_ext needs RecBole 1.2.x"),
+    ],
+)
+@pytest.mark.parametrize(
+    "command",
+    [["-c", "import recbole_ext"], [os.path.join(ROOT, "run_recbole_ext.py"), "--list-models"]],
+    ids=["import", "cli"],
+)
 def test_missing_or_unsupported_recbole_is_one_line(tmp_path, body, needle, command):
-    proc = subprocess.run([sys.executable, *command], capture_output=True, text=True, cwd=tmp_path,
-                          env=fake_recbole(tmp_path, body), timeout=120)
+    proc = subprocess.run(
+        [sys.executable, *command],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=fake_recbole(tmp_path, body),
+        timeout=120,
+    )
     assert proc.returncode == 2, proc.stderr
     assert "Traceback" not in proc.stderr
     lines = proc.stderr.strip().splitlines()
@@ -37,9 +49,15 @@ def test_missing_or_unsupported_recbole_is_one_line(tmp_path, body, needle, comm
 
 
 def test_the_error_can_be_caught_by_a_library_user(tmp_path):
-    code = ("try:\n    import recbole_ext\nexcept ImportError as e:\n    print('caught:', type(e).__name__)\n")
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path,
-                          env=fake_recbole(tmp_path, "__version__ = '2.0.0'"), timeout=120)
+    code = "try:\n    import recbole_ext\nexcept ImportError as e:\n    print('caught:', type(e).__name__)\n"
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=fake_recbole(tmp_path, "__version__ = '2.0.0'"),
+        timeout=120,
+    )
     assert proc.returncode == 0 and proc.stdout.strip() == "caught: RecBoleRequirementError", proc.stderr
 
 

@@ -20,15 +20,24 @@ RUNNER = os.path.join(ROOT, "run_recbole_ext.py")
 
 
 def tiny_args(data, *extra):
-    return ["--model=GRU4Rec", "--dataset=ml-slice", f"--data_path={data}", "--embedding_size=16",
-            "--hidden_size=16", "--MAX_ITEM_LIST_LENGTH=20", "--show_progress=False",
-            "--load_col={'inter': ['user_id', 'item_id', 'timestamp']}", *extra]
+    return [
+        "--model=GRU4Rec",
+        "--dataset=ml-slice",
+        f"--data_path={data}",
+        "--embedding_size=16",
+        "--hidden_size=16",
+        "--MAX_ITEM_LIST_LENGTH=20",
+        "--show_progress=False",
+        "--load_col={'inter': ['user_id', 'item_id', 'timestamp']}",
+        *extra,
+    ]
 
 
 def test_runs_started_in_the_same_second_keep_their_own_files(run_tiny, ml100k_slice, tmp_path, monkeypatch):
     """Two runs in one second with different learning rates: each has its own log, TensorBoard
     folder and checkpoint, and each tests its own weights."""
     import recbole.utils
+
     import recbole_ext.logger
 
     frozen = "Nov-27-2026_16-00-00"
@@ -46,14 +55,21 @@ def test_runs_started_in_the_same_second_keep_their_own_files(run_tiny, ml100k_s
     assert a["test_result"] != b["test_result"]  # each tested its own weights
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sig,code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
 def test_interrupt_keeps_the_last_epoch_and_says_how_to_resume(ml100k_slice, tmp_path, sig, code):
     args = tiny_args(ml100k_slice, "--epochs=200", "--stopping_step=200", "--eval_step=1")
     # SIGINT back to its default in the child: a test run started in the background (`cmd &` without
     # job control) hands its children SIGINT ignored, and Python then never raises KeyboardInterrupt
-    proc = subprocess.Popen([sys.executable, RUNNER, *args], cwd=tmp_path, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=dict(os.environ, PYTHONWARNINGS="ignore"),
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    proc = subprocess.Popen(
+        [sys.executable, RUNNER, *args],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=dict(os.environ, PYTHONWARNINGS="ignore"),
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     deadline = time.time() + 300
     while not glob.glob(str(tmp_path / "saved" / "*.pth")) and time.time() < deadline and proc.poll() is None:
         time.sleep(0.2)
@@ -70,16 +86,26 @@ def test_interrupt_keeps_the_last_epoch_and_says_how_to_resume(ml100k_slice, tmp
     assert ckpt["epoch"] >= 0
     (log,) = glob.glob(str(tmp_path / "log" / "GRU4Rec" / "*.log"))
     assert f"Run interrupted by {signal.Signals(sig).name}" in open(log).read()
-    resumed = subprocess.run([sys.executable, RUNNER, *tiny_args(ml100k_slice, f"--epochs={ckpt['epoch'] + 2}",
-                                                                 f"--resume={checkpoint}")],
-                             cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    resumed = subprocess.run(
+        [sys.executable, RUNNER, *tiny_args(ml100k_slice, f"--epochs={ckpt['epoch'] + 2}", f"--resume={checkpoint}")],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert resumed.returncode == 0, resumed.stderr[-3000:]
 
 
+@pytest.mark.slow
 def test_console_is_quiet_and_no_save_leaves_no_folder(ml100k_slice, tmp_path):
-    proc = subprocess.run([sys.executable, RUNNER, *tiny_args(ml100k_slice, "--epochs=1", "--no-save", "--state=INFO")],
-                          cwd=tmp_path, capture_output=True, text=True, timeout=600,
-                          env=dict(os.environ, PYTHONWARNINGS="ignore"))
+    proc = subprocess.run(
+        [sys.executable, RUNNER, *tiny_args(ml100k_slice, "--epochs=1", "--no-save", "--state=INFO")],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=dict(os.environ, PYTHONWARNINGS="ignore"),
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     console = proc.stdout + proc.stderr
     assert "Hyper Parameters" not in console  # the config dump stays in the log file
@@ -88,8 +114,13 @@ def test_console_is_quiet_and_no_save_leaves_no_folder(ml100k_slice, tmp_path):
     assert not (tmp_path / "saved").exists()
     (log,) = glob.glob(str(tmp_path / "log" / "GRU4Rec" / "*.log"))
     assert "Hyper Parameters" in open(log).read()
-    verbose = subprocess.run([sys.executable, RUNNER, *tiny_args(ml100k_slice, "--epochs=1", "--no-save", "--verbose")],
-                             cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    verbose = subprocess.run(
+        [sys.executable, RUNNER, *tiny_args(ml100k_slice, "--epochs=1", "--no-save", "--verbose")],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert verbose.returncode == 0 and "Hyper Parameters" in verbose.stdout + verbose.stderr
 
 
@@ -100,8 +131,12 @@ def test_interrupted_comparison_says_to_rerun_the_same_command():
 
     stop = Interrupted("SIGTERM", 143)
     stop.checkpoint = "saved/GRU4Rec-x.pth"
-    for argv in (["compare", "--model=A,B", "--dataset=d"], ["--model=A,B", "--dataset=d"],
-                 ["--model=A", "--dataset=d", "--seeds=1,2"], ["tune", "--model=A", "--dataset=d", "--trials=2"]):
+    for argv in (
+        ["compare", "--model=A,B", "--dataset=d"],
+        ["--model=A,B", "--dataset=d"],
+        ["--model=A", "--dataset=d", "--seeds=1,2"],
+        ["tune", "--model=A", "--dataset=d", "--trials=2"],
+    ):
         line = interrupted_line(stop, parse(argv), argv)
         assert line.endswith("run the same command again: finished runs are skipped"), argv
     argv = ["--model=A", "--dataset=d", "--resume=old.pth"]
@@ -109,19 +144,28 @@ def test_interrupted_comparison_says_to_rerun_the_same_command():
     assert single.endswith("continue with: recbole-ext --model=A --dataset=d --resume=saved/GRU4Rec-x.pth")
 
 
+@pytest.mark.slow
 def test_resume_with_another_models_or_data_sets_checkpoint_is_one_line(ml100k_slice, tmp_path):
-    first = subprocess.run([sys.executable, RUNNER, *tiny_args(ml100k_slice, "--epochs=1")], cwd=tmp_path,
-                           capture_output=True, text=True, timeout=600)
+    first = subprocess.run(
+        [sys.executable, RUNNER, *tiny_args(ml100k_slice, "--epochs=1")],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert first.returncode == 0, first.stderr[-3000:]
     (checkpoint,) = glob.glob(str(tmp_path / "saved" / "*.pth"))
     other = tmp_path / "other"
     other.mkdir()
     resume = tiny_args(ml100k_slice, "--epochs=2")
     sas = [a.replace("GRU4Rec", "SASRec") for a in resume] + [f"--resume={checkpoint}"]
-    data = [a.replace("ml-slice", "ml-100k").replace(f"--data_path={ml100k_slice}", "--n_layers=1")
-            for a in resume] + [f"--resume={checkpoint}"]
-    for args, needle in ((sas, "was written for model GRU4Rec, not SASRec"),
-                         (data, "was written for dataset ml-slice, not ml-100k")):
+    data = [a.replace("ml-slice", "ml-100k").replace(f"--data_path={ml100k_slice}", "--n_layers=1") for a in resume] + [
+        f"--resume={checkpoint}"
+    ]
+    for args, needle in (
+        (sas, "was written for model GRU4Rec, not SASRec"),
+        (data, "was written for dataset ml-slice, not ml-100k"),
+    ):
         proc = subprocess.run([sys.executable, RUNNER, *args], cwd=other, capture_output=True, text=True, timeout=600)
         assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
         errors = [line for line in proc.stderr.splitlines() if line.startswith("recbole_ext: error: ")]
@@ -129,9 +173,15 @@ def test_resume_with_another_models_or_data_sets_checkpoint_is_one_line(ml100k_s
         assert not os.listdir(other), os.listdir(other)  # nothing written, not even a log
 
 
+@pytest.mark.slow
 def test_unknown_key_of_a_recbole_model_is_warned_once_with_a_close_match(ml100k_slice, tmp_path):
-    proc = subprocess.run([sys.executable, RUNNER, *tiny_args(ml100k_slice, "--epochs=1", "--no-save", "--epoch=3")],
-                          cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [sys.executable, RUNNER, *tiny_args(ml100k_slice, "--epochs=1", "--no-save", "--epoch=3")],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     lines = [line for line in (proc.stdout + proc.stderr).splitlines() if "is not a key" in line]
     assert len(lines) == 1 and "'epoch'" in lines[0] and "did you mean 'epochs'" in lines[0]

@@ -195,7 +195,9 @@ def test_model_without_candidate_scoring_uses_expanded_batches(ml100k_slice):
     config, trainer, valid_data, _ = build("SASRec", ml100k_slice, "uni100")
     slow = evaluate(trainer, recbole_loader(config, valid_data), fast=False)
     type_backup = type(trainer.model)
-    trainer.model.__class__ = type("NoFullSort", (type_backup,), {"full_sort_predict": AbstractRecommender.full_sort_predict})
+    trainer.model.__class__ = type(
+        "NoFullSort", (type_backup,), {"full_sort_predict": AbstractRecommender.full_sort_predict}
+    )
     try:
         assert dict(evaluate(trainer, valid_data, fast=True)) == dict(slow)
     finally:

@@ -11,6 +11,7 @@ from recbole_ext.registry import own_model_names
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tools"))
 import sweep  # noqa: E402  (tools/sweep.py)
+
 from sweep_data import write_sweep_dataset  # noqa: E402
 
 # one general, one graph (scipy fix), one context-aware, one sequential, one knowledge-based

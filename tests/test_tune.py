@@ -23,8 +23,17 @@ GRU4Rec:
 SASRec:
   hidden_dropout_prob: {choice: [0.2, 0.5]}
 """
-SMALL = ["--epochs=1", "--MAX_ITEM_LIST_LENGTH=20", "--train_batch_size=256", "--hidden_size=16",
-         "--embedding_size=16", "--n_layers=1", "--n_heads=2", "--inner_size=32", "--show_progress=False"]
+SMALL = [
+    "--epochs=1",
+    "--MAX_ITEM_LIST_LENGTH=20",
+    "--train_batch_size=256",
+    "--hidden_size=16",
+    "--embedding_size=16",
+    "--n_layers=1",
+    "--n_heads=2",
+    "--inner_size=32",
+    "--show_progress=False",
+]
 
 
 def _studies(results):
@@ -36,23 +45,41 @@ def _studies(results):
     if not os.path.exists(path):
         return {}
     storage = JournalStorage(JournalFileBackend(path))
-    return {s.study_name: optuna.load_study(study_name=s.study_name, storage=storage).trials
-            for s in optuna.get_all_study_summaries(storage)}
+    return {
+        s.study_name: optuna.load_study(study_name=s.study_name, storage=storage).trials
+        for s in optuna.get_all_study_summaries(storage)
+    }
 
 
 def _complete(trials):
     return [t for t in trials if t.state.name == "COMPLETE"]
 
 
+@pytest.mark.slow
 def test_tuning_two_models_is_killed_then_resumes_and_compares(ml100k_slice, tmp_path, monkeypatch):
     space = tmp_path / "space.yaml"
     space.write_text(SPACE)
     results = str(tmp_path / "results")
-    args = ["tune", "--model=GRU4Rec,SASRec", "--dataset=ml-slice", f"--data_path={ml100k_slice}",
-            f"--space={space}", "--trials=3", f"--results-dir={results}", "--no-plot", *SMALL]
+    args = [
+        "tune",
+        "--model=GRU4Rec,SASRec",
+        "--dataset=ml-slice",
+        f"--data_path={ml100k_slice}",
+        f"--space={space}",
+        "--trials=3",
+        f"--results-dir={results}",
+        "--no-plot",
+        *SMALL,
+    ]
     env = dict(os.environ, PYTHONPATH=ROOT, OMP_NUM_THREADS="1")
-    first = subprocess.Popen([sys.executable, "-m", "recbole_ext", *args, "--jobs=2"], cwd=tmp_path, env=env,
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    first = subprocess.Popen(
+        [sys.executable, "-m", "recbole_ext", *args, "--jobs=2"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     deadline = time.time() + 240
     while time.time() < deadline and first.poll() is None:
         if any(_complete(t) for t in _studies(results).values()):
@@ -86,19 +113,32 @@ def test_tuning_two_models_is_killed_then_resumes_and_compares(ml100k_slice, tmp
     assert "| GRU4Rec |" in open(os.path.join(results, "comparison.md")).read()
 
 
-@pytest.mark.parametrize("space,needle", [
-    ("learning_rate: {logarithmic: [1, 2]}", "neither a model name nor a range"),
-    ("learning_rate: {uniform: [0.1, 0.01]}", "low < high"),
-    ("hidden_size: {choice: [[16, 32]]}", "choices must be"),
-    ("dropout_prob: {choice: [0.1, 1.5]}", "dropout_prob=1.5"),
-    ("epochs: {int: [1, 2]}", "both searched and set"),
-])
+@pytest.mark.parametrize(
+    "space,needle",
+    [
+        ("learning_rate: {logarithmic: [1, 2]}", "neither a model name nor a range"),
+        ("learning_rate: {uniform: [0.1, 0.01]}", "low < high"),
+        ("hidden_size: {choice: [[16, 32]]}", "choices must be"),
+        ("dropout_prob: {choice: [0.1, 1.5]}", "dropout_prob=1.5"),
+        ("epochs: {int: [1, 2]}", "both searched and set"),
+    ],
+)
 def test_bad_search_space_is_one_line_before_any_trial(ml100k_slice, tmp_path, capsys, space, needle):
     path = tmp_path / "space.yaml"
     path.write_text(space + "\n")
     results = tmp_path / "results"
-    rc = main(["tune", "--model=GRU4Rec", "--dataset=ml-slice", f"--data_path={ml100k_slice}", f"--space={path}",
-               "--trials=2", f"--results-dir={results}", "--epochs=1"])
+    rc = main(
+        [
+            "tune",
+            "--model=GRU4Rec",
+            "--dataset=ml-slice",
+            f"--data_path={ml100k_slice}",
+            f"--space={path}",
+            "--trials=2",
+            f"--results-dir={results}",
+            "--epochs=1",
+        ]
+    )
     err = capsys.readouterr().err
     assert rc == 2 and err.startswith("recbole_ext: error:") and needle in err and len(err.strip().splitlines()) == 1
     assert not results.exists()
@@ -106,8 +146,8 @@ def test_bad_search_space_is_one_line_before_any_trial(ml100k_slice, tmp_path, c
 
 def test_packaged_spaces_fit_their_models():
     """Every packaged space parses, and each of its values passes its model's config types."""
-    from recbole_ext.config_schema import Schema
     from recbole_ext.config import Config
+    from recbole_ext.config_schema import Schema
     from recbole_ext.tune.space import TUNE_DIR, extremes, load_space
 
     for name in sorted(os.listdir(TUNE_DIR)):
@@ -121,8 +161,15 @@ def test_packaged_spaces_fit_their_models():
 
 
 def test_model_configs_must_be_a_folder(tmp_path, capsys):
-    rc = main(["compare", "--model=GRU4Rec,SASRec", "--dataset=ml-100k", f"--model-configs={tmp_path / 'none'}",
-               f"--results-dir={tmp_path / 'res'}"])
+    rc = main(
+        [
+            "compare",
+            "--model=GRU4Rec,SASRec",
+            "--dataset=ml-100k",
+            f"--model-configs={tmp_path / 'none'}",
+            f"--results-dir={tmp_path / 'res'}",
+        ]
+    )
     err = capsys.readouterr().err
     assert rc == 2 and "--model-configs" in err and "is not a folder" in err
     assert not (tmp_path / "res").exists()

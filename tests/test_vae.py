@@ -64,8 +64,14 @@ def test_gaussian_kl_zero_at_standard_normal_and_matches_torch():
 
 @pytest.mark.parametrize(
     "step,total,cap,expected",
-    [(0, 200000, 0.2, 0.0), (20000, 200000, 0.2, 0.1), (40000, 200000, 0.2, 0.2), (10**7, 200000, 0.2, 0.2),
-     (5, 10, 1.0, 0.5), (3, 0, 0.3, 0.3)],
+    [
+        (0, 200000, 0.2, 0.0),
+        (20000, 200000, 0.2, 0.1),
+        (40000, 200000, 0.2, 0.2),
+        (10**7, 200000, 0.2, 0.2),
+        (5, 10, 1.0, 0.5),
+        (3, 0, 0.3, 0.3),
+    ],
 )
 def test_kl_anneal_beta_values(step, total, cap, expected):
     assert kl_anneal_beta(step, total, cap) == pytest.approx(expected)
@@ -159,7 +165,7 @@ def test_svae_loss_ignores_padding_and_equals_per_user_average(svae_built):
     seq, lens = batch["item_id_list"].clone(), batch["item_length"].clone()
     lens[:3] = torch.tensor([2, 5, 1])
     for b in range(3):
-        seq[b, lens[b]:] = 0
+        seq[b, lens[b] :] = 0
     batch.interaction["item_id_list"], batch.interaction["item_length"] = seq, lens
     with torch.no_grad():
         base = net.calculate_loss(batch)
@@ -203,8 +209,9 @@ def test_svae_reference_loss_sums_nll_over_steps_and_averages_kl(svae_built):
         expected = nll / 1 + net.beta() * gaussian_kl(mu[0], logvar[0]).mean()
         assert torch.allclose(net.calculate_loss(one), expected, atol=1e-5)
         net.loss_normalisation = "per_step"
-        per_step = (multinomial_nll_from_ids(net.score_all(h[0]), full[1:, None])
-                    + net.beta() * gaussian_kl(mu[0], logvar[0])).mean()
+        per_step = (
+            multinomial_nll_from_ids(net.score_all(h[0]), full[1:, None]) + net.beta() * gaussian_kl(mu[0], logvar[0])
+        ).mean()
         assert torch.allclose(net.calculate_loss(one), per_step, atol=1e-5)
     net.loss_normalisation = "reference"
     net.anneal_step.zero_()
@@ -306,12 +313,21 @@ def test_one_epoch_through_run_tiny(run_tiny, rule_dataset, model, extra):
 
 def test_both_beat_pop_clearly(run_tiny, rule_dataset):
     """On sequences with a learnable next-item rule both models must beat popularity by far."""
-    common = {"epochs": 4, "train_batch_size": 32, "learning_rate": 0.005, "metrics": ["NDCG", "Hit"], "topk": [10],
-              "valid_metric": "NDCG@10", "stopping_step": 4}
+    common = {
+        "epochs": 4,
+        "train_batch_size": 32,
+        "learning_rate": 0.005,
+        "metrics": ["NDCG", "Hit"],
+        "topk": [10],
+        "valid_metric": "NDCG@10",
+        "stopping_step": 4,
+    }
     seq = {"MAX_ITEM_LIST_LENGTH": 20}
     svae = run_tiny("SVAE", "rule-seq", rule_dataset, **dict(SMALL["SVAE"], **common, **seq))["test_result"]["ndcg@10"]
     pop_seq = run_tiny("Pop", "rule-seq", rule_dataset, **dict(common, **seq))["test_result"]["ndcg@10"]
-    mv = run_tiny("MultVAE", "rule-seq", rule_dataset, **dict(SMALL["MultVAE"], **common, **GENERAL_SPLIT))["test_result"]["ndcg@10"]
+    mv = run_tiny("MultVAE", "rule-seq", rule_dataset, **dict(SMALL["MultVAE"], **common, **GENERAL_SPLIT))[
+        "test_result"
+    ]["ndcg@10"]
     pop_gen = run_tiny("Pop", "rule-seq", rule_dataset, **dict(common, **GENERAL_SPLIT))["test_result"]["ndcg@10"]
     assert svae > 2 * pop_seq and svae > pop_seq + 0.2, (svae, pop_seq)
     assert mv > 1.5 * pop_gen and mv > pop_gen + 0.1, (mv, pop_gen)

@@ -50,6 +50,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(HERE), "tests"))
 from sweep_cases import _C, _G, _K, _S, BASE_CONFIG, OPTIONAL_PACKAGES, PIP_NAMES, RECBOLE_CASES, RECBOLE_DEFAULT_NEG  # noqa: E402
 from sweep_data import DATASET, write_sweep_dataset  # noqa: E402
 
+
 @dataclass
 class Case:
     """One sweep case: a model, its type and the config of RecBole's test case (or ours)."""
@@ -184,8 +185,14 @@ def run_case(case: Case, data_root: str, workdir: str) -> Result:
     os.makedirs(workdir, exist_ok=True)
     os.chdir(workdir)
     try:
-        out = run_recbole_ext(case.model, DATASET, None, case_config(case, data_root, workdir),
-                              saved=False, log_dir=os.path.join(workdir, "log"))
+        out = run_recbole_ext(
+            case.model,
+            DATASET,
+            None,
+            case_config(case, data_root, workdir),
+            saved=False,
+            log_dir=os.path.join(workdir, "log"),
+        )
         test = {k: float(v) for k, v in (out.get("test_result") or {}).items()}
         bad = [k for k, v in test.items() if not np.isfinite(v)]
         if bad:
@@ -212,8 +219,18 @@ def run_case(case: Case, data_root: str, workdir: str) -> Result:
 
 def run_case_in_process(index: int, case: Case, data_root: str, workdir: str, timeout: float) -> Result:
     """Run case ``index`` of :func:`all_cases` in a fresh Python process."""
-    cmd = [sys.executable, os.path.abspath(__file__), "--_one", str(index), "--_data", data_root, "--_work", workdir,
-           "--threads", str(torch_threads())]
+    cmd = [
+        sys.executable,
+        os.path.abspath(__file__),
+        "--_one",
+        str(index),
+        "--_data",
+        data_root,
+        "--_work",
+        workdir,
+        "--threads",
+        str(torch_threads()),
+    ]
     start = time.perf_counter()
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
@@ -221,7 +238,7 @@ def run_case_in_process(index: int, case: Case, data_root: str, workdir: str, ti
         return Result(case, "failed", time.perf_counter() - start, f"timed out after {timeout:.0f} s")
     for line in reversed(proc.stdout.splitlines()):
         if line.startswith("SWEEP_RESULT "):
-            d = json.loads(line[len("SWEEP_RESULT "):])
+            d = json.loads(line[len("SWEEP_RESULT ") :])
             return Result(case, d["status"], d["seconds"], d["cause"], d.get("extra", {}))
     tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
     return Result(case, "failed", time.perf_counter() - start, f"process exited {proc.returncode}: {tail[:200]}")
@@ -240,8 +257,10 @@ def format_table(results: List[Result]) -> str:
         lines.append(f"| {r.case.name} | {r.case.mtype} | {r.status} | {r.seconds:.1f} | {cause} |")
     n = {s: sum(r.status == s for r in results) for s in ("ok", "failed", "skipped")}
     lines.append("")
-    lines.append(f"{len(results)} cases, {len({r.case.model for r in results})} models: "
-                 f"{n['ok']} ok, {n['failed']} failed, {n['skipped']} skipped")
+    lines.append(
+        f"{len(results)} cases, {len({r.case.model for r in results})} models: "
+        f"{n['ok']} ok, {n['failed']} failed, {n['skipped']} skipped"
+    )
     return "\n".join(lines)
 
 
@@ -251,12 +270,15 @@ def versions() -> str:
     import scipy
     import torch
 
-    return (f"Python {sys.version.split()[0]}, RecBole {recbole.__version__}, numpy {np.__version__}, "
-            f"pandas {pandas.__version__}, scipy {scipy.__version__}, torch {torch.__version__}")
+    return (
+        f"Python {sys.version.split()[0]}, RecBole {recbole.__version__}, numpy {np.__version__}, "
+        f"pandas {pandas.__version__}, scipy {scipy.__version__}, torch {torch.__version__}"
+    )
 
 
-def run_sweep(cases: List[Case], isolate: str = "process", timeout: float = 600.0,
-              workdir: Optional[str] = None, progress=None) -> List[Result]:
+def run_sweep(
+    cases: List[Case], isolate: str = "process", timeout: float = 600.0, workdir: Optional[str] = None, progress=None
+) -> List[Result]:
     """Write the data set to a temporary folder and run ``cases``; returns one result per case."""
     full = all_cases() if isolate == "process" else []
     with tempfile.TemporaryDirectory(prefix="recbole_ext_sweep_") as tmp:
@@ -279,8 +301,12 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="python tools/sweep.py", description=__doc__.splitlines()[0])
     parser.add_argument("--models", help="comma-separated model names (default: every case)")
     parser.add_argument("--out", help="also write the table (Markdown) to this file")
-    parser.add_argument("--isolate", choices=["process", "none"], default="process",
-                        help="run each case in its own process (default) or in this one")
+    parser.add_argument(
+        "--isolate",
+        choices=["process", "none"],
+        default="process",
+        help="run each case in its own process (default) or in this one",
+    )
     parser.add_argument("--timeout", type=float, default=600.0, help="seconds per case (process isolation)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads per case (default 1)")
     parser.add_argument("--list", action="store_true", help="list the cases and exit")
@@ -296,7 +322,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     if args._one is not None:  # child process: one case, result as one JSON line
         case = all_cases()[args._one]
         r = run_case(case, args._data, args._work)
-        print("SWEEP_RESULT " + json.dumps({"status": r.status, "seconds": r.seconds, "cause": r.cause, "extra": r.extra}))
+        print(
+            "SWEEP_RESULT " + json.dumps({"status": r.status, "seconds": r.seconds, "cause": r.cause, "extra": r.extra})
+        )
         return 0
 
     models = [m.strip() for m in args.models.split(",") if m.strip()] if args.models else None

@@ -10,7 +10,13 @@ from sweep_data import LOAD_COL  # tests/sweep_data.py (tools/sweep.py puts test
 RECBOLE_DEFAULT_NEG = {"distribution": "uniform", "sample_num": 1, "alpha": 1.0, "dynamic": False, "candidate_num": 0}
 
 # module to import -> pip package; models -> modules they need
-PIP_NAMES = {"lightgbm": "lightgbm", "xgboost": "xgboost", "faiss": "faiss-cpu", "dgl": "dgl", "torch_scatter": "torch-scatter"}
+PIP_NAMES = {
+    "lightgbm": "lightgbm",
+    "xgboost": "xgboost",
+    "faiss": "faiss-cpu",
+    "dgl": "dgl",
+    "torch_scatter": "torch-scatter",
+}
 OPTIONAL_PACKAGES: Dict[str, List[str]] = {
     # recbole.model.exlib_recommender imports both libraries, so each model needs both
     "LightGBM": ["lightgbm", "xgboost"],
@@ -33,7 +39,19 @@ RECBOLE_CASES: List[tuple] = [
     (_G, {"model": "AsymKNN", "knn_method": "item"}),
     (_G, {"model": "AsymKNN", "knn_method": "user"}),
     (_G, {"model": "BPR"}),
-    (_G, {"model": "BPR", "train_neg_sample_args": {"distribution": "uniform", "sample_num": 1, "alpha": 1.0, "dynamic": True, "candidate_num": 2}}),
+    (
+        _G,
+        {
+            "model": "BPR",
+            "train_neg_sample_args": {
+                "distribution": "uniform",
+                "sample_num": 1,
+                "alpha": 1.0,
+                "dynamic": True,
+                "candidate_num": 2,
+            },
+        },
+    ),
     (_G, {"model": "NeuMF"}),
     (_G, {"model": "ConvNCF"}),
     (_G, {"model": "DMF"}),
@@ -71,13 +89,41 @@ RECBOLE_CASES: List[tuple] = [
     (_G, {"model": "LDiffRec", "time-aware": True}),
 ]
 for _m, _extra in [
-    ("LR", {}), ("FM", {}), ("NFM", {}), ("DeepFM", {}), ("xDeepFM", {}), ("xDeepFM", {"direct": True}),
-    ("AFM", {}), ("FNN", {}), ("PNN", {}), ("PNN", {"use_inner": True, "use_outer": True}),
-    ("PNN", {"use_inner": False, "use_outer": False}), ("DSSM", {}), ("WideDeep", {}), ("AutoInt", {}),
-    ("FFM", {}), ("FwFM", {}), ("DCN", {}), ("DCNV2", {}),
-    ("XGBoost", {"xgb_params": {"booster": "gbtree", "objective": "binary:logistic", "eval_metric": ["auc", "logloss"]}, "xgb_num_boost_round": 1}),
-    ("LightGBM", {"lgb_params": {"boosting": "gbdt", "objective": "binary", "metric": ["auc", "binary_logloss"]}, "lgb_num_boost_round": 1}),
-    ("FiGNN", {}), ("KD_DAGFM", {}), ("EulerNet", {}),
+    ("LR", {}),
+    ("FM", {}),
+    ("NFM", {}),
+    ("DeepFM", {}),
+    ("xDeepFM", {}),
+    ("xDeepFM", {"direct": True}),
+    ("AFM", {}),
+    ("FNN", {}),
+    ("PNN", {}),
+    ("PNN", {"use_inner": True, "use_outer": True}),
+    ("PNN", {"use_inner": False, "use_outer": False}),
+    ("DSSM", {}),
+    ("WideDeep", {}),
+    ("AutoInt", {}),
+    ("FFM", {}),
+    ("FwFM", {}),
+    ("DCN", {}),
+    ("DCNV2", {}),
+    (
+        "XGBoost",
+        {
+            "xgb_params": {"booster": "gbtree", "objective": "binary:logistic", "eval_metric": ["auc", "logloss"]},
+            "xgb_num_boost_round": 1,
+        },
+    ),
+    (
+        "LightGBM",
+        {
+            "lgb_params": {"boosting": "gbdt", "objective": "binary", "metric": ["auc", "binary_logloss"]},
+            "lgb_num_boost_round": 1,
+        },
+    ),
+    ("FiGNN", {}),
+    ("KD_DAGFM", {}),
+    ("EulerNet", {}),
 ]:
     RECBOLE_CASES.append((_C, {"model": _m, "threshold": {"rating": 4}, **_extra}))
 _BPR = {"loss_type": "BPR"}

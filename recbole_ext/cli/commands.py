@@ -8,8 +8,16 @@ import os
 import sys
 from typing import Callable, Dict
 
-from recbole_ext.command import (CompareRequest, ConvertRequest, DataRequest, ModelsRequest, RecommendRequest,
-                                 ReportRequest, TrainRequest, TuneRequest)
+from recbole_ext.command import (
+    CompareRequest,
+    ConvertRequest,
+    DataRequest,
+    ModelsRequest,
+    RecommendRequest,
+    ReportRequest,
+    TrainRequest,
+    TuneRequest,
+)
 from recbole_ext.errors import DatasetNotFoundError
 
 
@@ -17,9 +25,15 @@ def train(request: TrainRequest) -> int:
     from recbole_ext.pipeline import plain_metrics
     from recbole_ext.quick_start import run_recbole_ext
 
-    result = run_recbole_ext(request.model, request.dataset, request.files, cmd_args=list(request.config_args),
-                             saved=request.saved, resume_file=request.resume,
-                             trust_checkpoint=request.trust_checkpoint)
+    result = run_recbole_ext(
+        request.model,
+        request.dataset,
+        request.files,
+        cmd_args=list(request.config_args),
+        saved=request.saved,
+        resume_file=request.resume,
+        trust_checkpoint=request.trust_checkpoint,
+    )
     if result.get("rank", 0) != 0:  # a data-parallel rank: rank 0 reports
         return 0
     print(f"best valid: {plain_metrics(result['best_valid_result'])}")
@@ -49,7 +63,8 @@ def recommend(request: RecommendRequest) -> int:
     """One history (``--items``) to stdout, or a file of histories to ``--output``."""
     import warnings
 
-    from recbole_ext.serving import Recommender, recommend as recommend_items, recommend_file
+    from recbole_ext.serving import Recommender, recommend_file
+    from recbole_ext.serving import recommend as recommend_items
 
     def show(message, category, filename, lineno, file=None, line=None):
         print(f"recbole_ext: warning: {message}", file=sys.stderr)
@@ -116,6 +131,12 @@ def models(request: ModelsRequest) -> int:
 
 #: the handler of each request type
 HANDLERS: Dict[type, Callable] = {
-    TrainRequest: train, CompareRequest: compare, TuneRequest: tune, ReportRequest: report,
-    RecommendRequest: recommend, ConvertRequest: convert, DataRequest: data, ModelsRequest: models,
+    TrainRequest: train,
+    CompareRequest: compare,
+    TuneRequest: tune,
+    ReportRequest: report,
+    RecommendRequest: recommend,
+    ConvertRequest: convert,
+    DataRequest: data,
+    ModelsRequest: models,
 }

@@ -12,15 +12,27 @@ from __future__ import annotations
 import argparse
 from typing import Callable, Dict, List, Optional, Tuple, Union
 
-from recbole_ext.command import (CompareRequest, ConvertRequest, DataRequest, ModelsRequest, RecommendRequest,
-                                 ReportRequest, TrainRequest, TuneRequest, parse_devices, parse_seeds, split_list)
+from recbole_ext.command import (
+    CompareRequest,
+    ConvertRequest,
+    DataRequest,
+    ModelsRequest,
+    RecommendRequest,
+    ReportRequest,
+    TrainRequest,
+    TuneRequest,
+    parse_devices,
+    parse_seeds,
+    split_list,
+)
 from recbole_ext.errors import ArgumentParser, UserError
 
 PROG = "recbole-ext"
 COMMANDS = ("train", "compare", "tune", "report", "recommend", "convert", "data", "models")
 USAGE = (
-    f"{PROG} [train] --model=NAME --dataset=NAME [--config_files=\"a.yaml b.yaml\"] [--resume=CKPT] [--key=value ...]\n"
-    f"       {PROG} compare --model=A,B,C --dataset=NAME [--seeds=1,2,3] [--results-dir=DIR] [--jobs=N] [--devices=0,1]\n"
+    f'{PROG} [train] --model=NAME --dataset=NAME [--config_files="a.yaml b.yaml"] [--resume=CKPT] [--key=value ...]\n'
+    f"       {PROG} compare --model=A,B,C --dataset=NAME [--seeds=1,2,3] [--results-dir=DIR] [--jobs=N]"
+    " [--devices=0,1]\n"
     f"       {PROG} tune --model=A,B,C --dataset=NAME --trials=T [--space=FILE] [--jobs=N] [--results-dir=DIR]\n"
     f"       {PROG} report LOGDIR... [--out DIR] [--no-plot]\n"
     f"       {PROG} recommend --checkpoint=CKPT (--items=ID,ID,... | --items-file=IN --output=OUT) [--k=10]\n"
@@ -28,15 +40,28 @@ USAGE = (
     f"       {PROG} data list | fetch NAME | stats NAME [--data_path=DIR]\n"
     f"       {PROG} models"
 )
-Request = Union[TrainRequest, CompareRequest, TuneRequest, RecommendRequest, ReportRequest, ConvertRequest,
-                DataRequest, ModelsRequest]
+Request = Union[
+    TrainRequest,
+    CompareRequest,
+    TuneRequest,
+    RecommendRequest,
+    ReportRequest,
+    ConvertRequest,
+    DataRequest,
+    ModelsRequest,
+]
 
 #: the options of the commands that train, each with the commands that take it and its help
 RUN_OPTIONS: Dict[str, Tuple[Tuple[str, ...], dict]] = {
     "--no-save": (("train", "compare"), dict(action="store_true", help="write no checkpoint; test the last epoch")),
     "--resume": (("train",), dict(metavar="CKPT", help="continue training from a checkpoint (updated in place)")),
-    "--trust-checkpoint": (("train", "recommend"), dict(action="store_true", help=(
-        "allow a legacy RecBole checkpoint (a pickle: loading it can run code; only for files you trust)"))),
+    "--trust-checkpoint": (
+        ("train", "recommend"),
+        dict(
+            action="store_true",
+            help=("allow a legacy RecBole checkpoint (a pickle: loading it can run code; only for files you trust)"),
+        ),
+    ),
     "--seeds": (("compare", "tune"), dict(help="seeds separated by commas, e.g. 1,2,3 (mean, std, t-test)")),
     "--results-dir": (("compare", "tune"), dict(help="results folder (the same folder resumes)")),
     "--force": (("compare",), dict(action="store_true", help="rerun models already in the results folder")),
@@ -52,10 +77,10 @@ RUN_OPTIONS: Dict[str, Tuple[Tuple[str, ...], dict]] = {
 COMPARE_ONLY = tuple(o for o, (cmds, _) in RUN_OPTIONS.items() if "compare" in cmds and "train" not in cmds)
 DESCRIPTIONS = {
     "train": "Train and test one model with RecBole's pipeline. Any other --key=value pair overrides that "
-             "config key (RecBole's precedence).",
+    "config key (RecBole's precedence).",
     "compare": "Run several models on the same splits and write the comparison table.",
     "tune": "Tune every model with the same budget (Optuna, validation split only), then compare them with "
-            "their best settings.",
+    "their best settings.",
 }
 
 
@@ -100,31 +125,50 @@ def is_comparison(argv: List[str]) -> bool:
 
 
 def _run_fields(args: argparse.Namespace, config_args: List[str]) -> dict:
-    return dict(models=tuple(split_list(args.model)), dataset=args.dataset or "",
-                config_files=tuple(args.config_files.split()) if args.config_files else (),
-                config_args=tuple(config_args))
+    return dict(
+        models=tuple(split_list(args.model)),
+        dataset=args.dataset or "",
+        config_files=tuple(args.config_files.split()) if args.config_files else (),
+        config_args=tuple(config_args),
+    )
 
 
 def parse_train(argv: List[str]) -> Request:
     if is_comparison(argv):
         return parse_compare(argv)
     args, rest = split_args("train", argv)
-    return TrainRequest(**_run_fields(args, rest), saved=not args.no_save, resume=args.resume,
-                        trust_checkpoint=args.trust_checkpoint)
+    return TrainRequest(
+        **_run_fields(args, rest), saved=not args.no_save, resume=args.resume, trust_checkpoint=args.trust_checkpoint
+    )
 
 
 def parse_compare(argv: List[str]) -> CompareRequest:
     args, rest = split_args("compare", argv)
-    return CompareRequest(**_run_fields(args, rest), saved=not args.no_save, seeds=parse_seeds(args.seeds),
-                          results_dir=args.results_dir, force=args.force, plot=not args.no_plot, jobs=args.jobs,
-                          devices=parse_devices(args.devices), model_configs=args.model_configs)
+    return CompareRequest(
+        **_run_fields(args, rest),
+        saved=not args.no_save,
+        seeds=parse_seeds(args.seeds),
+        results_dir=args.results_dir,
+        force=args.force,
+        plot=not args.no_plot,
+        jobs=args.jobs,
+        devices=parse_devices(args.devices),
+        model_configs=args.model_configs,
+    )
 
 
 def parse_tune(argv: List[str]) -> TuneRequest:
     args, rest = split_args("tune", argv)
-    return TuneRequest(**_run_fields(args, rest), trials=args.trials, space=args.space,
-                       jobs=1 if args.jobs is None else args.jobs, seeds=parse_seeds(args.seeds),
-                       results_dir=args.results_dir, compare=not args.no_compare, plot=not args.no_plot)
+    return TuneRequest(
+        **_run_fields(args, rest),
+        trials=args.trials,
+        space=args.space,
+        jobs=1 if args.jobs is None else args.jobs,
+        seeds=parse_seeds(args.seeds),
+        results_dir=args.results_dir,
+        compare=not args.no_compare,
+        plot=not args.no_plot,
+    )
 
 
 def parse_recommend(argv: List[str]) -> RecommendRequest:
@@ -140,8 +184,9 @@ def parse_recommend(argv: List[str]) -> RecommendRequest:
     args, rest = parser.parse_known_args(argv)
     if rest:
         raise UserError(f"recommend takes no config options, got {' '.join(rest)}")
-    return RecommendRequest(args.checkpoint, args.items, args.items_file, args.output, args.k, args.exclude_seen,
-                            args.trust_checkpoint)
+    return RecommendRequest(
+        args.checkpoint, args.items, args.items_file, args.output, args.k, args.exclude_seen, args.trust_checkpoint
+    )
 
 
 def parse_report(argv: List[str]) -> ReportRequest:
@@ -183,8 +228,14 @@ def parse_models(argv: List[str]) -> ModelsRequest:
 
 
 PARSERS: Dict[str, Callable[[List[str]], Request]] = {
-    "train": parse_train, "compare": parse_compare, "tune": parse_tune, "report": parse_report,
-    "recommend": parse_recommend, "convert": parse_convert, "data": parse_data, "models": parse_models,
+    "train": parse_train,
+    "compare": parse_compare,
+    "tune": parse_tune,
+    "report": parse_report,
+    "recommend": parse_recommend,
+    "convert": parse_convert,
+    "data": parse_data,
+    "models": parse_models,
 }
 
 

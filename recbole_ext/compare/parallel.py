@@ -21,8 +21,15 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, List, Optional, Tuple
 
 from recbole_ext.command import CompareRequest
-from recbole_ext.compare.runner import (RUN_DIR, RunSpec, default_results_dir, fingerprint, load_run, run_path,
-                                        table_title)
+from recbole_ext.compare.runner import (
+    RUN_DIR,
+    RunSpec,
+    default_results_dir,
+    fingerprint,
+    load_run,
+    run_path,
+    table_title,
+)
 from recbole_ext.errors import UserError
 from recbole_ext.registry import canonical_model_name
 from recbole_ext.results.record import failed_record
@@ -90,20 +97,32 @@ def _run_job(spec: RunSpec, job: Tuple[str, Optional[int], str], slots: "queue.Q
     start = time.perf_counter()
     try:
         with open(out_path, "w", encoding="utf-8") as out:
-            rc = subprocess.run(_job_command(spec, model, seed), stdout=out, stderr=subprocess.STDOUT, env=env).returncode
+            rc = subprocess.run(
+                _job_command(spec, model, seed), stdout=out, stderr=subprocess.STDOUT, env=env
+            ).returncode
     finally:
         slots.put(device)
     rec = load_run(run_path(spec.results_dir, model, seed))
     if rec is None or rec.get("fingerprint") not in (None, fp):
         rec = failed_record(model, spec.dataset, seed, f"process exited {rc}: {_last_line(out_path)}")
-    spec.echo(f"[compare] {model} seed {seed}: {rec.get('status')} after {time.perf_counter() - start:.0f} s"
-              f" (output: {out_path})")
+    spec.echo(
+        f"[compare] {model} seed {seed}: {rec.get('status')} after {time.perf_counter() - start:.0f} s"
+        f" (output: {out_path})"
+    )
     return rec
 
 
 def _job_command(spec: RunSpec, model: str, seed) -> List[str]:
-    cmd = [sys.executable, "-m", "recbole_ext", "compare", f"--model={model}", f"--dataset={spec.dataset}",
-           f"--results-dir={spec.results_dir}", "--no-plot"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "recbole_ext",
+        "compare",
+        f"--model={model}",
+        f"--dataset={spec.dataset}",
+        f"--results-dir={spec.results_dir}",
+        "--no-plot",
+    ]
     if seed is not None:
         cmd.append(f"--seeds={seed}")
     files = spec.files_for(model)

@@ -134,8 +134,9 @@ class RunSpec:
         return None
 
 
-def run_comparison(request: CompareRequest, echo: Callable[[str], None] = print,
-                   config_dict: Optional[dict] = None) -> Tuple[List[dict], str]:
+def run_comparison(
+    request: CompareRequest, echo: Callable[[str], None] = print, config_dict: Optional[dict] = None
+) -> Tuple[List[dict], str]:
     """Run every model (for every seed) on shared splits and write the table.
 
     Args:
@@ -155,8 +156,7 @@ def run_comparison(request: CompareRequest, echo: Callable[[str], None] = print,
             records.append(_run_named(spec, name, seed, shared))
         shared.clear()
         release_memory()
-    write_outputs(records, request.dataset, spec.results_dir, plot=request.plot, echo=echo,
-                  title=table_title(request))
+    write_outputs(records, request.dataset, spec.results_dir, plot=request.plot, echo=echo, title=table_title(request))
     return records, spec.results_dir
 
 
@@ -185,10 +185,11 @@ def _run_model(spec: RunSpec, model: str, seed, fp: str, shared: Dict[str, tuple
     seed_args = spec.cmd_args + ([f"--seed={seed}"] if seed is not None else [])
     try:
         # checkpoints and TensorBoard runs stay in the results folder (--checkpoint_dir / --tensorboard_dir win)
-        inside = {"checkpoint_dir": os.path.join(spec.results_dir, "saved"),
-                  "tensorboard_dir": os.path.join(spec.results_dir, "log_tensorboard")}
-        run = Run.resolve(model, spec.dataset, spec.files_for(model), {**inside, **(spec.config_dict or {})},
-                          seed_args)
+        inside = {
+            "checkpoint_dir": os.path.join(spec.results_dir, "saved"),
+            "tensorboard_dir": os.path.join(spec.results_dir, "log_tensorboard"),
+        }
+        run = Run.resolve(model, spec.dataset, spec.files_for(model), {**inside, **(spec.config_dict or {})}, seed_args)
         run.locate_data()
     except Exception as e:  # noqa: BLE001 - any failure is a row of the table
         spec.echo(f"[compare] {model}: failed: {one_line(e)}")
@@ -222,9 +223,14 @@ def _logged_run(spec: RunSpec, run: Run, seed, shared: Dict[str, tuple]) -> dict
         reason = str(e) if isinstance(e, SharedDataError) else one_line(e)
         logger.error("compare failed: " + reason + "\n" + traceback.format_exc())
         spec.echo(f"[compare] {model} seed {seed}: failed: {reason}")
-        rec = failed_record(model, spec.dataset, seed, reason,
-                            protocol=protocol_of(config["eval_args"], config["eval_candidates"]),
-                            device=device_label(config["device"]))
+        rec = failed_record(
+            model,
+            spec.dataset,
+            seed,
+            reason,
+            protocol=protocol_of(config["eval_args"], config["eval_candidates"]),
+            device=device_label(config["device"]),
+        )
     finally:
         close_logger()
     rec["log_file"] = log_file
@@ -259,21 +265,40 @@ def _train_and_test(spec: RunSpec, run: Run, seed, shared: Dict[str, tuple]) -> 
         result = run.train_and_test(loaders, saved=spec.saved)
     timings = result.timings
     rec = RunRecord(
-        model=config["model"], dataset=spec.dataset, seed=seed,
+        model=config["model"],
+        dataset=spec.dataset,
+        seed=seed,
         test_result=plain_metrics(result.test_result),
         best_valid_result=plain_metrics(result.best_valid_result),
-        best_valid_score=float(result.best_valid_score), valid_metric=config["valid_metric"],
-        valid_metric_bigger=bool(config["valid_metric_bigger"]), epochs_run=len(timings["train_epoch_s"]),
-        protocol=protocol_of(config["eval_args"], config["eval_candidates"]), n_params=int(result.n_params),
+        best_valid_score=float(result.best_valid_score),
+        valid_metric=config["valid_metric"],
+        valid_metric_bigger=bool(config["valid_metric_bigger"]),
+        epochs_run=len(timings["train_epoch_s"]),
+        protocol=protocol_of(config["eval_args"], config["eval_candidates"]),
+        n_params=int(result.n_params),
         train_epoch_s=[float(x) for x in timings["train_epoch_s"]],
         eval_batch_ms=[float(x) for x in timings["eval_batch_ms"]],
-        peak_mem_mb=meter.peak_mb, peak_rss_mb=meter.peak_rss_mb, mem_method=meter.method,
-        device=device_label(config["device"]), valid_curve=[list(p) for p in timings["valid_curve"]],
+        peak_mem_mb=meter.peak_mb,
+        peak_rss_mb=meter.peak_rss_mb,
+        mem_method=meter.method,
+        device=device_label(config["device"]),
+        valid_curve=[list(p) for p in timings["valid_curve"]],
         per_user=result.per_user,
     ).to_dict()
     # the log keeps what `recbole-ext report` cannot read elsewhere (per-batch timing, memory)
-    summary = {k: rec[k] for k in ("n_params", "best_valid_score", "train_epoch_s", "eval_batch_ms",
-                                   "peak_mem_mb", "peak_rss_mb", "mem_method", "device")}
+    summary = {
+        k: rec[k]
+        for k in (
+            "n_params",
+            "best_valid_score",
+            "train_epoch_s",
+            "eval_batch_ms",
+            "peak_mem_mb",
+            "peak_rss_mb",
+            "mem_method",
+            "device",
+        )
+    }
     getLogger().info("compare summary: " + json.dumps(summary))
     return rec
 

@@ -48,7 +48,8 @@ def read_header(filepath: str, field_separator: str, encoding: str):
         head = raw.decode("utf-8-sig" if encoding.lower().replace("_", "-") in ("utf-8", "utf8") else encoding)
     except UnicodeDecodeError as e:
         raise DataFormatError(
-            f"{filepath}, line 1: not {encoding} text (byte {e.start}); set encoding: to the file's") from None
+            f"{filepath}, line 1: not {encoding} text (byte {e.start}); set encoding: to the file's"
+        ) from None
     except LookupError:
         raise DataFormatError(f"{filepath}: unknown encoding '{encoding}' (the encoding: key)") from None
     head = head.rstrip("\r\n")
@@ -74,7 +75,8 @@ def read_header(filepath: str, field_separator: str, encoding: str):
     for position, (_, name, _) in enumerate(fields, start=1):
         if name in seen:
             raise DataFormatError(
-                f"{filepath}, line 1, columns {seen[name]} and {position}: field '{name}' appears twice")
+                f"{filepath}, line 1, columns {seen[name]} and {position}: field '{name}' appears twice"
+            )
         seen[name] = position
     return fields
 
@@ -90,8 +92,7 @@ def parse_float_column(values: pd.Series, filepath: str, position: int, field: s
     if bad.any():
         row = int(np.flatnonzero(bad)[0])
         raise DataFormatError(
-            f"{filepath}, line {row + 2}, column {position} ('{field}'): "
-            f"'{values.iloc[row]}' is not a number"
+            f"{filepath}, line {row + 2}, column {position} ('{field}'): '{values.iloc[row]}' is not a number"
         )
     return numbers
 
@@ -133,21 +134,31 @@ def check_field_counts(filepath: str, field_separator: str, encoding: str, width
             line = line.rstrip("\r\n")
             if line and line.count(field_separator) != width - 1:
                 raise DataFormatError(
-                    f"{filepath}, line {lineno}: {line.count(field_separator) + 1} fields, the header has {width}")
+                    f"{filepath}, line {lineno}: {line.count(field_separator) + 1} fields, the header has {width}"
+                )
 
 
-def read_columns(filepath: str, field_separator: str, encoding: str, usecols: List[str], columns: List[str],
-                 width: int) -> pd.DataFrame:
+def read_columns(
+    filepath: str, field_separator: str, encoding: str, usecols: List[str], columns: List[str], width: int
+) -> pd.DataFrame:
     """The ``usecols`` columns of an atomic file of ``width`` columns as strings, renamed to
     ``columns``."""
     try:
         check_field_counts(filepath, field_separator, encoding, width)
-        df = pd.read_csv(filepath, delimiter=field_separator, usecols=usecols, dtype={c: str for c in usecols},
-                         encoding=encoding, engine="python", index_col=False)
+        df = pd.read_csv(
+            filepath,
+            delimiter=field_separator,
+            usecols=usecols,
+            dtype={c: str for c in usecols},
+            encoding=encoding,
+            engine="python",
+            index_col=False,
+        )
     except UnicodeDecodeError as e:
         raise DataFormatError(
-            f"{filepath}, line {line_of_bad_byte(filepath, e.encoding)}: not {encoding or 'utf-8'} text; set encoding: to "
-            "the file's") from None
+            f"{filepath}, line {line_of_bad_byte(filepath, e.encoding)}: not {encoding or 'utf-8'} text; "
+            "set encoding: to the file's"
+        ) from None
     except (pd.errors.ParserError, ValueError) as e:
         problem = str(e).strip().splitlines()[-1]
         raise DataFormatError(f"{filepath}: cannot read the file: {problem}") from None
@@ -165,8 +176,9 @@ def check_no_blank(values: pd.Series, filepath: str, position: int, field: str, 
         raise DataFormatError(f"{filepath}, line {row + 2}, column {position} ('{field}'): blank; {why}")
 
 
-def parse_sequence_column(df: pd.DataFrame, field: str, ftype: FeatureType, seq_separator: str,
-                          where: Tuple[str, int, str]) -> None:
+def parse_sequence_column(
+    df: pd.DataFrame, field: str, ftype: FeatureType, seq_separator: str, where: Tuple[str, int, str]
+) -> None:
     """Split a ``token_seq``/``float_seq`` column in place; a blank cell is an empty sequence."""
     cells = df[field].fillna("").values
     if ftype == FeatureType.TOKEN_SEQ:
@@ -175,8 +187,9 @@ def parse_sequence_column(df: pd.DataFrame, field: str, ftype: FeatureType, seq_
         df[field] = [parse_float_seq(cell, seq_separator, row, *where) for row, cell in enumerate(cells)]
 
 
-def check_interaction_columns(filepath: str, fields: Dict[str, FeatureType], load_col, uid_field: str,
-                              iid_field: str, time_field: Optional[str]) -> None:
+def check_interaction_columns(
+    filepath: str, fields: Dict[str, FeatureType], load_col, uid_field: str, iid_field: str, time_field: Optional[str]
+) -> None:
     """The interaction file has the user and item columns (``token``), and the time column
     (``float``) when ``time_field`` is given (a split in time order); RecBole fails later with a
     KeyError or a TypeError.
@@ -184,8 +197,11 @@ def check_interaction_columns(filepath: str, fields: Dict[str, FeatureType], loa
     Raises:
         DataFormatError: a column is missing or of another type.
     """
-    required = [("USER_ID_FIELD", uid_field, FeatureType.TOKEN), ("ITEM_ID_FIELD", iid_field, FeatureType.TOKEN),
-                ("TIME_FIELD", time_field, FeatureType.FLOAT)]
+    required = [
+        ("USER_ID_FIELD", uid_field, FeatureType.TOKEN),
+        ("ITEM_ID_FIELD", iid_field, FeatureType.TOKEN),
+        ("TIME_FIELD", time_field, FeatureType.FLOAT),
+    ]
     for key, field, ftype in required:
         if not field or (load_col is not None and field not in load_col):
             continue
@@ -193,4 +209,17 @@ def check_interaction_columns(filepath: str, fields: Dict[str, FeatureType], loa
             raise DataFormatError(f"{filepath}, line 1: no column '{field}' ({key}); its columns: {', '.join(fields)}")
         if fields[field] != ftype:
             raise DataFormatError(
-                f"{filepath}, line 1: '{field}' ({key}) is of type {fields[field].value}; it must be {ftype.value}")
+                f"{filepath}, line 1: '{field}' ({key}) is of type {fields[field].value}; it must be {ftype.value}"
+            )
+
+
+class _Column:
+    """What RecBole's ``_dataframe_to_interaction`` reads from a column: ``.values``."""
+
+    def __init__(self, values: np.ndarray):
+        self.values = values
+
+
+def writable_columns(frame: pd.DataFrame) -> Dict[str, _Column]:
+    """The frame's columns as writable copies (pandas 3 hands out read-only arrays)."""
+    return {k: _Column(frame[k].to_numpy(copy=True)) for k in frame}

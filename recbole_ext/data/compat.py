@@ -32,15 +32,16 @@ import torch
 from recbole.utils import FeatureSource, FeatureType, set_color
 
 from recbole_ext.data.atomic_files import (
+    check_interaction_columns,
+    check_no_blank,
     concat_rows,
     parse_float_column,
     parse_sequence_column,
-    check_interaction_columns,
-    check_no_blank,
     read_columns,
     read_header,
     row_lengths,
     split_points,
+    writable_columns,
 )
 from recbole_ext.errors import DataFormatError, DatasetNotFoundError
 
@@ -71,7 +72,7 @@ class CompatDatasetMixin:
                 else:
                     dtype = np.int64 if ftype == FeatureType.TOKEN_SEQ else np.float64
                     feat[field] = feat[field].apply(
-                        lambda x: np.array([], dtype=dtype) if isinstance(x, float) else x
+                        lambda x, dtype=dtype: np.array([], dtype=dtype) if isinstance(x, float) else x
                     )
 
     def _remap(self, remap_list):
@@ -118,8 +119,14 @@ class CompatDatasetMixin:
         columns, usecols, positions, ftypes = [], [], [], []
         header = read_header(filepath, field_separator, encoding)
         if source == FeatureSource.INTERACTION:
-            check_interaction_columns(filepath, {f: t for _, f, t in header}, load_col, self.uid_field,
-                                      self.iid_field, self.time_field if self._time_ordered else None)
+            check_interaction_columns(
+                filepath,
+                {f: t for _, f, t in header},
+                load_col,
+                self.uid_field,
+                self.iid_field,
+                self.time_field if self._time_ordered else None,
+            )
         for position, (field_type, field, ftype) in enumerate(header, start=1):
             if load_col is not None and field not in load_col:
                 continue
@@ -238,7 +245,9 @@ class CompatDatasetMixin:
                         feat[field] = np.stack([np.ones_like(res), res], axis=-1).tolist()
                     elif ftype == FeatureType.FLOAT_SEQ:
                         points = split_points(feat[field])
-                        res, self.field2bucketnum[field] = self._bucketize(concat_rows(feat[field]), method, bucket, field)
+                        res, self.field2bucketnum[field] = self._bucketize(
+                            concat_rows(feat[field]), method, bucket, field
+                        )
                         ret = np.ones_like(res)
                         feat[field] = list(zip(np.split(ret, points), np.split(res, points)))
                 else:
@@ -319,7 +328,13 @@ class CompatDatasetMixin:
             del feat[field]
         else:  # an Interaction
             feat.drop(column=field)
-        for mapping in (self.field2id_token, self.field2token_id, self.field2seqlen, self.field2source, self.field2type):
+        for mapping in (
+            self.field2id_token,
+            self.field2token_id,
+            self.field2seqlen,
+            self.field2source,
+            self.field2type,
+        ):
             mapping.pop(field, None)
 
     def _filter_inter_by_user_or_item(self):
@@ -337,7 +352,9 @@ class CompatDatasetMixin:
         """``KnowledgeBasedDataset._filter_link`` (the item-entity links whose item or entity
         is unused go), keeping interaction rows by a mask instead of ``drop(inplace=True)``."""
         item_tokens, ent_tokens = self._get_rec_item_token(), self._get_entity_token()
-        illegal = {(item, ent) for item, ent in self.item2entity.items() if item not in item_tokens or ent not in ent_tokens}
+        illegal = {
+            (item, ent) for item, ent in self.item2entity.items() if item not in item_tokens or ent not in ent_tokens
+        }
         for item, ent in illegal:
             self.item2entity.pop(item, None)
             self.entity2item.pop(ent, None)
@@ -346,7 +363,7 @@ class CompatDatasetMixin:
     def _dataframe_to_interaction(self, data):
         """RecBole's method on writable copies of the columns: pandas 3 hands out read-only
         arrays, and ``torch.LongTensor`` of a read-only array warns (and shares its memory)."""
-        return super()._dataframe_to_interaction({k: _Column(data[k].to_numpy(copy=True)) for k in data})
+        return super()._dataframe_to_interaction(writable_columns(data))
 
     def sort(self, by, ascending=True):
         """RecBole's ``Interaction.sort`` on ``inter_feat`` with ``torch.sort`` in place of
@@ -376,12 +393,3 @@ class CompatDatasetMixin:
                 f"{self.dataset_name}.inter (and to load_col), or set eval_args.order: RO"
             )
         return super().build()
-
-
-
-
-class _Column:
-    """What RecBole's ``_dataframe_to_interaction`` reads from a column: ``.values``."""
-
-    def __init__(self, values: np.ndarray):
-        self.values = values

@@ -55,8 +55,10 @@ FORMATS: Dict[str, Format] = {
     "movielens-1m": Format(lambda src, **o: readers.read_movielens_dat(src), "GroupLens's ml-1m.zip"),
     "movielens-10m": Format(lambda src, **o: readers.read_movielens_dat(src, users=False), "GroupLens's ml-10m.zip"),
     "movielens-20m": Format(lambda src, **o: readers.read_movielens_20m(src), "GroupLens's ml-20m.zip"),
-    "amazon-reviews": Format(lambda src, k_core=5, **o: readers.read_amazon(src, int(k_core)),
-                             "a 2014 Amazon review file (reviews_*.json.gz)"),
+    "amazon-reviews": Format(
+        lambda src, k_core=5, **o: readers.read_amazon(src, int(k_core)),
+        "a 2014 Amazon review file (reviews_*.json.gz)",
+    ),
 }
 
 
@@ -103,8 +105,7 @@ def check_output(out_dir: str, name: str, force: bool = False) -> str:
     return path
 
 
-def convert(fmt: str, src: str, name: str, out_dir: str = "datasets", force: bool = False,
-            **options) -> Converted:
+def convert(fmt: str, src: str, name: str, out_dir: str = "datasets", force: bool = False, **options) -> Converted:
     """Convert ``src`` (a file, a folder, or a zip of either) in format ``fmt`` into
     ``out_dir/name/name.<suffix>``; see the module docstring.
 

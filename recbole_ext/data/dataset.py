@@ -112,7 +112,11 @@ class DLRMDataset(Dataset):
         items = self.inter_feat[self.iid_field].numpy()
         times = self.inter_feat[self.time_field].numpy() if self.time_field in self.inter_feat else None
         history, lengths = recent_items(users, items, times, length)
-        self.inter_feat.update(Interaction({
-            self.config["ITEM_ID_FIELD"] + self.config["LIST_SUFFIX"]: history,
-            self.config["ITEM_LIST_LENGTH_FIELD"]: lengths,
-        }))
+        self.inter_feat.update(
+            Interaction(
+                {
+                    self.config["ITEM_ID_FIELD"] + self.config["LIST_SUFFIX"]: history,
+                    self.config["ITEM_LIST_LENGTH_FIELD"]: lengths,
+                }
+            )
+        )

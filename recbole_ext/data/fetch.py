@@ -7,9 +7,9 @@ The file is converted by :func:`recbole_ext.data.convert.convert` (the code of `
 convert``: unpacked and written in a temporary folder, moved to ``<data root>/<name>/`` when
 whole), then ``<name>.meta.json`` records the source URL, checksums, converter version and
 counts. :func:`find_or_fetch` is the rule a run follows: the data set on disk, else fetched
-when it is in the registry and ``download`` is not ``never``. Any failure (network, HTTP status, checksum, format, disk) is one
-:class:`~recbole_ext.errors.DataFetchError` line naming the URL and how to place the file by
-hand; the data folder is left as it was.
+when it is in the registry and ``download`` is not ``never``. Any failure (network, HTTP
+status, checksum, format, disk) is one :class:`~recbole_ext.errors.DataFetchError` line naming
+the URL and how to place the file by hand; the data folder is left as it was.
 """
 
 from __future__ import annotations
@@ -31,8 +31,7 @@ CONVERTER_VERSION = 1
 DOWNLOADS = ".downloads"
 
 
-def fetch_dataset(name: str, root: str, sources: Optional[str] = None, retries: int = 2,
-                  progress: bool = False) -> str:
+def fetch_dataset(name: str, root: str, sources: Optional[str] = None, retries: int = 2, progress: bool = False) -> str:
     """Fetch, verify and convert the registry data set ``name`` into ``root/name``; returns that
     folder. Does nothing but return it when ``root/name/name.inter`` exists."""
     target = os.path.join(root, name)
@@ -62,8 +61,9 @@ def _download(source: Source, cache: str, retries: int, progress: bool) -> str:
     fname = os.path.basename(source.url)
     hand = f"or download {source.url} yourself and put it at {os.path.join(cache, fname)}"
     try:
-        fetcher = pooch.create(path=cache, base_url="", registry={fname: source.hash},
-                               urls={fname: source.url}, retry_if_failed=retries)
+        fetcher = pooch.create(
+            path=cache, base_url="", registry={fname: source.hash}, urls={fname: source.url}, retry_if_failed=retries
+        )
         return fetcher.fetch(fname, progressbar=progress)
     except ValueError as e:  # pooch: the checksum does not match
         raise DataFetchError(f"{source.url}: {str(e).splitlines()[0]}; the file was not kept ({hand})") from None
@@ -99,18 +99,30 @@ def file_sha256(path: str) -> str:
 
 def _write_meta(out: str, source: Source, raw_file: str, counts: Dict[str, int]) -> None:
     meta = {
-        "name": source.name, "url": source.url, "published_hash": source.hash,
-        "sha256": file_sha256(raw_file), "format": source.format, "converter_version": CONVERTER_VERSION,
-        "k_core": source.k_core if source.format == "amazon-reviews" else None, "counts": counts,
-        "atomic_files_sha256": {f: file_sha256(os.path.join(out, f)) for f in sorted(os.listdir(out))
-                                if not f.endswith(".meta.json")},
-        "fetched_at": datetime.datetime.now().isoformat(timespec="seconds"), "terms": source.terms,
+        "name": source.name,
+        "url": source.url,
+        "published_hash": source.hash,
+        "sha256": file_sha256(raw_file),
+        "format": source.format,
+        "converter_version": CONVERTER_VERSION,
+        "k_core": source.k_core if source.format == "amazon-reviews" else None,
+        "counts": counts,
+        "atomic_files_sha256": {
+            f: file_sha256(os.path.join(out, f)) for f in sorted(os.listdir(out)) if not f.endswith(".meta.json")
+        },
+        "fetched_at": datetime.datetime.now().isoformat(timespec="seconds"),
+        "terms": source.terms,
     }
     atomic_write_text(os.path.join(out, f"{source.name}.meta.json"), json.dumps(meta, indent=1))
 
 
-def find_or_fetch(dataset: str, data_path: Optional[str], sources: Optional[str] = None, download: str = "auto",
-                  progress: bool = False) -> str:
+def find_or_fetch(
+    dataset: str,
+    data_path: Optional[str],
+    sources: Optional[str] = None,
+    download: str = "auto",
+    progress: bool = False,
+) -> str:
     """The folder of ``dataset``: on disk (:func:`recbole_ext.data.locate.locate_dataset`), else
     fetched from its publisher when it is in the registry and ``download`` is not ``never``
     (into ``data_path``, or ``datasets/`` when it is unset or RecBole's default ``dataset/``).
@@ -130,6 +142,7 @@ def find_or_fetch(dataset: str, data_path: Optional[str], sources: Optional[str]
         if str(download or "auto").lower() == "never":
             raise DatasetNotFoundError(
                 f"{missing} (it fetches itself from {source.url}, but download is 'never': set "
-                f"--download=auto or run 'recbole-ext data fetch {dataset}')") from None
+                f"--download=auto or run 'recbole-ext data fetch {dataset}')"
+            ) from None
         root = data_path if data_path and os.path.normpath(data_path) != "dataset" else "datasets"
         return fetch_dataset(dataset, root, sources, progress=progress)

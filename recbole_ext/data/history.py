@@ -9,8 +9,9 @@ import numpy as np
 import torch
 
 
-def recent_items(users: np.ndarray, items: np.ndarray, times: Optional[np.ndarray], length: int
-                 ) -> Tuple[torch.Tensor, torch.Tensor]:
+def recent_items(
+    users: np.ndarray, items: np.ndarray, times: Optional[np.ndarray], length: int
+) -> Tuple[torch.Tensor, torch.Tensor]:
     """For each row, the same user's ``length`` most recent items before it.
 
     Rows are ordered per user by ``times`` (ties, or no times: by row order).

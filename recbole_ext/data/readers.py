@@ -31,9 +31,27 @@ INTER_HEADER = ("user_id:token", "item_id:token", "rating:float", "timestamp:flo
 USER_HEADER = ("user_id:token", "age:token", "gender:token", "occupation:token", "zip_code:token")
 ITEM_HEADER = ("item_id:token", "movie_title:token_seq", "release_year:token", "genre:token_seq")
 _YEAR = re.compile(r"\s*\((\d{4})\)\s*$")
-GENRES_100K = ("unknown", "Action", "Adventure", "Animation", "Children's", "Comedy", "Crime", "Documentary",
-               "Drama", "Fantasy", "Film-Noir", "Horror", "Musical", "Mystery", "Romance", "Sci-Fi", "Thriller",
-               "War", "Western")
+GENRES_100K = (
+    "unknown",
+    "Action",
+    "Adventure",
+    "Animation",
+    "Children's",
+    "Comedy",
+    "Crime",
+    "Documentary",
+    "Drama",
+    "Fantasy",
+    "Film-Noir",
+    "Horror",
+    "Musical",
+    "Mystery",
+    "Romance",
+    "Sci-Fi",
+    "Thriller",
+    "War",
+    "Western",
+)
 
 
 # ---------------------------------------------------------------- lines and fields
@@ -66,7 +84,8 @@ def check_field(value: str, path: str, lineno: int) -> str:
         shown = value[:40].replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
         raise DataFormatError(
             f"{path}, line {lineno}: field '{shown}' holds a TAB or a line break, which atomic files "
-            "cannot store; remove it from the input")
+            "cannot store; remove it from the input"
+        )
     return value
 
 
@@ -93,24 +112,29 @@ def find_file(src: str, name: str) -> str:
 # ---------------------------------------------------------------- one file of interactions
 def read_ratings_dat(src: str) -> Tables:
     """MovieLens ``ratings.dat`` lines ``UserID::MovieID::Rating::Timestamp``."""
+
     def rows() -> Iterator[Row]:
         for lineno, line, parts in split_lines(src, "latin-1", "::"):
             if len(parts) != 4:
                 raise DataFormatError(
-                    f"{src}, line {lineno}: expected UserID::MovieID::Rating::Timestamp, got '{line[:60]}'")
+                    f"{src}, line {lineno}: expected UserID::MovieID::Rating::Timestamp, got '{line[:60]}'"
+                )
             user, item, rating, ts = parts
             yield (user, item, _number(rating, "rating", src, lineno), _number(ts, "timestamp", src, lineno))
+
     return {"inter": (INTER_HEADER, rows())}
 
 
 def read_sequences(src: str) -> Tables:
     """One user per line, ``user item item ...`` in time order; each item's position is its time."""
+
     def rows() -> Iterator[Row]:
         for lineno, _, parts in split_lines(src, "utf-8"):
             if len(parts) < 2:
                 raise DataFormatError(f"{src}, line {lineno}: user '{parts[0]}' has no items")
             for pos, item in enumerate(parts[1:]):
                 yield (parts[0], item, str(pos))
+
     return {"inter": (None, rows())}
 
 
@@ -133,8 +157,9 @@ def _csv_rows(path: str) -> Iterator[Row]:
             if width is None:
                 width = len(parts)
                 if width not in (2, 3, 4):
-                    raise DataFormatError(f"{path}, line {lineno}: expected user,item[,rating[,timestamp]], "
-                                          f"got {width} columns")
+                    raise DataFormatError(
+                        f"{path}, line {lineno}: expected user,item[,rating[,timestamp]], got {width} columns"
+                    )
             if len(parts) != width:
                 raise DataFormatError(f"{path}, line {lineno}: expected {width} columns, got {len(parts)}")
             if width == 4:
@@ -167,11 +192,15 @@ def _movielens_csv(path: str) -> Iterator[List[str]]:
 
 def read_movielens_100k(src: str) -> Tables:
     """``u.data`` (tab), ``u.user`` and ``u.item`` (``|``, latin-1)."""
-    items = ((row[0], *_title_and_year(row[1]), " ".join(g for g, flag in zip(GENRES_100K, row[5:]) if flag == "1"))
-             for row in _dat(find_file(src, "u.item"), "|"))
-    return {"inter": (INTER_HEADER, _dat(find_file(src, "u.data"), "\t")),
-            "user": (USER_HEADER, _dat(find_file(src, "u.user"), "|")),
-            "item": (ITEM_HEADER, items)}
+    items = (
+        (row[0], *_title_and_year(row[1]), " ".join(g for g, flag in zip(GENRES_100K, row[5:]) if flag == "1"))
+        for row in _dat(find_file(src, "u.item"), "|")
+    )
+    return {
+        "inter": (INTER_HEADER, _dat(find_file(src, "u.data"), "\t")),
+        "user": (USER_HEADER, _dat(find_file(src, "u.user"), "|")),
+        "item": (ITEM_HEADER, items),
+    }
 
 
 def read_movielens_dat(src: str, users: bool = True) -> Tables:
@@ -187,8 +216,10 @@ def read_movielens_dat(src: str, users: bool = True) -> Tables:
 def read_movielens_20m(src: str) -> Tables:
     """``ratings.csv`` and ``movies.csv``."""
     movies = _movielens_csv(find_file(src, "movies.csv"))
-    return {"inter": (INTER_HEADER, _movielens_csv(find_file(src, "ratings.csv"))),
-            "item": (ITEM_HEADER, ((i, *_title_and_year(t), g.replace("|", " ")) for i, t, g in movies))}
+    return {
+        "inter": (INTER_HEADER, _movielens_csv(find_file(src, "ratings.csv"))),
+        "item": (ITEM_HEADER, ((i, *_title_and_year(t), g.replace("|", " ")) for i, t, g in movies)),
+    }
 
 
 # ---------------------------------------------------------------- Amazon reviews
@@ -232,7 +263,11 @@ def read_amazon(src: str, k_core_size: int = 5) -> Tables:
     """An Amazon review file (or the one file in the folder ``src``): a ``k_core_size``-core,
     then each user's reviews in time order (a stable sort: reviews of the same second keep the
     file's order), users in order of first appearance; the timestamp column holds the review time."""
-    path = src if os.path.isfile(src) else os.path.join(src, sorted(f for f in os.listdir(src) if not f.startswith("."))[0])
+    path = (
+        src
+        if os.path.isfile(src)
+        else os.path.join(src, sorted(f for f in os.listdir(src) if not f.startswith("."))[0])
+    )
     by_user: Dict[str, List[Tuple]] = {}
     for r in k_core(read_amazon_reviews(path), k_core_size):
         by_user.setdefault(r[0], []).append(r)

@@ -21,8 +21,18 @@ from recbole.data.interaction import Interaction
 from recbole.utils import FeatureSource, FeatureType
 
 #: attributes of RecBole's ``Dataset`` (and ``SequentialDataset``) kept as they are
-_PLAIN = ("uid_field", "iid_field", "label_field", "time_field", "field2seqlen", "field2bucketnum",
-          "feat_name_list", "benchmark_filename_list", "max_item_list_len", "item_list_length_field")
+_PLAIN = (
+    "uid_field",
+    "iid_field",
+    "label_field",
+    "time_field",
+    "field2seqlen",
+    "field2bucketnum",
+    "feat_name_list",
+    "benchmark_filename_list",
+    "max_item_list_len",
+    "item_list_length_field",
+)
 
 
 def dataset_schema(dataset) -> Dict[str, Any]:
@@ -49,11 +59,20 @@ def schema_from_token_maps(info: Dict[str, Any]) -> Dict[str, Any]:
     if info.get("uid_field") and info.get("user_tokens") is not None:
         fields[info["uid_field"]] = ("USER_ID", info["user_tokens"])
     return {
-        "uid_field": info.get("uid_field"), "iid_field": info["iid_field"], "label_field": None, "time_field": None,
-        "field2seqlen": {f: 1 for f in fields}, "field2bucketnum": {}, "feat_name_list": ["inter_feat"],
-        "field2type": {f: "TOKEN" for f in fields}, "field2source": {f: src for f, (src, _) in fields.items()},
-        "field2id_token": {f: list(toks) for f, (_, toks) in fields.items()}, "alias": {},
-        "inter_fields": {f: torch.zeros(0, dtype=torch.long) for f in fields}, "user_feat": None, "item_feat": None,
+        "uid_field": info.get("uid_field"),
+        "iid_field": info["iid_field"],
+        "label_field": None,
+        "time_field": None,
+        "field2seqlen": {f: 1 for f in fields},
+        "field2bucketnum": {},
+        "feat_name_list": ["inter_feat"],
+        "field2type": {f: "TOKEN" for f in fields},
+        "field2source": {f: src for f, (src, _) in fields.items()},
+        "field2id_token": {f: list(toks) for f, (_, toks) in fields.items()},
+        "alias": {},
+        "inter_fields": {f: torch.zeros(0, dtype=torch.long) for f in fields},
+        "user_feat": None,
+        "item_feat": None,
     }
 
 
@@ -63,14 +82,19 @@ def restore_dataset(dataset_class: type, config, schema: Dict[str, Any]):
     dataset = dataset_class.__new__(dataset_class)
     state = {k: schema[k] for k in _PLAIN if k in schema}
     state.update(
-        config=config, dataset_name=config["dataset"], dataset_path=config["data_path"], logger=getLogger(),
+        config=config,
+        dataset_name=config["dataset"],
+        dataset_path=config["data_path"],
+        logger=getLogger(),
         field2type={f: FeatureType[t] for f, t in schema["field2type"].items()},
         field2source={f: _source(s) for f, s in schema["field2source"].items()},
         field2id_token={f: np.array(toks) for f, toks in schema["field2id_token"].items()},
         alias={k: np.array(v) for k, v in schema.get("alias", {}).items()},
         inter_feat=Interaction(dict(schema["inter_fields"])),
-        user_feat=_table(schema.get("user_feat")), item_feat=_table(schema.get("item_feat")),
-        _preloaded_weight={}, _rest_fields=np.array([], dtype=str),
+        user_feat=_table(schema.get("user_feat")),
+        item_feat=_table(schema.get("item_feat")),
+        _preloaded_weight={},
+        _rest_fields=np.array([], dtype=str),
     )
     state["field2token_id"] = {f: {t: i for i, t in enumerate(toks)} for f, toks in schema["field2id_token"].items()}
     dataset.__dict__.update(state)

@@ -24,8 +24,11 @@ def dataset_stats(folder: str, name: str) -> Dict[str, object]:
     users, items, n = len(per_user), int(inter[cols["item_id"]].nunique()), len(inter)
     files = sorted(f for f in os.listdir(folder) if f.startswith(name + ".") and not f.endswith(".json"))
     return {
-        "users": users, "items": items, "interactions": n,
-        "mean_sequence_length": round(n / max(users, 1), 2), "max_sequence_length": int(per_user.max() if users else 0),
+        "users": users,
+        "items": items,
+        "interactions": n,
+        "mean_sequence_length": round(n / max(users, 1), 2),
+        "max_sequence_length": int(per_user.max() if users else 0),
         "sparsity": round(1 - n / max(users * items, 1), 6),
         "sha256": {f: file_sha256(os.path.join(folder, f)) for f in files},
     }

@@ -12,8 +12,8 @@ from __future__ import annotations
 from typing import Optional
 
 import torch
-from torch import nn
 from recbole.model.abstract_recommender import SequentialRecommender
+from torch import nn
 
 from recbole_ext.model.loss import bpr_loss, softmax_ce_loss
 
@@ -39,9 +39,7 @@ class SequenceEncoderRecommender(SequentialRecommender):
 
         if self.loss_type not in ("CE", "BPR"):
             raise ValueError(f"loss_type must be 'CE' or 'BPR', got {self.loss_type!r}")
-        self.item_bias: Optional[nn.Parameter] = (
-            nn.Parameter(torch.zeros(self.n_items)) if self.use_item_bias else None
-        )
+        self.item_bias: Optional[nn.Parameter] = nn.Parameter(torch.zeros(self.n_items)) if self.use_item_bias else None
 
     # ------------------------------------------------------------------ encoder
     def forward(self, item_seq: torch.Tensor, item_seq_len: torch.Tensor) -> torch.Tensor:

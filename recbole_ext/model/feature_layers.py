@@ -59,8 +59,9 @@ class SequenceTower(nn.Module):
             self.encoder: nn.Module = nn.GRU(d, d, batch_first=True)
         else:
             self.position = nn.Embedding(max_len, d)
-            self.encoder = nn.TransformerEncoderLayer(d, n_heads, dim_feedforward=2 * d, dropout=dropout,
-                                                      batch_first=True, norm_first=True)
+            self.encoder = nn.TransformerEncoderLayer(
+                d, n_heads, dim_feedforward=2 * d, dropout=dropout, batch_first=True, norm_first=True
+            )
         nn.init.normal_(self.item_embedding.weight, std=0.01)
 
     def forward(self, items: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:

@@ -1,14 +1,11 @@
 """Neural blocks shared by the models of recbole_ext (each section is owned by the model that added it)."""
 
-
 import math
 from typing import Optional, Tuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-
-
 
 # ============================================================== shared blocks (every model)
 
@@ -194,7 +191,12 @@ class GatedGRUExpert(nn.Module):
     """
 
     def __init__(
-        self, hidden_size: int, kernel_size: int = 3, num_layers: int = 1, gate_dropout_prob: float = 0.3, causal: bool = False
+        self,
+        hidden_size: int,
+        kernel_size: int = 3,
+        num_layers: int = 1,
+        gate_dropout_prob: float = 0.3,
+        causal: bool = False,
     ) -> None:
         super().__init__()
         self.dense_in = nn.Linear(hidden_size, hidden_size)

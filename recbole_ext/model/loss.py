@@ -102,9 +102,7 @@ def multinomial_nll_from_ids(logits: torch.Tensor, target_ids: torch.Tensor, pad
     return -(log_p * (target_ids != pad_id).to(log_p.dtype)).sum(dim=-1)
 
 
-def annealed_elbo_loss(
-    nll: torch.Tensor, kl: torch.Tensor, beta: float, weight: torch.Tensor = None
-) -> torch.Tensor:
+def annealed_elbo_loss(nll: torch.Tensor, kl: torch.Tensor, beta: float, weight: torch.Tensor = None) -> torch.Tensor:
     """Negative annealed ELBO ``mean(nll + beta * kl)``, optionally a weighted mean.
 
     Args:

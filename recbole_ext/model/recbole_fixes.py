@@ -21,6 +21,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
+
 # ----------------------------------------------------------------------------- graphs
 def bipartite_adjacency(inter: sp.coo_matrix, n_users: int, n_nodes: int) -> sp.csr_matrix:
     """The symmetric 0/1 user-item graph ``[[0, R], [R^T, 0]]`` with ``n_nodes`` nodes.
@@ -43,7 +44,9 @@ def bipartite_adjacency(inter: sp.coo_matrix, n_users: int, n_nodes: int) -> sp.
     return adj
 
 
-def normalize_adjacency(adj: sp.spmatrix, power: float, symmetric: bool, eps: float) -> Tuple[sp.coo_matrix, np.ndarray]:
+def normalize_adjacency(
+    adj: sp.spmatrix, power: float, symmetric: bool, eps: float
+) -> Tuple[sp.coo_matrix, np.ndarray]:
     """``D^p A D^p`` (``symmetric``) or ``D^p A`` with ``D = diag(degree + eps)``.
 
     A zero degree with ``eps == 0`` gives a zero row (RecBole's KGIN/MCCLK convention).
@@ -65,8 +68,9 @@ def to_torch_sparse(mat: sp.spmatrix) -> torch.Tensor:
     mat = sp.coo_matrix(mat)
     index = torch.from_numpy(np.vstack([mat.row, mat.col]).astype(np.int64))
     # scipy's COO matrix is a valid sparse tensor: skip torch's invariant checks (and its warning)
-    return torch.sparse_coo_tensor(index, torch.from_numpy(mat.data.astype(np.float32)), mat.shape,
-                                   check_invariants=False)
+    return torch.sparse_coo_tensor(
+        index, torch.from_numpy(mat.data.astype(np.float32)), mat.shape, check_invariants=False
+    )
 
 
 class SymNormAdjacencyFix:

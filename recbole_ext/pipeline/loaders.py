@@ -95,15 +95,22 @@ def check_split(config, dataset, built) -> None:
     if ranked < need and mode != "labeled" and config["MODEL_TYPE"] != ModelType.CONTEXT:
         raise DataFormatError(
             f"data set '{name}' ({size}): evaluation mode {mode} ranks {ranked} items per user, fewer than "
-            f"topk {topk}; use a smaller topk")
+            f"topk {topk}; use a smaller topk"
+        )
 
 
 def _log_loaders(config) -> None:
     """RecBole's two lines about the loaders' batch sizes, sampling and evaluation."""
-    for phase, size_key, args_key in (("Training", "train_batch_size", "train_neg_sample_args"),
-                                      ("Evaluation", "eval_batch_size", "eval_args")):
+    for phase, size_key, args_key in (
+        ("Training", "train_batch_size", "train_neg_sample_args"),
+        ("Evaluation", "eval_batch_size", "eval_args"),
+    ):
         getLogger().info(
-            set_color(f"[{phase}]: ", "pink") + set_color(size_key, "cyan") + " = "
-            + set_color(f"[{config[size_key]}]", "yellow") + set_color(f" {args_key}", "cyan") + ": "
+            set_color(f"[{phase}]: ", "pink")
+            + set_color(size_key, "cyan")
+            + " = "
+            + set_color(f"[{config[size_key]}]", "yellow")
+            + set_color(f" {args_key}", "cyan")
+            + ": "
             + set_color(f"[{config[args_key]}]", "yellow")
         )

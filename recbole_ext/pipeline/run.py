@@ -31,7 +31,7 @@ import json
 import os
 import sys
 from logging import getLogger
-from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
+from typing import Any, Dict, Iterable, List, Optional, Tuple
 
 import torch
 from recbole.utils import init_seed, set_color
@@ -39,12 +39,18 @@ from recbole.utils import init_seed, set_color
 from recbole_ext.config import Config
 from recbole_ext.data.fetch import find_or_fetch
 from recbole_ext.data.schema import restore_dataset
-from recbole_ext.distributed import all_gather, broadcast, init_group, is_distributed, rank, shutdown
+from recbole_ext.distributed import broadcast, init_group, is_distributed, rank, rank0_first, shutdown
 from recbole_ext.errors import UserError
 from recbole_ext.logger import close_logger, init_logger, new_run_id
 from recbole_ext.pipeline.loaders import create_dataset, make_loaders
-from recbole_ext.pipeline.outcome import (RunResult, count_parameters, environment, interrupted, plain_metrics,
-                                          remove_empty)
+from recbole_ext.pipeline.outcome import (
+    RunResult,
+    count_parameters,
+    environment,
+    interrupted,
+    plain_metrics,
+    remove_empty,
+)
 from recbole_ext.registry import get_dataset_class, get_model, get_trainer
 from recbole_ext.trainer.checkpoint import check_resume
 
@@ -72,8 +78,18 @@ class Loaders:
 
 
 #: keys of a checkpoint's saved config that the configurator derives itself
-_DERIVED_KEYS = {"MODEL_TYPE", "MODEL_INPUT_TYPE", "eval_type", "device", "config_files", "local_rank",
-                 "single_spec", "world_size", "valid_neg_sample_args", "test_neg_sample_args"}
+_DERIVED_KEYS = {
+    "MODEL_TYPE",
+    "MODEL_INPUT_TYPE",
+    "eval_type",
+    "device",
+    "config_files",
+    "local_rank",
+    "single_spec",
+    "world_size",
+    "valid_neg_sample_args",
+    "test_neg_sample_args",
+}
 
 
 class Run:
@@ -89,9 +105,14 @@ class Run:
 
     # ------------------------------------------------------------ configuration
     @classmethod
-    def resolve(cls, model: Optional[str] = None, dataset: Optional[str] = None,
-                config_files: Optional[List[str]] = None, config_dict: Optional[Dict[str, Any]] = None,
-                cmd_args: Optional[Iterable[str]] = None) -> "Run":
+    def resolve(
+        cls,
+        model: Optional[str] = None,
+        dataset: Optional[str] = None,
+        config_files: Optional[List[str]] = None,
+        config_dict: Optional[Dict[str, Any]] = None,
+        cmd_args: Optional[Iterable[str]] = None,
+    ) -> "Run":
         """Step 1: the configuration (RecBole's precedence: files, then ``config_dict``, then
         ``--key=value`` strings). Reads files and checks types; a mistake is a UserError."""
         return cls(Config(model, dataset, config_files, config_dict, cmd_args))
@@ -135,10 +156,15 @@ class Run:
             cfg = self.config
 
             def find() -> str:
-                return find_or_fetch(cfg["dataset"], self.config.requested_data_path, cfg["data_sources"],
-                                     cfg["download"], progress=sys.stderr.isatty())
+                return find_or_fetch(
+                    cfg["dataset"],
+                    self.config.requested_data_path,
+                    cfg["data_sources"],
+                    cfg["download"],
+                    progress=sys.stderr.isatty(),
+                )
 
-            self._data_folder = _rank0_first(find) if is_distributed(cfg) else find()
+            self._data_folder = rank0_first(find) if is_distributed(cfg) else find()
             cfg["data_path"] = self._data_folder
         return self._data_folder
 
@@ -164,9 +190,14 @@ class Run:
         cfg, dataset_class = self.config, get_dataset_class(self.config)
         keys = sorted(set(dataset_arguments) | set(cfg.parameters.get("Dataset", [])))
         values = {k: cfg.final_config_dict.get(k) for k in keys}
-        values.update(dataset=cfg["dataset"], data_path=cfg["data_path"], eval_args=cfg["eval_args"],
-                      seed=cfg["seed"], reproducibility=cfg["reproducibility"],
-                      dataset_class=f"{dataset_class.__module__}.{dataset_class.__qualname__}")
+        values.update(
+            dataset=cfg["dataset"],
+            data_path=cfg["data_path"],
+            eval_args=cfg["eval_args"],
+            seed=cfg["seed"],
+            reproducibility=cfg["reproducibility"],
+            dataset_class=f"{dataset_class.__module__}.{dataset_class.__qualname__}",
+        )
         return json.dumps(values, sort_keys=True, default=str)
 
     def build_loaders(self, splits: Splits) -> Loaders:
@@ -206,8 +237,14 @@ class Run:
         """The trainer for ``model`` (ours for the model, else RecBole's with our fixes)."""
         return get_trainer(self.config["MODEL_TYPE"], self.config["model"])(self.config, model)
 
-    def train_and_test(self, loaders: Loaders, saved: bool = True, resume_file: Optional[str] = None,
-                       trust_checkpoint: bool = False, test: bool = True) -> RunResult:
+    def train_and_test(
+        self,
+        loaders: Loaders,
+        saved: bool = True,
+        resume_file: Optional[str] = None,
+        trust_checkpoint: bool = False,
+        test: bool = True,
+    ) -> RunResult:
         """Build the model and its trainer, fit with early stopping, test the best epoch.
 
         Args:
@@ -236,10 +273,16 @@ class Run:
             logger.info(set_color("test result", "yellow") + f": {plain_metrics(test_result)}")
         per_user = {k: [round(float(x), 6) for x in v] for k, v in trainer.per_user_result().items()} if test else {}
         return RunResult(
-            best_valid_score=score, valid_score_bigger=cfg["valid_metric_bigger"], best_valid_result=valid_result,
-            test_result=test_result, model=cfg["model"], dataset=cfg["dataset"],
+            best_valid_score=score,
+            valid_score_bigger=cfg["valid_metric_bigger"],
+            best_valid_result=valid_result,
+            test_result=test_result,
+            model=cfg["model"],
+            dataset=cfg["dataset"],
             saved_model_file=trainer.saved_model_file if saved else None,
-            n_params=count_parameters(trainer.model), timings=dict(trainer.timings), per_user=per_user,
+            n_params=count_parameters(trainer.model),
+            timings=dict(trainer.timings),
+            per_user=per_user,
             rank=int(cfg["local_rank"]) + int(cfg["offset"] or 0),
         )
 
@@ -254,8 +297,13 @@ class Run:
         logger.info(self.config, extra={"file_only": not self.config["verbose"]})
         return path
 
-    def execute(self, saved: bool = True, log_dir: str = "./log", resume_file: Optional[str] = None,
-                trust_checkpoint: bool = False) -> RunResult:
+    def execute(
+        self,
+        saved: bool = True,
+        log_dir: str = "./log",
+        resume_file: Optional[str] = None,
+        trust_checkpoint: bool = False,
+    ) -> RunResult:
         """Every step for one run (one process, or one rank of a data-parallel run).
 
         A user error (data, config, an untrusted or foreign checkpoint) arises before the first
@@ -274,8 +322,9 @@ class Run:
             try:
                 if resume_file:  # a wrong or unreadable checkpoint stops the run before the data set is built
                     check_resume(resume_file, cfg, trust_checkpoint)
-                result = self.train_and_test(self.build_loaders(self.prepare_data()), saved, resume_file,
-                                             trust_checkpoint)
+                result = self.train_and_test(
+                    self.build_loaders(self.prepare_data()), saved, resume_file, trust_checkpoint
+                )
             except UserError:
                 close_logger()
                 remove_empty([log_file], new_dirs)
@@ -287,22 +336,3 @@ class Run:
             shutdown()
         result.log_file = log_file
         return result
-
-
-def _rank0_first(find: Callable[[], str]) -> str:
-    """``find()`` on rank 0, then on the other ranks once rank 0 is done (so one process
-    fetches); rank 0's error on every rank when it failed."""
-    outcome: Tuple[str, Any]
-    if rank() == 0:
-        try:
-            outcome = ("ok", find())
-        except UserError as e:
-            outcome = ("error", e)
-    else:
-        outcome = ("wait", None)
-    first = broadcast(outcome)
-    if first[0] == "error":
-        raise first[1]
-    mine = outcome[1] if rank() == 0 else find()
-    all_gather(None)  # every rank has its folder before any goes on
-    return mine

@@ -33,9 +33,7 @@ from recbole_ext.results.record import RunRecord
 
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 # RecBole's file format: "%(asctime)-15s %(levelname)s  %(message)s" with "%a %d %b %Y %H:%M:%S"
-ENTRY_START = re.compile(
-    r"^(?:\w{3} \d{2} \w{3} \d{4} \d{2}:\d{2}:\d{2}) (DEBUG|INFO|WARNING|ERROR|CRITICAL)  ?(.*)$"
-)
+ENTRY_START = re.compile(r"^(?:\w{3} \d{2} \w{3} \d{4} \d{2}:\d{2}:\d{2}) (DEBUG|INFO|WARNING|ERROR|CRITICAL)  ?(.*)$")
 FILE_NAME = re.compile(
     r"^(?P<model>[^-]+)-(?P<dataset>.+)-(?P<time>[A-Z][a-z]{2}-\d{2}-\d{4}_\d{2}-\d{2}-\d{2})"
     r"(?:-(?P<md5>[0-9a-f]+))?(?:-\d+)?\.log$"
@@ -181,16 +179,27 @@ def record_from_facts(facts: dict, model: str, dataset: str, source: str) -> dic
         scores = [s for _, s in facts["valid_curve"]]
         best_score = max(scores) if bigger else min(scores)
     return RunRecord(
-        model=model, dataset=dataset, seed=seed if isinstance(seed, int) else None,
-        status="ok" if ok else "failed", reason=reason,
-        test_result=facts.get("test_result", {}), best_valid_result=best_valid, best_valid_score=best_score,
-        valid_metric=valid_metric, valid_metric_bigger=bool(bigger) if isinstance(bigger, bool) else True,
-        epochs_run=len(facts["train_epoch_s"]), protocol=protocol_of(cfg.get("eval_args", "{}"), cfg.get("eval_candidates")),
+        model=model,
+        dataset=dataset,
+        seed=seed if isinstance(seed, int) else None,
+        status="ok" if ok else "failed",
+        reason=reason,
+        test_result=facts.get("test_result", {}),
+        best_valid_result=best_valid,
+        best_valid_score=best_score,
+        valid_metric=valid_metric,
+        valid_metric_bigger=bool(bigger) if isinstance(bigger, bool) else True,
+        epochs_run=len(facts["train_epoch_s"]),
+        protocol=protocol_of(cfg.get("eval_args", "{}"), cfg.get("eval_candidates")),
         n_params=summary.get("n_params", facts.get("n_params")),
         train_epoch_s=summary.get("train_epoch_s", facts["train_epoch_s"]),
-        eval_batch_ms=summary.get("eval_batch_ms", []), peak_mem_mb=summary.get("peak_mem_mb"),
-        peak_rss_mb=summary.get("peak_rss_mb"), mem_method=summary.get("mem_method"),
-        device=summary.get("device") or cfg.get("device"), valid_curve=facts["valid_curve"], source=source,
+        eval_batch_ms=summary.get("eval_batch_ms", []),
+        peak_mem_mb=summary.get("peak_mem_mb"),
+        peak_rss_mb=summary.get("peak_rss_mb"),
+        mem_method=summary.get("mem_method"),
+        device=summary.get("device") or cfg.get("device"),
+        valid_curve=facts["valid_curve"],
+        source=source,
     ).to_dict()
 
 

@@ -48,7 +48,9 @@ def to_markdown(table: dict) -> str:
             if mark:
                 text = f"**{text}**" + ("\\*" if mark == "best*" else "")
             cells.append(text)
-        lines.append("| " + " | ".join([row["model"]] + cells + [row["protocol"], row["device"], _status_text(row)]) + " |")
+        lines.append(
+            "| " + " | ".join([row["model"]] + cells + [row["protocol"], row["device"], _status_text(row)]) + " |"
+        )
     return "\n".join(lines)
 
 
@@ -57,10 +59,14 @@ def significance_markdown(table: dict) -> str:
     cols = [c for c in table["columns"] if c.metric and any(c.key in r["p_values"] for r in table["rows"])]
     if not cols:
         return ""
-    best = {c.key: next((r["model"] for r in table["rows"] if r["mark"].get(c.key, "").startswith("best")), "")
-            for c in cols}
-    lines = ["| Model | " + " | ".join(f"{c.header} (vs {best[c.key]})" for c in cols) + " |",
-             "|---|" + "|".join("---:" for _ in cols) + "|"]
+    best = {
+        c.key: next((r["model"] for r in table["rows"] if r["mark"].get(c.key, "").startswith("best")), "")
+        for c in cols
+    }
+    lines = [
+        "| Model | " + " | ".join(f"{c.header} (vs {best[c.key]})" for c in cols) + " |",
+        "|---|" + "|".join("---:" for _ in cols) + "|",
+    ]
     for row in table["rows"]:
         vals = []
         for c in cols:
@@ -83,8 +89,10 @@ def to_csv(table: dict) -> str:
         line = [row["model"], row["n_seeds"], row["status"], row["protocol"], row["device"]]
         for c in cols:
             cell = row["cells"][c.key]
-            line += ["" if cell["mean"] is None else repr(float(cell["mean"])),
-                     "" if cell["std"] is None else repr(float(cell["std"]))]
+            line += [
+                "" if cell["mean"] is None else repr(float(cell["mean"])),
+                "" if cell["std"] is None else repr(float(cell["std"])),
+            ]
             if c.metric:  # the table's test, then (one seed) the paired t-test over users
                 for p in (row["p_values"].get(c.key), row.get("p_values_t", {}).get(c.key)):
                     line.append("" if p is None else repr(p))
@@ -92,8 +100,18 @@ def to_csv(table: dict) -> str:
     return buf.getvalue()
 
 
-_TEX = {"&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{", "}": r"\}",
-        "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "\\": r"\textbackslash{}"}
+_TEX = {
+    "&": r"\&",
+    "%": r"\%",
+    "$": r"\$",
+    "#": r"\#",
+    "_": r"\_",
+    "{": r"\{",
+    "}": r"\}",
+    "~": r"\textasciitilde{}",
+    "^": r"\textasciicircum{}",
+    "\\": r"\textbackslash{}",
+}
 
 
 def tex_escape(text: str) -> str:
@@ -107,7 +125,9 @@ def to_latex(table: dict, caption: str = "") -> str:
     if caption:
         lines.append(r"\caption{" + tex_escape(caption) + "}")
     lines += [r"\begin{tabular}{" + spec + "}", r"\toprule"]
-    lines.append(" & ".join(["Model"] + [tex_escape(c.header) for c in cols] + ["Protocol", "Device", "Status"]) + r" \\")
+    lines.append(
+        " & ".join(["Model"] + [tex_escape(c.header) for c in cols] + ["Protocol", "Device", "Status"]) + r" \\"
+    )
     lines.append(r"\midrule")
     for row in table["rows"]:
         cells = []
@@ -118,8 +138,14 @@ def to_latex(table: dict, caption: str = "") -> str:
             if mark:
                 text = r"\textbf{" + text + "}" + ("$^{*}$" if mark == "best*" else "")
             cells.append(text)
-        lines.append(" & ".join([tex_escape(row["model"])] + cells + [tex_escape(row["protocol"]),
-                                 tex_escape(row["device"]), tex_escape(row["status"])]) + r" \\")
+        lines.append(
+            " & ".join(
+                [tex_escape(row["model"])]
+                + cells
+                + [tex_escape(row["protocol"]), tex_escape(row["device"]), tex_escape(row["status"])]
+            )
+            + r" \\"
+        )
     lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}"]
     return "\n".join(lines) + "\n"
 
@@ -128,20 +154,32 @@ def notes(table: dict, records: List[dict]) -> str:
     seeds = sorted({r.get("seed") for r in records if r.get("seed") is not None})
     out = []
     if len(seeds) > 1:
-        out.append(f"Mean ± sample std over seeds {', '.join(map(str, seeds))}; * after a bold value: paired "
-                   "t-test (scipy.stats.ttest_rel over seeds) of the best model against every other, p < 0.05.")
+        out.append(
+            f"Mean ± sample std over seeds {', '.join(map(str, seeds))}; * after a bold value: paired "
+            "t-test (scipy.stats.ttest_rel over seeds) of the best model against every other, p < 0.05."
+        )
     elif table.get("significance") == "users":
-        out.append("One seed; * after a bold value: Wilcoxon signed-rank test (scipy.stats.wilcoxon) over the "
-                   "test users' per-user values of the best model against every other, p < 0.05 (a paired "
-                   "t-test over users is in comparison.csv).")
-    out.append("Bold: best in the column (higher metrics, lower errors and cost). Train s/epoch: mean wall time of a "
-               "training epoch. Infer ms/batch: mean wall time per evaluation batch over all valid and test "
-               "evaluations. Peak mem: " + (table.get("mem_method") or "not measured (log without it)") + ".")
+        out.append(
+            "One seed; * after a bold value: Wilcoxon signed-rank test (scipy.stats.wilcoxon) over the "
+            "test users' per-user values of the best model against every other, p < 0.05 (a paired "
+            "t-test over users is in comparison.csv)."
+        )
+    out.append(
+        "Bold: best in the column (higher metrics, lower errors and cost). Train s/epoch: mean wall time of a "
+        "training epoch. Infer ms/batch: mean wall time per evaluation batch over all valid and test "
+        "evaluations. Peak mem: " + (table.get("mem_method") or "not measured (log without it)") + "."
+    )
     return "\n".join(out)
 
 
-def write_outputs(records: List[dict], dataset: str, out_dir: Optional[str], plot: bool = True,
-                  echo: Callable[[str], None] = print, title: str = "") -> dict:
+def write_outputs(
+    records: List[dict],
+    dataset: str,
+    out_dir: Optional[str],
+    plot: bool = True,
+    echo: Callable[[str], None] = print,
+    title: str = "",
+) -> dict:
     """Print the Markdown table; with ``out_dir``, write ``comparison.md/.csv/.tex`` (and ``.png``)."""
     table = build_table(records)
     md = to_markdown(table)
@@ -151,8 +189,11 @@ def write_outputs(records: List[dict], dataset: str, out_dir: Optional[str], plo
         doc += [title, ""]
     doc += [md, "", notes(table, records)]
     if sig:
-        test = ("Wilcoxon signed-rank p-values over users" if table.get("significance") == "users"
-                else "Paired t-test p-values over seeds")
+        test = (
+            "Wilcoxon signed-rank p-values over users"
+            if table.get("significance") == "users"
+            else "Paired t-test p-values over seeds"
+        )
         doc += ["", f"{test} (best model of each metric against each other model):", "", sig]
     text = "\n".join(doc) + "\n"
     echo(text)

@@ -38,24 +38,37 @@ def _value(rec: dict, key: str):
 
 def build_table(records: List[dict]) -> dict:
     """Aggregate run records into rows (one per model, in first-seen order) and columns."""
-    models: List[str] = []
     by_model: Dict[str, List[dict]] = {}
     for rec in records:
-        if rec["model"] not in by_model:
-            models.append(rec["model"])
-            by_model[rec["model"]] = []
-        by_model[rec["model"]].append(rec)
+        by_model.setdefault(rec["model"], []).append(rec)
+    ok = [r for r in records if r.get("status") == "ok"]
+    valid_metric = next((r.get("valid_metric") for r in ok if r.get("valid_metric")), "")
+    columns = _columns(records, ok, valid_metric)
+    rows = [_row(model, recs, columns) for model, recs in by_model.items()]
+    _mark_best(rows, columns)
+    significance = _significance(rows, columns)
+    return {
+        "columns": columns,
+        "rows": rows,
+        "valid_metric": valid_metric,
+        "significance": significance,
+        "mem_method": next((r.get("mem_method") for r in ok if r.get("mem_method")), ""),
+    }
+
+
+def _columns(records: List[dict], ok: List[dict], valid_metric: str) -> List[Column]:
+    """The table's columns: every test metric the records hold, then the run's facts."""
     metric_names: List[str] = []
     for rec in records:
         for k in rec.get("test_result") or {}:
             if k not in metric_names:
                 metric_names.append(k)
-    ok = [r for r in records if r.get("status") == "ok"]
-    valid_metric = next((r.get("valid_metric") for r in ok if r.get("valid_metric")), "")
     bigger = next((r.get("valid_metric_bigger") for r in ok if r.get("valid_metric_bigger") is not None), True)
-    columns = [Column(f"test:{m}", _metric_header(m), "min" if _smaller_is_better(m) else "max", 4, metric=True)
-               for m in metric_names]
-    columns += [
+    columns = [
+        Column(f"test:{m}", _metric_header(m), "min" if _smaller_is_better(m) else "max", 4, metric=True)
+        for m in metric_names
+    ]
+    return columns + [
         Column("best_valid_score", f"Best valid {_metric_header(valid_metric)}".strip(), "max" if bigger else "min", 4),
         Column("epochs_run", "Epochs", None, 0),
         Column("n_params", "Params", "min", 0),
@@ -63,39 +76,38 @@ def build_table(records: List[dict]) -> dict:
         Column("eval_ms_batch", "Infer ms/batch", "min", 1),
         Column("peak_mem_mb", "Peak mem MB", "min", 1),
     ]
-    rows = []
-    for model in models:
-        recs = by_model[model]
-        good = sorted([r for r in recs if r.get("status") == "ok"], key=lambda r: (r.get("seed") is None, r.get("seed")))
-        bad = [r for r in recs if r.get("status") != "ok"]
-        cells = {}
-        for col in columns:
-            vals = [_value(r, col.key) for r in good]
-            cells[col.key] = {
-                "mean": _mean(vals), "std": _std(vals), "n": len([v for v in vals if v is not None]),
-                "by_seed": {r.get("seed"): _value(r, col.key) for r in good},
-            }
-        status = "ok"
-        if bad:
-            seeds = ", ".join(str(r.get("seed")) for r in bad if r.get("seed") is not None)
-            status = "failed" + (f" (seed {seeds})" if seeds and good else "") + ": " + (bad[0].get("reason") or "")
-        first = (good or recs)[0]
-        rows.append({
-            "model": model,
-            "cells": cells,
-            "protocol": first.get("protocol") or "",
-            "device": first.get("device") or "",
-            "status": status,
-            "n_seeds": len(good),
-            "seeds": [r.get("seed") for r in good],
-            "mark": {},
-            "p_values": {},
-            "per_user": (first.get("per_user") or {}) if len(good) == 1 else {},
-        })
-    _mark_best(rows, columns)
-    significance = _significance(rows, columns)
-    return {"columns": columns, "rows": rows, "valid_metric": valid_metric, "significance": significance,
-            "mem_method": next((r.get("mem_method") for r in ok if r.get("mem_method")), "")}
+
+
+def _row(model: str, recs: List[dict], columns: List[Column]) -> dict:
+    """One model's row: each column's mean, std and value per seed over its finished runs."""
+    good = sorted([r for r in recs if r.get("status") == "ok"], key=lambda r: (r.get("seed") is None, r.get("seed")))
+    bad = [r for r in recs if r.get("status") != "ok"]
+    cells = {}
+    for col in columns:
+        vals = [_value(r, col.key) for r in good]
+        cells[col.key] = {
+            "mean": _mean(vals),
+            "std": _std(vals),
+            "n": len([v for v in vals if v is not None]),
+            "by_seed": {r.get("seed"): _value(r, col.key) for r in good},
+        }
+    status = "ok"
+    if bad:
+        seeds = ", ".join(str(r.get("seed")) for r in bad if r.get("seed") is not None)
+        status = "failed" + (f" (seed {seeds})" if seeds and good else "") + ": " + (bad[0].get("reason") or "")
+    first = (good or recs)[0]
+    return {
+        "model": model,
+        "cells": cells,
+        "protocol": first.get("protocol") or "",
+        "device": first.get("device") or "",
+        "status": status,
+        "n_seeds": len(good),
+        "seeds": [r.get("seed") for r in good],
+        "mark": {},
+        "p_values": {},
+        "per_user": (first.get("per_user") or {}) if len(good) == 1 else {},
+    }
 
 
 def _smaller_is_better(name: str) -> bool:
@@ -109,9 +121,21 @@ def _metric_header(name: str) -> str:
     if not name:
         return ""
     base, _, k = name.partition("@")
-    pretty = {"recall": "Recall", "mrr": "MRR", "ndcg": "NDCG", "hit": "Hit", "precision": "Precision",
-              "map": "MAP", "auc": "AUC", "gauc": "GAUC", "logloss": "LogLoss", "rmse": "RMSE", "mae": "MAE",
-              "itemcoverage": "ItemCoverage", "averagepopularity": "AveragePopularity"}.get(base.lower(), base)
+    pretty = {
+        "recall": "Recall",
+        "mrr": "MRR",
+        "ndcg": "NDCG",
+        "hit": "Hit",
+        "precision": "Precision",
+        "map": "MAP",
+        "auc": "AUC",
+        "gauc": "GAUC",
+        "logloss": "LogLoss",
+        "rmse": "RMSE",
+        "mae": "MAE",
+        "itemcoverage": "ItemCoverage",
+        "averagepopularity": "AveragePopularity",
+    }.get(base.lower(), base)
     return f"{pretty}@{k}" if k else pretty
 
 

@@ -12,6 +12,14 @@ from recbole_ext.serving.recommender import (
 from recbole_ext.serving.restore import UnsupportedModelError, restore_model
 
 __all__ = [
-    "EmptyHistoryError", "Recommendation", "Recommender", "UnknownTokenWarning", "UnsupportedModelError",
-    "read_histories", "recommend", "recommend_file", "restore_model", "write_recommendations",
+    "EmptyHistoryError",
+    "Recommendation",
+    "Recommender",
+    "UnknownTokenWarning",
+    "UnsupportedModelError",
+    "read_histories",
+    "recommend",
+    "recommend_file",
+    "restore_model",
+    "write_recommendations",
 ]

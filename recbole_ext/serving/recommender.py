@@ -72,9 +72,7 @@ class Recommender:
         self.config = plain
         self.item_tokens: List[str] = list(info["item_tokens"])
         self.item_token_id: Dict[str, int] = {t: i for i, t in enumerate(self.item_tokens)}
-        self.user_token_id: Dict[str, int] = {
-            t: i for i, t in enumerate(info.get("user_tokens") or [])
-        }
+        self.user_token_id: Dict[str, int] = {t: i for i, t in enumerate(info.get("user_tokens") or [])}
         self.n_items = len(self.item_tokens)
         self.kind = self._kind()
 
@@ -184,7 +182,9 @@ class Recommender:
         top_scores, top_ids = torch.topk(scores, kk, dim=1)
         return top_ids, top_scores, torch.isfinite(top_scores)
 
-    def recommend(self, items: Iterable, k: int = 10, exclude_seen: bool = False, user: Optional[str] = None) -> Recommendation:
+    def recommend(
+        self, items: Iterable, k: int = 10, exclude_seen: bool = False, user: Optional[str] = None
+    ) -> Recommendation:
         """Top-k ``(item token, score)`` for one history of raw item tokens (most recent last)."""
         if k < 1:
             raise UserError(f"k must be at least 1, got {k}")
@@ -199,11 +199,7 @@ class Recommender:
             )
         uid = [self.user_token_id.get(str(user), 0)] if user is not None else None
         top_ids, top_scores, valid = self.recommend_ids([ids], k, exclude_seen, uid)
-        return [
-            (self.item_tokens[int(i)], float(s))
-            for i, s, v in zip(top_ids[0], top_scores[0], valid[0])
-            if v
-        ]
+        return [(self.item_tokens[int(i)], float(s)) for i, s, v in zip(top_ids[0], top_scores[0], valid[0]) if v]
 
     def recommend_many(
         self, histories: Dict[str, Sequence], k: int = 10, exclude_seen: bool = False
@@ -255,5 +251,3 @@ def recommend(
     if isinstance(items, str):
         items = [t for t in (x.strip() for x in items.split(",")) if t]
     return _as_recommender(checkpoint, trust_checkpoint).recommend(items, k, exclude_seen)
-
-

@@ -58,8 +58,11 @@ def restore_model(
     model, dataset = built
     ckpt.load_weights(model)
     iid, uid = dataset.iid_field, dataset.uid_field
-    info = {"item_tokens": [str(t) for t in dataset.field2id_token[iid]], "built_on": built_on,
-            "user_tokens": [str(t) for t in dataset.field2id_token[uid]] if uid in dataset.field2id_token else None}
+    info = {
+        "item_tokens": [str(t) for t in dataset.field2id_token[iid]],
+        "built_on": built_on,
+        "user_tokens": [str(t) for t in dataset.field2id_token[uid]] if uid in dataset.field2id_token else None,
+    }
     return model.to(device).eval(), ckpt.config, info
 
 
@@ -73,7 +76,8 @@ def _on_schema(run: Run, schema: Dict[str, Any], reload_dataset: Optional[bool])
         if reload_dataset is False:
             raise UnsupportedModelError(
                 f"{run.config['model']} needs the real data set to be rebuilt (reload_dataset=False): "
-                f"{type(e).__name__}: {e}") from None
+                f"{type(e).__name__}: {e}"
+            ) from None
         return None
     return model, dataset
 
@@ -84,6 +88,7 @@ def _on_data_set(run: Run, checkpoint: str, schema: Optional[Dict[str, Any]]):
     dataset = run.load_dataset()
     real = [str(t) for t in dataset.field2id_token[dataset.iid_field]]
     if schema is not None and list(schema["field2id_token"][schema["iid_field"]]) != real:
-        raise CheckpointError(f"the data set at {run.config['data_path']} no longer matches {checkpoint} "
-                              "(item ids differ)")
+        raise CheckpointError(
+            f"the data set at {run.config['data_path']} no longer matches {checkpoint} (item ids differ)"
+        )
     return run.build_model(dataset), dataset

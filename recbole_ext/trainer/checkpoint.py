@@ -39,9 +39,8 @@ from typing import Any, Dict, Optional
 import numpy as np
 import torch
 
-from recbole_ext.fileio import atomic_open
-
 from recbole_ext.errors import UserError
+from recbole_ext.fileio import atomic_open
 
 FORMAT = "recbole_ext/3"
 

@@ -28,17 +28,23 @@ from typing import Dict, List
 
 import numpy as np
 import torch
-from torch.nn.utils.clip_grad import clip_grad_norm_
-from tqdm import tqdm
 from recbole.trainer import Trainer as RecBoleTrainer
 from recbole.utils import get_gpu_usage, set_color
+from torch.nn.utils.clip_grad import clip_grad_norm_
+from tqdm import tqdm
 
 from recbole_ext.data.schema import dataset_schema
 from recbole_ext.distributed import as_one_process, broadcast
 from recbole_ext.evaluation.per_user import CapturingEvaluator, per_user_metrics
 from recbole_ext.evaluation.sampled import SampledEvalMixin, fast_path_on
-from recbole_ext.trainer.checkpoint import (Checkpoint, CheckpointError, check_identity, load_checkpoint,
-                                            plain_other_parameter, to_plain)
+from recbole_ext.trainer.checkpoint import (
+    Checkpoint,
+    CheckpointError,
+    check_identity,
+    load_checkpoint,
+    plain_other_parameter,
+    to_plain,
+)
 from recbole_ext.trainer.data_parallel import DataParallelMixin
 from recbole_ext.trainer.fast_path import LossTotal, autocast, check_precision, compile_forward, set_tf32
 from recbole_ext.trainer.rng import rng_state, set_rng_state
@@ -58,8 +64,9 @@ class CompatTrainerMixin(DataParallelMixin, SampledEvalMixin):
         # (recbole_ext.logger.init_logger) makes each run's its own; without one, a random suffix.
         run_id = config["run_id"]
         stem, ext = os.path.splitext(self.saved_model_file)
-        self.saved_model_file = (os.path.join(os.path.dirname(stem), run_id + ext) if run_id
-                                 else f"{stem}-{secrets.token_hex(4)}{ext}")
+        self.saved_model_file = (
+            os.path.join(os.path.dirname(stem), run_id + ext) if run_id else f"{stem}-{secrets.token_hex(4)}{ext}"
+        )
         self._move_tensorboard(run_id, config["tensorboard_dir"])
         self.timings: Dict[str, List] = {"train_epoch_s": [], "eval_batch_ms": [], "valid_curve": []}
         self.evaluator = CapturingEvaluator(config)  # keeps the last evaluation's per-user data
@@ -97,8 +104,7 @@ class CompatTrainerMixin(DataParallelMixin, SampledEvalMixin):
         self.model.train()
         loss_func = loss_func or self.model.calculate_loss
         iter_data = (
-            tqdm(train_data, total=len(train_data), ncols=100,
-                 desc=set_color(f"Train {epoch_idx:>5}", "pink"))
+            tqdm(train_data, total=len(train_data), ncols=100, desc=set_color(f"Train {epoch_idx:>5}", "pink"))
             if show_progress
             else train_data
         )
@@ -160,15 +166,20 @@ class CompatTrainerMixin(DataParallelMixin, SampledEvalMixin):
         if dataset is not None and (self._schema is None or self._schema[0] is not dataset):
             self._schema = (dataset, dataset_schema(dataset))  # once per data set, not per epoch
         return Checkpoint(
-            config=config, state_dict=best, epoch=int(epoch),
+            config=config,
+            state_dict=best,
+            epoch=int(epoch),
             best_epoch=int(self._best_epoch if self._best_state is not None else epoch),
-            cur_step=int(self.cur_step), best_valid_score=float(self.best_valid_score),
-            best_valid_result=to_plain(self.best_valid_result), stopped_early=bool(self._stopped_early),
+            cur_step=int(self.cur_step),
+            best_valid_score=float(self.best_valid_score),
+            best_valid_result=to_plain(self.best_valid_result),
+            stopped_early=bool(self._stopped_early),
             last_state_dict=None if best is current else current,
             other_parameter=plain_other_parameter(self.model.other_parameter()),
             optimizer=self.optimizer.state_dict(),
             scheduler=scheduler.state_dict() if hasattr(scheduler, "state_dict") else None,
-            train_loss={int(k): to_plain(v) for k, v in self.train_loss_dict.items()}, rng=rng,
+            train_loss={int(k): to_plain(v) for k, v in self.train_loss_dict.items()},
+            rng=rng,
             dataset=self._schema[1] if dataset is not None else {},
         )
 
@@ -190,8 +201,9 @@ class CompatTrainerMixin(DataParallelMixin, SampledEvalMixin):
         checkpoint = load_checkpoint(checkpoint_file, trust_checkpoint, map_location=where) if self._is_main() else None
         if shared:
             checkpoint = broadcast(checkpoint)
-            checkpoint.other_parameter = {k: v.to(self.device) if torch.is_tensor(v) else v
-                                          for k, v in checkpoint.other_parameter.items()}
+            checkpoint.other_parameter = {
+                k: v.to(self.device) if torch.is_tensor(v) else v for k, v in checkpoint.other_parameter.items()
+            }
         checkpoint.load_weights(self.model)
         return checkpoint
 
@@ -209,8 +221,10 @@ class CompatTrainerMixin(DataParallelMixin, SampledEvalMixin):
             checkpoint.load_weights(self.model, last=True)
         except RuntimeError as e:  # same model and data-set name, other sizes (items, width)
             first = str(e).strip().splitlines()
-            raise CheckpointError(f"{resume_file} does not fit this model and data set: "
-                                  f"{first[1].strip() if len(first) > 1 else first[0]}") from None
+            raise CheckpointError(
+                f"{resume_file} does not fit this model and data set: "
+                f"{first[1].strip() if len(first) > 1 else first[0]}"
+            ) from None
         self.saved_model_file = resume_file
         self.start_epoch = checkpoint.epoch + 1
         self.cur_step = checkpoint.cur_step
@@ -294,7 +308,9 @@ class CompatTrainerMixin(DataParallelMixin, SampledEvalMixin):
                 self._generate_train_loss_output(epoch_idx, training_start_time, training_end_time, train_loss)
             )
         self._add_train_loss_to_tensorboard(epoch_idx, train_loss)
-        self.wandblogger.log_metrics({"epoch": epoch_idx, "train_loss": train_loss, "train_step": epoch_idx}, head="train")
+        self.wandblogger.log_metrics(
+            {"epoch": epoch_idx, "train_loss": train_loss, "train_step": epoch_idx}, head="train"
+        )
 
     def _validate(self, valid_data, epoch_idx: int, verbose: bool, show_progress: bool, callback_fn) -> bool:
         """Evaluate on the validation set, keep the best weights; returns whether to stop early."""
@@ -303,13 +319,22 @@ class CompatTrainerMixin(DataParallelMixin, SampledEvalMixin):
         valid_start_time = time.time()
         valid_score, valid_result = self._valid_epoch(valid_data, show_progress=show_progress)
         self.best_valid_score, self.cur_step, stop_flag, update_flag = early_stopping(
-            valid_score, self.best_valid_score, self.cur_step, max_step=self.stopping_step,
+            valid_score,
+            self.best_valid_score,
+            self.cur_step,
+            max_step=self.stopping_step,
             bigger=self.valid_metric_bigger,
         )
         if verbose:
             self.logger.info(
-                (set_color("epoch %d evaluating", "green") + " [" + set_color("time", "blue") + ": %.2fs, "
-                 + set_color("valid_score", "blue") + ": %f]")
+                (
+                    set_color("epoch %d evaluating", "green")
+                    + " ["
+                    + set_color("time", "blue")
+                    + ": %.2fs, "
+                    + set_color("valid_score", "blue")
+                    + ": %f]"
+                )
                 % (epoch_idx, time.time() - valid_start_time, valid_score)
             )
             self.logger.info(set_color("valid result", "blue") + ": \n" + dict2str(valid_result))

@@ -35,22 +35,25 @@ def run_tune(request: TuneRequest, echo: Callable[[str], None] = print) -> Tuple
         ``(records, results_dir)``: the comparison's records (``[]`` when ``request.compare``
         is off).
     """
-    from recbole_ext.tune.trials import mark_interrupted, open_study, used_budget
-
     import importlib.util
+
+    from recbole_ext.tune.trials import mark_interrupted, open_study, used_budget
 
     if importlib.util.find_spec("optuna") is None:
         raise UserError("the tune command needs Optuna: pip install 'optuna>=4.0' (or the [tune] extra)")
     results_dir = request.results_dir or os.path.join(
-        "results", f"{request.dataset}-tune-{datetime.datetime.now().strftime('%Y%m%d-%H%M%S')}")
+        "results", f"{request.dataset}-tune-{datetime.datetime.now().strftime('%Y%m%d-%H%M%S')}"
+    )
     spec = _checked_spec(request, results_dir)
     todo: List[str] = []
     for model in spec.spaces:
         study = open_study(spec, model)
         stale = mark_interrupted(spec, model)
         left = max(0, request.trials - used_budget(study))
-        echo(f"[tune] {model}: {request.trials - left} of {request.trials} trials done"
-             + (f", {stale} interrupted" if stale else ""))
+        echo(
+            f"[tune] {model}: {request.trials - left} of {request.trials} trials done"
+            + (f", {stale} interrupted" if stale else "")
+        )
         todo += [model] * left
     _run_trials(spec, _interleave(todo), request.jobs, echo)
     best_dir = write_best(spec, request.trials, echo)
@@ -59,9 +62,17 @@ def run_tune(request: TuneRequest, echo: Callable[[str], None] = print) -> Tuple
     from recbole_ext.compare.parallel import run_parallel
     from recbole_ext.compare.runner import run_comparison
 
-    comparison = CompareRequest(tuple(spec.spaces), request.dataset, request.config_files, request.config_args,
-                                seeds=request.seeds, results_dir=results_dir, plot=request.plot,
-                                jobs=request.jobs if request.jobs > 1 else None, model_configs=best_dir)
+    comparison = CompareRequest(
+        tuple(spec.spaces),
+        request.dataset,
+        request.config_files,
+        request.config_args,
+        seeds=request.seeds,
+        results_dir=results_dir,
+        plot=request.plot,
+        jobs=request.jobs if request.jobs > 1 else None,
+        model_configs=best_dir,
+    )
     return (run_parallel if comparison.parallel else run_comparison)(comparison, echo)
 
 
@@ -141,8 +152,10 @@ def write_best(spec, trials: int, echo) -> str:
             rows.append(f"| {model} | {len(done)} | {failed} | - | no trial finished |")
             echo(f"[tune] {model}: no trial finished; the comparison uses its defaults")
             continue
-        head = (f"# {model} on {spec.dataset}: best of {len(done)} trials (budget {trials}), "
-                f"trial {best.number}, validation score {best.value:.6g} ({spec.directions[model]})\n")
+        head = (
+            f"# {model} on {spec.dataset}: best of {len(done)} trials (budget {trials}), "
+            f"trial {best.number}, validation score {best.value:.6g} ({spec.directions[model]})\n"
+        )
         atomic_write_text(os.path.join(best_dir, f"{model}.yaml"), head + yaml.safe_dump(best.params, sort_keys=True))
         setting = ", ".join(f"{k}={v!r}" for k, v in sorted(best.params.items()))
         rows.append(f"| {model} | {len(done)} | {failed} | {best.value:.4f} | {setting} |")

@@ -43,8 +43,10 @@ def load_space(path: Optional[str], model: str) -> Dict[str, Range]:
     """
     path = path or packaged_space_path(model)
     if path is None:
-        raise ConfigError(f"no packaged search space for {model}: pass --space=FILE, a YAML file of keys and "
-                          "ranges such as 'learning_rate: {loguniform: [1.0e-4, 1.0e-2]}' (also uniform, int, choice)")
+        raise ConfigError(
+            f"no packaged search space for {model}: pass --space=FILE, a YAML file of keys and "
+            "ranges such as 'learning_rate: {loguniform: [1.0e-4, 1.0e-2]}' (also uniform, int, choice)"
+        )
     try:
         with open(path, "r", encoding="utf-8") as f:
             data = yaml.safe_load(f) or {}
@@ -55,8 +57,9 @@ def load_space(path: Optional[str], model: str) -> Dict[str, Range]:
     sections = {k: v for k, v in data.items() if k == "all" or (isinstance(v, dict) and not _is_range(v))}
     for name in sections:
         if name != "all" and not _is_model(name):
-            raise ConfigError(f"search space {path}: '{name}' is neither a model name nor a range "
-                              f"{{{' | '.join(KINDS)}: ...}}")
+            raise ConfigError(
+                f"search space {path}: '{name}' is neither a model name nor a range {{{' | '.join(KINDS)}: ...}}"
+            )
     flat = {k: v for k, v in data.items() if k not in sections}
     merged = {**flat, **(sections.get("all") or {}), **(sections.get(model) or {})}
     if not merged:

@@ -47,8 +47,13 @@ def study_storage(spec: TuneSpec):
 
 def open_study(spec: TuneSpec, model: str) -> optuna.Study:
     """The model's study (created at the first call, loaded after)."""
-    return optuna.create_study(study_name=model, storage=study_storage(spec), direction=spec.directions[model],
-                               sampler=optuna.samplers.TPESampler(seed=spec.sampler_seed), load_if_exists=True)
+    return optuna.create_study(
+        study_name=model,
+        storage=study_storage(spec),
+        direction=spec.directions[model],
+        sampler=optuna.samplers.TPESampler(seed=spec.sampler_seed),
+        load_if_exists=True,
+    )
 
 
 def mark_interrupted(spec: TuneSpec, model: str) -> int:
@@ -66,9 +71,11 @@ def mark_interrupted(spec: TuneSpec, model: str) -> int:
 
 def used_budget(study: optuna.Study) -> int:
     """Trials that count against the budget: finished ones and those that failed on their own."""
-    return sum(1 for t in study.get_trials(deepcopy=False)
-               if t.state == TrialState.COMPLETE
-               or (t.state == TrialState.FAIL and not t.user_attrs.get("interrupted")))
+    return sum(
+        1
+        for t in study.get_trials(deepcopy=False)
+        if t.state == TrialState.COMPLETE or (t.state == TrialState.FAIL and not t.user_attrs.get("interrupted"))
+    )
 
 
 def best_trial(study: optuna.Study) -> Optional[optuna.trial.FrozenTrial]:
@@ -105,8 +112,10 @@ def train_and_validate(spec: TuneSpec, model: str, params: Dict[str, Any]) -> fl
     from recbole_ext.logger import close_logger
     from recbole_ext.pipeline import Run
 
-    inside = {"checkpoint_dir": os.path.join(spec.tune_dir, "saved"),
-              "tensorboard_dir": os.path.join(spec.tune_dir, "log_tensorboard")}
+    inside = {
+        "checkpoint_dir": os.path.join(spec.tune_dir, "saved"),
+        "tensorboard_dir": os.path.join(spec.tune_dir, "log_tensorboard"),
+    }
     run = Run.resolve(model, spec.dataset, spec.config_files, {**inside, **params}, spec.cmd_args)
     run.attach_device()
     run.locate_data()

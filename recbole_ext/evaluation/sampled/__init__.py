@@ -27,8 +27,14 @@ from recbole_ext.evaluation.sampled.candidates import SharedNegSampleEvalDataLoa
 from recbole_ext.evaluation.sampled.loader import CandidateBatch, CandidateEvalDataLoader
 from recbole_ext.evaluation.sampled.scoring import SampledEvalMixin
 
-__all__ = ["CandidateBatch", "CandidateEvalDataLoader", "SampledEvalMixin", "SharedNegSampleEvalDataLoader",
-           "fast_path_on", "loader_class"]
+__all__ = [
+    "CandidateBatch",
+    "CandidateEvalDataLoader",
+    "SampledEvalMixin",
+    "SharedNegSampleEvalDataLoader",
+    "fast_path_on",
+    "loader_class",
+]
 
 
 def fast_path_on(config) -> bool:
@@ -46,7 +52,10 @@ def loader_class(config, recbole_class: type) -> Optional[type]:
 
     if recbole_class is not NegSampleEvalDataLoader:
         return None
-    if (config["MODEL_TYPE"] == ModelType.SEQUENTIAL and config["eval_type"] == EvaluatorType.RANKING
-            and fast_path_on(config)):
+    if (
+        config["MODEL_TYPE"] == ModelType.SEQUENTIAL
+        and config["eval_type"] == EvaluatorType.RANKING
+        and fast_path_on(config)
+    ):
         return CandidateEvalDataLoader
     return SharedNegSampleEvalDataLoader

@@ -71,6 +71,7 @@ class CandidateBatch:
 #: ``transform`` settings under which a batch keeps one row per evaluated row.
 ROW_PRESERVING_TRANSFORMS = (None, "mask_itemseq")
 
+
 class CandidateEvalDataLoader(SharedCandidatesMixin, NegSampleEvalDataLoader):
     """RecBole's sampled-evaluation loader yielding :class:`CandidateBatch` (see module doc).
 

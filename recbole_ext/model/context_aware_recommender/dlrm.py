@@ -34,9 +34,9 @@ from __future__ import annotations
 from typing import List, Optional
 
 import torch
+from recbole.model.abstract_recommender import ContextRecommender
 from torch import nn
 from torch.nn.init import xavier_normal_, xavier_uniform_
-from recbole.model.abstract_recommender import ContextRecommender
 
 from recbole_ext.errors import ConfigError
 from recbole_ext.model.feature_layers import SequenceTower, dot_interaction, mlp
@@ -69,11 +69,13 @@ class DLRM(ContextRecommender):
         d = self.embedding_size
         n_dense = len(self.float_field_names)
         self.bottom_mlp: Optional[nn.Sequential] = (
-            mlp([n_dense, *self.bottom_mlp_sizes, d], last_activation=True) if n_dense else None)
+            mlp([n_dense, *self.bottom_mlp_sizes, d], last_activation=True) if n_dense else None
+        )
         self.tower: Optional[SequenceTower] = None
         if self.sequence_tower != "none":
-            self.tower = SequenceTower(self.sequence_tower, dataset.item_num, d, self.max_seq_length,
-                                       self.n_heads, self.dropout_prob)
+            self.tower = SequenceTower(
+                self.sequence_tower, dataset.item_num, d, self.max_seq_length, self.n_heads, self.dropout_prob
+            )
         m = self.n_vectors()
         n_pairs = m * (m + 1) // 2 if self.self_interaction else m * (m - 1) // 2
         top_in = n_pairs + (d if self.bottom_mlp is not None else 0)
@@ -97,8 +99,13 @@ class DLRM(ContextRecommender):
     def n_vectors(self) -> int:
         """How many vectors interact: the categorical fields, the ``float_seq`` fields, the
         bottom-MLP output and the sequence tower's, as present."""
-        return (len(self.token_field_names) + len(self.token_seq_field_names) + len(self.float_seq_field_names)
-                + (self.bottom_mlp is not None) + (self.tower is not None))
+        return (
+            len(self.token_field_names)
+            + len(self.token_seq_field_names)
+            + len(self.float_seq_field_names)
+            + (self.bottom_mlp is not None)
+            + (self.tower is not None)
+        )
 
     def dense_values(self, interaction) -> torch.Tensor:
         """The continuous features' values (RecBole stores ``[value, bucket]`` pairs). Shape: ``[B, F]``."""

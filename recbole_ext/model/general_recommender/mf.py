@@ -23,9 +23,9 @@ from __future__ import annotations
 from typing import List
 
 import torch
-from torch import nn
 from recbole.model.abstract_recommender import GeneralRecommender
 from recbole.utils import InputType
+from torch import nn
 
 from recbole_ext.model.rating import RatingMixin
 

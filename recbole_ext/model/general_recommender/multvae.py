@@ -49,10 +49,10 @@ from typing import Tuple
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 from recbole.data.dataloader import UserDataLoader
 from recbole.model.abstract_recommender import AutoEncoderMixin, GeneralRecommender
 from recbole.utils import InputType
+from torch import nn
 
 from recbole_ext.model.layers import GaussianLatent
 from recbole_ext.model.loss import annealed_elbo_loss, gaussian_kl, kl_anneal_beta, multinomial_nll

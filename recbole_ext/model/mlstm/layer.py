@@ -12,11 +12,10 @@ from torch import nn
 
 from recbole_ext.model.mlstm.native import native_applies, native_extension
 from recbole_ext.model.mlstm.recurrence import (
-    _MLSTMRecurrence,
     _mlstm_recurrence_autograd,
     _mlstm_recurrence_scripted,
+    _MLSTMRecurrence,
 )
-
 
 MLSTM_IMPLS = ("auto", "native", "fused", "script", "loop", "triton")
 
@@ -121,9 +120,7 @@ class MultiplicativeLSTMLayer(nn.Module):
             native = native_extension() if native_applies(x, h0, c0) else None
             impl = "native" if native is not None else "fused"
         self.last_impl = impl  # what ran, for reports
-        training = torch.is_grad_enabled() and any(
-            t.requires_grad for t in (x, h0, c0, *self.parameters())
-        )
+        training = torch.is_grad_enabled() and any(t.requires_grad for t in (x, h0, c0, *self.parameters()))
         if native is not None and not training:
             # inference: one matmul over all steps, batch first; the C++ loop reads the
             # time-major views without copying them, and saves nothing for a backward pass
@@ -138,7 +135,9 @@ class MultiplicativeLSTMLayer(nn.Module):
         xg = F.linear(xt, self.weight_ih, self.bias)
         xm = F.linear(xt, self.weight_im, self.bias_im)
         if impl in ("native", "fused", "triton"):  # C++, TorchScript or Triton loops
-            hs, cs = _MLSTMRecurrence.apply(xg, xm, h0, c0, self.weight_mh, self.weight_hm, self.bias_hm, native, kernels)
+            hs, cs = _MLSTMRecurrence.apply(
+                xg, xm, h0, c0, self.weight_mh, self.weight_hm, self.bias_hm, native, kernels
+            )
         elif impl == "script":
             hs, cs = _mlstm_recurrence_scripted(xg, xm, h0, c0, self.weight_mh, self.weight_hm, self.bias_hm)
         else:
@@ -157,7 +156,9 @@ class MultiplicativeLSTM(nn.Module):
         impl: see :class:`MultiplicativeLSTMLayer`.
     """
 
-    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, dropout: float = 0.0, impl: str = "auto") -> None:
+    def __init__(
+        self, input_size: int, hidden_size: int, num_layers: int = 1, dropout: float = 0.0, impl: str = "auto"
+    ) -> None:
         super().__init__()
         if num_layers < 1:
             raise ValueError(f"num_layers must be >= 1, got {num_layers}")

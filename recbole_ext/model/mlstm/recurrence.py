@@ -22,7 +22,13 @@ from recbole_ext.model.mlstm.native import POOL
 
 @torch.jit.script
 def _mlstm_recurrence_fwd(
-    xg: torch.Tensor, xm: torch.Tensor, h0: torch.Tensor, c0: torch.Tensor, w_mh: torch.Tensor, w_hm: torch.Tensor, b_hm: torch.Tensor
+    xg: torch.Tensor,
+    xm: torch.Tensor,
+    h0: torch.Tensor,
+    c0: torch.Tensor,
+    w_mh: torch.Tensor,
+    w_hm: torch.Tensor,
+    b_hm: torch.Tensor,
 ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Forward recurrence. xg ``[L, B, 4H]``, xm ``[L, B, H]``, h0/c0 ``[B, H]``.
 
@@ -73,7 +79,9 @@ def _mlstm_recurrence_bwd(
     hms: torch.Tensor,
     ms: torch.Tensor,
     acts: torch.Tensor,
-) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+) -> Tuple[
+    torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor
+]:
     """Backpropagation through time for :func:`_mlstm_recurrence_fwd`.
 
     Returns the gradients of ``xg, xm, h0, c0, w_mh, w_hm, b_hm`` and, unused, a placeholder."""
@@ -148,7 +156,13 @@ class _MLSTMRecurrence(torch.autograd.Function):
 
 
 def _mlstm_recurrence_autograd(
-    xg: torch.Tensor, xm: torch.Tensor, h0: torch.Tensor, c0: torch.Tensor, w_mh: torch.Tensor, w_hm: torch.Tensor, b_hm: torch.Tensor
+    xg: torch.Tensor,
+    xm: torch.Tensor,
+    h0: torch.Tensor,
+    c0: torch.Tensor,
+    w_mh: torch.Tensor,
+    w_hm: torch.Tensor,
+    b_hm: torch.Tensor,
 ) -> Tuple[torch.Tensor, torch.Tensor]:
     """Same recurrence as :func:`_mlstm_recurrence_fwd`, step by step under autograd (``impl="loop"``)."""
     hidden = h0.size(1)
@@ -158,7 +172,11 @@ def _mlstm_recurrence_autograd(
     for t in range(xg.size(0)):
         m = xm[t] * torch.addmm(b_hm, h, w_hm.t())
         gates = torch.addmm(xg[t], m, w_mh.t())
-        i, f, o = torch.sigmoid(gates[:, :hidden]), torch.sigmoid(gates[:, hidden : 2 * hidden]), torch.sigmoid(gates[:, 3 * hidden :])
+        i, f, o = (
+            torch.sigmoid(gates[:, :hidden]),
+            torch.sigmoid(gates[:, hidden : 2 * hidden]),
+            torch.sigmoid(gates[:, 3 * hidden :]),
+        )
         g = torch.tanh(gates[:, 2 * hidden : 3 * hidden])
         c = f * c + i * g
         h = o * torch.tanh(c)

@@ -80,8 +80,9 @@ if triton is not None:
         tl.store(ptr + 3 * H, o, mask=mask)
 
     @triton.jit
-    def _fwd_kernel(xg, xm, h0, c0, w_mh, w_hm, b_hm, hs, cs, hms, ms, acts, L, B,
-                    H: tl.constexpr, BLOCK: tl.constexpr):
+    def _fwd_kernel(
+        xg, xm, h0, c0, w_mh, w_hm, b_hm, hs, cs, hms, ms, acts, L, B, H: tl.constexpr, BLOCK: tl.constexpr
+    ):
         mask, off, goff = _block(B, H, BLOCK)
         h = tl.load(h0 + off, mask=mask, other=0.0)
         c = tl.load(c0 + off, mask=mask, other=0.0)
@@ -104,8 +105,24 @@ if triton is not None:
             tl.store(cs + t * B * H + off, c, mask=mask)
 
     @triton.jit
-    def _bwd_kernel(grad_h, grad_c, c0, xm, w_mh, w_hm, cs, acts, d_gates, d_m, d_h0, d_c0, L, B,
-                    H: tl.constexpr, BLOCK: tl.constexpr):
+    def _bwd_kernel(
+        grad_h,
+        grad_c,
+        c0,
+        xm,
+        w_mh,
+        w_hm,
+        cs,
+        acts,
+        d_gates,
+        d_m,
+        d_h0,
+        d_c0,
+        L,
+        B,
+        H: tl.constexpr,
+        BLOCK: tl.constexpr,
+    ):
         mask, off, goff = _block(B, H, BLOCK)
         dh = tl.zeros((BLOCK, H), dtype=d_h0.dtype.element_ty)
         dc = tl.zeros((BLOCK, H), dtype=d_h0.dtype.element_ty)
@@ -146,8 +163,25 @@ def recurrence_fwd(xg, xm, h0, c0, w_mh, w_hm, b_hm) -> Tuple[torch.Tensor, ...]
     hs, cs, hms, ms = (torch.empty_like(xm) for _ in range(4))
     acts = torch.empty_like(xg)
     grid = (triton.cdiv(batch, BLOCK_B),)
-    _fwd_kernel[grid](xg, xm, h0, c0, w_mh.contiguous(), w_hm.contiguous(), b_hm.contiguous(),
-                      hs, cs, hms, ms, acts, n_steps, batch, H=hidden, BLOCK=BLOCK_B, num_stages=NUM_STAGES)
+    _fwd_kernel[grid](
+        xg,
+        xm,
+        h0,
+        c0,
+        w_mh.contiguous(),
+        w_hm.contiguous(),
+        b_hm.contiguous(),
+        hs,
+        cs,
+        hms,
+        ms,
+        acts,
+        n_steps,
+        batch,
+        H=hidden,
+        BLOCK=BLOCK_B,
+        num_stages=NUM_STAGES,
+    )
     return hs, cs, hms, ms, acts
 
 
@@ -158,8 +192,25 @@ def recurrence_bwd(grad_h, grad_c, h0, c0, xm, w_mh, w_hm, hs, cs, hms, ms, acts
     d_m = torch.empty_like(xm)
     d_h0, d_c0 = torch.empty_like(h0), torch.empty_like(c0)
     grid = (triton.cdiv(batch, BLOCK_B),)
-    _bwd_kernel[grid](grad_h, grad_c, c0.contiguous(), xm, w_mh.contiguous(), w_hm.contiguous(), cs, acts,
-                      d_gates, d_m, d_h0, d_c0, n_steps, batch, H=hidden, BLOCK=BLOCK_B, num_stages=NUM_STAGES)
+    _bwd_kernel[grid](
+        grad_h,
+        grad_c,
+        c0.contiguous(),
+        xm,
+        w_mh.contiguous(),
+        w_hm.contiguous(),
+        cs,
+        acts,
+        d_gates,
+        d_m,
+        d_h0,
+        d_c0,
+        n_steps,
+        batch,
+        H=hidden,
+        BLOCK=BLOCK_B,
+        num_stages=NUM_STAGES,
+    )
     d_hm = d_m * xm
     d_xm = d_m * hms
     h_prev = torch.cat([h0.unsqueeze(0), hs[:-1]], 0)

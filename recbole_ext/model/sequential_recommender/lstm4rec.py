@@ -150,8 +150,11 @@ class LSTM4Rec(RecurrentSequenceRecommender):
 def _lstm_precision(x: torch.Tensor):
     """Autocast off (and the inputs in float32) for an LSTM on a CPU where oneDNN has no
     bfloat16 LSTM; elsewhere nothing changes. Yields the cast to apply to the inputs."""
-    lower = x.device.type == "cpu" and torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") in (
-        torch.bfloat16, torch.float16)
+    lower = (
+        x.device.type == "cpu"
+        and torch.is_autocast_enabled("cpu")
+        and torch.get_autocast_dtype("cpu") in (torch.bfloat16, torch.float16)
+    )
     if not lower or torch.ops.mkldnn._is_mkldnn_bf16_supported():
         yield lambda t: t
         return

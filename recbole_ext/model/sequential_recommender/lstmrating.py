@@ -26,9 +26,9 @@ from __future__ import annotations
 from typing import List
 
 import torch
-from torch import nn
 from recbole.model.abstract_recommender import SequentialRecommender
 from recbole.utils import InputType
+from torch import nn
 
 from recbole_ext.model.rating import RatingMixin
 
@@ -52,8 +52,13 @@ class LSTMRating(RatingMixin, SequentialRecommender):
         # define layers
         self.item_embedding = nn.Embedding(self.n_items, self.embedding_size, padding_idx=0)
         self.emb_dropout = nn.Dropout(self.dropout_prob)
-        self.lstm = nn.LSTM(self.embedding_size, self.hidden_size, self.num_layers, batch_first=True,
-                            dropout=self.dropout_prob if self.num_layers > 1 else 0.0)
+        self.lstm = nn.LSTM(
+            self.embedding_size,
+            self.hidden_size,
+            self.num_layers,
+            batch_first=True,
+            dropout=self.dropout_prob if self.num_layers > 1 else 0.0,
+        )
         self.out = nn.Linear(self.hidden_size, 1)
 
         # parameters initialization

@@ -183,8 +183,9 @@ class SVAE(SequenceEncoderRecommender):
             return annealed_elbo_loss(nll / self.next_k, kl, self.beta())
         return self._reference_loss(nll, kl, mask, targets)
 
-    def _reference_loss(self, nll: torch.Tensor, kl: torch.Tensor, mask: torch.Tensor,
-                        targets: torch.Tensor) -> torch.Tensor:
+    def _reference_loss(
+        self, nll: torch.Tensor, kl: torch.Tensor, mask: torch.Tensor, targets: torch.Tensor
+    ) -> torch.Tensor:
         """Per user: summed NLL over its steps / its first step's target count, plus ``beta`` x
         its mean KL; then the mean over users (the reference's ``VAELoss``, batch size 1).
 
