@@ -173,3 +173,24 @@ def test_model_configs_must_be_a_folder(tmp_path, capsys):
     err = capsys.readouterr().err
     assert rc == 2 and "--model-configs" in err and "is not a folder" in err
     assert not (tmp_path / "res").exists()
+
+
+def test_a_trial_logs_unknown_keys_as_train_and_compare_do(ml100k_slice, tmp_path, monkeypatch):
+    """A trial runs through the pipeline's steps: its log holds the unknown-key warning and the
+    resolved config, as a training run's does."""
+    import glob
+
+    from recbole_ext.tune.trials import TuneSpec, train_and_validate
+
+    monkeypatch.chdir(tmp_path)
+    args = SMALL + [
+        f"--data_path={ml100k_slice}",
+        "--load_col={'inter': ['user_id', 'item_id', 'timestamp']}",
+        "--hiden_size=8",
+    ]
+    spec = TuneSpec("ml-slice", str(tmp_path / "res"), None, args, {"GRU4Rec": {}}, {"GRU4Rec": "maximize"}, 0)
+    score = train_and_validate(spec, "GRU4Rec", {"learning_rate": 0.005})
+    (log,) = glob.glob(str(tmp_path / "res" / "tune" / "log" / "GRU4Rec" / "*.log"))
+    text = open(log).read()
+    assert "config key 'hiden_size' is not a key of GRU4Rec" in text and "Hyper Parameters" in text
+    assert 0 <= score <= 1 and "test result" not in text
