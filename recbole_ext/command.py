@@ -13,6 +13,7 @@ import os
 from typing import List, Optional, Tuple
 
 from recbole_ext.errors import UserError
+from recbole_ext.fileio import folder_problem
 
 
 def split_list(value: Optional[str]) -> List[str]:
@@ -36,6 +37,13 @@ def parse_devices(value: Optional[str]) -> Tuple[str, ...]:
     if any(not d.isdigit() for d in devices) or len(set(devices)) != len(devices):
         raise UserError(f"--devices takes distinct device indices separated by commas, got '{value}'")
     return devices
+
+
+def _writable(option: str, folder: Optional[str]) -> None:
+    """``folder`` (an output folder an option names) is a folder or can be made, and takes files."""
+    problem = folder_problem(folder) if folder else None
+    if problem:
+        raise UserError(f"{option}: {problem}")
 
 
 def _need(what: str, value, hint: str) -> None:
@@ -131,6 +139,7 @@ class CompareRequest(RunRequest):
             raise UserError(f"--jobs must be at least 1, got {self.jobs}")
         if self.model_configs and not os.path.isdir(self.model_configs):
             raise UserError(f"--model-configs: {self.model_configs} is not a folder")
+        _writable("--results-dir", self.results_dir or "results")
 
     @property
     def parallel(self) -> bool:
@@ -148,11 +157,14 @@ class TuneRequest(RunRequest):
         jobs: trials (and then comparison runs) at a time, each its own process.
         seeds, results_dir, plot: as :class:`CompareRequest`'s, for the comparison.
         compare: run the comparison with the best settings after tuning.
+        storage: an Optuna RDB storage URL (``postgresql://...``, ``sqlite:///...``) that
+            several machines share; ``None``: a journal file in the results folder.
     """
 
     trials: Optional[int] = None
     space: Optional[str] = None
     jobs: int = 1
+    storage: Optional[str] = None
     seeds: Optional[Tuple[int, ...]] = None
     results_dir: Optional[str] = None
     compare: bool = True
@@ -166,6 +178,7 @@ class TuneRequest(RunRequest):
             raise UserError(f"--trials and --jobs must be at least 1, got {self.trials} and {self.jobs}")
         if self.seeds and any(a.startswith("--seed=") for a in self.config_args):
             raise UserError("give either --seeds=... or --seed=..., not both")
+        _writable("--results-dir", self.results_dir or "results")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -179,6 +192,7 @@ class RecommendRequest:
     k: int = 10
     exclude_seen: bool = False
     trust_checkpoint: bool = False
+    force: bool = False
 
     def __post_init__(self) -> None:
         if not self.checkpoint:
@@ -191,6 +205,10 @@ class RecommendRequest:
             raise UserError(f"--items-file {self.items_file} is not a file")
         if self.output and os.path.isdir(self.output):
             raise UserError(f"--output {self.output} is a folder: name the TSV file to write")
+        if self.output and os.path.exists(self.output) and not self.force:
+            raise UserError(f"--output {self.output} exists; pass --force to overwrite it")
+        if self.output:
+            _writable("--output", os.path.dirname(os.path.abspath(self.output)))
         if self.k < 1:
             raise UserError(f"--k must be at least 1, got {self.k}")
 
@@ -202,10 +220,14 @@ class ReportRequest:
     logs: Tuple[str, ...]
     out: Optional[str] = None
     plot: bool = True
+    force: bool = False
 
     def __post_init__(self) -> None:
         if self.out and os.path.exists(self.out) and not os.path.isdir(self.out):
             raise UserError(f"--out {self.out} is a file: name a folder for the tables")
+        if self.out and os.path.isfile(os.path.join(self.out, "comparison.md")) and not self.force:
+            raise UserError(f"--out {self.out} holds a comparison table; pass --force to overwrite it")
+        _writable("--out", self.out)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -217,6 +239,9 @@ class ConvertRequest:
     name: str
     out: str = "datasets"
     force: bool = False
+
+    def __post_init__(self) -> None:
+        _writable("--out", self.out)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -231,6 +256,8 @@ class DataRequest:
     def __post_init__(self) -> None:
         if self.action != "list" and not self.name:
             raise UserError(f"'data {self.action}' needs a data-set name")
+        if self.action == "fetch":
+            _writable("--data_path", self.data_path)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -152,14 +152,22 @@ class Config(RecBoleConfig):
         config_file_list=None,
         config_dict=None,
         cmd_args: Optional[Iterable[str]] = None,
+        lenient_keys: Iterable[str] = (),
     ):
-        """Same arguments as RecBole's ``Config``, plus ``cmd_args``: ``--key=value`` strings.
+        """Same arguments as RecBole's ``Config``, plus ``cmd_args``: ``--key=value`` strings,
+        and ``lenient_keys``: command-line keys that may be unknown to this model (keys of
+        another model of a comparison); they are warned about instead.
 
         Unlike RecBole, ``sys.argv`` is never read here: the command line passes its
         ``--key=value`` pairs explicitly, so a library call or a test is not affected by the
-        arguments of the process that hosts it.
+        arguments of the process that hosts it. A command-line key no default knows is an error
+        (a typo there would change the run in silence); one in a file or ``config_dict`` a
+        warning.
         """
         self._cmd_args = list(cmd_args or [])
+        self._lenient_keys = set(lenient_keys)
+        #: command-line keys this model's defaults do not know (only the lenient ones get here)
+        self.unknown_cmd_keys: set = set()
         try:
             super().__init__(model, dataset, config_file_list, config_dict)
         except ConfigError:
@@ -220,6 +228,24 @@ class Config(RecBoleConfig):
         check_dataset_name(dataset)
         return final_model, final_model_class, dataset
 
+    def _get_final_config_dict(self):
+        """RecBole's merge (defaults, then files, then ``config_dict``, then the command line),
+        with ``eval_args`` merged field by field: ``--eval_args="{'mode': 'full'}"`` changes the
+        mode and keeps the protocol's split and order (RecBole replaces the whole dict, and fills
+        the rest with its own defaults, which contradict a sequential protocol)."""
+        final = super()._get_final_config_dict()
+        layers = (self.internal_config_dict, self.file_config_dict, self.variable_config_dict, self.cmd_config_dict)
+        merged: dict = {}
+        for layer in layers:
+            value = layer.get("eval_args")
+            if isinstance(value, dict):
+                merged.update(value)
+            elif value is not None:
+                merged = value  # not a dict: RecBole's own check says so
+        if merged:
+            final["eval_args"] = merged
+        return final
+
     def _update_internal_config_dict(self, file):
         """RecBole's loading of one of its default files, remembering the file (its comments
         give the keys' types: :mod:`recbole_ext.config_schema`) and, for the model's own YAML,
@@ -262,6 +288,9 @@ class Config(RecBoleConfig):
         #: the ``data_path`` the user set (``None``: RecBole's default), where the run's data
         #: search starts (:func:`recbole_ext.data.locate.locate_dataset`)
         self.requested_data_path: Optional[str] = cfg.get("data_path")
+        #: whether the user named ``data_path`` (a file, ``config_dict`` or the command line):
+        #: then the data set must be there (or be fetched there), with no fallback
+        self.data_path_given: bool = self.external_config_dict.get("data_path") is not None
         Schema.from_files(self.default_files).check(cfg)
         check_rules(cfg, self.model_keys, cfg.get("MODEL_TYPE") == ModelType.SEQUENTIAL)
         super()._set_default_parameters()
@@ -325,5 +354,9 @@ class Config(RecBoleConfig):
             msg = f"config key '{key}' is not a key of {self.model}, of its data set or of RecBole{hint}"
             if own and close and close[0] in own:
                 msg += f" Known keys of {self.model}: {', '.join(own)}"
+            if key in self.cmd_config_dict:
+                if key not in self._lenient_keys:
+                    raise ConfigError(f"--{key}: {msg}")
+                self.unknown_cmd_keys.add(key)
             # logged by the runner once its log file is open (quick_start, compare)
             self.unknown_key_warnings = getattr(self, "unknown_key_warnings", []) + [msg]

@@ -147,8 +147,11 @@ class Schema:
                     continue
                 if not own and key in (limits.get("types") or {}):
                     spec = parse_spec(limits["types"][key], spec.meaning) or spec
-                if not own and key in (limits.get("limits") or {}):
+                if key in (limits.get("limits") or {}) and (not own or not _bounded(spec)):
                     spec = _with_limits(spec, str(limits["limits"][key]))
+                earlier = schema.specs.get(key)
+                if earlier is not None and _bounded(earlier) and not _bounded(spec):
+                    spec = earlier  # a later file's bare type (a data set's "(int)") loosens nothing
                 schema.specs[key] = spec
         return schema
 
@@ -166,6 +169,15 @@ class Schema:
                 allowed = spec.text() + (" or None" if key in self.nullable else "")
                 meaning = f" ({spec.meaning.rstrip('.')})" if spec.meaning else ""
                 raise ConfigError(f"invalid configuration: {key}={value!r}; allowed: {allowed}{meaning}")
+
+
+def _bounded(spec: KeySpec) -> bool:
+    """Whether any alternative of ``spec`` (or of its list elements) has limits or choices."""
+
+    def has(alt: Alt) -> bool:
+        return bool(alt.limits or alt.choices) or (alt.element is not None and has(alt.element))
+
+    return any(has(alt) for alt in spec.alts)
 
 
 @functools.lru_cache(maxsize=None)
@@ -229,8 +241,47 @@ def check_rules(config: Dict[str, Any], model_keys: List[str], sequential: bool)
                 f"invalid configuration: hidden_size={hidden} is not divisible by n_heads={heads}; "
                 f"allowed n_heads: divisors of {hidden}"
             )
+    _check_neg_sample_args(config.get("train_neg_sample_args"))
     _check_loss_against_sampling(config, model_keys, sequential)
     _check_valid_metric(config)
+    _check_eval_modes(config.get("eval_args"))
+
+
+_MODE = re.compile(r"^(full|labeled|(uni|pop)[1-9]\d*)$")
+_NEG_KEYS = {
+    "distribution": ("uniform", "popularity", "none"),
+    "sample_num": None,
+    "alpha": None,
+    "dynamic": None,
+    "candidate_num": None,
+}
+
+
+def _check_eval_modes(eval_args: Any) -> None:
+    """Every evaluation mode is ``full``, ``labeled``, ``uniN`` or ``popN`` (N >= 1)."""
+    mode = eval_args.get("mode") if isinstance(eval_args, dict) else None
+    modes = mode if isinstance(mode, dict) else {"mode": mode}
+    for phase, value in modes.items():
+        if value is not None and not (isinstance(value, str) and _MODE.match(value)):
+            raise ConfigError(
+                f"invalid configuration: eval_args {phase} {value!r}; allowed: full, labeled, uniN or popN "
+                "(N >= 1 sampled negatives, e.g. pop100), or {valid: ..., test: ...} of them"
+            )
+
+
+def _check_neg_sample_args(neg: Any) -> None:
+    """``train_neg_sample_args``: known keys, a known distribution, ``sample_num >= 1``."""
+    if not isinstance(neg, dict):
+        return
+    allowed = "{distribution: uniform | popularity | none, sample_num: int >= 1, alpha, dynamic, candidate_num}"
+    unknown = sorted(set(neg) - set(_NEG_KEYS))
+    if unknown:
+        raise ConfigError(f"invalid configuration: train_neg_sample_args has no key {unknown[0]!r}; allowed: {allowed}")
+    dist, num = neg.get("distribution", "uniform"), neg.get("sample_num", 1)
+    if dist not in _NEG_KEYS["distribution"] or (
+        dist != "none" and not (isinstance(num, int) and not isinstance(num, bool) and num >= 1)
+    ):
+        raise ConfigError(f"invalid configuration: train_neg_sample_args={neg}; allowed: {allowed}")
 
 
 def _check_loss_against_sampling(config: Dict[str, Any], model_keys: List[str], sequential: bool) -> None:

@@ -29,6 +29,17 @@ class DataFetchError(UserError, OSError):
     """A registry data set could not be downloaded, verified or converted."""
 
 
+class RunFailed(Exception):
+    """A run that started and could not finish (its loss diverged, the disk filled up): the
+    command line prints its message as one line and exits 1; what the run finished is kept."""
+
+    exit_code = 1
+
+
+class TrainingDiverged(RunFailed):
+    """The training loss became NaN or infinite."""
+
+
 class Interrupted(KeyboardInterrupt):
     """SIGTERM (or SIGINT, as Python's KeyboardInterrupt) stopped a run. ``checkpoint`` is set to
     the last finished epoch's checkpoint when there is one; the command line exits with

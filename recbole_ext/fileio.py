@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
-from typing import IO, Iterator
+from typing import IO, Iterator, Optional
 
 
 @contextlib.contextmanager
@@ -26,11 +26,18 @@ def atomic_open(path: str, mode: str = "w", suffix: str = "") -> Iterator[IO]:
             yield f
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600: the file gets what open() would give it
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def atomic_write_text(path: str, text: str) -> None:
@@ -49,3 +56,24 @@ def line_of_bad_byte(path: str, encoding: str) -> int:
             except (UnicodeDecodeError, LookupError):
                 return number
     return 1
+
+
+def folder_problem(path: str) -> Optional[str]:
+    """Why files cannot be written into the folder ``path`` (made later if it is missing), or
+    ``None``: it is a file, or the nearest folder that exists on its way does not take a file
+    (read-only, no permission). Nothing is left behind."""
+    target = os.path.abspath(path)
+    if os.path.exists(target) and not os.path.isdir(target):
+        return f"{path} is a file, not a folder"
+    existing = target
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        return f"{path} cannot be made: {existing} is a file"
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".write-check-", dir=existing)
+    except OSError as e:
+        return f"{path} cannot be written ({e.strerror or e})"
+    os.close(fd)
+    os.unlink(probe)
+    return None

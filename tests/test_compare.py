@@ -45,7 +45,8 @@ def cli_args(data_path: str, results_dir: str, models: str):
 
 @pytest.fixture(scope="module")
 def side_by_side(ml100k_slice, tmp_path_factory):
-    """Run 1: GRU4Rec trains, SASRec runs out of memory, NoSuchModel is unknown (exit 1).
+    """Run 0: NoSuchModel is unknown: refused before any model trains (exit 2).
+    Run 1: GRU4Rec trains, SASRec runs out of memory (exit 1).
     Run 2, same results folder, GRU4Rec and SASRec: GRU4Rec is skipped, SASRec trains (exit 0)."""
     from recbole_ext.pipeline import Run
 
@@ -69,7 +70,9 @@ def side_by_side(ml100k_slice, tmp_path_factory):
     os.chdir(work)
     try:
         qs.train_and_test = oom_for_sasrec
-        rc1 = cli_main(cli_args(ml100k_slice, res, "GRU4Rec,SASRec,NoSuchModel"))
+        rc0 = cli_main(cli_args(ml100k_slice, res, "GRU4Rec,SASRec,NoSuchModel"))
+        calls0, left0 = list(calls), os.path.exists(res)
+        rc1 = cli_main(cli_args(ml100k_slice, res, "GRU4Rec,SASRec"))
         runs1 = {os.path.basename(p): json.load(open(p)) for p in glob.glob(os.path.join(res, "runs", "*.json"))}
         md1 = open(os.path.join(res, "comparison.md")).read()
         calls1 = list(calls)
@@ -80,19 +83,31 @@ def side_by_side(ml100k_slice, tmp_path_factory):
     finally:
         qs.train_and_test = real
         os.chdir(old_cwd)
-    return dict(res=res, rc1=rc1, rc2=rc2, runs1=runs1, md1=md1, calls1=calls1, calls2=calls2, work=str(work))
+    return dict(
+        res=res,
+        rc0=rc0,
+        calls0=calls0,
+        left0=left0,
+        rc1=rc1,
+        rc2=rc2,
+        runs1=runs1,
+        md1=md1,
+        calls1=calls1,
+        calls2=calls2,
+        work=str(work),
+    )
 
 
 def test_failed_models_are_rows_with_reason_and_exit_1(side_by_side):
     s = side_by_side
+    assert s["rc0"] == 2 and s["calls0"] == [] and not s["left0"]  # an unknown name: nothing ran
     assert s["rc1"] == 1
-    assert s["calls1"] == ["GRU4Rec", "SASRec"]  # NoSuchModel never reached training
+    assert s["calls1"] == ["GRU4Rec", "SASRec"]
     assert s["runs1"]["GRU4Rec-seed2020.json"]["status"] == "ok"
     sas = s["runs1"]["SASRec-seed2020.json"]
     assert sas["status"] == "failed" and sas["reason"].startswith("OutOfMemoryError: CUDA out of memory")
     rows = {line.split("|")[1].strip(): line for line in s["md1"].splitlines() if line.startswith("| ")}
     assert "failed: OutOfMemoryError" in rows["SASRec"]
-    assert "failed: UnknownModelError: unknown model 'NoSuchModel'" in rows["NoSuchModel"]
     assert rows["GRU4Rec"].rstrip().endswith("| ok |")
 
 
@@ -233,11 +248,11 @@ def test_force_and_changed_options_rerun_stored_models(tmp_path, monkeypatch):
         )
 
     quiet = lambda s: None  # noqa: E731
-    compare.run_comparison(request(["--epochs=1"]), quiet)
-    compare.run_comparison(request(["--epochs=1"]), quiet)
+    compare.run_comparison(request(["--epochs=1"]), quiet, checked=True)
+    compare.run_comparison(request(["--epochs=1"]), quiet, checked=True)
     assert ran == ["GRU4Rec"]
-    compare.run_comparison(request(["--epochs=1"], force=True), quiet)
-    compare.run_comparison(request(["--epochs=2"]), quiet)
+    compare.run_comparison(request(["--epochs=1"], force=True), quiet, checked=True)
+    compare.run_comparison(request(["--epochs=2"]), quiet, checked=True)
     assert ran == ["GRU4Rec"] * 3
     assert not glob.glob(os.path.join(res, "runs", ".tmp-*"))  # atomic writes leave no temporaries
 
@@ -297,3 +312,28 @@ def test_parallel_grid_gives_the_serial_table_and_resumes(ml100k_slice, tmp_path
     assert capsys.readouterr().out.count("already in") == 2  # resumed: nothing ran again
     assert cli_main(args("parallel", "--jobs=0")) == 2
     assert "--jobs must be at least 1" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_parallel_grid_without_seeds_gives_the_serial_records_and_table(ml100k_slice, tmp_path, monkeypatch, capsys):
+    """Without ``--seeds`` each run uses its configured seed: the parent finds the records the
+    jobs write, and only the parent writes the table."""
+    monkeypatch.chdir(tmp_path)
+
+    def args(res, *extra):
+        return cli_args(ml100k_slice, str(tmp_path / res), "GRU4Rec,SASRec") + list(extra)
+
+    assert cli_main(args("serial")) == 0
+    assert cli_main(args("parallel", "--jobs=2")) == 0
+    assert "failed" not in capsys.readouterr().out
+    for model in ("GRU4Rec", "SASRec"):
+        serial = json.load(open(tmp_path / "serial" / "runs" / f"{model}-seed2020.json"))
+        parallel = json.load(open(tmp_path / "parallel" / "runs" / f"{model}-seed2020.json"))
+        assert parallel["status"] == "ok" and parallel["test_result"] == serial["test_result"]
+        job_output = open(tmp_path / "parallel" / "jobs" / f"{model}-seed2020.txt").read()
+        assert "comparison.md" not in job_output  # the table is the parent's
+
+    def table(res):
+        return [row.split("|")[1:7] for row in open(tmp_path / res / "comparison.md") if row.startswith("| ")]
+
+    assert table("parallel") == table("serial")

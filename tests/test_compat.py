@@ -186,7 +186,7 @@ def test_a_normal_run_raises_no_deprecation_and_prints_plain_numbers(model, ml10
         f"--data_path={ml100k_slice}",
         "--epochs=1",
         "--embedding_size=16",
-        "--hidden_size=16",
+        *(["--hidden_size=16"] if model == "GRU4Rec" else []),
         "--show_progress=False",
         "--no-save",
         "--load_col={'inter': ['user_id', 'item_id', 'timestamp']}",

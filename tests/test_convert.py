@@ -117,7 +117,7 @@ def test_outputs_are_never_overwritten_without_force(tmp_path, capsys):
         ("../../x", "out", "is not a data-set name"),
         ("a/b", "out", "is not a data-set name"),
         ("..", "out", "is not a data-set name"),
-        ("x", "file.txt", "output folder"),
+        ("x", "file.txt", "--out: file.txt is a file"),
     ],
 )
 def test_names_and_output_folders_are_checked(name, out, needle, tmp_path, capsys, monkeypatch):

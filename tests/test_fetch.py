@@ -48,8 +48,10 @@ class Publisher(http.server.BaseHTTPRequestHandler):
     ``/cut/NAME`` announces the whole file and closes after half of it."""
 
     files: dict = {}
+    hits: dict = {}
 
     def do_GET(self):  # noqa: N802 - http.server's name
+        Publisher.hits[self.path] = Publisher.hits.get(self.path, 0) + 1
         parts = self.path.strip("/").split("/")
         if parts[0] in ("404", "500"):
             self.send_error(int(parts[0]))
@@ -70,6 +72,7 @@ class Publisher(http.server.BaseHTTPRequestHandler):
 @pytest.fixture
 def publisher():
     Publisher.files = {"ml-tiny.zip": ml1m_zip()}
+    Publisher.hits = {}
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Publisher)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -245,3 +248,48 @@ def test_data_commands_list_fetch_and_stats(publisher, tmp_path):
     assert set(figures["sha256"]) == {"ml-tiny.inter", "ml-tiny.user", "ml-tiny.item"}
     again = run(["data", "list", *common], tmp_path)
     assert any(line.startswith("ml-tiny") and "on disk" in line for line in again.stdout.splitlines())
+
+
+@pytest.mark.parametrize(
+    "case,needle,requests",
+    [
+        ("404", "HTTP 404", 1),
+        ("500", "HTTP 500 (tried 3 times)", 3),
+        ("refused", "connection refused", 0),
+        ("cut", "connection closed after", 3),
+    ],
+)
+def test_a_failed_download_is_one_line_retried_only_where_it_helps(publisher, tmp_path, capfd, case, needle, requests):
+    """No pooch lines before ours; a refused connection or a 404 is not retried, a 5xx answer and
+    a cut transfer are; a file cut short is never kept, even without a published hash."""
+    _, base = publisher
+    url = {
+        "404": base + "/404/ml-tiny.zip",
+        "500": base + "/500/ml-tiny.zip",
+        "refused": "http://127.0.0.1:9/ml-tiny.zip",
+        "cut": base + "/cut/ml-tiny.zip",
+    }[case]
+    path = tmp_path / "sources.yaml"
+    path.write_text(f"ml-tiny:\n  url: {url}\n  hash: ~\n  format: movielens-1m\n  terms: test data\n")
+    from recbole_ext.cli import main
+
+    capfd.readouterr()
+    assert main(["data", "fetch", "ml-tiny", f"--data_path={tmp_path / 'data'}", f"--data_sources={path}"]) == 2
+    err = capfd.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("recbole_ext: error:") and needle in err[0], err
+    assert sum(Publisher.hits.values()) == requests
+    assert not (tmp_path / "data").exists()
+
+
+def test_a_damaged_cached_file_is_removed_not_reused(publisher, tmp_path):
+    _, base = publisher
+    registry_file = tmp_path / "sources.yaml"
+    registry_file.write_text(f"ml-tiny:\n  url: {base}/ml-tiny.zip\n  hash: ~\n  format: movielens-1m\n  terms: t\n")
+    registry_file = str(registry_file)
+    cache = tmp_path / "data" / ".downloads"
+    cache.mkdir(parents=True)
+    (cache / "ml-tiny.zip").write_bytes(Publisher.files["ml-tiny.zip"][:500])  # a cut copy of an earlier run
+    with pytest.raises(DataFetchError, match="incomplete or damaged"):
+        fetch_dataset("ml-tiny", str(tmp_path / "data"), registry_file, retries=0)
+    assert not (cache / "ml-tiny.zip").exists()
+    assert fetch_dataset("ml-tiny", str(tmp_path / "data"), registry_file, retries=0)  # fetched anew

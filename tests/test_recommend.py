@@ -264,3 +264,33 @@ def test_general_models_score_the_history_row(model, cfg, ml100k_slice, tmp_path
     tokens = [rec.item_tokens[i] for i in history]
     out = recommend(rec, tokens, k=5, exclude_seen=True)
     assert len(out) == 5 and not set(t for t, _ in out) & set(tokens)
+
+
+@pytest.mark.parametrize(
+    "model,cfg",
+    [
+        ("MF", {"config_files": ["protocol-rating.yaml"]}),
+        ("DLRM", {"config_files": ["protocol-ctr.yaml"]}),
+        ("BPR", {"eval_args": GENERAL["eval_args"]}),
+    ],
+    ids=["rating", "click", "general"],
+)
+def test_every_model_family_recommends_or_says_why_in_one_line(model, cfg, ml100k_slice, tmp_path, capsys):
+    """Rating, click and general models without a history row cannot score a free history: the
+    command says so in one line (exit 2); the checkpoint itself rebuilds from its schema."""
+    from recbole_ext.config import protocol_settings
+    from recbole_ext.serving import restore_model
+
+    keys = dict(cfg)
+    for name in keys.pop("config_files", []):
+        keys.update(protocol_settings(name))
+    if model == "DLRM":
+        keys["load_col"] = {"inter": ["user_id", "item_id", "rating", "timestamp"]}
+    elif model == "MF":
+        keys["load_col"] = {"inter": ["user_id", "item_id", "rating", "timestamp"]}
+    path, net, _ = checkpoint_without_training(model, ml100k_slice, "ml-slice", tmp_path, **keys)
+    rebuilt, _, info = restore_model(path)
+    assert info["built_on"] in ("checkpoint", "data set") and type(rebuilt).__name__ == model
+    assert main(["recommend", f"--checkpoint={path}", "--items=1,2"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "cannot recommend for a free item history" in err[0], err

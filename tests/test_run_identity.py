@@ -158,10 +158,10 @@ def test_resume_with_another_models_or_data_sets_checkpoint_is_one_line(ml100k_s
     other = tmp_path / "other"
     other.mkdir()
     resume = tiny_args(ml100k_slice, "--epochs=2")
-    sas = [a.replace("GRU4Rec", "SASRec") for a in resume] + [f"--resume={checkpoint}"]
-    data = [a.replace("ml-slice", "ml-100k").replace(f"--data_path={ml100k_slice}", "--n_layers=1") for a in resume] + [
-        f"--resume={checkpoint}"
-    ]
+    sas = [a.replace("GRU4Rec", "SASRec") for a in resume if not a.startswith("--embedding_size")]
+    sas += [f"--resume={checkpoint}"]
+    data = [a.replace("ml-slice", "ml-100k").replace(f"--data_path={ml100k_slice}", "--download=never") for a in resume]
+    data += [f"--resume={checkpoint}"]
     for args, needle in (
         (sas, "was written for model GRU4Rec, not SASRec"),
         (data, "was written for dataset ml-slice, not ml-100k"),
@@ -174,9 +174,21 @@ def test_resume_with_another_models_or_data_sets_checkpoint_is_one_line(ml100k_s
 
 
 @pytest.mark.slow
-def test_unknown_key_of_a_recbole_model_is_warned_once_with_a_close_match(ml100k_slice, tmp_path):
-    proc = subprocess.run(
+def test_unknown_key_of_a_recbole_model_is_an_error_on_the_command_line_and_a_warning_in_a_file(ml100k_slice, tmp_path):
+    """``--epoch=3`` would train the default epochs in silence: it is one line, exit 2, with the
+    close match; the same typo in a YAML file is warned about once and the run goes on."""
+    typo = subprocess.run(
         [sys.executable, RUNNER, *tiny_args(ml100k_slice, "--epochs=1", "--no-save", "--epoch=3")],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    errors = [line for line in typo.stderr.splitlines() if line.startswith("recbole_ext: error:")]
+    assert typo.returncode == 2 and len(errors) == 1 and "did you mean 'epochs'" in errors[0], typo.stderr[-2000:]
+    (tmp_path / "typo.yaml").write_text("epoch: 3\n")
+    proc = subprocess.run(
+        [sys.executable, RUNNER, *tiny_args(ml100k_slice, "--epochs=1", "--no-save", "--config_files=typo.yaml")],
         cwd=tmp_path,
         capture_output=True,
         text=True,

@@ -98,7 +98,7 @@ def test_tuning_two_models_is_killed_then_resumes_and_compares(ml100k_slice, tmp
     studies = _studies(results)
     for model in ("GRU4Rec", "SASRec"):
         trials = studies[model]
-        budget = [t for t in trials if not t.user_attrs.get("interrupted")]
+        budget = [t for t in trials if not t.user_attrs.get("interrupted") and not t.user_attrs.get("over_budget")]
         assert len(budget) == 3 and len(_complete(trials)) == 3  # the budget, not more
         assert sum(bool(t.user_attrs.get("interrupted")) for t in trials) == running.get(model, 0)
         assert len(_complete(trials)) >= kept.get(model, 0)  # finished trials were kept
@@ -194,3 +194,99 @@ def test_a_trial_logs_unknown_keys_as_train_and_compare_do(ml100k_slice, tmp_pat
     text = open(log).read()
     assert "config key 'hiden_size' is not a key of GRU4Rec" in text and "Hyper Parameters" in text
     assert 0 <= score <= 1 and "test result" not in text
+
+
+def _postgres_bin(name: str):
+    """A PostgreSQL server program (Debian keeps them in /usr/lib/postgresql/<version>/bin)."""
+    import glob
+    import shutil
+
+    return shutil.which(name) or next(iter(sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"))[-1:]), None)
+
+
+@pytest.fixture
+def postgres():
+    """A PostgreSQL server of the test's own on 127.0.0.1 (as the ``postgres`` user when the
+    test runs as root: the server refuses root); yields its URL for database ``tune``."""
+    import pwd
+
+    from recbole_ext.distributed import free_port
+
+    initdb, pg_ctl = _postgres_bin("initdb"), _postgres_bin("pg_ctl")
+    if not (initdb and pg_ctl):
+        pytest.skip("PostgreSQL's server programs are not installed (.ci/run installs Debian's postgresql)")
+    import pathlib
+    import shutil
+    import tempfile
+
+    folder = pathlib.Path(tempfile.mkdtemp(prefix="recbole_ext-pg-"))  # the server's user must reach it
+    as_user = []
+    if os.geteuid() == 0:
+        os.chown(folder, pwd.getpwnam("postgres").pw_uid, -1)
+        as_user = ["runuser", "-u", "postgres", "--"]
+    port = free_port()
+    subprocess.run(
+        as_user + [initdb, "-D", str(folder / "db"), "-A", "trust", "-U", "postgres"], check=True, capture_output=True
+    )
+    options = f"-p {port} -k {folder} -c listen_addresses=127.0.0.1"
+    subprocess.run(
+        as_user + [pg_ctl, "-D", str(folder / "db"), "-o", options, "-l", str(folder / "log"), "-w", "start"],
+        check=True,
+        capture_output=True,
+    )
+    try:
+        import psycopg
+
+        with psycopg.connect(host="127.0.0.1", port=port, user="postgres", dbname="postgres", autocommit=True) as conn:
+            conn.execute("CREATE DATABASE tune")  # outside a transaction
+        yield f"postgresql://postgres@127.0.0.1:{port}/tune"
+    finally:
+        subprocess.run(as_user + [pg_ctl, "-D", str(folder / "db"), "-m", "fast", "stop"], capture_output=True)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.mark.slow
+def test_two_tune_commands_share_one_study_in_postgresql(postgres, ml100k_slice, tmp_path):
+    """Two ``tune`` processes (two "machines": their own results folders) on one study in one
+    PostgreSQL database: together exactly the budget, none marks the other's trial interrupted."""
+    import optuna
+
+    space = tmp_path / "space.yaml"
+    space.write_text("GRU4Rec:\n  learning_rate: {loguniform: [1.0e-3, 1.0e-2]}\n")
+    env = dict(os.environ, PYTHONPATH=ROOT, OMP_NUM_THREADS="1")
+
+    def tune(name):
+        args = [
+            "tune",
+            "--model=GRU4Rec",
+            "--dataset=ml-slice",
+            f"--data_path={ml100k_slice}",
+            f"--space={space}",
+            "--trials=4",
+            f"--results-dir={tmp_path / name}",
+            "--no-compare",
+            f"--storage={postgres}",
+            *SMALL[:1],
+            "--MAX_ITEM_LIST_LENGTH=10",
+            "--hidden_size=8",
+            "--embedding_size=8",
+            "--show_progress=False",
+        ]
+        return subprocess.Popen(
+            [sys.executable, "-m", "recbole_ext", *args],
+            cwd=tmp_path,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+
+    first, second = tune("a"), tune("b")
+    outs = [p.communicate(timeout=400)[0] for p in (first, second)]
+    assert first.returncode == 0 and second.returncode == 0, outs
+    trials = optuna.load_study(study_name="GRU4Rec", storage=postgres).trials
+    counted = [t for t in trials if not t.user_attrs.get("over_budget")]
+    assert len(counted) == 4 and all(t.state.name == "COMPLETE" for t in counted), [t.state for t in trials]
+    assert not any(t.user_attrs.get("interrupted") for t in trials)
+    owners = {t.user_attrs["owner_pid"] for t in counted}
+    assert owners <= {first.pid, second.pid}

@@ -36,13 +36,18 @@ from typing import List, Optional
 from recbole_ext.cli.commands import HANDLERS
 from recbole_ext.cli.parse import COMMANDS, PROG, USAGE, Request, parse
 from recbole_ext.command import CompareRequest, TuneRequest
-from recbole_ext.errors import Interrupted, UserError
+from recbole_ext.errors import Interrupted, RunFailed, UserError
 
 __all__ = ["COMMANDS", "main", "run"]
 
 
 def run(argv: List[str]) -> int:
     """Parse ``argv`` into its request and run it; returns the exit status."""
+    if argv[:1] == ["--version"]:
+        from recbole_ext import __version__
+
+        print(f"{PROG} {__version__}")
+        return 0
     request = parse(argv)
     if request is None:
         print("usage: " + USAGE + "\n\n" + __doc__.split("\n\n", 1)[1].replace("``", ""))
@@ -83,7 +88,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     previous = signal.signal(signal.SIGTERM, _on_sigterm) if main_thread else None
     try:
         return run(argv)
-    except UserError as e:
+    except (UserError, RunFailed) as e:
         print(f"recbole_ext: error: {e}", file=sys.stderr)
         return e.exit_code
     except KeyboardInterrupt as stop:

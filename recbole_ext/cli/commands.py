@@ -75,8 +75,9 @@ def recommend(request: RecommendRequest) -> int:
         recs = recommend_file(rec, request.items_file, request.output, request.k, request.exclude_seen)
         print(f"wrote {sum(len(v) for v in recs.values())} rows for {len(recs)} users to {request.output}")
         return 0
+    top = recommend_items(rec, request.items, request.k, request.exclude_seen)  # an error comes before any output
     print("rank\titem\tscore")
-    for rank, (item, score) in enumerate(recommend_items(rec, request.items, request.k, request.exclude_seen), 1):
+    for rank, (item, score) in enumerate(top, 1):
         print(f"{rank}\t{item}\t{score:.6g}")
     return 0
 
@@ -99,12 +100,16 @@ def data(request: DataRequest) -> int:
 
     progress = sys.stderr.isatty()
     if request.action == "list":
+        rows = [("NAME", "WHERE", "FORMAT", "SOURCE")]
         for name, source in sorted(registry(request.data_sources).items()):
             try:
                 where = "on disk: " + locate_dataset(name, request.data_path)
             except DatasetNotFoundError:
                 where = "fetches itself" if source.fetchable else "by hand"
-            print(f"{name:20} {where:60} {source.format or '-':16} {source.url or source.terms}")
+            rows.append((name, where, source.format or "-", source.url or source.terms))
+        widths = [max(len(r[i]) for r in rows) for i in range(3)]
+        for row in rows:
+            print("  ".join(cell.ljust(w) for cell, w in zip(row[:3], widths)) + "  " + row[3])
         return 0
     if request.action == "fetch":
         folder = fetch_dataset(request.name, request.data_path, request.data_sources, progress=progress)

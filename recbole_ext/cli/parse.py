@@ -10,6 +10,8 @@ place that decides which command a line asks for, ``train`` and ``compare`` incl
 from __future__ import annotations
 
 import argparse
+import os
+import shlex
 from typing import Callable, Dict, List, Optional, Tuple, Union
 
 from recbole_ext.command import (
@@ -72,6 +74,7 @@ RUN_OPTIONS: Dict[str, Tuple[Tuple[str, ...], dict]] = {
     "--trials": (("tune",), dict(type=int, help="trials per model (the same for every model)")),
     "--space": (("tune",), dict(metavar="FILE", help="search space YAML (default: each model's packaged one)")),
     "--no-compare": (("tune",), dict(action="store_true", help="stop after tuning: write the best configs only")),
+    "--storage": (("tune",), dict(metavar="URL", help="an Optuna RDB storage shared by several machines")),
 }
 #: options of ``compare`` that ``train`` does not have: on a ``train`` line they make it compare
 COMPARE_ONLY = tuple(o for o, (cmds, _) in RUN_OPTIONS.items() if "compare" in cmds and "train" not in cmds)
@@ -124,11 +127,24 @@ def is_comparison(argv: List[str]) -> bool:
     return "," in model or bool(names & set(COMPARE_ONLY))
 
 
+def config_file_list(value: Optional[str]) -> Tuple[str, ...]:
+    """``--config_files``: one path (spaces and all) when it names a file, else the paths it
+    lists, separated by spaces, each quoted when it holds one (``"my a.yaml" b.yaml``)."""
+    if not value:
+        return ()
+    if os.path.isfile(value):
+        return (value,)
+    try:
+        return tuple(shlex.split(value))
+    except ValueError as e:
+        raise UserError(f"--config_files {value!r}: {e}") from None
+
+
 def _run_fields(args: argparse.Namespace, config_args: List[str]) -> dict:
     return dict(
         models=tuple(split_list(args.model)),
         dataset=args.dataset or "",
-        config_files=tuple(args.config_files.split()) if args.config_files else (),
+        config_files=config_file_list(args.config_files),
         config_args=tuple(config_args),
     )
 
@@ -167,6 +183,7 @@ def parse_tune(argv: List[str]) -> TuneRequest:
         seeds=parse_seeds(args.seeds),
         results_dir=args.results_dir,
         compare=not args.no_compare,
+        storage=args.storage,
         plot=not args.no_plot,
     )
 
@@ -179,13 +196,21 @@ def parse_recommend(argv: List[str]) -> RecommendRequest:
     parser.add_argument("--output", help="TSV written by --items-file: user, rank, item, score")
     parser.add_argument("--k", type=int, default=10, help="how many items to recommend (default 10)")
     parser.add_argument("--exclude-seen", action="store_true", help="do not recommend the input items")
+    parser.add_argument("--force", action="store_true", help="overwrite an existing --output")
     parser.add_argument("--recommend", action="store_true", help=argparse.SUPPRESS)  # the flag of old versions
     parser.add_argument("--trust-checkpoint", **RUN_OPTIONS["--trust-checkpoint"][1])
     args, rest = parser.parse_known_args(argv)
     if rest:
         raise UserError(f"recommend takes no config options, got {' '.join(rest)}")
     return RecommendRequest(
-        args.checkpoint, args.items, args.items_file, args.output, args.k, args.exclude_seen, args.trust_checkpoint
+        args.checkpoint,
+        args.items,
+        args.items_file,
+        args.output,
+        args.k,
+        args.exclude_seen,
+        args.trust_checkpoint,
+        args.force,
     )
 
 
@@ -194,8 +219,9 @@ def parse_report(argv: List[str]) -> ReportRequest:
     parser.add_argument("logs", nargs="+", metavar="LOGDIR", help="log files or folders (searched recursively)")
     parser.add_argument("--out", help="folder to write comparison.md/.csv/.tex and the plot into")
     parser.add_argument("--no-plot", action="store_true", help="do not draw the plot")
+    parser.add_argument("--force", action="store_true", help="overwrite the tables already in --out")
     args = parser.parse_args(argv)
-    return ReportRequest(tuple(args.logs), args.out, not args.no_plot)
+    return ReportRequest(tuple(args.logs), args.out, not args.no_plot, args.force)
 
 
 def parse_convert(argv: List[str]) -> ConvertRequest:

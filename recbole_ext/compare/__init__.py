@@ -10,9 +10,10 @@ such as ``MAX_ITEM_LIST_LENGTH`` get their own build), and every model of that g
 the same splits, with its own data loaders (built from the model's config: batch size, negative
 sampling, its own training loader) and its own log file. Each finished run is stored as
 ``<results>/runs/<Model>-seed<S>.json`` (written atomically); a rerun with the same results
-folder skips the runs found there unless ``--force``. A model that fails (bad config, out of
-memory, any exception) is a row marked failed with its one-line reason; the others still run and
-the exit status is 1.
+folder skips the runs found there unless ``--force``. Every model's name and settings, and the
+data set, are checked before the first run (:func:`recbole_ext.compare.runner.preflight`); a
+model that fails while it runs (out of memory, a diverging loss, any exception) is a row marked
+failed with its one-line reason; the others still run and the exit status is 1.
 
 The results folder (default ``results/<dataset>-<YYYYmmdd-HHMMSS>/``) holds
 ``comparison.md`` (also printed), ``comparison.csv``, ``comparison.tex``, ``comparison.png``

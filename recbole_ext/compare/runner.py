@@ -20,7 +20,7 @@ from recbole_ext.compare.memory import PeakMemory, release_memory
 from recbole_ext.errors import UserError
 from recbole_ext.fileio import atomic_write_text
 from recbole_ext.logger import close_logger
-from recbole_ext.pipeline import Run, Splits, plain_metrics
+from recbole_ext.pipeline import Run, Splits, plain_metrics, resolve_all
 from recbole_ext.registry import canonical_model_name
 from recbole_ext.results.logparse import protocol_of
 from recbole_ext.results.record import RunRecord, failed_record
@@ -98,6 +98,8 @@ class RunSpec:
     echo: Callable[[str], None] = print
     #: parameters for every model (between the config files and the options; tests and tools)
     config_dict: Optional[dict] = None
+    #: command-line keys a model may not know (keys of another model of the comparison)
+    lenient_keys: Tuple[str, ...] = ()
 
     @property
     def dataset(self) -> str:
@@ -134,8 +136,27 @@ class RunSpec:
         return None
 
 
+def preflight(request: CompareRequest, config_dict: Optional[dict] = None) -> Dict[str, Run]:
+    """Before the first run: every model name, every model's configuration and the data set
+    (:func:`recbole_ext.pipeline.resolve_all`); a mistake is a UserError, nothing has trained."""
+    probe = RunSpec(request, "", config_dict=config_dict)
+    runs = resolve_all(request.models, request.dataset, probe.files_for, config_dict, request.config_args)
+    for run in runs.values():
+        run.locate_data()
+    return runs
+
+
+def lenient_keys(request: CompareRequest) -> Tuple[str, ...]:
+    """The command-line keys of a request (each must be a key of at least one of its models)."""
+    return tuple(sorted({a[2:].split("=", 1)[0] for a in request.config_args if a.startswith("--") and "=" in a}))
+
+
 def run_comparison(
-    request: CompareRequest, echo: Callable[[str], None] = print, config_dict: Optional[dict] = None
+    request: CompareRequest,
+    echo: Callable[[str], None] = print,
+    config_dict: Optional[dict] = None,
+    write_table: bool = True,
+    checked: bool = False,
 ) -> Tuple[List[dict], str]:
     """Run every model (for every seed) on shared splits and write the table.
 
@@ -143,11 +164,17 @@ def run_comparison(
         request: what to compare (:class:`~recbole_ext.command.CompareRequest`).
         echo: where progress lines and the table go.
         config_dict: parameters for every model (between the config files and the options).
+        write_table: write ``comparison.*`` (a job of the parallel grid leaves them to its parent).
+        checked: :func:`preflight` has run already (the parallel grid's parent ran it).
 
     Returns:
         ``(records, results_dir)``: one record per model and seed, as stored in ``runs/``.
     """
-    spec = RunSpec(request, request.results_dir or default_results_dir(request.dataset), echo, config_dict)
+    if not checked:
+        preflight(request, config_dict)
+    spec = RunSpec(
+        request, request.results_dir or default_results_dir(request.dataset), echo, config_dict, lenient_keys(request)
+    )
     os.makedirs(os.path.join(spec.results_dir, RUN_DIR), exist_ok=True)
     records: List[dict] = []
     for seed in list(request.seeds) if request.seeds else [None]:
@@ -156,7 +183,10 @@ def run_comparison(
             records.append(_run_named(spec, name, seed, shared))
         shared.clear()
         release_memory()
-    write_outputs(records, request.dataset, spec.results_dir, plot=request.plot, echo=echo, title=table_title(request))
+    if write_table:
+        write_outputs(
+            records, request.dataset, spec.results_dir, plot=request.plot, echo=echo, title=table_title(request)
+        )
     return records, spec.results_dir
 
 
@@ -189,7 +219,14 @@ def _run_model(spec: RunSpec, model: str, seed, fp: str, shared: Dict[str, tuple
             "checkpoint_dir": os.path.join(spec.results_dir, "saved"),
             "tensorboard_dir": os.path.join(spec.results_dir, "log_tensorboard"),
         }
-        run = Run.resolve(model, spec.dataset, spec.files_for(model), {**inside, **(spec.config_dict or {})}, seed_args)
+        run = Run.resolve(
+            model,
+            spec.dataset,
+            spec.files_for(model),
+            {**inside, **(spec.config_dict or {})},
+            seed_args,
+            lenient_keys=spec.lenient_keys,
+        )
         run.locate_data()
     except Exception as e:  # noqa: BLE001 - any failure is a row of the table
         spec.echo(f"[compare] {model}: failed: {one_line(e)}")

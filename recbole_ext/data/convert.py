@@ -22,19 +22,18 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
-import re
 import shutil
 import tempfile
 import zipfile
 from typing import Callable, Dict, Iterable, NamedTuple, Optional, Sequence
 
 from recbole_ext.data import readers
+from recbole_ext.data.sources import NAME
 from recbole_ext.errors import DataFormatError, UserError
 from recbole_ext.fileio import atomic_open
 
 HEADER_4 = ("user_id:token", "item_id:token", "rating:float", "timestamp:float")
 HEADER_3 = ("user_id:token", "item_id:token", "timestamp:float")
-NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
 @dataclasses.dataclass(frozen=True)

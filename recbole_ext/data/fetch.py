@@ -18,13 +18,15 @@ import datetime
 import hashlib
 import json
 import os
+import sys
 from typing import Dict, Optional
 
 from recbole_ext.data.convert import convert
+from recbole_ext.data.download import download
 from recbole_ext.data.locate import locate_dataset
 from recbole_ext.data.sources import Source, registry
 from recbole_ext.errors import DataFetchError, DatasetNotFoundError, UserError
-from recbole_ext.fileio import atomic_write_text
+from recbole_ext.fileio import atomic_write_text, folder_problem
 
 #: bump when a converter's output changes (recorded in the metadata)
 CONVERTER_VERSION = 1
@@ -41,43 +43,27 @@ def fetch_dataset(name: str, root: str, sources: Optional[str] = None, retries: 
     if source is None or not source.fetchable:
         how = source.terms if source else f"'{name}' is not in the data-set registry ('recbole-ext data list')"
         raise DataFetchError(f"data set '{name}' cannot be fetched: {how}")
+    problem = folder_problem(root)
+    if problem:
+        raise DataFetchError(f"data set '{name}' cannot be fetched: {problem}")
     made = [d for d in (root, os.path.join(root, DOWNLOADS)) if not os.path.isdir(d)]
+    cached = os.path.join(root, DOWNLOADS, os.path.basename(source.url))
+    had = os.path.isfile(cached)
     try:
         os.makedirs(root, exist_ok=True)
-        raw_file = _download(source, os.path.join(root, DOWNLOADS), retries, progress)
+        raw_file = download(source.url, source.hash, os.path.join(root, DOWNLOADS), retries, progress)
         _write_meta(target, source, raw_file, _convert(source, raw_file, root))
     except BaseException:
+        if not had and os.path.isfile(cached):
+            os.unlink(cached)  # what this call fetched goes with it
         for d in reversed(made):  # leave the data folder as it was
             if os.path.isdir(d) and not os.listdir(d):
                 os.rmdir(d)
         raise
+    if not progress:  # one line a file where no progress bar shows
+        size = os.path.getsize(raw_file) / 2**20
+        print(f"recbole_ext: fetched {source.url} ({size:.1f} MB) into {target}", file=sys.stderr)
     return target
-
-
-def _download(source: Source, cache: str, retries: int, progress: bool) -> str:
-    import pooch
-    import requests
-
-    fname = os.path.basename(source.url)
-    hand = f"or download {source.url} yourself and put it at {os.path.join(cache, fname)}"
-    try:
-        fetcher = pooch.create(
-            path=cache, base_url="", registry={fname: source.hash}, urls={fname: source.url}, retry_if_failed=retries
-        )
-        return fetcher.fetch(fname, progressbar=progress)
-    except ValueError as e:  # pooch: the checksum does not match
-        raise DataFetchError(f"{source.url}: {str(e).splitlines()[0]}; the file was not kept ({hand})") from None
-    except requests.exceptions.RequestException as e:
-        raise DataFetchError(f"{source.url}: download failed ({_reason(e)}); check the network, {hand}") from None
-    except OSError as e:
-        raise DataFetchError(f"{source.url}: cannot write {cache}: {e.strerror or e} ({hand})") from None
-
-
-def _reason(e: Exception) -> str:
-    response = getattr(e, "response", None)
-    if response is not None and getattr(response, "status_code", None):
-        return f"HTTP {response.status_code}"
-    return type(e).__name__
 
 
 def _convert(source: Source, raw_file: str, root: str) -> Dict[str, int]:
@@ -122,17 +108,23 @@ def find_or_fetch(
     sources: Optional[str] = None,
     download: str = "auto",
     progress: bool = False,
+    given: bool = False,
 ) -> str:
     """The folder of ``dataset``: on disk (:func:`recbole_ext.data.locate.locate_dataset`), else
     fetched from its publisher when it is in the registry and ``download`` is not ``never``
     (into ``data_path``, or ``datasets/`` when it is unset or RecBole's default ``dataset/``).
 
+    With ``given`` (the user named ``data_path``), the data set is looked for there only, and
+    fetched there when it is in the registry: a typo in the path never trains on another copy.
+
     Raises:
         DatasetNotFoundError: not on disk, and not fetchable (or ``download: never``).
         DataFetchError: the download, its check or its conversion failed.
     """
+    if given and data_path and os.path.exists(data_path) and not os.path.isdir(data_path):
+        raise DatasetNotFoundError(f"data_path {data_path} is a file: name the folder that holds {dataset}/")
     try:
-        return locate_dataset(dataset, data_path)
+        return locate_dataset(dataset, data_path, only_data_path=given)
     except DatasetNotFoundError as missing:
         source = registry(sources).get(dataset)
         if source is None:

@@ -26,8 +26,11 @@ from recbole_ext.errors import DatasetNotFoundError
 DATA_ENV = "RECBOLE_EXT_DATA"
 
 
-def candidate_dirs(dataset: str, data_path: Optional[str]) -> List[str]:
-    """The folders searched for ``<dataset>.inter``, in order (see the module docstring)."""
+def candidate_dirs(dataset: str, data_path: Optional[str], only_data_path: bool = False) -> List[str]:
+    """The folders searched for ``<dataset>.inter``, in order (see the module docstring); only
+    ``<data_path>/<dataset>`` with ``only_data_path`` (the user named the folder)."""
+    if only_data_path and data_path:
+        return [os.path.normpath(os.path.join(data_path, dataset))]
     roots = [data_path] if data_path else []
     roots.append(os.path.join(os.getcwd(), "datasets"))
     if os.environ.get(DATA_ENV):
@@ -42,9 +45,9 @@ def candidate_dirs(dataset: str, data_path: Optional[str]) -> List[str]:
     return dirs
 
 
-def locate_dataset(dataset: str, data_path: Optional[str]) -> str:
+def locate_dataset(dataset: str, data_path: Optional[str], only_data_path: bool = False) -> str:
     """Return the folder holding ``<dataset>.inter`` (see the module docstring for the order)."""
-    tried = candidate_dirs(dataset, data_path)
+    tried = candidate_dirs(dataset, data_path, only_data_path)
     for d in tried:
         if os.path.isfile(os.path.join(d, f"{dataset}.inter")):
             return d

@@ -17,6 +17,7 @@ import contextlib
 import csv
 import gzip
 import json
+import math
 import os
 import re
 from collections import Counter
@@ -91,9 +92,11 @@ def check_field(value: str, path: str, lineno: int) -> str:
 
 def _number(value: str, what: str, path: str, lineno: int) -> str:
     try:
-        float(value)
+        number = float(value)
     except ValueError:
         raise DataFormatError(f"{path}, line {lineno}: {what} '{value}' is not a number") from None
+    if not math.isfinite(number):
+        raise DataFormatError(f"{path}, line {lineno}: {what} '{value}' is not a finite number")
     return value
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from typing import Dict, Optional
 
 import yaml
@@ -14,6 +15,8 @@ from recbole_ext._paths import PROPERTIES_DIR
 from recbole_ext.errors import ConfigError
 
 SOURCES_YAML = os.path.join(PROPERTIES_DIR, "sources.yaml")
+#: what a data set's name may be (it names a folder and its files)
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 ENV = "RECBOLE_EXT_SOURCES"
 
 
@@ -55,6 +58,11 @@ def registry(user_file: Optional[str] = None) -> Dict[str, Source]:
     fields = {f.name for f in dataclasses.fields(Source)} - {"name"}
     out = {}
     for name, entry in entries.items():
+        if not isinstance(name, str) or not NAME.match(name) or name.endswith("."):
+            where = extra if extra and name not in _read(SOURCES_YAML) else SOURCES_YAML
+            raise ConfigError(
+                f"data source {name!r} in {where}: a data-set name is letters, digits, '.', '_', '-', no '/'"
+            )
         unknown = set(entry) - fields
         if unknown:
             raise ConfigError(f"data source '{name}': unknown keys {sorted(unknown)} (known: {sorted(fields)})")

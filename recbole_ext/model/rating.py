@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import List
 
+import numpy as np
 import torch
 
 from recbole_ext.errors import ConfigError
@@ -40,7 +41,11 @@ class RatingMixin:
                 "column: load it (load_col: {inter: [user_id, item_id, rating, ...]}) or use "
                 "--config_files=protocol-rating.yaml"
             )
-        ratings = dataset.inter_feat[self.RATING].float()
+        # a data set still in its pandas frame (built, not split) or one restored from a
+        # checkpoint without interactions: the buffers come back with the checkpoint's weights
+        ratings = torch.as_tensor(np.asarray(dataset.inter_feat[self.RATING], dtype=np.float32))
+        if len(ratings) == 0:
+            ratings = torch.zeros(1)
         self.register_buffer("rating_range", torch.stack([ratings.min(), ratings.max()]))
         self.register_buffer("rating_mean", ratings.mean().reshape(()))
 

@@ -2,6 +2,6 @@
 model -> fit -> evaluate -> record. See :mod:`recbole_ext.pipeline.run`."""
 
 from recbole_ext.pipeline.outcome import RunResult, plain_metrics
-from recbole_ext.pipeline.run import Loaders, Run, Splits
+from recbole_ext.pipeline.run import Loaders, Run, Splits, resolve_all
 
-__all__ = ["Loaders", "Run", "RunResult", "Splits", "plain_metrics"]
+__all__ = ["Loaders", "Run", "RunResult", "Splits", "plain_metrics", "resolve_all"]

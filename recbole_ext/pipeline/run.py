@@ -31,7 +31,7 @@ import json
 import os
 import sys
 from logging import getLogger
-from typing import Any, Dict, Iterable, List, Optional, Tuple
+from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
 
 import torch
 from recbole.utils import init_seed, set_color
@@ -40,9 +40,10 @@ from recbole_ext.config import Config
 from recbole_ext.data.fetch import find_or_fetch
 from recbole_ext.data.schema import restore_dataset
 from recbole_ext.distributed import broadcast, init_group, is_distributed, rank, rank0_first, shutdown
-from recbole_ext.errors import UserError
+from recbole_ext.errors import ConfigError, RunFailed, UserError
+from recbole_ext.fileio import folder_problem
 from recbole_ext.logger import close_logger, init_logger, new_run_id
-from recbole_ext.pipeline.loaders import create_dataset, make_loaders
+from recbole_ext.pipeline.loaders import check_split, create_dataset, make_loaders
 from recbole_ext.pipeline.outcome import (
     RunResult,
     count_parameters,
@@ -51,7 +52,7 @@ from recbole_ext.pipeline.outcome import (
     plain_metrics,
     remove_empty,
 )
-from recbole_ext.registry import get_dataset_class, get_model, get_trainer
+from recbole_ext.registry import canonical_model_name, get_dataset_class, get_model, get_trainer
 from recbole_ext.trainer.checkpoint import check_resume
 
 
@@ -112,10 +113,13 @@ class Run:
         config_files: Optional[List[str]] = None,
         config_dict: Optional[Dict[str, Any]] = None,
         cmd_args: Optional[Iterable[str]] = None,
+        lenient_keys: Iterable[str] = (),
     ) -> "Run":
         """Step 1: the configuration (RecBole's precedence: files, then ``config_dict``, then
-        ``--key=value`` strings). Reads files and checks types; a mistake is a UserError."""
-        return cls(Config(model, dataset, config_files, config_dict, cmd_args))
+        ``--key=value`` strings). Reads files and checks types; a mistake is a UserError (an
+        unknown command-line key too, unless it is one of ``lenient_keys``: see
+        :func:`resolve_all`)."""
+        return cls(Config(model, dataset, config_files, config_dict, cmd_args, lenient_keys))
 
     @classmethod
     def from_saved_config(cls, plain: Dict[str, Any], device: str = "cpu") -> "Run":
@@ -162,25 +166,43 @@ class Run:
                     cfg["data_sources"],
                     cfg["download"],
                     progress=sys.stderr.isatty(),
+                    given=getattr(self.config, "data_path_given", False),
                 )
 
             self._data_folder = rank0_first(find) if is_distributed(cfg) else find()
             cfg["data_path"] = self._data_folder
         return self._data_folder
 
+    def check_outputs(self, log_dir: str, saved: bool = True) -> None:
+        """Before any work: every folder the run writes into (log, checkpoints, TensorBoard) is a
+        folder, or can be made, and takes files; a one-line ConfigError otherwise."""
+        cfg = self.config
+        folders = [("log folder", log_dir), ("tensorboard_dir", cfg["tensorboard_dir"] or "log_tensorboard")]
+        if saved:
+            folders.append(("checkpoint_dir", cfg["checkpoint_dir"]))
+        for what, folder in folders:
+            problem = folder_problem(folder)
+            if problem:
+                raise ConfigError(f"{what}: {problem}")
+
     # ------------------------------------------------------------ data
-    def load_dataset(self):
+    def load_dataset(self, log: bool = True):
         """The data set, built (RecBole's class for the model, with our fixes), not split."""
         self.locate_data()
         init_seed(self.config["seed"], self.config["reproducibility"])
         dataset = create_dataset(self.config)
-        getLogger().info(dataset)
+        if log:
+            getLogger().info(dataset)
         return dataset
 
     def prepare_data(self) -> Splits:
-        """The data set, built and split (RecBole's split of the configured ``eval_args``)."""
-        dataset = self.load_dataset()
-        return Splits(dataset, tuple(dataset.build()))
+        """The data set, built and split (RecBole's split of the configured ``eval_args``); a
+        split that cannot be evaluated is one line before the data set's summary is logged."""
+        dataset = self.load_dataset(log=False)
+        parts = tuple(dataset.build())
+        check_split(self.config, dataset, parts)
+        getLogger().info(dataset)
+        return Splits(dataset, parts)
 
     def split_key(self) -> str:
         """Runs with equal keys build the same :class:`Splits` and can share one: the same
@@ -229,7 +251,8 @@ class Run:
         cfg = self.config
         init_seed(cfg["seed"] + rank(), cfg["reproducibility"])
         net = (model_class or get_model(cfg["model"]))(cfg, train_set).to(cfg["device"])
-        getLogger().info(torch.nn.Module.__repr__(net))  # RecBole's str() adds the count: logged below
+        # the model's printout goes to the log file (the console with verbose); the count below to both
+        getLogger().info(torch.nn.Module.__repr__(net), extra={"file_only": not cfg["verbose"]})
         getLogger().info(set_color("Trainable parameters", "blue") + f": {count_parameters(net)}")
         return net
 
@@ -264,6 +287,9 @@ class Run:
             score, valid_result = trainer.fit(loaders.train, loaders.valid, saved=saved, show_progress=show)
         except KeyboardInterrupt as stop:  # SIGINT, or SIGTERM through the command line's handler
             raise interrupted(stop, trainer.saved_model_file, saved) from None
+        except RunFailed as failed:  # the log keeps why; what finished stays
+            getLogger().error(str(failed))
+            raise
         test_result = trainer.evaluate(loaders.test, load_best_model=saved, show_progress=show) if test else None
         trainer.tensorboard.close()
         logger = getLogger()
@@ -313,6 +339,7 @@ class Run:
         cfg = self.config
         existed = os.path.isdir(cfg["checkpoint_dir"])
         try:
+            self.check_outputs(log_dir, saved)
             self.attach_device()
             self.locate_data()
             model_log_dir = os.path.join(log_dir, cfg["model"])
@@ -336,3 +363,37 @@ class Run:
             shutdown()
         result.log_file = log_file
         return result
+
+
+def resolve_all(
+    models: Iterable[str],
+    dataset: str,
+    files_for: Callable[[str], Optional[List[str]]],
+    config_dict: Optional[Dict[str, Any]] = None,
+    cmd_args: Iterable[str] = (),
+) -> Dict[str, Run]:
+    """Every model's run of a comparison (or a tuning), resolved before any of them works: an
+    unknown model name or a bad setting of any model is a UserError now, not after the others
+    trained. A command-line key applies to every model: it must be a key of at least one of
+    them (``--n_layers`` of SASRec beside GLINTRU); a key none knows is a one-line error.
+
+    Args:
+        models: the names as given (case-insensitive).
+        dataset: the data set's name.
+        files_for: each model's config files (the comparison's, then its own).
+        config_dict, cmd_args: for every model.
+
+    Returns:
+        ``{canonical name: Run}`` in the order given.
+    """
+    cmd_args = list(cmd_args)
+    keys = {a[2:].split("=", 1)[0] for a in cmd_args if a.startswith("--") and "=" in a}
+    runs: Dict[str, Run] = {}
+    for name in models:
+        model = canonical_model_name(name)
+        runs[model] = Run.resolve(model, dataset, files_for(model), config_dict, cmd_args, lenient_keys=keys)
+    unknown = set.intersection(*(set(r.config.unknown_cmd_keys) for r in runs.values())) if runs else set()
+    if unknown:
+        key = sorted(unknown)[0]
+        raise ConfigError(f"--{key} is a key of none of {', '.join(runs)}, their data set or RecBole")
+    return runs

@@ -51,18 +51,7 @@ def plot_comparison(records: List[dict], path: str, echo: Callable[[str], None] 
     metric = _trade_off_metric(ok)
 
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.2))
-    for model, pts in curves(ok).items():
-        if pts:
-            ax1.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", markersize=3, label=model)
-    from matplotlib.ticker import MaxNLocator
-
-    ax1.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax1.set_xlabel("epoch")
-    ax1.set_ylabel(f"valid {valid_metric}")
-    ax1.set_title("Validation score per epoch")
-    if models:
-        ax1.legend(fontsize=8)
-    ax1.grid(alpha=0.3)
+    _curves_panel(ax1, ok, models, valid_metric)
 
     def mean(xs):
         xs = [x for x in xs if x is not None]
@@ -80,8 +69,36 @@ def plot_comparison(records: List[dict], path: str, echo: Callable[[str], None] 
     bars2 = ax3.bar([i + w / 2 for i in x], speed, w, color="tab:orange", label="train s/epoch")
     ax3.set_ylabel("training seconds per epoch", color="tab:orange")
     ax2.set_title(f"Accuracy ({metric}) vs. speed (s/epoch)")
-    ax2.legend([bars1, bars2], [f"test {metric}", "train s/epoch"], fontsize=8, loc="upper left")
+    # below the bars, never over them
+    ax2.legend(
+        [bars1, bars2],
+        [f"test {metric}", "train s/epoch"],
+        fontsize=8,
+        loc="upper center",
+        bbox_to_anchor=(0.5, -0.28),
+        ncol=2,
+        frameon=False,
+    )
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def _curves_panel(ax, ok: List[dict], models: List[str], valid_metric: str) -> None:
+    """The left panel: each model's validation score per epoch."""
+    from matplotlib.ticker import MaxNLocator
+
+    for model, pts in curves(ok).items():
+        if pts:
+            # joined markers; a model evaluated once is one marker, drawn larger so it reads as a point
+            ax.plot(
+                [p[0] for p in pts], [p[1] for p in pts], marker="o", markersize=3 if len(pts) > 1 else 6, label=model
+            )
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(f"valid {valid_metric}")
+    ax.set_title("Validation score per epoch")
+    if models:
+        ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)

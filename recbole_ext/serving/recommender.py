@@ -98,7 +98,7 @@ class Recommender:
                 unknown.append(tok)
             else:
                 ids.append(i)
-        if unknown:
+        if unknown and ids:  # with no known token at all, the caller's error says it all
             shown = ", ".join(unknown[:10]) + (" ..." if len(unknown) > 10 else "")
             warnings.warn(
                 f"{len(unknown)} unknown item token(s){where} skipped: {shown}", UnknownTokenWarning, stacklevel=3

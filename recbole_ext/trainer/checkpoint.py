@@ -81,8 +81,13 @@ def atomic_torch_save(obj: Any, path: str) -> None:
 
 
 def safe_load(path: str, map_location=None) -> dict:
-    """Load a checkpoint with ``weights_only=True`` (no code can run)."""
-    return torch.load(path, map_location=map_location, weights_only=True)
+    """Load a checkpoint with ``weights_only=True`` (no code can run); torch's warnings about
+    what it refused stay quiet: the refusal is reported in one line by the caller."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return torch.load(path, map_location=map_location, weights_only=True)
 
 
 # ---------------------------------------------------------------- loading
@@ -214,6 +219,30 @@ def check_identity(path: str, saved_config: dict, config) -> None:
         theirs, ours = str(saved_config.get(key, "")), str(config[key])
         if theirs.lower() != ours.lower():
             raise CheckpointError(f"{path} was written for {key} {theirs}, not {ours}: resume it with --{key}={theirs}")
+
+
+def check_fits(path: str, checkpoint: "Checkpoint", model: torch.nn.Module, config) -> None:
+    """The checkpoint's weights have this model's shapes, or one line naming the weights that
+    differ and the settings that made them differ."""
+    mine, theirs = model.state_dict(), checkpoint.state_dict
+    wrong = [
+        f"{k} {list(theirs[k].shape)} there, {list(mine[k].shape)} here"
+        for k in theirs
+        if k in mine and tuple(theirs[k].shape) != tuple(mine[k].shape)
+    ]
+    wrong += [f"{k} missing there" for k in mine if k not in theirs]
+    wrong += [f"{k} not in this model" for k in theirs if k not in mine]
+    if not wrong:
+        return
+    keys = set(getattr(config, "model_keys", [])) | {"MAX_ITEM_LIST_LENGTH", "embedding_size", "hidden_size"}
+    changed = sorted(
+        f"{k}={checkpoint.config[k]!r} there, {config[k]!r} here"
+        for k in keys
+        if k in checkpoint.config and k in config and checkpoint.config[k] != config[k]
+    )
+    why = f" (settings: {'; '.join(changed)})" if changed else ""
+    shown = "; ".join(wrong[:3]) + (f"; and {len(wrong) - 3} more" if len(wrong) > 3 else "")
+    raise CheckpointError(f"{path} does not fit this model: {shown}{why}; resume with the settings it was trained with")
 
 
 def check_resume(path: str, config, trust_checkpoint: bool = False) -> None:

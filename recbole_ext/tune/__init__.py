@@ -77,29 +77,49 @@ def run_tune(request: TuneRequest, echo: Callable[[str], None] = print) -> Tuple
 
 
 def _checked_spec(request: TuneRequest, results_dir: str):
-    """Every model's space, checked against its config's types (each choice and both ends of
-    each range) before any trial runs; the direction of its validation metric."""
+    """Every model's space, checked before any trial runs: its keys are keys of the model, each
+    choice and both ends of each range pass the model's config types, no key is also set on the
+    command line; the command line's keys are known to some model; the direction of each
+    model's validation metric."""
     from recbole_ext.config_schema import Schema
-    from recbole_ext.pipeline import Run
-    from recbole_ext.registry import canonical_model_name
+    from recbole_ext.pipeline import Run, resolve_all
     from recbole_ext.tune.space import extremes, load_space
     from recbole_ext.tune.trials import TuneSpec
 
+    runs = resolve_all(request.models, request.dataset, lambda model: request.files, None, request.config_args)
+    lenient = {a[2:].split("=", 1)[0] for a in request.config_args if a.startswith("--") and "=" in a}
     spaces, directions, seed = {}, {}, 0
-    for name in request.models:
-        model = canonical_model_name(name)
+    for model, plain in runs.items():
         space = load_space(request.space, model)
         both = sorted(k for k in space if any(a.startswith(f"--{k}=") for a in request.config_args))
         if both:
             raise UserError(f"{model}: {', '.join(both)} is both searched and set on the command line")
-        config = Run.resolve(model, request.dataset, request.files, extremes(space)[0], request.config_args).config
+        strange = sorted(k for k in space if k not in plain.config.final_config_dict)
+        if strange:
+            raise UserError(
+                f"the search space of {model} has {strange[0]!r}, which is not a key of {model}, "
+                "its data set or RecBole"
+            )
+        config = Run.resolve(
+            model, request.dataset, request.files, extremes(space)[0], request.config_args, lenient_keys=lenient
+        ).config
         schema = Schema.from_files(config.default_files)
         for setting in extremes(space):
             schema.check(setting)
         spaces[model] = space
         directions[model] = "maximize" if config["valid_metric_bigger"] else "minimize"
         seed = int(config["seed"])
-    return TuneSpec(request.dataset, results_dir, request.files, list(request.config_args), spaces, directions, seed)
+    return TuneSpec(
+        request.dataset,
+        results_dir,
+        request.files,
+        list(request.config_args),
+        spaces,
+        directions,
+        seed,
+        storage=request.storage,
+        budget=request.trials,
+    )
 
 
 def _interleave(todo: List[str]) -> List[str]:
@@ -138,14 +158,14 @@ def write_best(spec, trials: int, echo) -> str:
     ``tuning.md`` (one row per model); returns the ``best`` folder."""
     import yaml
 
-    from recbole_ext.tune.trials import best_trial, open_study
+    from recbole_ext.tune.trials import best_trial, counts, open_study
 
     best_dir = os.path.join(spec.results_dir, "best")
     os.makedirs(best_dir, exist_ok=True)
     rows = ["| model | trials | failed | best valid score | best setting |", "|---|---|---|---|---|"]
     for model in spec.spaces:
         study = open_study(spec, model)
-        done = [t for t in study.get_trials(deepcopy=False) if not t.user_attrs.get("interrupted")]
+        done = [t for t in study.get_trials(deepcopy=False) if counts(t) and t.state.name != "RUNNING"]
         failed = sum(1 for t in done if t.state.name == "FAIL")
         best = best_trial(study)
         if best is None:

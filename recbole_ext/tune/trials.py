@@ -1,14 +1,23 @@
 """Optuna studies of a tuning run and the trials themselves.
 
 One study per model, kept in ``<results>/tune/studies.journal`` (Optuna's journal file storage:
-several processes may write it at once, and it survives a killed run). A trial trains on the
-training split and scores the validation split; the test split is never evaluated.
+several processes may write it at once, and it survives a killed run), or in the database that
+``tune --storage=URL`` names (Optuna's RDB storage through SQLAlchemy, e.g. PostgreSQL), which
+several machines share. A trial trains on the training split and scores the validation split;
+the test split is never evaluated.
+
+The budget is exact however many processes and machines work on a study: every trial records
+its owner (host and process id), and a trial runs only if fewer than the budget of the trials
+numbered before it count (finished, failed on their own, or running with a live owner); the
+others are told over budget at once and never count. A running trial is marked interrupted (it
+does not count) only when its owner is gone: its process on this host has ended.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
+import socket
 from typing import Any, Dict, List, Optional
 
 import optuna
@@ -30,14 +39,21 @@ class TuneSpec:
     spaces: Dict[str, Dict[str, Range]]
     directions: Dict[str, str]
     sampler_seed: int
+    #: an Optuna RDB storage URL (``None``: the journal file in the results folder)
+    storage: Optional[str] = None
+    #: trials per model
+    budget: int = 0
 
     @property
     def tune_dir(self) -> str:
-        return os.path.join(self.results_dir, "tune")
+        return os.path.abspath(os.path.join(self.results_dir, "tune"))
 
 
 def study_storage(spec: TuneSpec):
-    """The run's Optuna storage (one journal file for every model's study)."""
+    """The run's Optuna storage: the database of ``spec.storage``, else one journal file (an
+    absolute path, so a lock file left by a killed run points somewhere real)."""
+    if spec.storage:
+        return _rdb_storage(spec.storage)
     from optuna.storages import JournalStorage
     from optuna.storages.journal import JournalFileBackend
 
@@ -45,23 +61,66 @@ def study_storage(spec: TuneSpec):
     return JournalStorage(JournalFileBackend(os.path.join(spec.tune_dir, STUDY_FILE)))
 
 
-def open_study(spec: TuneSpec, model: str) -> optuna.Study:
-    """The model's study (created at the first call, loaded after)."""
+def _rdb_storage(url: str, attempts: int = 5):
+    """Optuna's RDB storage at ``url``; two processes creating its tables at the same moment
+    collide once (the loser tries again); any other failure is one line."""
+    import time
+
+    for attempt in range(attempts):
+        try:
+            return optuna.storages.RDBStorage(url)
+        except Exception as e:  # noqa: BLE001 - no driver, no server, a bad URL: one line
+            cause = e.__cause__ or e
+            if "duplicate" in str(cause).lower() and attempt < attempts - 1:
+                time.sleep(0.5 * (attempt + 1))
+                continue
+            from recbole_ext.errors import UserError
+
+            raise UserError(f"--storage {url}: {type(cause).__name__}: {str(cause).splitlines()[0]}") from None
+    raise AssertionError("unreachable")
+
+
+def open_study(spec: TuneSpec, model: str, storage=None) -> optuna.Study:
+    """The model's study (created at the first call, loaded after). Optuna's own info lines stay
+    off the console: the tune command says what happens in its own lines."""
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
     return optuna.create_study(
         study_name=model,
-        storage=study_storage(spec),
+        storage=storage or study_storage(spec),
         direction=spec.directions[model],
         sampler=optuna.samplers.TPESampler(seed=spec.sampler_seed),
         load_if_exists=True,
     )
 
 
+def _owner_alive(trial) -> bool:
+    """Whether the process that runs ``trial`` may still be at work (another host: assumed)."""
+    host, pid = trial.user_attrs.get("owner_host"), trial.user_attrs.get("owner_pid")
+    if host is None or pid is None:
+        return False  # a trial of an older run, without an owner
+    if host != socket.gethostname():
+        return True
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a killed process nobody has reaped yet (a zombie) is gone too
+        with open(f"/proc/{int(pid)}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
+
+
 def mark_interrupted(spec: TuneSpec, model: str) -> int:
-    """Fail the trials a killed run left running in the model's study (they do not count against
-    the budget); returns how many. Only for a study no other process is working on."""
+    """Fail the running trials whose owner is gone (they do not count against the budget);
+    returns how many. Trials another live process runs are left to it."""
     storage = study_storage(spec)
     study_id = storage.get_study_id_from_name(model)
-    stale = storage.get_all_trials(study_id, deepcopy=False, states=(TrialState.RUNNING,))
+    stale = [
+        t for t in storage.get_all_trials(study_id, deepcopy=False, states=(TrialState.RUNNING,)) if not _owner_alive(t)
+    ]
     for t in stale:
         trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, t.number)
         storage.set_trial_user_attr(trial_id, "interrupted", True)
@@ -69,13 +128,16 @@ def mark_interrupted(spec: TuneSpec, model: str) -> int:
     return len(stale)
 
 
+def counts(trial) -> bool:
+    """Whether ``trial`` counts against the budget: finished, failed on its own, or running."""
+    if trial.user_attrs.get("interrupted") or trial.user_attrs.get("over_budget"):
+        return False
+    return trial.state in (TrialState.COMPLETE, TrialState.FAIL, TrialState.RUNNING)
+
+
 def used_budget(study: optuna.Study) -> int:
-    """Trials that count against the budget: finished ones and those that failed on their own."""
-    return sum(
-        1
-        for t in study.get_trials(deepcopy=False)
-        if t.state == TrialState.COMPLETE or (t.state == TrialState.FAIL and not t.user_attrs.get("interrupted"))
-    )
+    """Trials that count against the budget (:func:`counts`) that are done."""
+    return sum(1 for t in study.get_trials(deepcopy=False) if counts(t) and t.state != TrialState.RUNNING)
 
 
 def best_trial(study: optuna.Study) -> Optional[optuna.trial.FrozenTrial]:
@@ -85,13 +147,22 @@ def best_trial(study: optuna.Study) -> Optional[optuna.trial.FrozenTrial]:
 
 def run_trial(spec: TuneSpec, model: str, threads: int = 0) -> str:
     """Ask the model's study for a setting, train and validate it, tell the study; returns a
-    one-line summary. A failing setting is a failed trial (it counts against the budget)."""
+    one-line summary. A failing setting is a failed trial (it counts against the budget); a
+    trial beyond the budget (other processes got there first) is told so and does not run."""
     if threads:
         import torch
 
         torch.set_num_threads(threads)
-    study = open_study(spec, model)
+    storage = study_storage(spec)
+    study = open_study(spec, model, storage)
     trial = study.ask()
+    trial.set_user_attr("owner_host", socket.gethostname())
+    trial.set_user_attr("owner_pid", os.getpid())
+    before = [t for t in study.get_trials(deepcopy=False) if t.number < trial.number and counts(t)]
+    if spec.budget and len(before) >= spec.budget:
+        trial.set_user_attr("over_budget", True)
+        study.tell(trial, state=TrialState.FAIL)
+        return f"{model}: the budget of {spec.budget} trials is taken (trial {trial.number} not run)"
     params = suggest(trial, spec.spaces[model])
     try:
         score = train_and_validate(spec, model, params)
@@ -116,7 +187,8 @@ def train_and_validate(spec: TuneSpec, model: str, params: Dict[str, Any]) -> fl
         "checkpoint_dir": os.path.join(spec.tune_dir, "saved"),
         "tensorboard_dir": os.path.join(spec.tune_dir, "log_tensorboard"),
     }
-    run = Run.resolve(model, spec.dataset, spec.config_files, {**inside, **params}, spec.cmd_args)
+    lenient = [a[2:].split("=", 1)[0] for a in spec.cmd_args if a.startswith("--") and "=" in a]
+    run = Run.resolve(model, spec.dataset, spec.config_files, {**inside, **params}, spec.cmd_args, lenient_keys=lenient)
     run.attach_device()
     run.locate_data()
     run.open_log(os.path.join(spec.tune_dir, "log"), console=False)
