@@ -293,3 +293,34 @@ def test_a_damaged_cached_file_is_removed_not_reused(publisher, tmp_path):
         fetch_dataset("ml-tiny", str(tmp_path / "data"), registry_file, retries=0)
     assert not (cache / "ml-tiny.zip").exists()
     assert fetch_dataset("ml-tiny", str(tmp_path / "data"), registry_file, retries=0)  # fetched anew
+
+
+def test_a_failed_conversion_removes_what_it_fetched_and_a_fetch_says_one_line(publisher, tmp_path, capfd):
+    """A zip that is whole but not what its format needs: one line, and the download goes too
+    (the next run fetches anew, not the same wrong file). A good fetch prints one line."""
+    _, base = publisher
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        z.writestr("ml-tiny/readme.txt", "no ratings here")
+    Publisher.files["wrong.zip"] = buf.getvalue()
+    wrong = tmp_path / "wrong.yaml"
+    wrong.write_text(f"ml-tiny:\n  url: {base}/wrong.zip\n  hash: ~\n  format: movielens-1m\n  terms: t\n")
+    with pytest.raises(DataFetchError, match="cannot convert the downloaded file"):
+        fetch_dataset("ml-tiny", str(tmp_path / "data"), str(wrong), retries=0)
+    assert not (tmp_path / "data").exists()
+    capfd.readouterr()
+    fetch_dataset("ml-tiny", str(tmp_path / "data"), sources(tmp_path, base + "/ml-tiny.zip"), retries=0)
+    err = capfd.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("recbole_ext: fetched ") and "ml-tiny.zip" in err[0], err
+
+
+def test_a_file_url_is_copied_and_a_missing_one_is_one_line(tmp_path):
+    local = tmp_path / "ml-tiny.zip"
+    local.write_bytes(ml1m_zip())
+    Publisher.files = {"ml-tiny.zip": local.read_bytes()}
+    folder = fetch_dataset("ml-tiny", str(tmp_path / "data"), sources(tmp_path, local.as_uri()), retries=0)
+    assert os.path.isfile(os.path.join(folder, "ml-tiny.inter"))
+    missing = sources(tmp_path, (tmp_path / "gone.zip").as_uri())
+    with pytest.raises(DataFetchError, match="no file at") as err:
+        fetch_dataset("ml-tiny", str(tmp_path / "other"), missing, retries=0)
+    assert "\n" not in str(err.value)

@@ -177,3 +177,19 @@ def test_plot_draws_both_panels_from_the_records(tmp_path):
     curve = dict(plot.curves(records))["A"]  # seeds averaged epoch by epoch
     runs = [dict(r["valid_curve"]) for r in records if r["model"] == "A"]
     assert curve == [(e, (runs[0][e] + runs[1][e]) / 2) for e in sorted(runs[0])]
+
+
+def test_a_short_runs_curves_have_whole_epoch_ticks_and_the_legend_stays_off_the_bars(tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    recs = [fake_record("GLINTRU", 1, 0.3), fake_record("SASRec", 1, 0.25, 2.0)]
+    for r in recs:
+        r["valid_curve"] = [[0, 0.1]]
+    fig, ax = plt.subplots()
+    plot._curves_panel(ax, recs, ["GLINTRU", "SASRec"], "NDCG@10")
+    assert list(ax.get_xticks()) == [0]
+    plt.close(fig)
+    assert plot.plot_comparison(recs, str(tmp_path / "p.png"))

@@ -95,7 +95,12 @@ def _curves_panel(ax, ok: List[dict], models: List[str], valid_metric: str) -> N
             ax.plot(
                 [p[0] for p in pts], [p[1] for p in pts], marker="o", markersize=3 if len(pts) > 1 else 6, label=model
             )
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    epochs = sorted({p[0] for pts in curves(ok).values() for p in pts})
+    if 0 < len(epochs) <= 12:  # whole epochs only, also for a run of one or two
+        ax.set_xticks(epochs)
+        ax.set_xlim(epochs[0] - 0.5, epochs[-1] + 0.5)
+    else:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("epoch")
     ax.set_ylabel(f"valid {valid_metric}")
     ax.set_title("Validation score per epoch")
