@@ -39,8 +39,13 @@ def cpu_model() -> str:
 
 
 def run_once(args, nproc: int, threads: int, gpu: bool) -> float:
-    """Median epoch seconds (epochs after the first) of one training run."""
-    work = tempfile.mkdtemp(prefix="ddp-bench-")
+    """Median epoch seconds (epochs after the first) of one training run (in a temporary
+    folder, removed after)."""
+    with tempfile.TemporaryDirectory(prefix="ddp-bench-") as work:
+        return _run_in(work, args, nproc, threads, gpu)
+
+
+def _run_in(work: str, args, nproc: int, threads: int, gpu: bool) -> float:
     launcher = (
         []
         if nproc == 1

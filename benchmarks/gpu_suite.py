@@ -22,9 +22,11 @@ short still leaves what it did. A failing check is a row with its error, not the
 from __future__ import annotations
 
 import argparse
+import atexit
 import datetime
 import json
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -295,6 +297,7 @@ def main(argv=None) -> int:
         # mLSTM's C++ loop is CPU-only; skip its build (about 30 s) when every model runs on the GPU
         os.environ.setdefault("RECBOLE_EXT_NO_NATIVE", "1")
     workdir = tempfile.mkdtemp(prefix="gpu_suite.")
+    atexit.register(shutil.rmtree, workdir, True)  # the runs' folders go; the report stays in --out
     report = Report(args.out, "recbole_ext GPU suite" + (" (smoke run on CPU, tiny sizes)" if args.smoke else ""))
     argv_text = " ".join(sys.argv[1:] if argv is None else argv)
     report.text(

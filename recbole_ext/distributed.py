@@ -25,11 +25,15 @@ What RecBole 1.2.1's own DDP path gets wrong and where it is fixed:
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
+import sys
 from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
 import torch
 import torch.distributed as dist
+
+from recbole_ext.errors import ConfigError, RunFailed, UserError
 
 _created_group = False
 
@@ -54,6 +58,30 @@ def launch_settings(env: Optional[Dict[str, str]] = None) -> Dict[str, Any]:
     }
 
 
+def relaunch_prefix(env: Optional[Dict[str, str]] = None, argv0: Optional[str] = None) -> List[str]:
+    """The launcher part of a command that starts this run again as it was started: under
+    torchrun, ``torchrun`` with this node's share (``--nproc_per_node``; across machines also
+    ``--nnodes``, ``--node_rank``, ``--master_addr``, ``--master_port``) and the script (or
+    ``-m recbole_ext``); ``[]`` in one process or RecBole's spawn form (``--nproc=N`` is an
+    argument of the command itself)."""
+    env = os.environ if env is None else env
+    if "LOCAL_RANK" not in env or "TORCHELASTIC_RUN_ID" not in env and "LOCAL_WORLD_SIZE" not in env:
+        return []
+    local = int(env.get("LOCAL_WORLD_SIZE", "1"))
+    nodes = max(1, int(env.get("WORLD_SIZE", str(local))) // max(1, local))
+    out = [env.get("RECBOLE_EXT_LAUNCHER", "torchrun")]  # recbole-ext-torchrun sets it
+    if nodes > 1:
+        out += [
+            f"--nnodes={nodes}",
+            f"--node_rank={env.get('GROUP_RANK', '0')}",
+            f"--master_addr={env.get('MASTER_ADDR', 'localhost')}",
+            f"--master_port={env.get('MASTER_PORT', '29500')}",
+        ]
+    out.append(f"--nproc_per_node={local}")
+    script = argv0 if argv0 is not None else sys.argv[0]
+    return out + (["-m", "recbole_ext"] if os.path.basename(script) == "__main__.py" else [script])
+
+
 def _gpu_ids(cfg: dict) -> List[int]:
     """``gpu_id`` (``'0'``, ``'0,1'``, a tuple) as device indices."""
     gpu_id = cfg.get("gpu_id")
@@ -75,11 +103,19 @@ def device_for(cfg: dict) -> torch.device:
     count = torch.cuda.device_count()
     if "local_rank" not in cfg:
         if ids[0] >= count:
-            raise ValueError(f"gpu_id {ids[0]}: this machine has {count} GPU(s), ids 0 to {count - 1}")
+            raise ConfigError(f"gpu_id {ids[0]}: this machine has {count} GPU(s), ids 0 to {count - 1}")
         return torch.device("cuda", ids[0])
-    local = int(cfg["local_rank"])
-    spawned = not launch_settings() and len(ids) >= int(cfg.get("nproc") or 1)
-    return torch.device("cuda", (ids[local] if spawned and local < len(ids) else local) % count)
+    local, per_machine = int(cfg["local_rank"]), int(cfg.get("nproc") or 1)
+    if per_machine > count:
+        raise ConfigError(
+            f"{per_machine} data-parallel processes on this machine and {count} visible GPU(s): two would share "
+            f"one; start at most {count} per machine (torchrun --nproc_per_node, --nproc), or set --use_gpu=False"
+        )
+    spawned = not launch_settings() and len(ids) >= per_machine
+    device = ids[local] if spawned and local < len(ids) else local
+    if device >= count:
+        raise ConfigError(f"gpu_id {device}: this machine has {count} GPU(s), ids 0 to {count - 1}")
+    return torch.device("cuda", device)
 
 
 def init_group(cfg: dict) -> torch.device:
@@ -91,6 +127,7 @@ def init_group(cfg: dict) -> torch.device:
     Otherwise one is created over TCP at ``ip:port``: NCCL on a CUDA device, else gloo.
     """
     device = torch.device(cfg["device"]) if cfg.get("device") is not None else device_for(cfg)
+    follow_launcher()
     if dist.is_initialized():
         cfg["world_size"] = dist.get_world_size()
         cfg["offset"] = dist.get_rank() - int(cfg["local_rank"])
@@ -99,15 +136,90 @@ def init_group(cfg: dict) -> torch.device:
         cfg["world_size"] = world if world > 0 else int(cfg.get("nproc") or 1)
         global _created_group
         _created_group = True
-        dist.init_process_group(
-            backend="nccl" if device.type == "cuda" else "gloo",
-            init_method=f"tcp://{cfg.get('ip') or 'localhost'}:{cfg.get('port') or 29500}",
-            rank=int(cfg["local_rank"]) + int(cfg.get("offset") or 0),
-            world_size=cfg["world_size"],
-        )
+        _create_group(cfg, device)
     if device.type == "cuda":
         torch.cuda.set_device(device)
     return device
+
+
+def follow_launcher(env: Optional[Dict[str, str]] = None) -> bool:
+    """Under torchrun (Linux), have this rank receive SIGTERM when its torchrun agent dies (a
+    killed launcher would otherwise leave its ranks training on as orphans): the rank then stops
+    as on any SIGTERM, its last finished epoch kept. Returns whether it was set."""
+    env = os.environ if env is None else env
+    if "TORCHELASTIC_RUN_ID" not in env or not sys.platform.startswith("linux"):
+        return False
+    import ctypes
+    import signal
+
+    parent = os.getppid()
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(1, int(signal.SIGTERM), 0, 0, 0) != 0:  # PR_SET_PDEATHSIG
+            return False
+    except (OSError, AttributeError):
+        return False
+    if os.getppid() != parent:  # the agent died before the call: this rank was handed on
+        os.kill(os.getpid(), signal.SIGTERM)
+    return True
+
+
+def _create_group(cfg: dict, device: torch.device) -> None:
+    """The process group over TCP at ``ip:port``, waiting at most ``dist_timeout_s`` for every
+    rank (and, later, for every collective); a group that does not form is one line."""
+    import datetime
+
+    timeout = float(cfg.get("dist_timeout_s") or 300)
+    me, world = int(cfg["local_rank"]) + int(cfg.get("offset") or 0), int(cfg["world_size"])
+    host, port = cfg.get("ip") or "localhost", int(cfg.get("port") or 29500)
+    address, wait = f"{host}:{port}", datetime.timedelta(seconds=timeout)
+    try:
+        # torchrun's agent keeps its store across the restarts of a group (--max_restarts, static
+        # rendezvous): each start's keys go under its own prefix, so a restarted group never
+        # reads the addresses of the ranks that died
+        agent = os.environ.get("TORCHELASTIC_USE_AGENT_STORE") == "True"
+        store = dist.TCPStore(host, port, world_size=world, is_master=not agent and me == 0, timeout=wait)
+        attempt = os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")
+        dist.init_process_group(
+            backend="nccl" if device.type == "cuda" else "gloo",
+            store=dist.PrefixStore(f"recbole_ext/start_{attempt}", store),
+            rank=me,
+            world_size=world,
+            timeout=wait,
+        )
+    except (RuntimeError, dist.DistError) as e:
+        raise RunFailed(
+            f"rank {me} of {world}: the process group at {address} did not form within dist_timeout_s={timeout:g} s "
+            f"({str(e).strip().splitlines()[0][:160]}); a rank that did not start or stopped first says why in its "
+            "own output"
+        ) from None
+
+
+def agree(step: Callable[[], Any], what: str = "") -> Any:
+    """``step()`` on every rank; when it raises a user error on any rank, every rank raises the
+    lowest such rank's error, naming that rank, so all ranks stop with the same one line (a
+    check that failed on one machine only would otherwise leave the others waiting)."""
+    if not dist.is_initialized():
+        return step()
+    try:
+        outcome: Tuple[Any, Optional[UserError]] = (step(), None)
+    except UserError as e:
+        outcome = (None, e)
+    failures = [(r, err) for r, (_, err) in enumerate(all_gather((None, outcome[1]))) if err is not None]
+    if failures:
+        where, err = failures[0]
+        raise type(err)(f"rank {where}{' (' + what + ')' if what else ''}: {err}") from None
+    return outcome[0]
+
+
+def stalled(error: BaseException) -> Optional[str]:
+    """Why a collective failed, when ``error`` is a peer that stopped answering or went away
+    (gloo's and NCCL's timeouts, a closed connection), else None."""
+    text = str(error)
+    signs = ("Timed out", "timed out", "Connection closed by peer", "Connection reset", "NCCL communicator was aborted")
+    if not dist.is_initialized() or not any(s in text for s in signs):
+        return None
+    return text.strip().splitlines()[0][:160]
 
 
 @contextlib.contextmanager
@@ -142,6 +254,62 @@ def broadcast(obj: Any, src: int = 0) -> Any:
     return box[0]
 
 
+@dataclasses.dataclass(frozen=True)
+class _TensorSlot:
+    """Where a tensor sits in a structure sent by :func:`broadcast_tensors`."""
+
+    index: int
+    shape: Tuple[int, ...]
+    dtype: torch.dtype
+
+
+def _map_tensors(obj: Any, fn: Callable[[Any], Any], is_leaf: Callable[[Any], bool]) -> Any:
+    """``obj`` with every leaf (``is_leaf``) inside dicts, lists, tuples and dataclasses replaced
+    by ``fn(leaf)``, in a fixed order."""
+    if is_leaf(obj):
+        return fn(obj)
+    if isinstance(obj, dict):
+        return {k: _map_tensors(v, fn, is_leaf) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_map_tensors(v, fn, is_leaf) for v in obj)
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        fields = {f.name: _map_tensors(getattr(obj, f.name), fn, is_leaf) for f in dataclasses.fields(obj)}
+        return dataclasses.replace(obj, **fields)
+    return obj
+
+
+def broadcast_tensors(obj: Any, src: int = 0) -> Any:
+    """``obj`` of rank ``src`` (dicts, lists, tuples and dataclasses of tensors and plain values:
+    a checkpoint) on every rank. Only the structure is pickled; each tensor goes as a tensor
+    (``dist.broadcast``: on the GPU under NCCL), so a checkpoint with its optimizer state is
+    never one pickle in memory on every rank. Tensors arrive on the group's device."""
+    if not dist.is_initialized():
+        return obj
+    mine = dist.get_rank() == src
+    tensors: List[torch.Tensor] = []
+
+    def strip(t: torch.Tensor) -> _TensorSlot:
+        tensors.append(t)
+        return _TensorSlot(len(tensors) - 1, tuple(t.shape), t.dtype)
+
+    skeleton = broadcast(_map_tensors(obj, strip, torch.is_tensor) if mine else None, src)
+    slots: List[_TensorSlot] = []
+    _map_tensors(skeleton, slots.append, lambda x: isinstance(x, _TensorSlot))
+    device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else torch.device("cpu")
+    received: List[torch.Tensor] = []
+    for slot in sorted(slots, key=lambda s: s.index):
+        wire = torch.uint8 if slot.dtype == torch.bool else slot.dtype  # gloo has no bool
+        if mine:
+            buffer = tensors[slot.index].detach().to(device=device, dtype=wire).contiguous()
+        else:
+            buffer = torch.empty(slot.shape, dtype=wire, device=device)
+        dist.broadcast(buffer, src)
+        received.append(buffer.to(slot.dtype) if wire != slot.dtype else buffer)
+    if mine:
+        return obj
+    return _map_tensors(skeleton, lambda slot: received[slot.index], lambda x: isinstance(x, _TensorSlot))
+
+
 def all_gather(obj: Any) -> List[Any]:
     """Every rank's ``obj``, in rank order (``[obj]`` outside a process group)."""
     if not dist.is_initialized():
@@ -153,7 +321,9 @@ def all_gather(obj: Any) -> List[Any]:
 
 def rank0_first(step: Callable[[], Any]) -> Any:
     """``step()`` on rank 0, then on the other ranks once rank 0 is done (a download made once,
-    on one rank); when it fails on rank 0, every rank raises rank 0's exception."""
+    on one rank); when it fails on rank 0, every rank raises rank 0's exception, and when it
+    then fails on another rank (its machine lacks the data), every rank raises that one
+    (:func:`agree`)."""
     outcome: Tuple[str, Any] = ("wait", None)
     if rank() == 0:
         try:
@@ -163,9 +333,8 @@ def rank0_first(step: Callable[[], Any]) -> Any:
     first = broadcast(outcome)
     if first[0] == "error":
         raise first[1]
-    mine = outcome[1] if rank() == 0 else step()
-    all_gather(None)  # every rank has its result before any goes on
-    return mine
+    # every rank has its result before any goes on; one failing on another rank stops them all
+    return agree(step if rank() != 0 else (lambda: outcome[1]))
 
 
 def shard_bounds(n: int, rank_: int, world: int) -> range:

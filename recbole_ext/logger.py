@@ -55,7 +55,12 @@ class _ConsoleFilter(logging.Filter):
 
 
 def init_logger(
-    config, log_dir: str = "./log", console: bool = True, run_id: Optional[str] = None, main: bool = True
+    config,
+    log_dir: str = "./log",
+    console: bool = True,
+    run_id: Optional[str] = None,
+    main: bool = True,
+    rank_log: Optional[int] = None,
 ) -> str:
     """Log to ``<log_dir>/<model>/<run id>.log`` (see :func:`new_run_id`) and to the console,
     and set ``config["run_id"]``: the trainer names the checkpoint after it, and RecBole's
@@ -66,6 +71,8 @@ def init_logger(
         run_id: the run's id (one chosen by rank 0 of a data-parallel run); a new one if None.
         main: False on ranks other than 0 of a data-parallel run: no log file, and only errors
             on the console.
+        rank_log: on such a rank, its number to log everything to
+            ``<log_dir>/<model>/<run id>/rank<k>.log`` (the ``rank_log`` key; for debugging).
 
     Returns:
         The path of the log file.
@@ -80,26 +87,16 @@ def init_logger(
     handlers = []
     fh = None
     if main:
-        os.makedirs(model_dir, exist_ok=True)
-        fh = logging.FileHandler(path)
-        fh.setLevel(level)
-        fh.setFormatter(logging.Formatter("%(asctime)-15s %(levelname)s  %(message)s", "%a %d %b %Y %H:%M:%S"))
-        fh.addFilter(RemoveColorFilter())
+        fh = _file_handler(path, level)
         handlers.append(fh)
+    elif rank_log is not None:  # after the console handler: not the file RecBole names TensorBoard after
+        rank_file = _file_handler(os.path.join(model_dir, run_id, f"rank{rank_log}.log"), logging.INFO)
     if console:
-        sh = logging.StreamHandler()
-        sh.setLevel(level)
-        sh.addFilter(_ConsoleFilter())
-        sh.setFormatter(
-            colorlog.ColoredFormatter(
-                "%(log_color)s%(asctime)-15s %(levelname)s  %(message)s",
-                "%d %b %H:%M",
-                log_colors=log_colors_config,
-            )
-        )
-        handlers.append(sh)
+        handlers.append(_console_handler(level))
+    if not main and rank_log is not None:
+        handlers.append(rank_file)
     root = logging.getLogger()
-    root.setLevel(level)
+    root.setLevel(min(h.level for h in handlers) if handlers else level)
     for h in handlers:
         setattr(h, _OUR_HANDLERS, True)
         root.addHandler(h)
@@ -109,3 +106,26 @@ def init_logger(
         root.handlers.remove(fh)
         root.handlers.insert(0, fh)
     return path
+
+
+def _file_handler(path: str, level: int) -> logging.FileHandler:
+    """A log file at ``path`` (its folder made), without colour codes."""
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    fh = logging.FileHandler(path)
+    fh.setLevel(level)
+    fh.setFormatter(logging.Formatter("%(asctime)-15s %(levelname)s  %(message)s", "%a %d %b %Y %H:%M:%S"))
+    fh.addFilter(RemoveColorFilter())
+    return fh
+
+
+def _console_handler(level: int) -> logging.StreamHandler:
+    """The console's handler: coloured, without the records meant for the file only."""
+    sh = logging.StreamHandler()
+    sh.setLevel(level)
+    sh.addFilter(_ConsoleFilter())
+    sh.setFormatter(
+        colorlog.ColoredFormatter(
+            "%(log_color)s%(asctime)-15s %(levelname)s  %(message)s", "%d %b %H:%M", log_colors=log_colors_config
+        )
+    )
+    return sh

@@ -17,11 +17,18 @@ SUITE = os.path.join(ROOT, "benchmarks", "gpu_suite.py")
 
 @pytest.mark.slow
 def test_gpu_suite_smoke_runs_every_part(tmp_path):
-    out = tmp_path / "report"
+    out, scratch = tmp_path / "report", tmp_path / "tmp"
+    scratch.mkdir()
     proc = subprocess.run(
-        [sys.executable, SUITE, "--smoke", "--out", str(out)], cwd=tmp_path, capture_output=True, text=True, timeout=300
+        [sys.executable, SUITE, "--smoke", "--out", str(out)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=dict(os.environ, TMPDIR=str(scratch)),
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
+    assert not [p for p in os.listdir(scratch) if p.startswith("gpu_suite.")]  # its run folders are gone
     with open(out / "report.csv") as f:
         rows = list(csv.DictReader(f))
     failed = [(r["name"], r["values"]) for r in rows if r["status"] != "ok"]

@@ -9,7 +9,9 @@ nothing else builds a data set or a loader from a config.
 
 from __future__ import annotations
 
+import dataclasses
 from logging import getLogger
+from typing import Any, Tuple
 
 from recbole.data import utils as recbole_data_utils
 from recbole.data.dataloader import TrainDataLoader
@@ -19,6 +21,28 @@ from recbole.utils import ModelType, set_color
 from recbole_ext.errors import DataFormatError
 from recbole_ext.registry import get_dataloader, get_dataset_class
 from recbole_ext.trainer.device_loader import DeviceTrainDataLoader, device_loader_applies
+
+
+@dataclasses.dataclass(frozen=True)
+class Splits:
+    """A built data set and its three parts (``dataset.build()``: train, valid, test)."""
+
+    dataset: Any
+    parts: Tuple[Any, Any, Any]
+
+
+@dataclasses.dataclass(frozen=True)
+class Loaders:
+    """The loaders of one model over a split."""
+
+    train: Any
+    valid: Any
+    test: Any
+
+    @property
+    def train_set(self):
+        """The training part's data set, which a model is built on (RecBole's convention)."""
+        return self.train._dataset
 
 
 def create_dataset(config):

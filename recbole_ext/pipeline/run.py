@@ -26,12 +26,11 @@ of a seed; ``tune`` trains without testing; serving rebuilds a model from a chec
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import sys
 from logging import getLogger
-from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
+from typing import Any, Dict, Iterable, List, Optional
 
 import torch
 from recbole.utils import init_seed, set_color
@@ -39,11 +38,21 @@ from recbole.utils import init_seed, set_color
 from recbole_ext.config import Config
 from recbole_ext.data.fetch import find_or_fetch
 from recbole_ext.data.schema import restore_dataset
-from recbole_ext.distributed import broadcast, init_group, is_distributed, rank, rank0_first, shutdown
+from recbole_ext.distributed import (
+    agree,
+    broadcast,
+    init_group,
+    is_distributed,
+    rank,
+    rank0_first,
+    shutdown,
+    stalled,
+)
 from recbole_ext.errors import ConfigError, RunFailed, UserError
 from recbole_ext.fileio import folder_problem
 from recbole_ext.logger import close_logger, init_logger, new_run_id
-from recbole_ext.pipeline.loaders import check_split, create_dataset, make_loaders
+from recbole_ext.pipeline import restart
+from recbole_ext.pipeline.loaders import Loaders, Splits, check_split, create_dataset, make_loaders
 from recbole_ext.pipeline.outcome import (
     RunResult,
     count_parameters,
@@ -52,31 +61,8 @@ from recbole_ext.pipeline.outcome import (
     plain_metrics,
     remove_empty,
 )
-from recbole_ext.registry import canonical_model_name, get_dataset_class, get_model, get_trainer
+from recbole_ext.registry import get_dataset_class, get_model, get_trainer
 from recbole_ext.trainer.checkpoint import check_resume
-
-
-@dataclasses.dataclass(frozen=True)
-class Splits:
-    """A built data set and its three parts (``dataset.build()``: train, valid, test)."""
-
-    dataset: Any
-    parts: Tuple[Any, Any, Any]
-
-
-@dataclasses.dataclass(frozen=True)
-class Loaders:
-    """The loaders of one model over a split."""
-
-    train: Any
-    valid: Any
-    test: Any
-
-    @property
-    def train_set(self):
-        """The training part's data set, which a model is built on (RecBole's convention)."""
-        return self.train._dataset
-
 
 #: keys of a checkpoint's saved config that the configurator derives itself
 _DERIVED_KEYS = {
@@ -316,12 +302,37 @@ class Run:
     def open_log(self, log_dir: str, console: bool = True, run_id: Optional[str] = None) -> str:
         """Open the run's log file ``<log_dir>/<model>/<run id>.log`` (rank 0 only), then log
         the unknown-key warnings and the resolved config (on the console with ``verbose``)."""
-        path = init_logger(self.config, log_dir=log_dir, console=console, run_id=run_id, main=rank() == 0)
+        me = rank()
+        extra = me if me != 0 and self.config["rank_log"] else None
+        path = init_logger(self.config, log_dir=log_dir, console=console, run_id=run_id, main=me == 0, rank_log=extra)
         logger = getLogger()
         for msg in getattr(self.config, "unknown_key_warnings", []):
             logger.warning(msg)
         logger.info(self.config, extra={"file_only": not self.config["verbose"]})
         return path
+
+    def _restart_point(self, resume_file: Optional[str], saved: bool) -> Optional[str]:
+        """The checkpoint to continue (``resume_file``, or the run's own in a group torchrun
+        restarted: :mod:`recbole_ext.pipeline.restart`), noted for a later restart."""
+        cfg = self.config
+        chosen = restart.restarted_checkpoint(cfg, resume_file, saved)
+        if chosen and not resume_file:
+            getLogger().info(f"torchrun restarted the group: continuing {chosen}")
+        restart.note_checkpoint(cfg, chosen or os.path.join(cfg["checkpoint_dir"], cfg["run_id"] + ".pth"), saved)
+        return chosen
+
+    def _fit(self, saved: bool, resume_file: Optional[str], trust_checkpoint: bool) -> RunResult:
+        """Data, loaders, training and test; a data-parallel peer that stops answering (killed,
+        stopped, its machine gone) ends this rank within ``dist_timeout_s`` in one line."""
+        try:
+            return self.train_and_test(self.build_loaders(self.prepare_data()), saved, resume_file, trust_checkpoint)
+        except RuntimeError as e:
+            why = stalled(e)
+            if why is None:
+                raise
+            raise RunFailed(
+                f"rank {rank()}: another rank stopped answering ({why}); the last finished epoch is in the checkpoint"
+            ) from None
 
     def execute(
         self,
@@ -339,19 +350,21 @@ class Run:
         cfg = self.config
         existed = os.path.isdir(cfg["checkpoint_dir"])
         try:
-            self.check_outputs(log_dir, saved)
             self.attach_device()
+            agree(lambda: self.check_outputs(log_dir, saved), "its output folders")
             self.locate_data()
             model_log_dir = os.path.join(log_dir, cfg["model"])
             new_dirs = [d for d in (model_log_dir, log_dir) if not os.path.isdir(d)] if rank() == 0 else []
             run_id = broadcast(new_run_id(cfg)) if is_distributed(cfg) else None  # one name for all ranks
             log_file = self.open_log(log_dir, run_id=run_id)
             try:
+                resume_file = self._restart_point(resume_file, saved)
                 if resume_file:  # a wrong or unreadable checkpoint stops the run before the data set is built
-                    check_resume(resume_file, cfg, trust_checkpoint)
-                result = self.train_and_test(
-                    self.build_loaders(self.prepare_data()), saved, resume_file, trust_checkpoint
-                )
+                    world = int(cfg["world_size"]) if is_distributed(cfg) else 1
+                    # rank 0 reads the file and sends it to the others: only its machine needs it
+                    agree(lambda: check_resume(resume_file, cfg, trust_checkpoint, world) if rank() == 0 else None)
+                result = self._fit(saved, resume_file, trust_checkpoint)
+                restart.forget(cfg, saved)
             except UserError:
                 close_logger()
                 remove_empty([log_file], new_dirs)
@@ -363,37 +376,3 @@ class Run:
             shutdown()
         result.log_file = log_file
         return result
-
-
-def resolve_all(
-    models: Iterable[str],
-    dataset: str,
-    files_for: Callable[[str], Optional[List[str]]],
-    config_dict: Optional[Dict[str, Any]] = None,
-    cmd_args: Iterable[str] = (),
-) -> Dict[str, Run]:
-    """Every model's run of a comparison (or a tuning), resolved before any of them works: an
-    unknown model name or a bad setting of any model is a UserError now, not after the others
-    trained. A command-line key applies to every model: it must be a key of at least one of
-    them (``--n_layers`` of SASRec beside GLINTRU); a key none knows is a one-line error.
-
-    Args:
-        models: the names as given (case-insensitive).
-        dataset: the data set's name.
-        files_for: each model's config files (the comparison's, then its own).
-        config_dict, cmd_args: for every model.
-
-    Returns:
-        ``{canonical name: Run}`` in the order given.
-    """
-    cmd_args = list(cmd_args)
-    keys = {a[2:].split("=", 1)[0] for a in cmd_args if a.startswith("--") and "=" in a}
-    runs: Dict[str, Run] = {}
-    for name in models:
-        model = canonical_model_name(name)
-        runs[model] = Run.resolve(model, dataset, files_for(model), config_dict, cmd_args, lenient_keys=keys)
-    unknown = set.intersection(*(set(r.config.unknown_cmd_keys) for r in runs.values())) if runs else set()
-    if unknown:
-        key = sorted(unknown)[0]
-        raise ConfigError(f"--{key} is a key of none of {', '.join(runs)}, their data set or RecBole")
-    return runs

@@ -17,7 +17,10 @@ What a checkpoint of ours holds (``format: recbole_ext/3``; the fields of :class
   ``best_valid_result``, ``stopped_early``: the early-stopping state;
 - ``optimizer`` and ``scheduler`` state dicts, ``train_loss`` per epoch;
 - ``rng``: python ``random``, numpy (as a tensor and plain numbers), torch CPU, CUDA if present,
-  and the training loader's shuffling generator (:mod:`recbole_ext.trainer.rng`);
+  and the training loader's shuffling generator (:mod:`recbole_ext.trainer.rng`); in a
+  data-parallel run each rank's (``rng["ranks"]``);
+- ``world_size``: the number of data-parallel processes that trained it (1: one process); a
+  resume must have as many (:func:`check_resume`);
 - ``dataset``: the data set's schema (fields, types, token maps, feature tables;
   :mod:`recbole_ext.data.schema`), so that the model can be rebuilt on its own data-set class
   without the data files. ``recbole_ext/2`` files hold the user and item token maps only, and
@@ -175,6 +178,7 @@ class Checkpoint:
     train_loss: Dict[int, Any] = dataclasses.field(default_factory=dict)
     rng: Optional[Dict[str, Any]] = None
     dataset: Dict[str, Any] = dataclasses.field(default_factory=dict)
+    world_size: int = 1
     legacy: bool = False
 
     @classmethod
@@ -184,6 +188,8 @@ class Checkpoint:
         kept = {k: v for k, v in raw.items() if k in names and v is not None}
         kept["train_loss"] = {int(k): v for k, v in (kept.get("train_loss") or {}).items()}
         kept.setdefault("best_epoch", kept.get("epoch", -1))
+        ranks = (kept.get("rng") or {}).get("ranks") if isinstance(kept.get("rng"), dict) else None
+        kept.setdefault("world_size", len(ranks) if ranks else 1)  # files written before the field
         return cls(**kept, legacy=legacy)
 
     def save(self, path: str) -> None:
@@ -245,10 +251,30 @@ def check_fits(path: str, checkpoint: "Checkpoint", model: torch.nn.Module, conf
     raise CheckpointError(f"{path} does not fit this model: {shown}{why}; resume with the settings it was trained with")
 
 
-def check_resume(path: str, config, trust_checkpoint: bool = False) -> None:
+def check_resume(path: str, config, trust_checkpoint: bool = False, world_size: int = 1) -> None:
     """Before any data set or model is built: ``path`` must be a readable checkpoint of this
-    model on this data set (a one-line :class:`CheckpointError` otherwise)."""
-    check_identity(path, load_checkpoint(path, trust_checkpoint, map_location="cpu").config, config)
+    model on this data set, trained by ``world_size`` processes (a one-line
+    :class:`CheckpointError` otherwise)."""
+    checkpoint = load_checkpoint(path, trust_checkpoint, map_location="cpu")
+    check_identity(path, checkpoint.config, config)
+    check_world_size(path, checkpoint, world_size)
+
+
+def check_world_size(path: str, checkpoint: "Checkpoint", world_size: int) -> None:
+    """A run continues only under as many processes as trained it: each one's random state and
+    share of the training data are in the checkpoint, so another number would train on."""
+    theirs = int(checkpoint.world_size or 1)
+    if checkpoint.legacy or theirs == world_size:
+        return
+    how = (
+        f"{theirs} data-parallel processes (torchrun --nproc_per_node/--nnodes, or --nproc={theirs})"
+        if theirs > 1
+        else "one process (no torchrun, no --nproc)"
+    )
+    raise CheckpointError(
+        f"{path} was trained by {theirs} process(es) and this run has {world_size}: each process's random "
+        f"state and share of the data are in it, so another number would not continue the same run; resume with {how}"
+    )
 
 
 def restore_other_parameter(model: torch.nn.Module, other: Optional[dict]) -> None:

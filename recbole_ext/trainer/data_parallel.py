@@ -11,9 +11,8 @@ the ranks never diverge; rank 0 alone writes the checkpoint, the log and TensorB
 
 from __future__ import annotations
 
-import os
-import shutil
-from typing import Any, List, Optional
+import contextlib
+from typing import Any, Iterator, List, Optional
 
 import torch
 from torch.nn.parallel import DistributedDataParallel
@@ -46,13 +45,33 @@ class _NullWriter:
         return lambda *args, **kwargs: None
 
 
+@contextlib.contextmanager
+def no_rank_folders(quiet: bool) -> Iterator[None]:
+    """While RecBole's trainer is built on a rank other than 0 (``quiet``): no checkpoint folder
+    and no TensorBoard folder (RecBole's trainer makes both on every rank; only rank 0 writes,
+    and another machine's rank would leave them empty)."""
+    if not quiet:
+        yield
+        return
+    import recbole.trainer.trainer as recbole_trainer
+
+    saved = recbole_trainer.get_tensorboard, recbole_trainer.ensure_dir
+    recbole_trainer.get_tensorboard = lambda logger: _NullWriter()
+    recbole_trainer.ensure_dir = lambda path: None
+    try:
+        yield
+    finally:
+        recbole_trainer.get_tensorboard, recbole_trainer.ensure_dir = saved
+
+
 class DataParallelMixin:
     """Put before RecBole's trainer in the bases (through ``CompatTrainerMixin``)."""
 
     distributed_model: Optional[DistributedDataParallel] = None
 
     def _wrap_data_parallel(self) -> None:
-        """Wrap the model for DDP on a data-parallel rank; silence TensorBoard off rank 0."""
+        """Wrap the model for DDP on a data-parallel rank (off rank 0 TensorBoard is silent:
+        :func:`no_rank_folders`)."""
         if not is_distributed(self.config):
             return
         cuda = self.device.type == "cuda"
@@ -62,10 +81,6 @@ class DataParallelMixin:
             LossModule(self.model), device_ids=[self.device.index] if cuda else None
         )
         if rank() != 0:
-            folder = getattr(self.tensorboard, "log_dir", None)
-            self.tensorboard.close()
-            if folder and os.path.isdir(folder):
-                shutil.rmtree(folder, ignore_errors=True)  # this rank's own, just made
             self.tensorboard = _NullWriter()
 
     def _losses(self, loss_func, interaction):

@@ -10,7 +10,7 @@ import torch
 from recbole.utils import set_color
 
 from recbole_ext.data.schema import dataset_schema
-from recbole_ext.distributed import broadcast
+from recbole_ext.distributed import broadcast_tensors
 from recbole_ext.errors import RunFailed
 from recbole_ext.trainer.checkpoint import (
     Checkpoint,
@@ -68,6 +68,7 @@ class CheckpointMixin:
             train_loss={int(k): to_plain(v) for k, v in self.train_loss_dict.items()},
             rng=rng,
             dataset=self._schema[1] if dataset is not None else {},
+            world_size=torch.distributed.get_world_size() if self.distributed_model is not None else 1,
         )
 
     def _save_checkpoint(self, epoch, verbose=True, **kwargs):
@@ -93,7 +94,7 @@ class CheckpointMixin:
         where = "cpu" if shared else self.device
         checkpoint = load_checkpoint(checkpoint_file, trust_checkpoint, map_location=where) if self._is_main() else None
         if shared:
-            checkpoint = broadcast(checkpoint)
+            checkpoint = broadcast_tensors(checkpoint)  # the structure pickled, each tensor as a tensor
             checkpoint.other_parameter = {
                 k: v.to(self.device) if torch.is_tensor(v) else v for k, v in checkpoint.other_parameter.items()
             }

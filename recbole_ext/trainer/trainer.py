@@ -34,11 +34,11 @@ from recbole.utils import get_gpu_usage, set_color
 from torch.nn.utils.clip_grad import clip_grad_norm_
 from tqdm import tqdm
 
-from recbole_ext.distributed import as_one_process
+from recbole_ext.distributed import as_one_process, rank
 from recbole_ext.errors import TrainingDiverged
 from recbole_ext.evaluation.per_user import CapturingEvaluator, per_user_metrics
 from recbole_ext.evaluation.sampled import SampledEvalMixin, fast_path_on
-from recbole_ext.trainer.data_parallel import DataParallelMixin
+from recbole_ext.trainer.data_parallel import DataParallelMixin, no_rank_folders
 from recbole_ext.trainer.fast_path import LossTotal, autocast, check_precision, compile_forward, set_tf32
 from recbole_ext.trainer.resume import CheckpointMixin
 
@@ -47,9 +47,10 @@ class CompatTrainerMixin(CheckpointMixin, DataParallelMixin, SampledEvalMixin):
     """Put first in the bases of a RecBole trainer (see the module docstring)."""
 
     def __init__(self, config, model):
-        if config["single_spec"] is False:  # RecBole's exists-then-makedirs races between ranks
+        other_rank = config["single_spec"] is False and rank() != 0
+        if config["single_spec"] is False and not other_rank:  # RecBole's exists-then-makedirs races
             os.makedirs(config["checkpoint_dir"], exist_ok=True)
-        with as_one_process(config):  # RecBole's CUDA-only DDP wrapper: ours follows (data_parallel.py)
+        with as_one_process(config), no_rank_folders(other_rank):  # RecBole's CUDA-only DDP wrapper: ours follows
             super().__init__(config, model)
         self._wrap_data_parallel()
         # RecBole names the checkpoint <model>-<time to the second>.pth: two runs started in the

@@ -9,7 +9,8 @@ early stopping on ``valid_metric``) and scored on the validation split only. Stu
 ``<results>/tune/studies.journal``: a rerun with the same results folder continues them (trials
 a killed run left running are marked interrupted and do not count), so a model is never tuned
 past ``T``. Each model's best setting is written to ``<results>/best/<Model>.yaml`` and the
-trials to ``<results>/tuning.md``; then the comparison runs in the same folder with those files
+search with every trial to ``<results>/tuning.md`` (:mod:`recbole_ext.tune.report`); then the
+comparison runs in the same folder with those files
 (``compare --model-configs=<results>/best``), so the table sits beside the configs it used.
 Optuna rather than RecBole's hyperopt path: that one imports ray 2.6.3, which does not import on
 numpy 2.
@@ -23,7 +24,6 @@ from typing import Callable, List, Tuple
 
 from recbole_ext.command import CompareRequest, TuneRequest
 from recbole_ext.errors import UserError
-from recbole_ext.fileio import atomic_write_text
 
 __all__ = ["TuneRequest", "run", "run_tune"]
 
@@ -56,6 +56,8 @@ def run_tune(request: TuneRequest, echo: Callable[[str], None] = print) -> Tuple
         )
         todo += [model] * left
     _run_trials(spec, _interleave(todo), request.jobs, echo)
+    from recbole_ext.tune.report import write_best
+
     best_dir = write_best(spec, request.trials, echo)
     if not request.compare:
         return [], results_dir
@@ -88,7 +90,7 @@ def _checked_spec(request: TuneRequest, results_dir: str):
 
     runs = resolve_all(request.models, request.dataset, lambda model: request.files, None, request.config_args)
     lenient = {a[2:].split("=", 1)[0] for a in request.config_args if a.startswith("--") and "=" in a}
-    spaces, directions, seed = {}, {}, 0
+    spaces, directions, metrics, seed = {}, {}, {}, 0
     for model, plain in runs.items():
         space = load_space(request.space, model)
         both = sorted(k for k in space if any(a.startswith(f"--{k}=") for a in request.config_args))
@@ -108,6 +110,7 @@ def _checked_spec(request: TuneRequest, results_dir: str):
             schema.check(setting)
         spaces[model] = space
         directions[model] = "maximize" if config["valid_metric_bigger"] else "minimize"
+        metrics[model] = str(config["valid_metric"]).lower()
         seed = int(config["seed"])
     return TuneSpec(
         request.dataset,
@@ -119,6 +122,7 @@ def _checked_spec(request: TuneRequest, results_dir: str):
         seed,
         storage=request.storage,
         budget=request.trials,
+        metrics=metrics,
     )
 
 
@@ -151,37 +155,6 @@ def _run_trials(spec, todo: List[str], jobs: int, echo) -> None:
     with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
         for line in pool.map(run_trial, [spec] * len(todo), todo, [threads] * len(todo)):
             echo("[tune] " + line)
-
-
-def write_best(spec, trials: int, echo) -> str:
-    """``best/<Model>.yaml`` (the best trial's settings, with where they came from) and
-    ``tuning.md`` (one row per model); returns the ``best`` folder."""
-    import yaml
-
-    from recbole_ext.tune.trials import best_trial, counts, open_study
-
-    best_dir = os.path.join(spec.results_dir, "best")
-    os.makedirs(best_dir, exist_ok=True)
-    rows = ["| model | trials | failed | best valid score | best setting |", "|---|---|---|---|---|"]
-    for model in spec.spaces:
-        study = open_study(spec, model)
-        done = [t for t in study.get_trials(deepcopy=False) if counts(t) and t.state.name != "RUNNING"]
-        failed = sum(1 for t in done if t.state.name == "FAIL")
-        best = best_trial(study)
-        if best is None:
-            rows.append(f"| {model} | {len(done)} | {failed} | - | no trial finished |")
-            echo(f"[tune] {model}: no trial finished; the comparison uses its defaults")
-            continue
-        head = (
-            f"# {model} on {spec.dataset}: best of {len(done)} trials (budget {trials}), "
-            f"trial {best.number}, validation score {best.value:.6g} ({spec.directions[model]})\n"
-        )
-        atomic_write_text(os.path.join(best_dir, f"{model}.yaml"), head + yaml.safe_dump(best.params, sort_keys=True))
-        setting = ", ".join(f"{k}={v!r}" for k, v in sorted(best.params.items()))
-        rows.append(f"| {model} | {len(done)} | {failed} | {best.value:.4f} | {setting} |")
-    atomic_write_text(os.path.join(spec.results_dir, "tuning.md"), "\n".join(rows) + "\n")
-    echo("\n".join(rows))
-    return best_dir
 
 
 def run(request: TuneRequest, echo: Callable[[str], None] = print) -> int:

@@ -43,6 +43,8 @@ class TuneSpec:
     storage: Optional[str] = None
     #: trials per model
     budget: int = 0
+    #: each model's validation metric (``valid_metric``, lower case)
+    metrics: Dict[str, str] = dataclasses.field(default_factory=dict)
 
     @property
     def tune_dir(self) -> str:
@@ -54,11 +56,9 @@ def study_storage(spec: TuneSpec):
     absolute path, so a lock file left by a killed run points somewhere real)."""
     if spec.storage:
         return _rdb_storage(spec.storage)
-    from optuna.storages import JournalStorage
-    from optuna.storages.journal import JournalFileBackend
+    from recbole_ext.tune.journal import journal_storage
 
-    os.makedirs(spec.tune_dir, exist_ok=True)
-    return JournalStorage(JournalFileBackend(os.path.join(spec.tune_dir, STUDY_FILE)))
+    return journal_storage(os.path.join(spec.tune_dir, STUDY_FILE))
 
 
 def _rdb_storage(url: str, attempts: int = 5):
@@ -88,9 +88,21 @@ def open_study(spec: TuneSpec, model: str, storage=None) -> optuna.Study:
         study_name=model,
         storage=storage or study_storage(spec),
         direction=spec.directions[model],
-        sampler=optuna.samplers.TPESampler(seed=spec.sampler_seed),
+        sampler=trial_sampler(spec.sampler_seed, 0),
         load_if_exists=True,
     )
+
+
+def trial_sampler(seed: int, number: int) -> optuna.samplers.TPESampler:
+    """The sampler that draws trial ``number``'s setting: TPE over the study's history, its
+    random stream seeded from ``(seed, number)``. Every trial opens the study afresh (in its own
+    process, perhaps on another machine), so one seed for all would make every start-up trial
+    draw the first draw again; a seed per trial number gives distinct draws, the same ones in a
+    rerun, however many processes share the study."""
+    import numpy as np
+
+    state = int(np.random.SeedSequence([int(seed) & 0xFFFFFFFF, int(number)]).generate_state(1)[0])
+    return optuna.samplers.TPESampler(seed=state)
 
 
 def _owner_alive(trial) -> bool:
@@ -156,6 +168,7 @@ def run_trial(spec: TuneSpec, model: str, threads: int = 0) -> str:
     storage = study_storage(spec)
     study = open_study(spec, model, storage)
     trial = study.ask()
+    study.sampler = trial_sampler(spec.sampler_seed, trial.number)  # before the first suggestion
     trial.set_user_attr("owner_host", socket.gethostname())
     trial.set_user_attr("owner_pid", os.getpid())
     before = [t for t in study.get_trials(deepcopy=False) if t.number < trial.number and counts(t)]
