@@ -102,17 +102,16 @@ def device_for(cfg: dict) -> torch.device:
         return torch.device("cpu")
     count = torch.cuda.device_count()
     if "local_rank" not in cfg:
-        if ids[0] >= count:
-            raise ConfigError(f"gpu_id {ids[0]}: this machine has {count} GPU(s), ids 0 to {count - 1}")
-        return torch.device("cuda", ids[0])
-    local, per_machine = int(cfg["local_rank"]), int(cfg.get("nproc") or 1)
-    if per_machine > count:
-        raise ConfigError(
-            f"{per_machine} data-parallel processes on this machine and {count} visible GPU(s): two would share "
-            f"one; start at most {count} per machine (torchrun --nproc_per_node, --nproc), or set --use_gpu=False"
-        )
-    spawned = not launch_settings() and len(ids) >= per_machine
-    device = ids[local] if spawned and local < len(ids) else local
+        device = ids[0]
+    else:
+        local, per_machine = int(cfg["local_rank"]), int(cfg.get("nproc") or 1)
+        if per_machine > count:
+            raise ConfigError(
+                f"{per_machine} data-parallel processes on this machine and {count} visible GPU(s): two would share "
+                f"one; start at most {count} per machine (torchrun --nproc_per_node, --nproc), or set --use_gpu=False"
+            )
+        spawned = not launch_settings() and len(ids) >= per_machine
+        device = ids[local] if spawned and local < len(ids) else local
     if device >= count:
         raise ConfigError(f"gpu_id {device}: this machine has {count} GPU(s), ids 0 to {count - 1}")
     return torch.device("cuda", device)
@@ -201,15 +200,16 @@ def agree(step: Callable[[], Any], what: str = "") -> Any:
     check that failed on one machine only would otherwise leave the others waiting)."""
     if not dist.is_initialized():
         return step()
+    result, error = None, None
     try:
-        outcome: Tuple[Any, Optional[UserError]] = (step(), None)
+        result = step()
     except UserError as e:
-        outcome = (None, e)
-    failures = [(r, err) for r, (_, err) in enumerate(all_gather((None, outcome[1]))) if err is not None]
+        error = e
+    failures = [(r, err) for r, err in enumerate(all_gather(error)) if err is not None]
     if failures:
         where, err = failures[0]
         raise type(err)(f"rank {where}{' (' + what + ')' if what else ''}: {err}") from None
-    return outcome[0]
+    return result
 
 
 def stalled(error: BaseException) -> Optional[str]:

@@ -89,12 +89,10 @@ def init_logger(
     if main:
         fh = _file_handler(path, level)
         handlers.append(fh)
-    elif rank_log is not None:  # after the console handler: not the file RecBole names TensorBoard after
-        rank_file = _file_handler(os.path.join(model_dir, run_id, f"rank{rank_log}.log"), logging.INFO)
     if console:
         handlers.append(_console_handler(level))
-    if not main and rank_log is not None:
-        handlers.append(rank_file)
+    if not main and rank_log is not None:  # after the console: not the file RecBole names TensorBoard after
+        handlers.append(_file_handler(os.path.join(model_dir, run_id, f"rank{rank_log}.log"), logging.INFO))
     root = logging.getLogger()
     root.setLevel(min(h.level for h in handlers) if handlers else level)
     for h in handlers:

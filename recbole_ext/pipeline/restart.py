@@ -27,13 +27,18 @@ def note_path(checkpoint_dir: str, env=None) -> Optional[str]:
     return os.path.join(checkpoint_dir, f".torchrun-{socket.gethostname()}-{os.getppid()}.json")
 
 
+def _own_note(cfg, saved: bool) -> Optional[str]:
+    """The note this process reads and writes: rank 0's, under torchrun, for a saved run."""
+    return note_path(cfg["checkpoint_dir"]) if saved and rank() == 0 else None
+
+
 def restarted_checkpoint(cfg, resume_file: Optional[str], saved: bool) -> Optional[str]:
     """The checkpoint to resume: ``resume_file`` as given, or, in a group torchrun restarted,
     the one its first start noted (when it holds a finished epoch). Rank 0 decides for all."""
     choice = resume_file
-    path = note_path(cfg["checkpoint_dir"]) if saved else None
+    path = _own_note(cfg, saved)
     restarts = int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0") or 0)
-    if path and rank() == 0 and restarts > 0 and not resume_file:
+    if path and restarts > 0 and not resume_file:
         try:
             with open(path, encoding="utf-8") as f:
                 noted = json.load(f)["checkpoint"]
@@ -45,16 +50,16 @@ def restarted_checkpoint(cfg, resume_file: Optional[str], saved: bool) -> Option
 
 def note_checkpoint(cfg, checkpoint_file: str, saved: bool) -> None:
     """Rank 0 of a torchrun group notes the run's checkpoint for a restart."""
-    path = note_path(cfg["checkpoint_dir"]) if saved else None
-    if path and rank() == 0:
+    path = _own_note(cfg, saved)
+    if path:
         os.makedirs(os.path.dirname(path), exist_ok=True)
         atomic_write_text(path, json.dumps({"checkpoint": os.path.abspath(checkpoint_file)}) + "\n")
 
 
 def forget(cfg, saved: bool) -> None:
     """The run ended well: its note goes."""
-    path = note_path(cfg["checkpoint_dir"]) if saved else None
-    if path and rank() == 0:
+    path = _own_note(cfg, saved)
+    if path:
         try:
             os.remove(path)
         except FileNotFoundError:

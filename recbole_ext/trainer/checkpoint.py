@@ -188,7 +188,8 @@ class Checkpoint:
         kept = {k: v for k, v in raw.items() if k in names and v is not None}
         kept["train_loss"] = {int(k): v for k, v in (kept.get("train_loss") or {}).items()}
         kept.setdefault("best_epoch", kept.get("epoch", -1))
-        ranks = (kept.get("rng") or {}).get("ranks") if isinstance(kept.get("rng"), dict) else None
+        rng = kept.get("rng")
+        ranks = rng.get("ranks") if isinstance(rng, dict) else None
         kept.setdefault("world_size", len(ranks) if ranks else 1)  # files written before the field
         return cls(**kept, legacy=legacy)
 

@@ -47,8 +47,9 @@ class CompatTrainerMixin(CheckpointMixin, DataParallelMixin, SampledEvalMixin):
     """Put first in the bases of a RecBole trainer (see the module docstring)."""
 
     def __init__(self, config, model):
-        other_rank = config["single_spec"] is False and rank() != 0
-        if config["single_spec"] is False and not other_rank:  # RecBole's exists-then-makedirs races
+        data_parallel = config["single_spec"] is False
+        other_rank = data_parallel and rank() != 0
+        if data_parallel and not other_rank:  # RecBole's exists-then-makedirs races between ranks
             os.makedirs(config["checkpoint_dir"], exist_ok=True)
         with as_one_process(config), no_rank_folders(other_rank):  # RecBole's CUDA-only DDP wrapper: ours follows
             super().__init__(config, model)

@@ -21,7 +21,7 @@ def write_best(spec, trials: int, echo: Callable[[str], None]) -> str:
     summary table and returns the ``best`` folder."""
     import yaml
 
-    from recbole_ext.tune.trials import best_trial, open_study
+    from recbole_ext.tune.trials import best_trial, counts, open_study
 
     best_dir = os.path.join(spec.results_dir, "best")
     os.makedirs(best_dir, exist_ok=True)
@@ -33,8 +33,8 @@ def write_best(spec, trials: int, echo: Callable[[str], None]) -> str:
     for model in spec.spaces:
         study = open_study(spec, model)
         all_trials = study.get_trials(deepcopy=False)
-        done = [t for t in all_trials if _state(t) in ("complete", "failed")]
-        failed = sum(1 for t in done if _state(t) == "failed")
+        done = [t for t in all_trials if counts(t) and t.state.name != "RUNNING"]
+        failed = sum(1 for t in done if t.state.name == "FAIL")
         best = best_trial(study)
         metric = spec.metrics.get(model, "validation score")
         sections.append(model_section(spec, model, all_trials))
@@ -58,7 +58,9 @@ def header(spec, trials: int) -> List[str]:
     """The lines that say how the search was made."""
     import optuna
 
-    where = spec.storage.split("@")[-1] if spec.storage else os.path.join(spec.tune_dir, "studies.journal")
+    from recbole_ext.tune.trials import STUDY_FILE
+
+    where = spec.storage.split("@")[-1] if spec.storage else os.path.join(spec.tune_dir, STUDY_FILE)
     fixed = " ".join(spec.cmd_args) or "(none)"
     files = " ".join(spec.config_files or []) or "(none)"
     return [

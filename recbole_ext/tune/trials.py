@@ -52,8 +52,8 @@ class TuneSpec:
 
 
 def study_storage(spec: TuneSpec):
-    """The run's Optuna storage: the database of ``spec.storage``, else one journal file (an
-    absolute path, so a lock file left by a killed run points somewhere real)."""
+    """The run's Optuna storage: the database of ``spec.storage``, else one journal file under a
+    lock a killed run cannot leave behind (:mod:`recbole_ext.tune.journal`)."""
     if spec.storage:
         return _rdb_storage(spec.storage)
     from recbole_ext.tune.journal import journal_storage
