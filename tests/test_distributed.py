@@ -75,12 +75,13 @@ def _launch(cwd, args, nproc_args):
 
 
 def _torchrun(port, node=None):
-    """torchrun on one machine (2 processes), or as machine ``node`` of 2 with one process each."""
+    """torchrun on one machine (2 processes), or as machine ``node`` of 2 with one process each
+    (through recbole-ext-torchrun, whose machine 1 waits for machine 0's rendezvous port)."""
     if node is None:
         return ["-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={port}"]
     return [
         "-m",
-        "torch.distributed.run",
+        "recbole_ext.cli.launch",
         "--nnodes=2",
         f"--node_rank={node}",
         "--nproc_per_node=1",

@@ -243,6 +243,50 @@ def test_a_group_that_does_not_form_ends_in_one_line_within_dist_timeout_s(ml100
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("node", [0, 1])
+def test_a_machine_that_never_starts_is_one_line_on_the_other_within_dist_timeout_s(ml100k_slice, tmp_path, node):
+    """recbole-ext-torchrun as machine ``node`` of two whose other machine never starts: its
+    rendezvous waits dist_timeout_s (from the run's own settings), not torchrun's 600 s, and
+    ends in one line (machine 1: no client-socket log), exit 1, with no rank started."""
+    start = time.time()
+    out = subprocess.run(
+        [sys.executable, "-m", "recbole_ext.cli.launch", "--nnodes=2", f"--node_rank={node}", "--nproc_per_node=1"]
+        + ["--master_addr=127.0.0.1", f"--master_port={distributed.free_port()}", RUNNER, *TINY]
+        + [f"--data_path={ml100k_slice}", "--dist_timeout_s=3"],
+        cwd=tmp_path,
+        env=dict(os.environ, PYTHONPATH=ROOT, OMP_NUM_THREADS="1"),
+        capture_output=True,
+        text=True,
+        timeout=90,
+    )
+    took = time.time() - start
+    assert out.returncode == 1, out.stderr[-2000:]
+    assert out.stderr.strip().splitlines() == _error_lines(out.stderr), out.stderr[-2000:]
+    (line,) = _error_lines(out.stderr)
+    assert "not every machine's launcher joined at 127.0.0.1:" in line and f"(node rank {node} of 2) within 3 s" in line
+    assert took < 3 + 30 and not (tmp_path / "log").exists()
+
+
+def test_a_mistake_in_the_run_settings_stops_the_launcher_before_any_agent_starts(capsys):
+    """recbole-ext-torchrun reads the run's settings first: a bad value is one line, exit 2,
+    without a rendezvous (no other machine needed)."""
+    from recbole_ext.cli import launch
+
+    port = distributed.free_port()
+    code = launch.main(["--nnodes=2", "--node_rank=0", f"--master_port={port}", RUNNER, *TINY, "--dist_timeout_s=soon"])
+    (line,) = capsys.readouterr().err.splitlines()
+    assert code == 2 and line.startswith("recbole_ext: error: invalid configuration: dist_timeout_s='soon'")
+
+
+def test_the_launcher_sets_the_rendezvous_timeout_unless_given():
+    from recbole_ext.cli.launch import with_rendezvous_timeout
+
+    assert with_rendezvous_timeout("", 300) == "timeout=300,join_timeout=300"
+    assert with_rendezvous_timeout("read_timeout=60", 2.4) == "read_timeout=60,timeout=2,join_timeout=2"
+    assert with_rendezvous_timeout("join_timeout=900", 300) == "join_timeout=900"
+
+
+@pytest.mark.slow
 def test_a_check_that_fails_on_one_machine_stops_every_rank_with_its_line(ml100k_slice, tmp_path):
     """The data set on machine 0 only: both ranks stop at once with machine 1's line. A checkpoint
     is read by rank 0 and sent to the others, so machine 0 alone needs it; a one-process

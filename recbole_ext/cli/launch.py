@@ -7,27 +7,128 @@ interrupted line with the command that continues the run), a rank's own exit cod
 said why in its one line (1: the run failed, 2: a user error), and one line naming the rank
 when a rank died without a word (killed, out of memory). Its ranks' resume commands name this
 launcher (:func:`recbole_ext.distributed.relaunch_prefix`).
+
+Before any agent starts it reads the run's configuration (a mistake in it is one line, exit 2,
+on this machine) and waits for the other machines' agents at most ``dist_timeout_s`` (torchrun:
+600 s of silence): a machine that never starts is one line, exit 1, on every machine that did.
+An explicit ``--rdzv-conf timeout=...`` or ``join_timeout=...`` wins.
 """
 
 from __future__ import annotations
 
+import argparse
 import logging
 import os
 import signal
+import socket
 import sys
+import time
 from typing import List, Optional
 
 #: exit codes with which a rank of ours has already said why in one line
 OWN_CODES = (1, 2, 130, 143)
 NAME = "recbole-ext-torchrun"
+#: the rendezvous keys of torchrun's static (``timeout``) and c10d (``join_timeout``) backends
+RDZV_TIMEOUT_KEYS = ("timeout", "join_timeout")
+
+
+def _our_script(args: argparse.Namespace) -> bool:
+    """Whether torchrun starts recbole_ext's runner (whose arguments we can read)."""
+    script = args.training_script
+    if args.module:
+        return script in ("recbole_ext", "recbole_ext.__main__")
+    ours = os.path.basename(script) == "run_recbole_ext.py"
+    return ours or script.endswith(os.path.join("recbole_ext", "__main__.py"))
+
+
+def rendezvous_timeout(args: argparse.Namespace) -> float:
+    """``dist_timeout_s`` of the run torchrun starts (files, then the command line, as the ranks
+    resolve it); the package default for a script not ours. A mistake in the run's
+    configuration is a UserError here, before any agent starts."""
+    import yaml
+
+    from recbole_ext.cli.parse import parse
+    from recbole_ext.command import RunRequest
+    from recbole_ext.config import OVERALL_YAML, load_yaml_file
+    from recbole_ext.pipeline import Run
+
+    request = parse(list(args.training_script_args)) if _our_script(args) else None
+    if not isinstance(request, RunRequest):
+        return float(load_yaml_file(OVERALL_YAML, yaml.SafeLoader)["dist_timeout_s"])
+    run = Run.resolve(request.models[0], request.dataset, request.files, cmd_args=request.config_args)
+    return float(run.config["dist_timeout_s"])
+
+
+def with_rendezvous_timeout(rdzv_conf: str, seconds: float) -> str:
+    """``rdzv_conf`` (torchrun's ``k=v,k=v``) with both timeout keys set to ``seconds``, unless
+    the user set one of them."""
+    given = {item.split("=", 1)[0].strip() for item in rdzv_conf.split(",") if "=" in item}
+    if given & set(RDZV_TIMEOUT_KEYS):
+        return rdzv_conf
+    ours = [f"{key}={max(1, round(seconds))}" for key in RDZV_TIMEOUT_KEYS]
+    return ",".join([c for c in [rdzv_conf] if c] + ours)
+
+
+def wait_for_master(args: argparse.Namespace, seconds: float) -> bool:
+    """On a machine other than node 0 of torchrun's static rendezvous: whether node 0's
+    rendezvous port accepts connections within ``seconds`` (checked here so that a node 0 that
+    never starts is our one line, not torchrun's client-socket log)."""
+    if args.rdzv_backend != "static" or int(args.node_rank) == 0:
+        return True
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            socket.create_connection((args.master_addr, int(args.master_port)), timeout=1.0).close()
+            return True
+        except OSError:
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.5)
+
+
+def _rank_failure(e) -> int:
+    rank, failure = e.get_first_failure()
+    if failure.exitcode in OWN_CODES:
+        return failure.exitcode
+    code = failure.exitcode
+    how = f"signal {signal.Signals(-code).name}" if code < 0 else f"exit code {code}"
+    print(
+        f"recbole_ext: error: rank {rank} (pid {failure.pid}) ended with {how} without a word; "
+        "the last finished epoch is in the checkpoint",
+        file=sys.stderr,
+    )
+    return 1
+
+
+def _machines_missing(args: argparse.Namespace, seconds: float, e: BaseException) -> int:
+    cause = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    print(
+        f"recbole_ext: error: not every machine's launcher joined at {args.master_addr}:{args.master_port} "
+        f"(node rank {args.node_rank} of {args.nnodes}) within {seconds:g} s ({cause}); nothing was started: "
+        "start the others with the same --master-addr/--master-port, or raise dist_timeout_s",
+        file=sys.stderr,
+    )
+    return 1
 
 
 def main(argv: Optional[List[str]] = None) -> int:
+    from torch.distributed import DistError
     from torch.distributed.elastic.multiprocessing.api import SignalException
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.elastic.rendezvous import RendezvousError
     from torch.distributed.run import parse_args, run
 
+    from recbole_ext.errors import UserError
+
     args = parse_args(sys.argv[1:] if argv is None else argv)
+    try:
+        seconds = rendezvous_timeout(args)
+    except UserError as e:
+        print(f"recbole_ext: error: {e}", file=sys.stderr)
+        return 2
+    args.rdzv_conf = with_rendezvous_timeout(args.rdzv_conf, seconds)
+    if not wait_for_master(args, seconds):
+        return _machines_missing(args, seconds, ConnectionError("node 0 never answered"))
     os.environ["RECBOLE_EXT_LAUNCHER"] = NAME  # the ranks' resume commands start with it
     logging.getLogger("torch.distributed").setLevel(logging.CRITICAL)  # torchrun's own lines
     try:
@@ -35,20 +136,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     except SignalException as e:
         return 128 + int(e.sigval)
     except ChildFailedError as e:
-        rank, failure = e.get_first_failure()
-        if failure.exitcode in OWN_CODES:
-            return failure.exitcode
-        how = (
-            f"signal {signal.Signals(-failure.exitcode).name}"
-            if failure.exitcode < 0
-            else f"exit code {failure.exitcode}"
-        )
-        print(
-            f"recbole_ext: error: rank {rank} (pid {failure.pid}) ended with {how} without a word; "
-            "the last finished epoch is in the checkpoint",
-            file=sys.stderr,
-        )
-        return 1
+        return _rank_failure(e)
+    except (DistError, RendezvousError) as e:
+        return _machines_missing(args, seconds, e)
     return 0
 
 
