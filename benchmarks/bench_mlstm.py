@@ -2,6 +2,7 @@
 """mLSTM vs LSTM4Rec: speed of the recurrence (``speed``) and a small accuracy grid (``accuracy``).
 
     python benchmarks/bench_mlstm.py speed [--batch 256 --length 50 --dim 64 --threads 1 --repeats 5]
+    python benchmarks/bench_mlstm.py speed --device cuda --batch 2048 --length 200 --dim 128 [--dtype bf16]
     python benchmarks/bench_mlstm.py accuracy --dataset ml-100k [--epochs 4 --max-len 20]
 
 ``speed`` times, on random input and in one process, alternating between the variants round
@@ -9,11 +10,14 @@ after round, forward+backward ("train") and forward under ``no_grad``
 ("inference") of one layer: ``torch.nn.LSTM``, the naive mLSTM (Python loop over steps with the
 input projections inside the loop, like mlstm4reco), and the implementations of
 :class:`recbole_ext.model.mlstm.MultiplicativeLSTMLayer` (``loop``, ``script``, ``fused``,
-``native``: the C++ forward loop that the default ``auto`` uses on the CPU), plus
+``native``: the C++ forward loop that the default ``auto`` uses on the CPU; on a GPU ``triton``
+instead of ``native``), plus
 ``torch.compile`` of the ``loop`` layer when ``--compile`` is given. Then one training epoch and one
 full-ranking evaluation of the two models on ml-100k through RecBole's trainer (``--epoch-data``).
 ``accuracy`` trains both models on a fixed grid and prints test MRR@10 / NDCG@10.
-Each prints a Markdown table.
+Each prints a Markdown table. Every timing runs with TF32 off (matrix products and cuDNN, so
+``nn.LSTM``'s cuDNN kernel and the mLSTM matrix products are in the same precision: ``--dtype``,
+float32 by default) and synchronises the device before reading the clock.
 """
 
 from __future__ import annotations
@@ -36,6 +40,11 @@ def cpu_model() -> str:
         import platform
 
         return platform.processor() or "unknown CPU"
+
+
+def where(device: torch.device) -> str:
+    """The processor or GPU the timings ran on."""
+    return torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_model()
 
 
 def alternating(fns: List[Callable[[], None]], repeats: int, warmup: int = 2) -> List[List[float]]:
@@ -80,14 +89,29 @@ def naive_mlstm_layer(layer, x: torch.Tensor) -> torch.Tensor:
     return torch.stack(outs, 1)
 
 
+def synced(fn: Callable):
+    """``fn`` followed by a device synchronisation (CUDA kernels run asynchronously)."""
+
+    def run():
+        out = fn()
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        return out
+
+    return run
+
+
 def speed(args) -> None:
     from recbole_ext.model.mlstm import MultiplicativeLSTMLayer
+    from recbole_ext.trainer.fast_path import set_tf32
 
+    set_tf32(False)
     torch.manual_seed(0)
+    device, dtype = torch.device(args.device), {"fp32": torch.float32, "bf16": torch.bfloat16}[args.dtype]
     b, n, d = args.batch, args.length, args.dim
-    x = torch.randn(b, n, d, requires_grad=True)
-    lstm = torch.nn.LSTM(d, d, batch_first=True)
-    layer = MultiplicativeLSTMLayer(d, d)
+    x = torch.randn(b, n, d, device=device, dtype=dtype, requires_grad=True)
+    lstm = torch.nn.LSTM(d, d, batch_first=True).to(device, dtype)
+    layer = MultiplicativeLSTMLayer(d, d).to(device, dtype)
 
     def with_impl(impl: str):
         def f():
@@ -97,23 +121,24 @@ def speed(args) -> None:
         return f
 
     variants = [("nn.LSTM", lambda: lstm(x)[0]), ("mLSTM naive loop", lambda: naive_mlstm_layer(layer, x))]
-    variants += [(f"mLSTM {impl}", with_impl(impl)) for impl in ("loop", "script", "fused", "native")]
+    impls = ("loop", "script", "fused", "triton") if device.type == "cuda" else ("loop", "script", "fused", "native")
+    variants += [(f"mLSTM {impl}", with_impl(impl)) for impl in impls]
     if args.compile:
         compiled = torch.compile(lambda: with_impl("loop")(), dynamic=False)
         variants.append(("mLSTM loop + torch.compile", compiled))
 
     def train_step(fn):
         def step():
-            fn().sum().backward()
+            fn().float().sum().backward()
 
         return step
 
-    train = alternating([train_step(fn) for _, fn in variants], args.repeats)
+    train = alternating([synced(train_step(fn)) for _, fn in variants], args.repeats)
     with torch.no_grad():
-        infer = alternating([fn for _, fn in variants], args.repeats)
+        infer = alternating([synced(fn) for _, fn in variants], args.repeats)
     train_ratio, infer_ratio = ratio_to_first(train), ratio_to_first(infer)
     print(
-        f"\n{cpu_model()}; one layer, B={b}, L={n}, D=H={d}, torch {torch.__version__}, "
+        f"\n{where(device)}; one layer, B={b}, L={n}, D=H={d}, {args.dtype}, TF32 off, torch {torch.__version__}, "
         f"threads={torch.get_num_threads()}; median of {args.repeats} alternating rounds "
         "(ratios: median of the per-round ratios)\n"
     )
@@ -236,6 +261,8 @@ def main(argv=None) -> None:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--compile", action="store_true")
+    p.add_argument("--device", default="cpu", help="speed: cpu or cuda")
+    p.add_argument("--dtype", default="fp32", choices=["fp32", "bf16"], help="speed: the layers' dtype")
     p.add_argument("--epoch-data", default=None, help="also time whole epochs on this data set, e.g. ml-100k")
     p.add_argument("--epochs", type=int, default=2)
     p.add_argument("--dataset", default="ml-100k")

@@ -7,6 +7,12 @@ the same whatever the data set's size (every batch is ``[2048, 200]`` and every 
 3,706 items), so seconds per epoch are the mean step time times the full data set's number of
 batches. The RecBole loader (batch assembly on the CPU and the copy to the device) is timed
 apart from the model step, over the same batches.
+
+Every row states what was in force (:func:`flags_in_force`): the precision of float32 matrix
+products and of cuDNN's convolutions and RNNs (one PyTorch switch for both; its default lets
+cuDNN use TF32 while matrix products stay fp32, so ``fp32`` rows switch it off), bf16 autocast,
+cuDNN's deterministic and benchmark switches (RecBole's ``reproducibility: True`` sets them to
+on and off), and for compiled rows the number of graphs Dynamo made.
 """
 
 from __future__ import annotations
@@ -18,20 +24,28 @@ from typing import Dict, List, Tuple
 
 import torch
 
-from recbole_ext.trainer.fast_path import autocast, compile_forward
+from recbole_ext.trainer.fast_path import autocast, compile_forward, set_tf32
 
 from gpu_suite_common import ml1m_shape_lengths, ml1m_shape_rows, suite_run, sync, train_samples, write_inter
 
-#: per-model keys at the paper's ML-1M shape (hidden 128; GLINT-RU's run script: 8 heads)
-SPEED_MODELS: Dict[str, Dict] = {
-    "GLINTRU": {"n_heads": 8},
-    "SASRec": {"n_layers": 2, "n_heads": 2, "inner_size": 256},
-    "GRU4Rec": {"num_layers": 1},
-    "BERT4Rec": {"n_layers": 2, "n_heads": 2, "inner_size": 256},
-    "mLSTM": {},
-    "LSTM4Rec": {},
+_SASREC = {"n_layers": 2, "n_heads": 2, "inner_size": 256}
+#: each row's model and keys at the paper's ML-1M shape (hidden 128; GLINT-RU's run script: 8
+#: heads); "-sdpa" is RecBole's attention through SDPA, "-full" GLINTRU without its fast path
+SPEED_MODELS: Dict[str, Tuple[str, Dict]] = {
+    "SASRec": ("SASRec", _SASREC),
+    "SASRec-sdpa": ("SASRec", {**_SASREC, "attention_impl": "sdpa"}),
+    "GLINTRU": ("GLINTRU", {"n_heads": 8}),
+    "GLINTRU-full": ("GLINTRU", {"n_heads": 8, "last_position_only": False}),
+    "GRU4Rec": ("GRU4Rec", {"num_layers": 1}),
+    "BERT4Rec": ("BERT4Rec", {"n_layers": 2, "n_heads": 2, "inner_size": 256}),
+    "BERT4Rec-sdpa": ("BERT4Rec", {"n_layers": 2, "n_heads": 2, "inner_size": 256, "attention_impl": "sdpa"}),
+    "mLSTM": ("mLSTM", {}),
+    "LSTM4Rec": ("LSTM4Rec", {}),
 }
-COMPILED = ("GLINTRU", "SASRec")
+COMPILED = ("SASRec", "SASRec-sdpa", "GLINTRU", "GLINTRU-full")
+#: the eager rows' precisions, and the compiled rows'
+EAGER_PRECISIONS = ("fp32", "tf32", "bf16")
+COMPILED_PRECISIONS = ("bf16", "fp32")
 #: models with an ``embedding_size`` apart from ``hidden_size`` (both set to the shape's width)
 EMBEDDING_KEY = ("GRU4Rec", "mLSTM", "LSTM4Rec")
 
@@ -62,9 +76,10 @@ def write_shape_data(root: str, shape: Dict) -> Tuple[str, int]:
     return root, train_samples(lengths)
 
 
-def build_data(model: str, root: str, shape: Dict, **extra):
-    """The run and the training loader of ``model`` on the ML-1M-shaped sample."""
-    keys = {**speed_keys(shape, model), **SPEED_MODELS[model], **extra}
+def build_data(name: str, root: str, shape: Dict, **extra):
+    """The run and the training loader of row ``name`` (:data:`SPEED_MODELS`) on the sample."""
+    model, model_keys = SPEED_MODELS.get(name, (name, {}))
+    keys = {**speed_keys(shape, model), **model_keys, **extra}
     run = suite_run(model, "ml1m-shape", root, keys)
     run.attach_device()
     return run, run.build_loaders(run.prepare_data()).train
@@ -139,10 +154,37 @@ def loader_compare(root: str, shape: Dict, model: str = "SASRec") -> Dict[str, f
     return out
 
 
-def measure(run, train_data, shape: Dict, full_samples: int, precision: str, compiled: bool) -> Dict:
-    """One row of part (b) for the model of ``run``: see the module docstring."""
+def flags_in_force(precision: str) -> Dict[str, str]:
+    """Set the TF32 switches for ``precision`` (on only for ``tf32``) and return what is in
+    force: matmul and cuDNN precision, autocast, cuDNN deterministic and benchmark."""
+    set_tf32(precision == "tf32")
+    low = "bf16 (autocast)" if precision == "bf16" else None
+
+    def name(tf32: bool) -> str:
+        return low or ("tf32" if tf32 else "fp32")
+
+    cudnn = torch.backends.cudnn
+    return {
+        "matmul": name(torch.backends.cuda.matmul.allow_tf32),
+        "cudnn": name(cudnn.allow_tf32),
+        "deterministic": "on" if cudnn.deterministic else "off",
+        "benchmark": "on" if cudnn.benchmark else "off",
+    }
+
+
+def graphs_made() -> int:
+    """Graphs Dynamo has compiled in this process so far."""
+    from torch._dynamo.utils import counters
+
+    return int(counters["stats"]["unique_graphs"])
+
+
+def measure(name: str, run, train_data, shape: Dict, full_samples: int, precision: str, compiled: bool) -> Dict:
+    """Row ``name`` of part (b) (the model of ``run``): see the module docstring."""
     net, trainer = build_model(run, train_data)
     device = run.config["device"]
+    flags = flags_in_force(precision)
+    graphs_before = graphs_made() if compiled else 0
     if compiled:  # what the `compile` key does (the smoke run names a cheap backend)
         compile_forward(net, shape.get("compile_backend", True))
     batches, loader_ms = load_batches(train_data, device, shape["batches"])
@@ -150,6 +192,7 @@ def measure(run, train_data, shape: Dict, full_samples: int, precision: str, com
         torch.cuda.reset_peak_memory_stats()
     step_s, warm_s = time_steps(net, trainer.optimizer, batches, precision, shape["warmup"], shape["steps"])
     peak = torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda" else float("nan")
+    graphs = graphs_made() - graphs_before if compiled else 0  # the training forward's
     eval_ms = time_inference(net, batches[0], precision, shape["eval_reps"])
     n_batches = math.ceil(full_samples / shape["batch"])
     impl = mlstm_impl(net)
@@ -158,9 +201,11 @@ def measure(run, train_data, shape: Dict, full_samples: int, precision: str, com
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
     return {
-        "model": run.config["model"],
+        "model": name,
         "precision": precision,
         "compiled": compiled,
+        "graphs": graphs,
+        **flags,
         "impl": impl,
         "step_ms": 1000 * step_s,
         "epoch_s": step_s * n_batches,
@@ -199,8 +244,8 @@ def mlstm_impl(net) -> str:
 
 
 def plan(models: List[str]) -> List[Tuple[str, List[Tuple[str, bool]]]]:
-    """Per model (one data build each), its rows: fp32 and bf16, then compiled for
-    :data:`COMPILED`; the compiled rows come last overall, as the least important."""
-    rows = [(m, [("fp32", False), ("bf16", False)]) for m in models]
-    rows += [(m, [("fp32", True), ("bf16", True)]) for m in COMPILED if m in models]
+    """Per row name (one data build each), its rows: the compiled ones of :data:`COMPILED`
+    first (the like-with-like comparison the paper's claim needs), then the eager ones."""
+    rows = [(m, [(p, True) for p in COMPILED_PRECISIONS]) for m in models if m in COMPILED]
+    rows += [(m, [(p, False) for p in EAGER_PRECISIONS]) for m in models]
     return rows

@@ -116,3 +116,21 @@ def test_bf16_changes_the_arithmetic(ml100k_slice, tmp_path, monkeypatch):
 def test_unknown_precision_is_a_config_error(ml100k_slice):
     with pytest.raises(ConfigError, match="precision must be one of fp32, tf32, bf16"):
         Config("GLINTRU", "ml-slice", config_dict=dict(SMALL, data_path=ml100k_slice, precision="fp16"))
+
+
+@pytest.mark.parametrize("precision,tf32", [("fp32", False), ("bf16", False), ("tf32", True)])
+def test_precision_sets_every_tf32_switch(ml100k_slice, tmp_path, monkeypatch, precision, tf32):
+    """``fp32`` means TF32 off everywhere: also cuDNN's (convolutions and RNNs), which PyTorch
+    leaves on by default; only ``tf32`` turns both on."""
+    monkeypatch.chdir(tmp_path)
+    switches = (torch.backends.cuda.matmul, torch.backends.cudnn)
+    before = [s.allow_tf32 for s in switches]
+    try:
+        for s in switches:
+            s.allow_tf32 = not tf32
+        b = build_model("GLINTRU", "ml-slice", ml100k_slice, **dict(SMALL, precision=precision))
+        get_trainer("sequential", "GLINTRU")(b.config, b.model)
+        assert [s.allow_tf32 for s in switches] == [tf32, tf32]
+    finally:
+        for s, value in zip(switches, before):
+            s.allow_tf32 = value

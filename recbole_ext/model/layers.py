@@ -7,6 +7,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from recbole_ext.model.gru import FastGRU
+
 # ============================================================== shared blocks (every model)
 
 #: Dropout probabilities are rounded to multiples of 1 / DROPOUT_LEVELS by :class:`FastDropout`.
@@ -58,6 +60,8 @@ class FastDropout(nn.Dropout):
     on ``[2048, 50, 64]``, 2 cores). This draws 16 random bits per element instead
     (:func:`dropout_keep_mask`), so ``p`` is rounded to a multiple of ``1 / 65536`` (0.3 becomes
     0.300003). The random stream differs from ``nn.Dropout``'s; evaluation mode is the identity.
+    On CUDA tensors and under ``torch.compile`` it is ``F.dropout`` (a fused kernel there; the
+    16-bit draw's in-place ``random_`` would split a compiled graph at every dropout).
 
     Args:
         p: drop probability.
@@ -70,10 +74,17 @@ class FastDropout(nn.Dropout):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training or self.p == 0.0:
             return x
+        if x.is_cuda or torch.compiler.is_compiling():  # PyTorch's own: fused on GPUs, traceable
+            return F.dropout(x, self.p, True)
         return _FastDropoutFunction.apply(x, float(self.p))
 
 
 # ============================================================== GLINT-RU blocks (GLINTRU model)
+
+
+def gather_positions(x: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+    """Row ``b``'s vector at ``positions[b]``. Shape: x ``[B, L, d]``, positions ``[B]`` -> ``[B, d]``."""
+    return x[torch.arange(x.shape[0], device=x.device), positions]
 
 
 def elu_norm_linear_attention(
@@ -141,14 +152,24 @@ class EluNormLinearAttention(nn.Module):
         b, l, _ = x.shape
         return x.view(b, l, self.n_heads, self.head_size).transpose(1, 2)
 
-    def forward(self, x: torch.Tensor, key_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
-        """Shape: x ``[B, L, d]``, key_mask ``[B, L]`` (optional) -> ``[B, L, d]``."""
-        b, l, d = x.shape
-        ctx = elu_norm_linear_attention(
-            self.split_heads(self.query(x)), self.split_heads(self.key(x)), self.split_heads(self.value(x)), key_mask
-        )
+    def forward(
+        self, x: torch.Tensor, key_mask: Optional[torch.Tensor] = None, positions: Optional[torch.Tensor] = None
+    ) -> torch.Tensor:
+        """The attention expert at every position, or only at ``positions`` (one per row: the
+        keys and values still come from every position; queries, projection and LayerNorm are
+        per position, so the result equals the full output gathered there).
+
+        Shape:
+            - x: ``[B, L, d]``; key_mask: ``[B, L]`` (optional); positions: ``[B]`` (optional)
+            - output: ``[B, L, d]``, or ``[B, d]`` with ``positions``
+        """
+        queries = x if positions is None else gather_positions(x, positions)[:, None]
+        b, l, d = queries.shape
+        q, k, v = self.split_heads(self.query(queries)), self.split_heads(self.key(x)), self.split_heads(self.value(x))
+        ctx = elu_norm_linear_attention(q, k, v, key_mask)
         ctx = ctx.transpose(1, 2).reshape(b, l, d)
-        return self.LayerNorm(self.out_dropout(self.dense(ctx)) + x)
+        out = self.LayerNorm(self.out_dropout(self.dense(ctx)) + queries)
+        return out if positions is None else out[:, 0]
 
 
 class TimeConv1d(nn.Module):
@@ -177,6 +198,24 @@ class TimeConv1d(nn.Module):
         y = F.pad(x.transpose(1, 2), self.pad)
         return self.conv(y).transpose(1, 2)
 
+    def window(self, positions: torch.Tensor, length: int) -> Tuple[torch.Tensor, torch.Tensor]:
+        """The input positions the output at ``positions`` reads, and which of them lie inside
+        the sequence (the others are the zero padding).
+
+        Shape: positions ``[B]`` -> (indices ``[B, k]`` clamped into ``[0, L)``, inside ``[B, k]``).
+        """
+        offsets = torch.arange(-self.pad[0], self.pad[1] + 1, device=positions.device)
+        idx = positions[:, None] + offsets[None, :]
+        inside = (idx >= 0) & (idx < length)
+        return idx.clamp(0, length - 1), inside
+
+    def at_window(self, window: torch.Tensor) -> torch.Tensor:
+        """The output at one position from its window of inputs (zeros where padded).
+
+        Shape: window ``[B, k, d]`` -> ``[B, d]``.
+        """
+        return torch.einsum("bkc,ock->bo", window, self.conv.weight) + self.conv.bias
+
 
 class GatedGRUExpert(nn.Module):
     """GLINT-RU's GRU expert: ``conv(Linear(x))`` -> bias-free GRU -> Linear, times the selective
@@ -188,6 +227,8 @@ class GatedGRUExpert(nn.Module):
         num_layers: GRU layers.
         gate_dropout_prob: dropout at the end of the selective gate (0.3 in the reference).
         causal: causal time convolutions.
+        gru_impl: the GRU's recurrence (:class:`~recbole_ext.model.gru.FastGRU`): ``torch``
+            (``nn.GRU``: cuDNN on GPUs), ``triton`` or ``auto``.
     """
 
     def __init__(
@@ -197,11 +238,12 @@ class GatedGRUExpert(nn.Module):
         num_layers: int = 1,
         gate_dropout_prob: float = 0.3,
         causal: bool = False,
+        gru_impl: str = "torch",
     ) -> None:
         super().__init__()
         self.dense_in = nn.Linear(hidden_size, hidden_size)
         self.conv_in = TimeConv1d(hidden_size, kernel_size, causal)
-        self.gru = nn.GRU(hidden_size, hidden_size, num_layers=num_layers, bias=False, batch_first=True)
+        self.gru = FastGRU(hidden_size, hidden_size, num_layers=num_layers, bias=False, batch_first=True, impl=gru_impl)
         self.projection = nn.Linear(hidden_size, hidden_size)
         self.selective_gate = nn.Sequential(
             nn.Linear(hidden_size, hidden_size // 2),
@@ -211,12 +253,23 @@ class GatedGRUExpert(nn.Module):
         )
         self.conv_out = TimeConv1d(hidden_size, kernel_size, causal)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Shape: ``[B, L, d] -> [B, L, d]``."""
+    def forward(self, x: torch.Tensor, positions: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """The expert at every position, or only at ``positions`` (one per row): the GRU runs
+        over the whole sequence either way; the projection and gate then run only on the
+        ``kernel_size`` steps the output convolution reads there.
+
+        Shape:
+            - x: ``[B, L, d]``; positions: ``[B]`` (optional)
+            - output: ``[B, L, d]``, or ``[B, d]`` with ``positions``
+        """
         h1 = self.conv_in(self.dense_in(x))
         out, _ = self.gru(h1)
-        out = self.projection(out) * self.selective_gate(h1)
-        return self.conv_out(out)
+        if positions is None:
+            return self.conv_out(self.projection(out) * self.selective_gate(h1))
+        idx, inside = self.conv_out.window(positions, x.shape[1])
+        rows = torch.arange(x.shape[0], device=x.device)[:, None]
+        y = self.projection(out[rows, idx]) * self.selective_gate(h1[rows, idx])
+        return self.conv_out.at_window(y * inside[..., None].to(y.dtype))
 
 
 class GatedMLP(nn.Module):

@@ -11,6 +11,13 @@ Mended so far:
   Their graph-building method is replaced by one built on :func:`bipartite_adjacency` and
   :func:`normalize_adjacency` (same matrix as RecBole's: 0/1 entries, duplicates collapsed, the
   same degree normalisation and epsilon), written once here.
+
+Also composed here, though nothing is broken: the transformer models built on RecBole's
+``MultiHeadAttention`` (:data:`recbole_ext.model.attention.ATTENTION_MODELS`) get
+:class:`recbole_ext.model.attention.AttentionImplFix`, which applies the ``attention_impl`` key
+(``manual``, RecBole's attention and the default, or ``sdpa``).
+- GRU4Rec gets :class:`GRUImplFix`, which applies the ``gru_impl`` key (its GRU as a
+  :class:`~recbole_ext.model.gru.FastGRU`: ``torch``, the default, or ``triton`` / ``auto``).
 """
 
 from __future__ import annotations
@@ -20,6 +27,9 @@ from typing import Dict, Tuple
 import numpy as np
 import scipy.sparse as sp
 import torch
+
+from recbole_ext.model.attention import ATTENTION_MODELS, AttentionImplFix
+from recbole_ext.model.gru import swap_gru
 
 
 # ----------------------------------------------------------------------------- graphs
@@ -122,9 +132,24 @@ class FwFMFieldsFix:
 
 
 #: RecBole model name -> the mixin put in front of it
+class GRUImplFix:
+    """RecBole's GRU4Rec with the ``gru_impl`` key: its ``nn.GRU`` becomes a
+    :class:`~recbole_ext.model.gru.FastGRU` with the same parameters (``torch``, the default,
+    runs ``nn.GRU.forward`` itself)."""
+
+    def __init__(self, config, dataset) -> None:
+        super().__init__(config, dataset)
+        impl = config["gru_impl"] if "gru_impl" in config else None
+        if impl not in (None, "torch"):
+            swap_gru(self, impl)
+
+
 FIXES: Dict[str, type] = {
     **{name: SymNormAdjacencyFix for name in ("LightGCN", "NGCF", "GCMC", "NCL")},
     "SpectralCF": LaplacianFix,
     **{name: KGInterGraphFix for name in ("KGIN", "MCCLK")},
     "FwFM": FwFMFieldsFix,
+    # one mixin per name: none of these has a fix above (one that had would need a mixin of both)
+    **{name: AttentionImplFix for name in ATTENTION_MODELS},
+    "GRU4Rec": GRUImplFix,
 }

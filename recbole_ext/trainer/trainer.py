@@ -68,8 +68,7 @@ class CompatTrainerMixin(CheckpointMixin, DataParallelMixin, SampledEvalMixin):
         self.fast_sampled_eval = fast_path_on(config)
         self.time_budget_s = config["train_time_budget_s"]
         self.precision = check_precision(config["precision"])
-        if self.precision == "tf32":
-            set_tf32(True)
+        set_tf32(self.precision == "tf32")  # fp32 and bf16: also cuDNN's convolutions and RNNs in fp32
         compile_forward(model, config["compile"])
 
     def _move_tensorboard(self, run_id, folder) -> None:

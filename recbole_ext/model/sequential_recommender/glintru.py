@@ -45,6 +45,18 @@ Deviations from the reference code (defaults reproduce the reference unless said
 - All dropouts are :class:`~recbole_ext.model.layers.FastDropout` (16 random bits per element:
   about 4x faster than PyTorch's CPU dropout, ``p`` rounded to a multiple of 1/65536; a different
   random stream from ``nn.Dropout``, the same distribution up to that rounding).
+- ``last_position_only: True`` (default; exact): only the state at the last real item reaches
+  the scores and losses, and everything after the two experts (gate, mixing projection,
+  LayerNorms, gated MLP), the attention's queries and output projection and the GRU expert's
+  projection, gate and output convolution are per position, so they run at that position only
+  (the GRU expert's on the ``kernel_size`` steps its output convolution reads). Outputs equal
+  the full computation's to float round-off; in training the dropout masks of the pruned
+  blocks are drawn for fewer elements (the same distribution, other draws). ``False`` computes
+  every position, as the reference does.
+- ``gru_impl`` chooses the GRU's recurrence: ``torch`` (default: ``nn.GRU``, cuDNN on GPUs),
+  ``triton`` (persistent Triton kernels, :mod:`recbole_ext.model.gru`) or ``auto`` (Triton
+  only where a first-use timing at the batch's shape beats cuDNN); the parameters are
+  ``nn.GRU``'s either way.
 - The mixing weights are ``softmax(expert_logits)`` computed in every forward, as the reference's
   current head does (its first release assigned the softmax back to the ``nn.Parameter`` and could
   not run; fixed upstream in July 2024).
@@ -58,7 +70,13 @@ from torch import nn
 from torch.nn.init import xavier_normal_, xavier_uniform_
 
 from recbole_ext.model.abstract_recommender import SequenceEncoderRecommender
-from recbole_ext.model.layers import EluNormLinearAttention, FastDropout, GatedGRUExpert, GatedMLP
+from recbole_ext.model.layers import (
+    EluNormLinearAttention,
+    FastDropout,
+    GatedGRUExpert,
+    GatedMLP,
+    gather_positions,
+)
 
 
 class GLINTRU(SequenceEncoderRecommender):
@@ -80,13 +98,17 @@ class GLINTRU(SequenceEncoderRecommender):
         self.layer_norm_eps: float = config["layer_norm_eps"]
         self.causal: bool = bool(config["causal"])
         self.share_layer_norm: bool = bool(config["share_layer_norm"])
+        self.last_position_only: bool = bool(config["last_position_only"])
+        self.gru_impl: str = config["gru_impl"]
 
         # define layers
         d = self.hidden_size
         self.item_embedding = nn.Embedding(self.n_items, d, padding_idx=0)
         self.emb_dropout = FastDropout(self.dropout_prob)
         self.attention = EluNormLinearAttention(d, self.n_heads, self.hidden_dropout_prob, self.layer_norm_eps)
-        self.gru_expert = GatedGRUExpert(d, self.kernel_size, self.num_layers, self.gate_dropout_prob, self.causal)
+        self.gru_expert = GatedGRUExpert(
+            d, self.kernel_size, self.num_layers, self.gate_dropout_prob, self.causal, self.gru_impl
+        )
         self.expert_logits = nn.Parameter(torch.tensor([0.5, 0.5]))
         self.data_gate = nn.Linear(d, d)
         self.mix_dense = nn.Linear(d, d)
@@ -127,11 +149,15 @@ class GLINTRU(SequenceEncoderRecommender):
             key_mask = positions[None, :] < item_seq_len[:, None]
         x = self.emb_dropout(self.item_embedding(item_seq))
 
-        attention_out = self.attention(x, key_mask)
-        gru_out = self.gru_expert(x)
+        last = item_seq_len - 1
+        if self.last_position_only:  # everything after the experts is per position
+            attention_out, gru_out = self.attention(x, key_mask, last), self.gru_expert(x, last)
+            x = gather_positions(x, last)
+        else:
+            attention_out, gru_out = self.attention(x, key_mask), self.gru_expert(x)
         w = F.softmax(self.expert_logits, dim=0)
         h = (w[0] * gru_out + w[1] * attention_out) * F.gelu(self.data_gate(x))
         h = self.LayerNorm(self.mix_dropout(self.mix_dense(h)) + x)
 
         out = self.mlp_LayerNorm(self.mlp(h) + h)
-        return self.gather_indexes(out, item_seq_len - 1)
+        return out if self.last_position_only else self.gather_indexes(out, last)
