@@ -142,8 +142,10 @@ _MENDED: Dict[type, type] = {}
 
 
 def _mend_recbole_model(model_class: type) -> type:
-    """RecBole models whose methods break on today's stack resolve to our mended subclass
-    (:data:`recbole_ext.model.recbole_fixes.FIXES` in front of RecBole's class, same name)."""
+    """RecBole models whose methods break on today's stack, or that take one of our keys,
+    resolve to our subclass (:data:`recbole_ext.model.recbole_fixes.FIXES` in front of
+    RecBole's class, same name). The class is this module's attribute of that name (see
+    :func:`__getattr__`), so pickle finds it (a pickled RecBole Config names its model class)."""
     fix = recbole_fixes.FIXES.get(model_class.__name__)
     if fix is None:
         return model_class
@@ -151,9 +153,17 @@ def _mend_recbole_model(model_class: type) -> type:
         _MENDED[model_class] = type(
             model_class.__name__,
             (fix, model_class),
-            {"__module__": recbole_fixes.__name__, "__doc__": model_class.__doc__},
+            {"__module__": __name__, "__qualname__": model_class.__name__, "__doc__": model_class.__doc__},
         )
     return _MENDED[model_class]
+
+
+def __getattr__(name: str) -> type:
+    """``recbole_ext.registry.<Model>``: the composed class of a RecBole model of
+    :data:`~recbole_ext.model.recbole_fixes.FIXES` (how pickle looks it up)."""
+    if name in recbole_fixes.FIXES:
+        return get_model(name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 _TRAINER_CACHE: Dict[type, type] = {}

@@ -91,3 +91,26 @@ def test_config_precedence(tmp_path, ml100k_slice, monkeypatch):
     assert cfg["hidden_size"] == 40  # dict over file
     assert cfg["eval_batch_size"] == 222  # command line over data-set YAML
     assert cfg["embedding_size"] == 64  # RecBole's GRU4Rec.yaml default untouched
+
+
+def test_mended_recbole_classes_pickle_by_name_in_a_fresh_process():
+    """A mended RecBole class (our mixin in front, composed in the registry) is pickled by
+    reference, as RecBole's pickled Config holds its model class, and a fresh process that never
+    called get_model finds it."""
+    import pickle
+    import subprocess
+    import sys
+
+    from recbole_ext.registry import get_model
+
+    for name in ("SASRec", "GRU4Rec", "LightGCN"):
+        cls = get_model(name)
+        assert cls.__name__ == name and pickle.loads(pickle.dumps(cls)) is cls
+    data = pickle.dumps(get_model("SASRec"))
+    code = (
+        "import pickle, sys; c = pickle.loads(sys.stdin.buffer.read()); "
+        "print(c.__module__, 'recbole.model.sequential_recommender.sasrec' in [k.__module__ for k in c.__mro__])"
+    )
+    out = subprocess.run([sys.executable, "-c", code], input=data, capture_output=True, timeout=120)
+    assert out.returncode == 0, out.stderr.decode()[-2000:]
+    assert out.stdout.decode().split() == ["recbole_ext.registry", "True"]
