@@ -41,9 +41,16 @@ def test_gpu_suite_smoke_runs_every_part(tmp_path):
     assert {"pop100 ours == RecBole: GLINTRU", "pop100 ours == RecBole: SASRec"} <= names
     assert {"mLSTM == reference: fused", "mLSTM == reference: loop"} <= names
     # (b) every model in fp32 and bf16, the compiled rows; (c) one row per grid run
-    for model in ("SASRec", "GLINTRU", "GRU4Rec", "BERT4Rec", "LSTM4Rec", "mLSTM"):
-        assert {f"{model} fp32", f"{model} bf16"} <= names
-    assert {"GLINTRU fp32 compiled", "SASRec bf16 compiled"} <= names
+    for model in ("SASRec", "SASRec-sdpa", "GLINTRU", "GLINTRU-full", "GRU4Rec", "BERT4Rec", "LSTM4Rec", "mLSTM"):
+        assert {f"{model} fp32", f"{model} tf32", f"{model} bf16"} <= names
+    for model in ("SASRec", "SASRec-sdpa", "GLINTRU", "GLINTRU-full"):
+        assert {f"{model} fp32 compiled", f"{model} bf16 compiled"} <= names
+    speed = [json.loads(r["values"]) for r in rows if r["part"] == "b" and r["name"] != "loader"]
+    for values in speed:  # every row says what was in force
+        expected = {"fp32": "fp32", "tf32": "tf32", "bf16": "autocast bf16, else fp32"}[values["precision"]]
+        assert values["matmul"] == values["cudnn"] == expected, values
+        assert values["deterministic"] in ("on", "off") and values["benchmark"] in ("on", "off")
+        assert (values["graphs"] >= 1) == values["compiled"], values
     loader = next(json.loads(r["values"]) for r in rows if r["name"] == "loader")
     assert loader["device_ms_loader"] == "DeviceTrainDataLoader" and loader["recbole_ms_loader"] == "TrainDataLoader"
     beauty = [r for r in rows if r["part"] == "c"]

@@ -1,5 +1,5 @@
 """The multiplicative LSTM of recbole_ext's ``mLSTM`` model: the layers (:mod:`.layer`), the
-recurrence (:mod:`.recurrence`), its C++ forward for the CPU (:mod:`.native`, ``csrc/``) and its
+recurrence (:mod:`.recurrence`), its C++ forward and backward for the CPU (:mod:`.native`, ``csrc/``) and its
 Triton kernels for CUDA (:mod:`.triton_kernels`). Importing this package builds nothing: the C++
 loop is compiled when a layer is made, the Triton kernels when a layer first runs on CUDA."""
 

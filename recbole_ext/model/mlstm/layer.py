@@ -45,8 +45,8 @@ class MultiplicativeLSTMLayer(nn.Module):
     Args:
         input_size: ``D``.
         hidden_size: ``H``.
-        impl: ``"native"`` (forward loop in C++, :mod:`recbole_ext.model.mlstm.native`, built
-            on first use; backward as ``"fused"``), ``"fused"`` (scripted forward and
+        impl: ``"native"`` (forward and backward loops in C++,
+            :mod:`recbole_ext.model.mlstm.native`, built on first use), ``"fused"`` (scripted forward and
             hand-written backward loops), ``"script"`` (TorchScript loop under autograd),
             ``"loop"`` (Python loop under autograd), ``"triton"`` (forward and backward loops
             as one Triton kernel each, :mod:`recbole_ext.model.mlstm.triton_kernels`; CUDA; slower

@@ -1,13 +1,18 @@
-"""The mLSTM forward recurrence as a C++ extension, built on first use (``impl="native"``).
+"""The mLSTM recurrence, forward and backward, as a C++ extension built on first use (``impl="native"``).
 
-``csrc/mlstm_cpu.cpp`` runs the recurrence of one multiplicative-LSTM layer on the CPU with the
-gate nonlinearities as loops the compiler vectorises; it computes exactly what the TorchScript
-forward (:func:`recbole_ext.model.mlstm.recurrence._mlstm_recurrence_fwd`) computes and returns the same
-tensors, so the TorchScript backward pass is shared. It needs a C++ compiler (and ninja) at run
-time; the first use compiles it (about 30 s) into PyTorch's extension cache
+``csrc/mlstm_cpu.cpp`` runs the recurrence of one multiplicative-LSTM layer on the CPU.
+``forward`` has the gate nonlinearities as loops the compiler vectorises and returns exactly the
+tensors the TorchScript forward
+(:func:`recbole_ext.model.mlstm.recurrence._mlstm_recurrence_fwd`) returns. ``backward`` is the
+BPTT loop: per step one fused loop over the rows for all element-wise gate gradients (the
+TorchScript backward spends most of its time on those small element-wise ops and their
+allocations) and two ATen matmuls into buffers allocated once per call; it returns exactly what
+:func:`recbole_ext.model.mlstm.recurrence._mlstm_recurrence_bwd` returns (which remains the
+backward of ``impl="fused"``, on CUDA too, and the fallback). It needs a C++ compiler (and ninja) at run
+time; the first use compiles it (about 30-70 s) into PyTorch's extension cache
 (``$TORCH_EXTENSIONS_DIR``, default ``~/.cache/torch_extensions``). When it cannot be built, or
 ``RECBOLE_EXT_NO_NATIVE=1`` is set, :func:`native_extension` returns ``None`` and the layer uses
-the TorchScript forward (one warning, no error).
+the TorchScript forward and backward (one warning, no error).
 """
 
 from __future__ import annotations

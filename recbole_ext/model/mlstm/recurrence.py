@@ -1,5 +1,5 @@
 """The recurrence of one multiplicative-LSTM layer: TorchScript forward and hand-written BPTT
-loops, the autograd Function that runs them (or the C++ forward of :mod:`.native`, or the Triton
+loops, the autograd Function that runs them (or the C++ pair of :mod:`.native`, or the Triton
 pair of :mod:`.triton_kernels`), and the plain autograd loops kept for tests and benchmarks.
 """
 
@@ -7,7 +7,7 @@ from typing import List, Tuple
 
 import torch
 
-from recbole_ext.model.mlstm.native import POOL
+from recbole_ext.model.mlstm.native import POOL, native_applies
 
 # One layer of Krause et al.'s multiplicative LSTM, time-major inside:
 #   m_t = (W_im x_t + b_im) * (W_hm h_{t-1} + b_hm)
@@ -17,7 +17,10 @@ from recbole_ext.model.mlstm.native import POOL
 # recurrent part runs step by step. ``impl="fused"`` wraps the recurrence in an autograd Function
 # whose forward and hand-written backward (BPTT) loops are TorchScript functions, with the weight
 # gradients of all steps computed after the loop as single matmuls; ``impl="native"`` (what the
-# default ``"auto"`` picks on the CPU) runs the forward loop in C++ (``csrc/mlstm_cpu.cpp``).
+# default ``"auto"`` picks on the CPU) runs both loops in C++ (``csrc/mlstm_cpu.cpp``: the same
+# outputs; its backward fuses each step's element-wise gate gradients into one loop over the rows:
+# a training step of one layer, B=256, L=50, H=64, 1 thread, is 1.4-1.7x faster than with this
+# TorchScript backward after the C++ forward).
 
 
 @torch.jit.script
@@ -125,13 +128,17 @@ def _mlstm_recurrence_bwd(
 
 
 class _MLSTMRecurrence(torch.autograd.Function):
-    """Autograd wrapper of the mLSTM recurrence: forward loop in TorchScript or, with
-    ``native``, the C++ extension (:mod:`recbole_ext.model.mlstm.native`, same outputs); the
-    backward (BPTT) loop in TorchScript."""
+    """Autograd wrapper of the mLSTM recurrence. With ``native`` (the C++ extension,
+    :mod:`recbole_ext.model.mlstm.native`) both loops run in C++ (its ``backward`` returns what
+    :func:`_mlstm_recurrence_bwd` returns); with ``kernels`` both run in Triton; otherwise both
+    run in TorchScript. The TorchScript backward also serves a native forward when the extension
+    has no ``backward``, the gradients are not CPU tensors of the states' dtype, or the backward
+    pass records a graph (``create_graph=True``)."""
 
     @staticmethod
     def forward(ctx, xg, xm, h0, c0, w_mh, w_hm, b_hm, native=None, kernels=None):  # type: ignore[override]
         ctx.kernels = kernels
+        ctx.native = native
         if kernels is not None:  # the Triton pair (recbole_ext.model.mlstm.triton_kernels)
             hs, cs, hms, ms, acts = kernels.recurrence_fwd(xg, xm, h0, c0, w_mh, w_hm, b_hm)
         elif native is not None:
@@ -146,9 +153,18 @@ class _MLSTMRecurrence(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_h, grad_c):  # type: ignore[override]
         h0, c0, xm, w_mh, w_hm, hs, cs, hms, ms, acts = ctx.saved_tensors
-        grad_h = torch.zeros_like(hs) if grad_h is None else grad_h.contiguous()
-        grad_c = torch.zeros_like(cs) if grad_c is None else grad_c.contiguous()
-        bwd = _mlstm_recurrence_bwd if ctx.kernels is None else ctx.kernels.recurrence_bwd
+        grad_h = None if grad_h is None else grad_h.contiguous()
+        grad_c = None if grad_c is None else grad_c.contiguous()
+        given = [g for g in (grad_h, grad_c) if g is not None]
+        native_bwd = getattr(ctx.native, "backward", None)
+        if torch.is_grad_enabled():  # create_graph: the C++ loop records no graph (and rejects one)
+            native_bwd = None
+        if native_bwd is not None and native_applies(*given) and all(g.dtype == hs.dtype for g in given):
+            bwd = native_bwd  # C++ BPTT; takes None for a gradient that is zero
+        else:
+            grad_h = torch.zeros_like(hs) if grad_h is None else grad_h
+            grad_c = torch.zeros_like(cs) if grad_c is None else grad_c
+            bwd = _mlstm_recurrence_bwd if ctx.kernels is None else ctx.kernels.recurrence_bwd
         d_xg, d_xm, d_h0, d_c0, d_w_mh, d_w_hm, d_b_hm, _ = bwd(
             grad_h, grad_c, h0, c0, xm, w_mh, w_hm, hs, cs, hms, ms, acts
         )

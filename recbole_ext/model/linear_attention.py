@@ -1,0 +1,134 @@
+"""LinRec's L2-normalised linear attention (Liu et al., SIGIR 2023) and the transformer layer that
+uses it in place of softmax attention.
+
+Per head, with ``Q, K, V`` of shape ``[L, d_h]``::
+
+    Q' = ELU(Q) / ||ELU(Q)||_2        (each row, i.e. each token, over the d_h features)
+    K' = ELU(K) / ||ELU(K)||_2        (each row of K; a column of the reference's K^T layout)
+    out = Q' (K'^T V) / sqrt(d_h)
+
+``K'^T V`` is ``[d_h, d_h]``, so time and memory are linear in ``L``; no ``[L, L]`` matrix is
+formed, and there is no softmax, no row normalisation and no mask unless a key mask is given.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+from recbole.model.layers import FeedForward
+from torch import nn
+
+
+def l2_linear_attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    key_mask: Optional[torch.Tensor] = None,
+    eps: float = 1e-12,
+) -> torch.Tensor:
+    """LinRec's attention ``Q' (K'^T V) / sqrt(d_h)`` (see the module docstring), linear in ``L``.
+
+    Args:
+        q, k, v: per-head queries, keys and values.
+        key_mask: optional boolean mask, ``True`` for the keys to keep; the others are zeroed
+            after normalisation, so they add nothing to ``K'^T V`` (the reference has no mask).
+        eps: floor of the L2 norms (the reference divides by the bare norm).
+
+    Returns:
+        The context of every query, per head.
+
+    Shape:
+        - q, k, v: ``[B, H, L, d_h]``
+        - key_mask: ``[B, L]``
+        - output: ``[B, H, L, d_h]``
+    """
+    q = F.elu(q)
+    k = F.elu(k)
+    q = q / torch.linalg.vector_norm(q, dim=-1, keepdim=True).clamp_min(eps)
+    k = k / torch.linalg.vector_norm(k, dim=-1, keepdim=True).clamp_min(eps)
+    if key_mask is not None:
+        k = k * key_mask[:, None, :, None].to(k.dtype)
+    kv = torch.matmul(k.transpose(-2, -1), v)  # [B, H, d_h, d_h]
+    return torch.matmul(q, kv) / math.sqrt(q.shape[-1])
+
+
+class LinRecAttention(nn.Module):
+    """Multi-head L2-normalised linear self-attention with RecBole's output block: projection,
+    dropout and a residual LayerNorm (the layout of RecBole's ``MultiHeadAttention``, whose
+    ``query``/``key``/``value``/``dense``/``LayerNorm`` names it keeps).
+
+    Args:
+        hidden_size: width ``d``; must be divisible by ``n_heads``.
+        n_heads: number of heads ``H`` (``d_h = d / H``).
+        hidden_dropout_prob: dropout after the output projection.
+        layer_norm_eps: epsilon of the LayerNorm.
+    """
+
+    def __init__(self, hidden_size: int, n_heads: int, hidden_dropout_prob: float, layer_norm_eps: float) -> None:
+        super().__init__()
+        if hidden_size % n_heads:
+            raise ValueError(f"hidden_size ({hidden_size}) is not a multiple of n_heads ({n_heads})")
+        self.n_heads = n_heads
+        self.head_size = hidden_size // n_heads
+        self.query = nn.Linear(hidden_size, hidden_size)
+        self.key = nn.Linear(hidden_size, hidden_size)
+        self.value = nn.Linear(hidden_size, hidden_size)
+        self.dense = nn.Linear(hidden_size, hidden_size)
+        self.out_dropout = nn.Dropout(hidden_dropout_prob)
+        self.LayerNorm = nn.LayerNorm(hidden_size, eps=layer_norm_eps)
+
+    def split_heads(self, x: torch.Tensor) -> torch.Tensor:
+        """Shape: ``[B, L, d] -> [B, H, L, d_h]``."""
+        b, l, _ = x.shape
+        return x.view(b, l, self.n_heads, self.head_size).transpose(1, 2)
+
+    def forward(self, x: torch.Tensor, key_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """Attend every position to every (kept) position.
+
+        Args:
+            x: the layer's input.
+            key_mask: optional boolean mask of the keys to keep (``True`` = real item).
+
+        Shape:
+            - x: ``[B, L, d]``
+            - key_mask: ``[B, L]``
+            - output: ``[B, L, d]``
+        """
+        b, l, d = x.shape
+        q, k, v = self.split_heads(self.query(x)), self.split_heads(self.key(x)), self.split_heads(self.value(x))
+        ctx = l2_linear_attention(q, k, v, key_mask).transpose(1, 2).reshape(b, l, d)
+        return self.LayerNorm(self.out_dropout(self.dense(ctx)) + x)
+
+
+class LinRecLayer(nn.Module):
+    """One transformer block: :class:`LinRecAttention`, then RecBole's point-wise ``FeedForward``
+    (``dense_1 -> act -> dense_2 -> dropout``, residual LayerNorm).
+
+    Args:
+        hidden_size: width ``d``.
+        n_heads: attention heads.
+        inner_size: width of the feed-forward layer.
+        hidden_dropout_prob: dropout after the attention projection and after the feed-forward.
+        hidden_act: feed-forward activation (``gelu``, ``relu``, ``swish``, ``tanh``, ``sigmoid``).
+        layer_norm_eps: epsilon of both LayerNorms.
+    """
+
+    def __init__(
+        self,
+        hidden_size: int,
+        n_heads: int,
+        inner_size: int,
+        hidden_dropout_prob: float,
+        hidden_act: str,
+        layer_norm_eps: float,
+    ) -> None:
+        super().__init__()
+        self.attention = LinRecAttention(hidden_size, n_heads, hidden_dropout_prob, layer_norm_eps)
+        self.feed_forward = FeedForward(hidden_size, inner_size, hidden_dropout_prob, hidden_act, layer_norm_eps)
+
+    def forward(self, x: torch.Tensor, key_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """Shape: ``x [B, L, d]``, ``key_mask [B, L]`` (optional) -> ``[B, L, d]``."""
+        return self.feed_forward(self.attention(x, key_mask))
