@@ -94,7 +94,8 @@ def elu_norm_linear_attention(
     key_mask: Optional[torch.Tensor] = None,
     eps: float = 1e-12,
 ) -> torch.Tensor:
-    """GLINT-RU's ELU-normalised linear attention ``Q' (K'^T V) / sqrt(d_h)``, linear in ``L``.
+    """GLINT-RU's ELU-normalised linear attention ``Q' (K'^T V) / sqrt(d_h)``, linear in ``L``
+    (LinRec's attention, which GLINT-RU adopts: also :data:`recbole_ext.model.linear_attention.l2_linear_attention`).
 
     ``Q' = ELU(Q) / ||ELU(Q)||_2`` and ``K' = ELU(K) / ||ELU(K)||_2``, each token normalised over
     the head dimension; no softmax. ``key_mask`` (``True`` = real token) removes padded keys from

@@ -13,46 +13,17 @@ formed, and there is no softmax, no row normalisation and no mask unless a key m
 
 from __future__ import annotations
 
-import math
 from typing import Optional
 
 import torch
-import torch.nn.functional as F
 from recbole.model.layers import FeedForward
 from torch import nn
 
+from recbole_ext.model.layers import elu_norm_linear_attention
 
-def l2_linear_attention(
-    q: torch.Tensor,
-    k: torch.Tensor,
-    v: torch.Tensor,
-    key_mask: Optional[torch.Tensor] = None,
-    eps: float = 1e-12,
-) -> torch.Tensor:
-    """LinRec's attention ``Q' (K'^T V) / sqrt(d_h)`` (see the module docstring), linear in ``L``.
-
-    Args:
-        q, k, v: per-head queries, keys and values.
-        key_mask: optional boolean mask, ``True`` for the keys to keep; the others are zeroed
-            after normalisation, so they add nothing to ``K'^T V`` (the reference has no mask).
-        eps: floor of the L2 norms (the reference divides by the bare norm).
-
-    Returns:
-        The context of every query, per head.
-
-    Shape:
-        - q, k, v: ``[B, H, L, d_h]``
-        - key_mask: ``[B, L]``
-        - output: ``[B, H, L, d_h]``
-    """
-    q = F.elu(q)
-    k = F.elu(k)
-    q = q / torch.linalg.vector_norm(q, dim=-1, keepdim=True).clamp_min(eps)
-    k = k / torch.linalg.vector_norm(k, dim=-1, keepdim=True).clamp_min(eps)
-    if key_mask is not None:
-        k = k * key_mask[:, None, :, None].to(k.dtype)
-    kv = torch.matmul(k.transpose(-2, -1), v)  # [B, H, d_h, d_h]
-    return torch.matmul(q, kv) / math.sqrt(q.shape[-1])
+#: LinRec's attention is the function GLINT-RU's attention expert took from it: ELU, the per-token
+#: L2 norm of Q and K, ``Q' (K'^T V) / sqrt(d_h)`` (one implementation for both models)
+l2_linear_attention = elu_norm_linear_attention
 
 
 class LinRecAttention(nn.Module):

@@ -61,6 +61,9 @@ try:
 except ImportError:  # the layer then uses torch's GRU
     triton = None
 
+if triton is not None:
+    from recbole_ext.model.triton_tiles import tanh, weight_block, weight_block_t
+
 #: the most bytes the three ``H x H`` recurrent blocks may take on chip (see the module docstring)
 WEIGHT_BYTES = 96 * 1024
 #: no software pipelining of the time loop (it would stage the weight blocks several times over)
@@ -116,22 +119,6 @@ def launch_config(hidden: int, dtype: torch.dtype) -> Tuple[int, int]:
 if triton is not None:
 
     @triton.jit
-    def _tanh(x):
-        return 2.0 * tl.sigmoid(2.0 * x) - 1.0
-
-    @triton.jit
-    def _wt(w, row0, H: tl.constexpr):
-        """Rows ``row0..row0+H`` of a ``[3H, H]`` weight, transposed: ``[k, j] = w[row0 + j, k]``."""
-        k = tl.arange(0, H)
-        return tl.load(w + (row0 + k[None, :]) * H + k[:, None])
-
-    @triton.jit
-    def _w(w, row0, H: tl.constexpr):
-        """Rows ``row0..row0+H`` of a ``[3H, H]`` weight."""
-        k = tl.arange(0, H)
-        return tl.load(w + (row0 + k[:, None]) * H + k[None, :])
-
-    @triton.jit
     def _mm(a, w, DOT: tl.constexpr, STATE: tl.constexpr, PRECISION: tl.constexpr):
         """``a @ w`` with ``a`` rounded to the weights' dtype first (``DOT`` is that dtype, or
         float32 where the interpreter cannot multiply it: bfloat16; exact, as bf16 products are)."""
@@ -152,7 +139,11 @@ if triton is not None:
         DOT: tl.constexpr, STATE: tl.constexpr, PRECISION: tl.constexpr,
     ):  # fmt: skip
         mask, off_h, off_s, off_g, off_a = _rows(B, L, H, BLOCK)
-        w_r, w_z, w_n = _wt(w_hh, 0, H), _wt(w_hh, H, H), _wt(w_hh, 2 * H, H)  # on chip for all steps
+        w_r, w_z, w_n = (
+            weight_block_t(w_hh, 0, H),
+            weight_block_t(w_hh, H, H),
+            weight_block_t(w_hh, 2 * H, H),
+        )  # on chip for all steps
         b_n = tl.load(b_hn + tl.arange(0, H)).to(STATE)[None, :]
         h = tl.load(h0 + off_h, mask=mask, other=0.0).to(STATE)
         for t in range(L):
@@ -162,7 +153,7 @@ if triton is not None:
             hn = _mm(h, w_n, DOT, STATE, PRECISION) + b_n
             r = tl.sigmoid(tl.load(g, mask=mask, other=0.0).to(STATE) + hr)
             z = tl.sigmoid(tl.load(g + H, mask=mask, other=0.0).to(STATE) + hz)
-            n = _tanh(tl.load(g + 2 * H, mask=mask, other=0.0).to(STATE) + r * hn)
+            n = tanh(tl.load(g + 2 * H, mask=mask, other=0.0).to(STATE) + r * hn)
             h = n + z * (h - n)
             tl.store(hs + off_s + t * H, h.to(hs.dtype.element_ty), mask=mask)
             if SAVE:
@@ -178,7 +169,11 @@ if triton is not None:
         DOT: tl.constexpr, STATE: tl.constexpr, PRECISION: tl.constexpr,
     ):  # fmt: skip
         mask, off_h, off_s, off_g, off_a = _rows(B, L, H, BLOCK)
-        w_r, w_z, w_n = _w(w_hh, 0, H), _w(w_hh, H, H), _w(w_hh, 2 * H, H)  # on chip for all steps
+        w_r, w_z, w_n = (
+            weight_block(w_hh, 0, H),
+            weight_block(w_hh, H, H),
+            weight_block(w_hh, 2 * H, H),
+        )  # on chip for all steps
         first = tl.load(h0 + off_h, mask=mask, other=0.0).to(STATE)
         dh = tl.zeros((BLOCK, H), dtype=STATE)
         for s in range(L):

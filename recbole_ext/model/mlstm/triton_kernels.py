@@ -28,6 +28,9 @@ try:
 except ImportError:  # the layer then uses the TorchScript recurrence
     triton = None
 
+if triton is not None:
+    from recbole_ext.model.triton_tiles import tanh, weight_block, weight_block_t
+
 BLOCK_B = 16
 #: no software pipelining of the time loop: with Triton's default of 3 stages the H x H weight
 #: blocks are staged several times over (at H = 128, 256 KB of shared memory, more than an H100
@@ -47,22 +50,6 @@ def applies(x: torch.Tensor, hidden: int) -> bool:
 
 
 if triton is not None:
-
-    @triton.jit
-    def _tanh(x):
-        return 2.0 * tl.sigmoid(2.0 * x) - 1.0
-
-    @triton.jit
-    def _wt(w, row0, H: tl.constexpr):
-        """The ``H x H`` block of rows ``row0..row0+H`` of a ``[*, H]`` weight, transposed."""
-        k = tl.arange(0, H)
-        return tl.load(w + (row0 + k[None, :]) * H + k[:, None])
-
-    @triton.jit
-    def _w(w, row0, H: tl.constexpr):
-        """The ``H x H`` block of rows ``row0..row0+H`` of a ``[*, H]`` weight."""
-        k = tl.arange(0, H)
-        return tl.load(w + (row0 + k[:, None]) * H + k[None, :])
 
     @triton.jit
     def _block(B, H: tl.constexpr, BLOCK: tl.constexpr):
@@ -88,16 +75,20 @@ if triton is not None:
         c = tl.load(c0 + off, mask=mask, other=0.0)
         bias = tl.load(b_hm + tl.arange(0, H))[None, :]
         for t in range(L):
-            hm = tl.dot(h, _wt(w_hm, 0, H), input_precision="ieee") + bias
+            hm = tl.dot(h, weight_block_t(w_hm, 0, H), input_precision="ieee") + bias
             m = tl.load(xm + t * B * H + off, mask=mask, other=0.0) * hm
             g0 = xg + t * B * 4 * H + goff
-            zi = tl.load(g0, mask=mask, other=0.0) + tl.dot(m, _wt(w_mh, 0, H), input_precision="ieee")
-            zf = tl.load(g0 + H, mask=mask, other=0.0) + tl.dot(m, _wt(w_mh, H, H), input_precision="ieee")
-            zg = tl.load(g0 + 2 * H, mask=mask, other=0.0) + tl.dot(m, _wt(w_mh, 2 * H, H), input_precision="ieee")
-            zo = tl.load(g0 + 3 * H, mask=mask, other=0.0) + tl.dot(m, _wt(w_mh, 3 * H, H), input_precision="ieee")
-            i, f, g, o = tl.sigmoid(zi), tl.sigmoid(zf), _tanh(zg), tl.sigmoid(zo)
+            zi = tl.load(g0, mask=mask, other=0.0) + tl.dot(m, weight_block_t(w_mh, 0, H), input_precision="ieee")
+            zf = tl.load(g0 + H, mask=mask, other=0.0) + tl.dot(m, weight_block_t(w_mh, H, H), input_precision="ieee")
+            zg = tl.load(g0 + 2 * H, mask=mask, other=0.0) + tl.dot(
+                m, weight_block_t(w_mh, 2 * H, H), input_precision="ieee"
+            )
+            zo = tl.load(g0 + 3 * H, mask=mask, other=0.0) + tl.dot(
+                m, weight_block_t(w_mh, 3 * H, H), input_precision="ieee"
+            )
+            i, f, g, o = tl.sigmoid(zi), tl.sigmoid(zf), tanh(zg), tl.sigmoid(zo)
             c = f * c + i * g
-            h = o * _tanh(c)
+            h = o * tanh(c)
             _store_gates(acts + t * B * 4 * H + goff, H, i, f, g, o, mask)
             tl.store(hms + t * B * H + off, hm, mask=mask)
             tl.store(ms + t * B * H + off, m, mask=mask)
@@ -136,7 +127,7 @@ if triton is not None:
             c_t = tl.load(cs + t * B * H + off, mask=mask, other=0.0)
             before = tl.load(cs + tl.maximum(t - 1, 0) * B * H + off, mask=mask, other=0.0)
             c_prev = tl.where(t > 0, before, tl.load(c0 + off, mask=mask, other=0.0))
-            tc = _tanh(c_t)
+            tc = tanh(c_t)
             dh = tl.load(grad_h + t * B * H + off, mask=mask, other=0.0) + dh
             dct = tl.load(grad_c + t * B * H + off, mask=mask, other=0.0) + dc + dh * o * (1.0 - tc * tc)
             dgi = dct * g * i * (1.0 - i)
@@ -144,13 +135,13 @@ if triton is not None:
             dgg = dct * i * (1.0 - g * g)
             dgo = dh * tc * o * (1.0 - o)
             _store_gates(d_gates + t * B * 4 * H + goff, H, dgi, dgf, dgg, dgo, mask)
-            dm = tl.dot(dgi, _w(w_mh, 0, H), input_precision="ieee")
-            dm += tl.dot(dgf, _w(w_mh, H, H), input_precision="ieee")
-            dm += tl.dot(dgg, _w(w_mh, 2 * H, H), input_precision="ieee")
-            dm += tl.dot(dgo, _w(w_mh, 3 * H, H), input_precision="ieee")
+            dm = tl.dot(dgi, weight_block(w_mh, 0, H), input_precision="ieee")
+            dm += tl.dot(dgf, weight_block(w_mh, H, H), input_precision="ieee")
+            dm += tl.dot(dgg, weight_block(w_mh, 2 * H, H), input_precision="ieee")
+            dm += tl.dot(dgo, weight_block(w_mh, 3 * H, H), input_precision="ieee")
             tl.store(d_m + t * B * H + off, dm, mask=mask)
             dmx = dm * tl.load(xm + t * B * H + off, mask=mask, other=0.0)
-            dh = tl.dot(dmx, _w(w_hm, 0, H), input_precision="ieee")
+            dh = tl.dot(dmx, weight_block(w_hm, 0, H), input_precision="ieee")
             dc = dct * f
         tl.store(d_h0 + off, dh, mask=mask)
         tl.store(d_c0 + off, dc, mask=mask)
