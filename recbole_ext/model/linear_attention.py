@@ -19,59 +19,34 @@ import torch
 from recbole.model.layers import FeedForward
 from torch import nn
 
-from recbole_ext.model.layers import elu_norm_linear_attention
+from recbole_ext.model.layers import EluNormLinearAttention, elu_norm_linear_attention
 
 #: LinRec's attention is the function GLINT-RU's attention expert took from it: ELU, the per-token
 #: L2 norm of Q and K, ``Q' (K'^T V) / sqrt(d_h)`` (one implementation for both models)
 l2_linear_attention = elu_norm_linear_attention
 
 
-class LinRecAttention(nn.Module):
+class LinRecAttention(EluNormLinearAttention):
     """Multi-head L2-normalised linear self-attention with RecBole's output block: projection,
     dropout and a residual LayerNorm (the layout of RecBole's ``MultiHeadAttention``, whose
-    ``query``/``key``/``value``/``dense``/``LayerNorm`` names it keeps).
+    ``query``/``key``/``value``/``dense``/``LayerNorm`` names it keeps): GLINT-RU's attention
+    expert, which took it from LinRec, with PyTorch's dropout after the projection as the
+    reference has it.
 
     Args:
         hidden_size: width ``d``; must be divisible by ``n_heads``.
         n_heads: number of heads ``H`` (``d_h = d / H``).
         hidden_dropout_prob: dropout after the output projection.
         layer_norm_eps: epsilon of the LayerNorm.
+
+    Shape:
+        - x: ``[B, L, d]``; key_mask: ``[B, L]`` (optional, ``True`` = real item)
+        - output: ``[B, L, d]``
     """
 
     def __init__(self, hidden_size: int, n_heads: int, hidden_dropout_prob: float, layer_norm_eps: float) -> None:
-        super().__init__()
-        if hidden_size % n_heads:
-            raise ValueError(f"hidden_size ({hidden_size}) is not a multiple of n_heads ({n_heads})")
-        self.n_heads = n_heads
-        self.head_size = hidden_size // n_heads
-        self.query = nn.Linear(hidden_size, hidden_size)
-        self.key = nn.Linear(hidden_size, hidden_size)
-        self.value = nn.Linear(hidden_size, hidden_size)
-        self.dense = nn.Linear(hidden_size, hidden_size)
+        super().__init__(hidden_size, n_heads, hidden_dropout_prob, layer_norm_eps)
         self.out_dropout = nn.Dropout(hidden_dropout_prob)
-        self.LayerNorm = nn.LayerNorm(hidden_size, eps=layer_norm_eps)
-
-    def split_heads(self, x: torch.Tensor) -> torch.Tensor:
-        """Shape: ``[B, L, d] -> [B, H, L, d_h]``."""
-        b, l, _ = x.shape
-        return x.view(b, l, self.n_heads, self.head_size).transpose(1, 2)
-
-    def forward(self, x: torch.Tensor, key_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
-        """Attend every position to every (kept) position.
-
-        Args:
-            x: the layer's input.
-            key_mask: optional boolean mask of the keys to keep (``True`` = real item).
-
-        Shape:
-            - x: ``[B, L, d]``
-            - key_mask: ``[B, L]``
-            - output: ``[B, L, d]``
-        """
-        b, l, d = x.shape
-        q, k, v = self.split_heads(self.query(x)), self.split_heads(self.key(x)), self.split_heads(self.value(x))
-        ctx = l2_linear_attention(q, k, v, key_mask).transpose(1, 2).reshape(b, l, d)
-        return self.LayerNorm(self.out_dropout(self.dense(ctx)) + x)
 
 
 class LinRecLayer(nn.Module):
