@@ -121,3 +121,48 @@ def build(model: str, dataset: str, data_path: str, trainer: bool = False, **key
     if trainer:
         built.trainer = run.build_trainer(net)
     return built
+
+
+#: a sequential data set read as the sequential models' tests read it: leave-one-out by time,
+#: full ranking
+SEQ_DATA = {
+    "load_col": {"inter": ["user_id", "item_id", "timestamp"]},
+    "eval_args": {"split": {"LS": "valid_and_test"}, "order": "TO", "mode": "full", "group_by": "user"},
+}
+
+
+def slice_config_and_data(model: str, data_path: str):
+    """``(config, dataset)`` of ``model`` on ``ml-slice`` under :data:`SEQ_DATA` (a module
+    fixture's value: build models from it with :func:`model_on_slice`)."""
+    from recbole_ext.pipeline import Run
+
+    run = Run.resolve(model, "ml-slice", config_dict=dict(SEQ_DATA, data_path=data_path, state="WARNING"))
+    return run.config, run.load_dataset()
+
+
+def model_on_slice(slice_data, model: str, **keys):
+    """A freshly initialised ``model`` (seed 0) on the data of :func:`slice_config_and_data`,
+    with ``keys`` set in the config for this build only (the defaults are put back)."""
+    from recbole.utils import init_seed
+
+    from recbole_ext.registry import get_model
+
+    config, dataset = slice_data
+    saved = {k: config[k] for k in keys}
+    for k, v in keys.items():
+        config[k] = v
+    init_seed(0, True)
+    try:
+        return get_model(model)(config, dataset)
+    finally:
+        for k, v in saved.items():
+            config[k] = v
+
+
+def scramble_after_last(seq: torch.Tensor, lengths: torch.Tensor, n_items: int, seed: int = 5) -> torch.Tensor:
+    """``seq`` with every position after each row's last real item replaced by a random item."""
+    g = torch.Generator().manual_seed(seed)
+    out = seq.clone()
+    for i, n in enumerate(lengths.tolist()):
+        out[i, n:] = torch.randint(1, n_items, (seq.shape[1] - n,), generator=g)
+    return out

@@ -8,35 +8,19 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-from recbole.utils import init_seed
 
 from recbole_ext.model.layers import EluNormLinearAttention, TimeConv1d, elu_norm_linear_attention
-from recbole_ext.pipeline import Run
-from recbole_ext.registry import get_model
 
-SEQ_DATA = {
-    "load_col": {"inter": ["user_id", "item_id", "timestamp"]},
-    "eval_args": {"split": {"LS": "valid_and_test"}, "order": "TO", "mode": "full", "group_by": "user"},
-}
+from conftest import SEQ_DATA, model_on_slice, scramble_after_last, slice_config_and_data
 
 
 @pytest.fixture(scope="module")
 def slice_data(ml100k_slice):
-    run = Run.resolve("GLINTRU", "ml-slice", config_dict=dict(SEQ_DATA, data_path=ml100k_slice, state="WARNING"))
-    return run.config, run.load_dataset()
+    return slice_config_and_data("GLINTRU", ml100k_slice)
 
 
 def make_model(slice_data, **keys):
-    config, dataset = slice_data
-    saved = {k: config[k] for k in keys}
-    for k, v in keys.items():
-        config[k] = v
-    init_seed(0, True)
-    try:
-        return get_model("GLINTRU")(config, dataset)
-    finally:
-        for k, v in saved.items():  # the YAML defaults again for the next test
-            config[k] = v
+    return model_on_slice(slice_data, "GLINTRU", **keys)
 
 
 def random_batch(n_items: int, batch: int = 6, length: int = 12, seed: int = 0):
@@ -154,12 +138,6 @@ def test_default_forward_equals_reference_formula(slice_data):
 
 
 # ------------------------------------------------------------------ causal switch
-def scramble_after_last(seq, lengths, n_items, seed=5):
-    g = torch.Generator().manual_seed(seed)
-    out = seq.clone()
-    for i, n in enumerate(lengths.tolist()):
-        out[i, n:] = torch.randint(1, n_items, (seq.shape[1] - n,), generator=g)
-    return out
 
 
 def test_causal_switch_does_not_leak(slice_data):

@@ -9,41 +9,24 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-from recbole.utils import init_seed
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from recbole_ext.config import Config
 from recbole_ext.errors import ConfigError
 from recbole_ext.model.linear_attention import LinRecAttention, l2_linear_attention
-from recbole_ext.pipeline import Run
-from recbole_ext.registry import get_model
 
-from conftest import build
+from conftest import SEQ_DATA, build, model_on_slice, scramble_after_last, slice_config_and_data
 
-SEQ_DATA = {
-    "load_col": {"inter": ["user_id", "item_id", "timestamp"]},
-    "eval_args": {"split": {"LS": "valid_and_test"}, "order": "TO", "mode": "full", "group_by": "user"},
-}
 SMALL = dict(hidden_size=16, n_heads=2, inner_size=24)
 
 
 @pytest.fixture(scope="module")
 def slice_data(ml100k_slice):
-    run = Run.resolve("LinRec", "ml-slice", config_dict=dict(SEQ_DATA, data_path=ml100k_slice, state="WARNING"))
-    return run.config, run.load_dataset()
+    return slice_config_and_data("LinRec", ml100k_slice)
 
 
 def make_model(slice_data, name="LinRec", **keys):
-    config, dataset = slice_data
-    saved = {k: config[k] for k in keys}
-    for k, v in keys.items():
-        config[k] = v
-    init_seed(0, True)
-    try:
-        return get_model(name)(config, dataset)
-    finally:
-        for k, v in saved.items():  # the YAML defaults again for the next test
-            config[k] = v
+    return model_on_slice(slice_data, name, **keys)
 
 
 def padded_batch(n_items: int, length: int = 8, seed: int = 0):
@@ -147,17 +130,9 @@ def test_loss_through_the_pipeline(ml100k_slice):
 
 
 # ------------------------------------------------------------------ padding
-def scramble_padding(seq, lengths, n_items, seed=5):
-    g = torch.Generator().manual_seed(seed)
-    out = seq.clone()
-    for i, n in enumerate(lengths.tolist()):
-        out[i, n:] = torch.randint(1, n_items, (seq.shape[1] - n,), generator=g)
-    return out
-
-
 def test_padding_in_both_modes(slice_data):
     seq, lengths = padded_batch(200, length=10)
-    scrambled = scramble_padding(seq, lengths, 200)
+    scrambled = scramble_after_last(seq, lengths, 200)
     longer = torch.cat([seq, torch.zeros(10, 6, dtype=seq.dtype)], 1)
     earlier = seq.clone()
     earlier[:, 0] = earlier[:, 0] % 150 + 1
