@@ -10,12 +10,14 @@ import http.server
 import io
 import json
 import os
+import pathlib
 import subprocess
 import sys
 import threading
 import zipfile
 
 import pytest
+from test_convert import AMAZON_ITEM, AMAZON_META, read, write_amazon
 
 from recbole_ext.data.convert import convert
 from recbole_ext.data.fetch import fetch_dataset
@@ -324,3 +326,95 @@ def test_a_file_url_is_copied_and_a_missing_one_is_one_line(tmp_path):
     with pytest.raises(DataFetchError, match="no file at") as err:
         fetch_dataset("ml-tiny", str(tmp_path / "other"), missing, retries=0)
     assert "\n" not in str(err.value)
+
+
+# ---------------------------------------------------------------- Amazon reviews + metadata
+def amazon_sources(tmp_path, reviews: str, meta: str = None, name: str = "amazon.yaml") -> str:
+    """A user registry file with one Amazon entry (2-core) at the file:// URLs of ``reviews`` and
+    ``meta`` (no ``meta_url`` without it)."""
+    path = tmp_path / name
+    meta_key = f"  meta_url: {pathlib.Path(meta).as_uri()}\n  meta_hash: ~\n" if meta else ""
+    path.write_text(
+        f"az:\n  url: {pathlib.Path(reviews).as_uri()}\n  hash: ~\n{meta_key}"
+        "  format: amazon-reviews\n  k_core: 2\n  terms: test data\n"
+    )
+    return str(path)
+
+
+def test_amazon_fetch_joins_the_metadata_into_the_item_file(tmp_path, capfd):
+    reviews, meta = write_amazon(str(tmp_path / "publisher"))
+    capfd.readouterr()
+    folder = fetch_dataset("az", str(tmp_path / "data"), amazon_sources(tmp_path, reviews, meta), retries=0)
+    assert read(os.path.join(folder, "az.item")) == AMAZON_ITEM  # i5 (outside the 2-core) and zz dropped
+    assert len(read(os.path.join(folder, "az.inter"))) == 8
+    recorded = json.loads((tmp_path / "data" / "az" / "az.meta.json").read_text())
+    assert recorded["counts"] == {"interactions": 7, "items_with_features": 3}
+    assert recorded["meta_url"] == pathlib.Path(meta).as_uri() and len(recorded["meta_sha256"]) == 64
+    assert sorted(recorded["atomic_files_sha256"]) == ["az.inter", "az.item"]
+    err = capfd.readouterr().err.strip().splitlines()
+    assert len(err) == 2 and "reviews_Tiny_5" in err[0] and "meta_Tiny" in err[1], err
+    assert sorted(os.listdir(tmp_path / "data" / ".downloads")) == ["meta_Tiny.json.gz", "reviews_Tiny_5.json.gz"]
+
+
+def test_a_malformed_metadata_line_fails_the_fetch_in_one_line(tmp_path):
+    reviews, meta = write_amazon(str(tmp_path / "publisher"), meta_lines=[AMAZON_META[0], "{'asin': 'i1', 'tit"])
+    data = tmp_path / "data"
+    with pytest.raises(DataFetchError) as err:
+        fetch_dataset("az", str(data), amazon_sources(tmp_path, reviews, meta), retries=0)
+    message = str(err.value)
+    assert message.startswith(pathlib.Path(meta).as_uri() + ": cannot convert the downloaded file: ")
+    assert "meta_Tiny.json.gz, line 2: not a metadata record" in message and "\n" not in message
+    assert not data.exists()  # both downloads went with it
+
+
+def test_a_later_fetch_adds_the_item_file_to_a_data_set_fetched_without_it(tmp_path):
+    """A source without meta_url converts as before (no .item, no meta keys); once it has one,
+    ``data fetch`` joins the products to the .inter on disk, which stays as it was. A copy placed
+    by hand (no metadata of ours) is left alone."""
+    reviews, meta = write_amazon(str(tmp_path / "publisher"))
+    data = str(tmp_path / "data")
+    folder = fetch_dataset("az", data, amazon_sources(tmp_path, reviews, name="old.yaml"), retries=0)
+    assert sorted(os.listdir(folder)) == ["az.inter", "az.meta.json"]
+    assert not any(k.startswith("meta_") for k in json.loads(open(os.path.join(folder, "az.meta.json")).read()))
+    inter = open(os.path.join(folder, "az.inter")).read()
+    fetch_dataset("az", data, amazon_sources(tmp_path, reviews, meta), retries=0)
+    assert (
+        read(os.path.join(folder, "az.item")) == AMAZON_ITEM and open(os.path.join(folder, "az.inter")).read() == inter
+    )
+    recorded = json.loads(open(os.path.join(folder, "az.meta.json")).read())
+    assert recorded["counts"] == {"interactions": 7, "items_with_features": 3} and "meta_sha256" in recorded
+    assert sorted(recorded["atomic_files_sha256"]) == ["az.inter", "az.item"]
+    by_hand = tmp_path / "hand" / "az"
+    by_hand.mkdir(parents=True)
+    (by_hand / "az.inter").write_text("user_id:token\titem_id:token\ttimestamp:float\n1\t2\t3\n")
+    fetch_dataset("az", str(tmp_path / "hand"), amazon_sources(tmp_path, reviews, meta), retries=0)
+    assert sorted(os.listdir(tmp_path / "hand")) == ["az"] and os.listdir(by_hand) == ["az.inter"]
+
+
+def test_meta_url_is_for_amazon_reviews_only(tmp_path):
+    from recbole_ext.data.sources import registry
+    from recbole_ext.errors import ConfigError
+
+    path = tmp_path / "bad.yaml"
+    path.write_text("x:\n  url: http://h/x.zip\n  hash: ~\n  format: movielens-1m\n  meta_url: http://h/m.gz\n")
+    with pytest.raises(ConfigError, match="meta_url is read by format amazon-reviews only"):
+        registry(str(path))
+
+
+def test_stats_held_out_items_ties_and_popularity(tmp_path):
+    """``data stats``' held-out figures: the test item is each user's last by time, equal times
+    keep file order (and count as tied), popularity is interactions in the file."""
+    from recbole_ext.data.stats import dataset_stats
+
+    folder = tmp_path / "toy"
+    folder.mkdir()
+    rows = ["a\tx\t1", "a\tz\t2", "a\ty\t2", "b\tx\t5", "b\ty\t3", "c\tx\t1"]
+    (folder / "toy.inter").write_text("user_id:token\titem_id:token\ttimestamp:float\n" + "\n".join(rows) + "\n")
+    held = dataset_stats(str(folder), "toy")["held_out"]
+    # test items: a -> y (tied with z, file order), b -> x (time 5), c -> x
+    assert held["test_time_tied_share"] == round(1 / 3, 4)
+    assert held["test_item_popularity_mean"] == round((2 + 3 + 3) / 3, 2)
+    assert held["valid_item_popularity_mean"] == round((1 + 2) / 2, 2)  # a -> z, b -> y
+    import hashlib
+
+    assert held["test_pairs_sha256"] == hashlib.sha256(b"a\ty\nb\tx\nc\tx").hexdigest()

@@ -10,7 +10,9 @@ Formats (:data:`FORMATS`; the readers are in :mod:`recbole_ext.data.readers`):
 - ``movielens-100k``, ``movielens-1m``, ``movielens-10m``, ``movielens-20m``: GroupLens's zip
   (or its unpacked folder), with users and items where the archive has them;
 - ``amazon-reviews``: a 2014 Amazon review file (JSON lines, gzipped), kept as a k-core
-  (``k_core``, default 5).
+  (``k_core``, default 5); with the category's metadata file (``meta=PATH``, or a folder input
+  holding the review file and one ``meta_*.json.gz``), an ``.item`` file of the k-core's products
+  too (:mod:`recbole_ext.data.amazon_meta`).
 
 Every table is written to a temporary folder beside the output and moved into
 ``<out>/<name>/`` only when all of them are whole, so a failed conversion leaves nothing behind:
@@ -55,8 +57,8 @@ FORMATS: Dict[str, Format] = {
     "movielens-10m": Format(lambda src, **o: readers.read_movielens_dat(src, users=False), "GroupLens's ml-10m.zip"),
     "movielens-20m": Format(lambda src, **o: readers.read_movielens_20m(src), "GroupLens's ml-20m.zip"),
     "amazon-reviews": Format(
-        lambda src, k_core=5, **o: readers.read_amazon(src, int(k_core)),
-        "a 2014 Amazon review file (reviews_*.json.gz)",
+        lambda src, k_core=5, meta=None, **o: readers.read_amazon(src, int(k_core), meta),
+        "a 2014 Amazon review file (reviews_*.json.gz), or a folder of it and its meta_*.json.gz",
     ),
 }
 
@@ -114,7 +116,8 @@ def convert(fmt: str, src: str, name: str, out_dir: str = "datasets", force: boo
         name: the data set's name (folder and file stem).
         out_dir: the data root the folder goes in.
         force: replace the files of an existing output.
-        options: passed to the reader (``k_core`` for ``amazon-reviews``).
+        options: passed to the reader (``k_core`` and ``meta``, the metadata file, for
+            ``amazon-reviews``).
 
     Raises:
         UserError: unknown format, missing input, bad name or output (:func:`check_output`).

@@ -6,22 +6,27 @@ temporary file and moves it into ``<data root>/.downloads/`` only once the check
 The file is converted by :func:`recbole_ext.data.convert.convert` (the code of ``recbole-ext
 convert``: unpacked and written in a temporary folder, moved to ``<data root>/<name>/`` when
 whole), then ``<name>.meta.json`` records the source URL, checksums, converter version and
-counts. :func:`find_or_fetch` is the rule a run follows: the data set on disk, else fetched
-when it is in the registry and ``download`` is not ``never``. Any failure (network, HTTP
+counts. A source with ``meta_url`` (the Amazon sets: the products' metadata) has that file
+downloaded and checked the same way and joined into ``<name>.item``; a data set this fetcher
+converted before, without it, gets it from the next :func:`fetch_dataset` (``recbole-ext data
+fetch NAME``; :func:`add_items`). :func:`find_or_fetch` is the rule a run follows: the data set
+on disk, else fetched when it is in the registry and ``download`` is not ``never``. Any failure (network, HTTP
 status, checksum, format, disk) is one :class:`~recbole_ext.errors.DataFetchError` line naming
 the URL and how to place the file by hand; the data folder is left as it was.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import hashlib
 import json
 import os
 import sys
-from typing import Dict, Optional
+from typing import Dict, Iterator, List, Optional
 
-from recbole_ext.data.convert import convert
+from recbole_ext.data.amazon_meta import ITEM_HEADER, Row, read_amazon_meta
+from recbole_ext.data.convert import convert, write_table
 from recbole_ext.data.download import download
 from recbole_ext.data.locate import locate_dataset
 from recbole_ext.data.sources import Source, registry
@@ -35,9 +40,11 @@ DOWNLOADS = ".downloads"
 
 def fetch_dataset(name: str, root: str, sources: Optional[str] = None, retries: int = 2, progress: bool = False) -> str:
     """Fetch, verify and convert the registry data set ``name`` into ``root/name``; returns that
-    folder. Does nothing but return it when ``root/name/name.inter`` exists."""
+    folder. When ``root/name/name.inter`` exists, it is only returned, after adding the ``.item``
+    file of a source with ``meta_url`` to a copy this fetcher made without it (:func:`add_items`)."""
     target = os.path.join(root, name)
     if os.path.isfile(os.path.join(target, f"{name}.inter")):
+        add_items(name, root, sources, retries, progress)
         return target
     source = registry(sources).get(name)
     if source is None or not source.fetchable:
@@ -46,31 +53,46 @@ def fetch_dataset(name: str, root: str, sources: Optional[str] = None, retries: 
     problem = folder_problem(root)
     if problem:
         raise DataFetchError(f"data set '{name}' cannot be fetched: {problem}")
-    made = [d for d in (root, os.path.join(root, DOWNLOADS)) if not os.path.isdir(d)]
-    cached = os.path.join(root, DOWNLOADS, os.path.basename(source.url))
-    had = os.path.isfile(cached)
-    try:
-        os.makedirs(root, exist_ok=True)
+    urls = [source.url] + ([source.meta_url] if source.meta_url else [])
+    with _undone_on_failure(root, urls):
         raw_file = download(source.url, source.hash, os.path.join(root, DOWNLOADS), retries, progress)
-        _write_meta(target, source, raw_file, _convert(source, raw_file, root))
-    except BaseException:
-        if not had and os.path.isfile(cached):
-            os.unlink(cached)  # what this call fetched goes with it
-        for d in reversed(made):  # leave the data folder as it was
-            if os.path.isdir(d) and not os.listdir(d):
-                os.rmdir(d)
-        raise
+        meta_file = None
+        if source.meta_url:
+            meta_file = download(source.meta_url, source.meta_hash, os.path.join(root, DOWNLOADS), retries, progress)
+        _write_meta(target, source, raw_file, meta_file, _convert(source, raw_file, meta_file, root))
     if not progress:  # one line a file where no progress bar shows
-        size = os.path.getsize(raw_file) / 2**20
-        print(f"recbole_ext: fetched {source.url} ({size:.1f} MB) into {target}", file=sys.stderr)
+        for url, path in zip(urls, (raw_file, meta_file)):
+            size = os.path.getsize(path) / 2**20
+            print(f"recbole_ext: fetched {url} ({size:.1f} MB) into {target}", file=sys.stderr)
     return target
 
 
-def _convert(source: Source, raw_file: str, root: str) -> Dict[str, int]:
+@contextlib.contextmanager
+def _undone_on_failure(root: str, urls: List[str]) -> Iterator[None]:
+    """On any exception, remove the downloads of ``urls`` this call made and the folders it made
+    (``root``, its ``.downloads``) when they are empty: the data folder is left as it was."""
+    made = [d for d in (root, os.path.join(root, DOWNLOADS)) if not os.path.isdir(d)]
+    cached = [os.path.join(root, DOWNLOADS, os.path.basename(u)) for u in urls]
+    fresh = [c for c in cached if not os.path.isfile(c)]
     try:
-        return convert(source.format, raw_file, source.name, root, k_core=source.k_core).counts
+        os.makedirs(root, exist_ok=True)
+        yield
+    except BaseException:
+        for path in fresh:  # what this call fetched goes with it
+            if os.path.isfile(path):
+                os.unlink(path)
+        for d in reversed(made):
+            if os.path.isdir(d) and not os.listdir(d):
+                os.rmdir(d)
+        raise
+
+
+def _convert(source: Source, raw_file: str, meta_file: Optional[str], root: str) -> Dict[str, int]:
+    try:
+        return convert(source.format, raw_file, source.name, root, k_core=source.k_core, meta=meta_file).counts
     except UserError as e:  # malformed or unknown format, unpacking: the download is not what it should be
-        raise DataFetchError(f"{source.url}: cannot convert the downloaded file: {e}") from None
+        url = source.meta_url if meta_file and str(e).startswith(meta_file) else source.url
+        raise DataFetchError(f"{url}: cannot convert the downloaded file: {e}") from None
     except OSError as e:
         raise DataFetchError(f"cannot write the converted data set into {root}: {e.strerror or e}") from None
 
@@ -83,23 +105,109 @@ def file_sha256(path: str) -> str:
     return digest.hexdigest()
 
 
-def _write_meta(out: str, source: Source, raw_file: str, counts: Dict[str, int]) -> None:
+def atomic_files_sha256(out: str) -> Dict[str, str]:
+    """The sha256 of every file of the data-set folder ``out`` but its metadata."""
+    return {f: file_sha256(os.path.join(out, f)) for f in sorted(os.listdir(out)) if not f.endswith(".meta.json")}
+
+
+def _meta_keys(source: Source, meta_file: Optional[str]) -> Dict[str, Optional[str]]:
+    """What the metadata records of the products' file (nothing for a source without one)."""
+    if not meta_file:
+        return {}
+    return {"meta_url": source.meta_url, "meta_published_hash": source.meta_hash, "meta_sha256": file_sha256(meta_file)}
+
+
+def _write_meta(out: str, source: Source, raw_file: str, meta_file: Optional[str], counts: Dict[str, int]) -> None:
     meta = {
         "name": source.name,
         "url": source.url,
         "published_hash": source.hash,
         "sha256": file_sha256(raw_file),
+        **_meta_keys(source, meta_file),
         "format": source.format,
         "converter_version": CONVERTER_VERSION,
         "k_core": source.k_core if source.format == "amazon-reviews" else None,
         "counts": counts,
-        "atomic_files_sha256": {
-            f: file_sha256(os.path.join(out, f)) for f in sorted(os.listdir(out)) if not f.endswith(".meta.json")
-        },
+        "atomic_files_sha256": atomic_files_sha256(out),
         "fetched_at": datetime.datetime.now().isoformat(timespec="seconds"),
         "terms": source.terms,
     }
     atomic_write_text(os.path.join(out, f"{source.name}.meta.json"), json.dumps(meta, indent=1))
+
+
+def add_items(
+    name: str, root: str, sources: Optional[str] = None, retries: int = 2, progress: bool = False
+) -> Optional[str]:
+    """Give the data set ``root/name``, converted by this fetcher before its source had a
+    ``meta_url``, its ``.item`` file: the products' file is downloaded and joined to the
+    ``.inter`` file on disk (left as it is, so splits and results do not move), and the metadata
+    records it. Nothing is done where the ``.item`` file exists, the source has no ``meta_url``,
+    or the folder's ``name.meta.json`` does not say it was fetched from the source's ``url`` (a
+    copy placed by hand: its item ids need not be the publisher's).
+
+    Returns:
+        The ``.item`` file written, or ``None``.
+
+    Raises:
+        DataFetchError: the download, its check or the join failed (nothing is left of it).
+    """
+    target = os.path.join(root, name)
+    item_file = os.path.join(target, f"{name}.item")
+    meta_json = os.path.join(target, f"{name}.meta.json")
+    if os.path.exists(item_file) or not os.path.isfile(meta_json):
+        return None
+    source = registry(sources).get(name)
+    recorded = _recorded(meta_json)
+    if source is None or not source.meta_url or recorded.get("url") != source.url:
+        return None
+    with _undone_on_failure(root, [source.meta_url]):
+        meta_file = download(source.meta_url, source.meta_hash, os.path.join(root, DOWNLOADS), retries, progress)
+        rows = _join_items(source, meta_file, os.path.join(target, f"{name}.inter"))
+        try:
+            written = write_table(item_file, ITEM_HEADER, rows)
+            recorded["counts"] = dict(recorded.get("counts") or {}, items_with_features=written)
+            recorded.update(_meta_keys(source, meta_file), atomic_files_sha256=atomic_files_sha256(target))
+            atomic_write_text(meta_json, json.dumps(recorded, indent=1))
+        except BaseException as e:
+            if os.path.isfile(item_file):
+                os.unlink(item_file)
+            if isinstance(e, OSError):
+                raise DataFetchError(f"cannot write {item_file}: {e.strerror or e}") from None
+            raise
+    if not progress:
+        size = os.path.getsize(meta_file) / 2**20
+        print(f"recbole_ext: fetched {source.meta_url} ({size:.1f} MB) into {target}", file=sys.stderr)
+    return item_file
+
+
+def _recorded(meta_json: str) -> dict:
+    """The metadata of a fetched data set; empty when it does not read as a JSON object."""
+    try:
+        with open(meta_json, encoding="utf-8") as f:
+            recorded = json.load(f)
+    except (OSError, ValueError):
+        return {}
+    return recorded if isinstance(recorded, dict) else {}
+
+
+def _join_items(source: Source, meta_file: str, inter: str) -> List[Row]:
+    """The ``.item`` rows of the products of the ``.inter`` file ``inter``.
+
+    Raises:
+        DataFetchError: the ``.inter`` file has no ``item_id`` column, or the products' file is
+            malformed.
+    """
+    with open(inter, encoding="utf-8") as f:
+        header = [h.split(":")[0] for h in f.readline().rstrip("\r\n").split("\t")]
+        if "item_id" not in header:
+            raise DataFetchError(f"{inter}: no item_id column to join the products of {source.meta_url} to")
+        col = header.index("item_id")
+        rows = (line.rstrip("\r\n").split("\t") for line in f)
+        items = list(dict.fromkeys(parts[col] for parts in rows if len(parts) > col and parts[col]))
+    try:
+        return read_amazon_meta(meta_file, items)
+    except UserError as e:
+        raise DataFetchError(f"{source.meta_url}: cannot convert the downloaded file: {e}") from None
 
 
 def find_or_fetch(

@@ -23,6 +23,7 @@ import re
 from collections import Counter
 from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
+from recbole_ext.data import amazon_meta
 from recbole_ext.errors import DataFormatError
 from recbole_ext.fileio import line_of_bad_byte
 
@@ -262,16 +263,21 @@ def k_core(rows: List[Tuple], k: int) -> List[Tuple]:
     return rows
 
 
-def read_amazon(src: str, k_core_size: int = 5) -> Tables:
-    """An Amazon review file (or the one file in the folder ``src``): a ``k_core_size``-core,
+def read_amazon(src: str, k_core_size: int = 5, meta: Optional[str] = None) -> Tables:
+    """An Amazon review file (or the review file of the folder ``src``): a ``k_core_size``-core,
     then each user's reviews in time order (a stable sort: reviews of the same second keep the
-    file's order), users in order of first appearance; the timestamp column holds the review time."""
-    path = (
-        src
-        if os.path.isfile(src)
-        else os.path.join(src, sorted(f for f in os.listdir(src) if not f.startswith("."))[0])
-    )
+    file's order), users in order of first appearance; the timestamp column holds the review time.
+
+    With a metadata file (``meta``, or the ``meta*`` file of the folder ``src``), the ``item``
+    table too: every item of the k-core with its title, categories, brand and price
+    (:mod:`recbole_ext.data.amazon_meta`)."""
+    path, meta = amazon_meta.amazon_inputs(src, meta)
     by_user: Dict[str, List[Tuple]] = {}
     for r in k_core(read_amazon_reviews(path), k_core_size):
         by_user.setdefault(r[0], []).append(r)
-    return {"inter": (INTER_HEADER, [r for rows in by_user.values() for r in sorted(rows, key=lambda r: r[3])])}
+    inter = [r for rows in by_user.values() for r in sorted(rows, key=lambda r: r[3])]
+    tables: Tables = {"inter": (INTER_HEADER, inter)}
+    if meta:
+        items = list(dict.fromkeys(r[1] for r in inter))
+        tables["item"] = (amazon_meta.ITEM_HEADER, amazon_meta.read_amazon_meta(meta, items))
+    return tables

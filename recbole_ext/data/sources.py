@@ -30,6 +30,9 @@ class Source:
     format: Optional[str]
     terms: str = ""
     k_core: int = 5
+    #: the products' metadata file, joined into the ``.item`` file (``amazon-reviews`` only)
+    meta_url: Optional[str] = None
+    meta_hash: Optional[str] = None
 
     @property
     def fetchable(self) -> bool:
@@ -67,4 +70,19 @@ def registry(user_file: Optional[str] = None) -> Dict[str, Source]:
         if unknown:
             raise ConfigError(f"data source '{name}': unknown keys {sorted(unknown)} (known: {sorted(fields)})")
         out[name] = Source(name=name, **entry)
+        _check_meta(out[name])
     return out
+
+
+def _check_meta(source: Source) -> None:
+    """A metadata file only where the format reads one, and a hash only with its file.
+
+    Raises:
+        ConfigError: ``meta_url`` with another format, or ``meta_hash`` without ``meta_url``.
+    """
+    if source.meta_url and source.format != "amazon-reviews":
+        raise ConfigError(
+            f"data source '{source.name}': meta_url is read by format amazon-reviews only, not {source.format}"
+        )
+    if source.meta_hash and not source.meta_url:
+        raise ConfigError(f"data source '{source.name}': meta_hash without meta_url")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 from typing import Dict
 
@@ -12,23 +13,60 @@ from recbole_ext.errors import DataFormatError
 
 
 def dataset_stats(folder: str, name: str) -> Dict[str, object]:
-    """Users, items, interactions, mean and longest user sequence, sparsity, and the sha256 of
-    every atomic file of ``folder/name.*``."""
+    """Users, items, interactions, mean and longest user sequence, sparsity, the held-out items
+    of a leave-one-out split by time (:func:`held_out_stats`, when there is a timestamp column),
+    and the sha256 of every atomic file of ``folder/name.*``."""
     path = os.path.join(folder, f"{name}.inter")
     header = pd.read_csv(path, sep="\t", nrows=0).columns
     cols = {c.split(":")[0]: c for c in header}
     if "user_id" not in cols or "item_id" not in cols:
         raise DataFormatError(f"{path}: needs user_id and item_id columns, has {list(cols)}")
-    inter = pd.read_csv(path, sep="\t", usecols=[cols["user_id"], cols["item_id"]], dtype=str)
-    per_user = inter.groupby(cols["user_id"]).size()
-    users, items, n = len(per_user), int(inter[cols["item_id"]].nunique()), len(inter)
+    wanted = [cols[c] for c in ("user_id", "item_id", "timestamp") if c in cols]
+    inter = pd.read_csv(path, sep="\t", usecols=wanted, dtype=str)
+    inter.columns = [c.split(":")[0] for c in inter.columns]
+    per_user = inter.groupby("user_id").size()
+    users, items, n = len(per_user), int(inter["item_id"].nunique()), len(inter)
     files = sorted(f for f in os.listdir(folder) if f.startswith(name + ".") and not f.endswith(".json"))
-    return {
+    figures: Dict[str, object] = {
         "users": users,
         "items": items,
         "interactions": n,
         "mean_sequence_length": round(n / max(users, 1), 2),
         "max_sequence_length": int(per_user.max() if users else 0),
         "sparsity": round(1 - n / max(users * items, 1), 6),
-        "sha256": {f: file_sha256(os.path.join(folder, f)) for f in files},
+    }
+    if "timestamp" in inter.columns and users:
+        figures["held_out"] = held_out_stats(inter)
+    figures["sha256"] = {f: file_sha256(os.path.join(folder, f)) for f in files}
+    return figures
+
+
+def held_out_stats(inter: pd.DataFrame) -> Dict[str, object]:
+    """The test and validation items of a leave-one-out split in time order (each user's last
+    and second-to-last interaction; equal times keep file order, as RecBole's stable sort does):
+    how often equal times decide them, their popularity (interactions in the file, which the
+    ``pop100`` negatives follow), and a hash of the ``(user, test item)`` pairs. Two copies of a
+    data set with the same ids hold out the same items exactly when the hashes agree; with other
+    ids, the tie shares and popularity figures still compare.
+
+    Args:
+        inter: ``user_id``, ``item_id`` and ``timestamp`` columns (strings), in file order.
+    """
+    frame = inter.assign(_t=pd.to_numeric(inter["timestamp"], errors="coerce"), _row=range(len(inter)))
+    frame = frame.sort_values(["user_id", "_t", "_row"], kind="stable")
+    popularity = frame["item_id"].map(frame["item_id"].value_counts())
+    rank = frame.groupby("user_id").cumcount(ascending=False)  # 0: the last interaction
+    last, second = frame[rank == 0], frame[rank == 1]
+    prev_time = frame["_t"].where(rank == 1).groupby(frame["user_id"]).max()
+    third_time = frame["_t"].where(rank == 2).groupby(frame["user_id"]).max()
+    test_tied = (last.set_index("user_id")["_t"] == prev_time.reindex(last["user_id"]).values).mean()
+    valid_tied = (second.set_index("user_id")["_t"] == third_time.reindex(second["user_id"]).values).mean()
+    pairs = "\n".join(f"{u}\t{i}" for u, i in sorted(zip(last["user_id"], last["item_id"])))
+    return {
+        "test_time_tied_share": round(float(test_tied), 4),
+        "valid_time_tied_share": round(float(valid_tied), 4),
+        "test_item_popularity_mean": round(float(popularity[rank == 0].mean()), 2),
+        "test_item_popularity_median": float(popularity[rank == 0].median()),
+        "valid_item_popularity_mean": round(float(popularity[rank == 1].mean()), 2),
+        "test_pairs_sha256": hashlib.sha256(pairs.encode()).hexdigest(),
     }
