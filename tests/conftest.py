@@ -166,3 +166,27 @@ def scramble_after_last(seq: torch.Tensor, lengths: torch.Tensor, n_items: int, 
     for i, n in enumerate(lengths.tolist()):
         out[i, n:] = torch.randint(1, n_items, (seq.shape[1] - n,), generator=g)
     return out
+
+
+def padded_batch(n_items: int, length: int, seed: int = 0):
+    """``length`` right-padded rows (RecBole's layout) of random items, row ``i`` with ``i + 1``
+    real items. Returns ``(item_seq [length, length], item_seq_len [length])``."""
+    g = torch.Generator().manual_seed(seed)
+    seq = torch.randint(1, n_items, (length, length), generator=g)
+    lengths = torch.arange(1, length + 1)
+    for i, n in enumerate(lengths.tolist()):
+        seq[i, n:] = 0
+    return seq, lengths
+
+
+def assert_full_sort_equals_predict(model, batch, rows: int = 3, atol: float = 1e-5) -> None:
+    """``full_sort_predict`` of the first ``rows`` rows of ``batch`` equals ``predict`` of each
+    (row, item) pair, over every item (the scoring the shared base class writes once)."""
+    batch = batch[torch.arange(rows)]
+    n = model.n_items
+    every = batch.repeat_interleave(n)
+    every.update(type(batch)({model.ITEM_ID: torch.arange(n).repeat(rows)}))
+    with torch.no_grad():
+        full = model.full_sort_predict(batch)
+        assert full.shape == (rows, n)
+        assert torch.allclose(model.predict(every).view(rows, n), full, rtol=0, atol=atol)

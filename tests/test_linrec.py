@@ -15,7 +15,7 @@ from recbole_ext.config import Config
 from recbole_ext.errors import ConfigError
 from recbole_ext.model.linear_attention import LinRecAttention, l2_linear_attention
 
-from conftest import SEQ_DATA, build, model_on_slice, scramble_after_last, slice_config_and_data
+from conftest import SEQ_DATA, build, model_on_slice, padded_batch, scramble_after_last, slice_config_and_data
 
 SMALL = dict(hidden_size=16, n_heads=2, inner_size=24)
 
@@ -27,16 +27,6 @@ def slice_data(ml100k_slice):
 
 def make_model(slice_data, name="LinRec", **keys):
     return model_on_slice(slice_data, name, **keys)
-
-
-def padded_batch(n_items: int, length: int = 8, seed: int = 0):
-    """``length`` rows of right-padded sequences with lengths 1..length."""
-    g = torch.Generator().manual_seed(seed)
-    seq = torch.randint(1, n_items, (length, length), generator=g)
-    lengths = torch.arange(1, length + 1)
-    for i, n in enumerate(lengths.tolist()):
-        seq[i, n:] = 0
-    return seq, lengths
 
 
 # ------------------------------------------------------------------ attention
@@ -103,7 +93,7 @@ def reference_forward(m, seq, lengths, key_mask=None):
 @pytest.mark.parametrize("mask_padding", [False, True])
 def test_forward_equals_reference_formula(slice_data, mask_padding):
     model = make_model(slice_data, mask_padding=mask_padding, **SMALL).double().eval()
-    seq, lengths = padded_batch(model.n_items)
+    seq, lengths = padded_batch(model.n_items, 8)
     mask = torch.arange(seq.shape[1])[None, :] < lengths[:, None] if mask_padding else None
     with torch.no_grad():
         out = model(seq, lengths)

@@ -82,6 +82,19 @@ class FastDropout(nn.Dropout):
 # ============================================================== GLINT-RU blocks (GLINTRU model)
 
 
+def normal_init_(module: nn.Module, std: float) -> None:
+    """RecBole's transformer initialisation of one module (SASRec's and the references of
+    LinRec, FMLP-Rec and SMLP4Rec): ``N(0, std)`` for Linear and Embedding weights (padding rows
+    too), zero Linear biases, LayerNorm weights one and biases zero; other modules unchanged."""
+    if isinstance(module, (nn.Linear, nn.Embedding)):
+        nn.init.normal_(module.weight, mean=0.0, std=std)
+    elif isinstance(module, nn.LayerNorm):
+        nn.init.ones_(module.weight)
+        nn.init.zeros_(module.bias)
+    if isinstance(module, nn.Linear) and module.bias is not None:
+        nn.init.zeros_(module.bias)
+
+
 def gather_positions(x: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
     """Row ``b``'s vector at ``positions[b]``. Shape: x ``[B, L, d]``, positions ``[B]`` -> ``[B, d]``."""
     return x[torch.arange(x.shape[0], device=x.device), positions]
@@ -218,6 +231,23 @@ class TimeConv1d(nn.Module):
         return torch.einsum("bkc,ock->bo", window, self.conv.weight) + self.conv.bias
 
 
+class NoTimeConv(nn.Module):
+    """The identity with :class:`TimeConv1d`'s interface (GLINT-RU's "without the temporal
+    convolution" ablation)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Shape: ``[B, L, d] -> [B, L, d]`` (unchanged)."""
+        return x
+
+    def window(self, positions: torch.Tensor, length: int) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Shape: positions ``[B]`` -> (indices ``[B, 1]``, inside ``[B, 1]``, all true)."""
+        return positions[:, None], torch.ones_like(positions[:, None], dtype=torch.bool)
+
+    def at_window(self, window: torch.Tensor) -> torch.Tensor:
+        """Shape: window ``[B, 1, d]`` -> ``[B, d]``."""
+        return window[:, 0]
+
+
 class GatedGRUExpert(nn.Module):
     """GLINT-RU's GRU expert: ``conv(Linear(x))`` -> bias-free GRU -> Linear, times the selective
     gate ``Dropout(Linear(SiLU(Linear(h1))))``, then a second time convolution.
@@ -230,6 +260,7 @@ class GatedGRUExpert(nn.Module):
         causal: causal time convolutions.
         gru_impl: the GRU's recurrence (:class:`~recbole_ext.model.gru.FastGRU`): ``torch``
             (``nn.GRU``: cuDNN on GPUs), ``triton`` or ``auto``.
+        temporal_conv: ``False``: no time convolutions (both are the identity; an ablation).
     """
 
     def __init__(
@@ -240,10 +271,12 @@ class GatedGRUExpert(nn.Module):
         gate_dropout_prob: float = 0.3,
         causal: bool = False,
         gru_impl: str = "torch",
+        temporal_conv: bool = True,
     ) -> None:
         super().__init__()
+        conv = (lambda: TimeConv1d(hidden_size, kernel_size, causal)) if temporal_conv else NoTimeConv
         self.dense_in = nn.Linear(hidden_size, hidden_size)
-        self.conv_in = TimeConv1d(hidden_size, kernel_size, causal)
+        self.conv_in = conv()
         self.gru = FastGRU(hidden_size, hidden_size, num_layers=num_layers, bias=False, batch_first=True, impl=gru_impl)
         self.projection = nn.Linear(hidden_size, hidden_size)
         self.selective_gate = nn.Sequential(
@@ -252,7 +285,7 @@ class GatedGRUExpert(nn.Module):
             nn.Linear(hidden_size // 2, hidden_size),
             FastDropout(gate_dropout_prob),
         )
-        self.conv_out = TimeConv1d(hidden_size, kernel_size, causal)
+        self.conv_out = conv()
 
     def forward(self, x: torch.Tensor, positions: Optional[torch.Tensor] = None) -> torch.Tensor:
         """The expert at every position, or only at ``positions`` (one per row): the GRU runs

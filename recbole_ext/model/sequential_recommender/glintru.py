@@ -57,12 +57,19 @@ Deviations from the reference code (defaults reproduce the reference unless said
   ``triton`` (persistent Triton kernels, :mod:`recbole_ext.model.gru`) or ``auto`` (Triton
   only where a first-use timing at the batch's shape beats cuDNN); the parameters are
   ``nn.GRU``'s either way.
+- Ablation keys (not in the reference; the paper's Table 4 as settings): ``experts: gru |
+  attention`` keeps one expert (its output, unweighted, times the data-aware gate; the other
+  expert and the mixing logits are not built), ``temporal_conv: False`` drops both time
+  convolutions of the GRU expert, ``gated_mlp: False`` drops the gated MLP and its LayerNorm
+  ("Light GLINT-RU"). Defaults build the full model, with the same parameters as before.
 - The mixing weights are ``softmax(expert_logits)`` computed in every forward, as the reference's
   current head does (its first release assigned the softmax back to the ``nn.Parameter`` and could
   not run; fixed upstream in July 2024).
 """
 
 from __future__ import annotations
+
+from typing import Optional
 
 import torch
 import torch.nn.functional as F
@@ -100,22 +107,35 @@ class GLINTRU(SequenceEncoderRecommender):
         self.share_layer_norm: bool = bool(config["share_layer_norm"])
         self.last_position_only: bool = bool(config["last_position_only"])
         self.gru_impl: str = config["gru_impl"]
+        self.experts: str = config["experts"]
+        self.temporal_conv: bool = bool(config["temporal_conv"])
+        self.gated_mlp: bool = bool(config["gated_mlp"])
 
         # define layers
         d = self.hidden_size
         self.item_embedding = nn.Embedding(self.n_items, d, padding_idx=0)
         self.emb_dropout = FastDropout(self.dropout_prob)
-        self.attention = EluNormLinearAttention(d, self.n_heads, self.hidden_dropout_prob, self.layer_norm_eps)
-        self.gru_expert = GatedGRUExpert(
-            d, self.kernel_size, self.num_layers, self.gate_dropout_prob, self.causal, self.gru_impl
-        )
-        self.expert_logits = nn.Parameter(torch.tensor([0.5, 0.5]))
+        if self.experts != "gru":
+            self.attention = EluNormLinearAttention(d, self.n_heads, self.hidden_dropout_prob, self.layer_norm_eps)
+        if self.experts != "attention":
+            self.gru_expert = GatedGRUExpert(
+                d,
+                self.kernel_size,
+                self.num_layers,
+                self.gate_dropout_prob,
+                self.causal,
+                self.gru_impl,
+                self.temporal_conv,
+            )
+        if self.experts == "both":
+            self.expert_logits = nn.Parameter(torch.tensor([0.5, 0.5]))
         self.data_gate = nn.Linear(d, d)
         self.mix_dense = nn.Linear(d, d)
         self.mix_dropout = FastDropout(self.mix_dropout_prob)
         self.LayerNorm = nn.LayerNorm(d, eps=self.layer_norm_eps)
-        self.mlp = GatedMLP(d, self.mlp_dropout_prob)
-        self.mlp_LayerNorm = self.LayerNorm if self.share_layer_norm else nn.LayerNorm(d, eps=self.layer_norm_eps)
+        if self.gated_mlp:
+            self.mlp = GatedMLP(d, self.mlp_dropout_prob)
+            self.mlp_LayerNorm = self.LayerNorm if self.share_layer_norm else nn.LayerNorm(d, eps=self.layer_norm_eps)
 
         # parameters initialization
         self.apply(self._init_weights)
@@ -150,14 +170,28 @@ class GLINTRU(SequenceEncoderRecommender):
         x = self.emb_dropout(self.item_embedding(item_seq))
 
         last = item_seq_len - 1
-        if self.last_position_only:  # everything after the experts is per position
-            attention_out, gru_out = self.attention(x, key_mask, last), self.gru_expert(x, last)
-            x = gather_positions(x, last)
-        else:
-            attention_out, gru_out = self.attention(x, key_mask), self.gru_expert(x)
-        w = F.softmax(self.expert_logits, dim=0)
-        h = (w[0] * gru_out + w[1] * attention_out) * F.gelu(self.data_gate(x))
+        at = last if self.last_position_only else None  # everything after the experts is per position
+        h = self._mixed_experts(x, key_mask, at) * F.gelu(self.data_gate(x if at is None else gather_positions(x, at)))
+        if at is not None:
+            x = gather_positions(x, at)
         h = self.LayerNorm(self.mix_dropout(self.mix_dense(h)) + x)
 
-        out = self.mlp_LayerNorm(self.mlp(h) + h)
+        out = self.mlp_LayerNorm(self.mlp(h) + h) if self.gated_mlp else h
         return out if self.last_position_only else self.gather_indexes(out, last)
+
+    def _mixed_experts(
+        self, x: torch.Tensor, key_mask: Optional[torch.Tensor], at: Optional[torch.Tensor]
+    ) -> torch.Tensor:
+        """``softmax(expert_logits)``-weighted sum of the GRU and attention experts (one expert
+        alone under ``experts: gru | attention``), at every position or only at ``at``.
+
+        Shape: x ``[B, L, d]``, key_mask ``[B, L]`` or None, at ``[B]`` or None -> ``[B, L, d]``
+        or ``[B, d]``.
+        """
+        if self.experts == "gru":
+            return self.gru_expert(x, at)
+        if self.experts == "attention":
+            return self.attention(x, key_mask, at)
+        attention_out = self.attention(x, key_mask, at)  # first: the reference's order of dropout draws
+        w = F.softmax(self.expert_logits, dim=0)
+        return w[0] * self.gru_expert(x, at) + w[1] * attention_out

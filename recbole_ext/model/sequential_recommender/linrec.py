@@ -54,6 +54,7 @@ import torch
 from torch import nn
 
 from recbole_ext.model.abstract_recommender import SequenceEncoderRecommender
+from recbole_ext.model.layers import normal_init_
 from recbole_ext.model.linear_attention import LinRecLayer
 
 
@@ -89,13 +90,7 @@ class LinRec(SequenceEncoderRecommender):
     def _init_weights(self, module: nn.Module) -> None:
         """RecBole SASRec's initialisation: ``N(0, initializer_range)`` for every Linear and
         Embedding weight (the padding row too), zero biases, LayerNorm ones and zeros."""
-        if isinstance(module, (nn.Linear, nn.Embedding)):
-            nn.init.normal_(module.weight, mean=0.0, std=self.initializer_range)
-        elif isinstance(module, nn.LayerNorm):
-            nn.init.ones_(module.weight)
-            nn.init.zeros_(module.bias)
-        if isinstance(module, nn.Linear) and module.bias is not None:
-            nn.init.zeros_(module.bias)
+        normal_init_(module, self.initializer_range)
 
     def forward(self, item_seq: torch.Tensor, item_seq_len: torch.Tensor) -> torch.Tensor:
         """Encode each sequence into the state at its last real item.

@@ -1,0 +1,100 @@
+"""GLINTRU's ablation keys (the paper's Table 4 as settings): each variant against the formula
+written out from the full model's own submodules, exact on both the last-position and the
+every-position path, and the parameters each variant leaves out."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from recbole_ext.model.layers import NoTimeConv
+
+from conftest import model_on_slice, slice_config_and_data
+
+SMALL = dict(hidden_size=16, n_heads=2, dropout_prob=0.0, hidden_dropout_prob=0.0)
+SMALL.update(gate_dropout_prob=0.0, mix_dropout_prob=0.0, mlp_dropout_prob=0.0)
+VARIANTS = [
+    dict(experts="gru"),
+    dict(experts="attention"),
+    dict(temporal_conv=False),
+    dict(gated_mlp=False),
+    dict(experts="gru", temporal_conv=False, gated_mlp=False),
+]
+
+
+@pytest.fixture(scope="module")
+def slice_data(ml100k_slice):
+    return slice_config_and_data("GLINTRU", ml100k_slice)
+
+
+def batch(n_items: int, rows: int = 6, length: int = 10):
+    g = torch.Generator().manual_seed(1)
+    seq = torch.randint(1, n_items, (rows, length), generator=g)
+    lengths = torch.tensor([1, 3, 5, 7, 9, 10][:rows])
+    for i, n in enumerate(lengths.tolist()):
+        seq[i, n:] = 0
+    return seq, lengths
+
+
+def gru_expert_formula(expert, x):
+    """The GRU expert at every position: conv(dense(x)) -> GRU -> projection * gate -> conv."""
+    h1 = expert.conv_in(expert.dense_in(x))
+    out, _ = torch.nn.GRU.forward(expert.gru, h1)
+    return expert.conv_out(expert.projection(out) * expert.selective_gate(h1))
+
+
+def formula(model, seq, lengths):
+    """The variant's state at the last real item, composed from its own submodules."""
+    x = model.item_embedding(seq)
+    parts = []
+    if model.experts != "attention":
+        parts.append(gru_expert_formula(model.gru_expert, x))
+    if model.experts != "gru":
+        parts.append(model.attention(x))
+    if model.experts == "both":
+        w = F.softmax(model.expert_logits, dim=0)
+        mixed = w[0] * parts[0] + w[1] * parts[1]
+    else:
+        mixed = parts[0]
+    h = model.LayerNorm(model.mix_dense(mixed * F.gelu(model.data_gate(x))) + x)
+    if model.gated_mlp:
+        h = model.mlp_LayerNorm(model.mlp(h) + h)
+    return h[torch.arange(len(seq)), lengths - 1]
+
+
+@pytest.mark.parametrize("keys", VARIANTS, ids=lambda k: ",".join(f"{a}={b}" for a, b in k.items()))
+@pytest.mark.parametrize("last_only", [True, False])
+def test_variant_equals_its_formula(slice_data, keys, last_only):
+    model = model_on_slice(slice_data, "GLINTRU", last_position_only=last_only, **SMALL, **keys).double().eval()
+    seq, lengths = batch(model.n_items)
+    with torch.no_grad():
+        got = model(seq, lengths)
+        want = formula(model, seq, lengths)
+    assert torch.allclose(got, want, atol=1e-12, rtol=0), (got - want).abs().max()
+
+
+def test_variants_leave_out_their_parameters(slice_data):
+    def names(**keys):
+        return {n for n, _ in model_on_slice(slice_data, "GLINTRU", **SMALL, **keys).named_parameters()}
+
+    full = names()
+    assert names(experts="gru") == {n for n in full if not n.startswith("attention.") and n != "expert_logits"}
+    assert names(experts="attention") == {n for n in full if not n.startswith("gru_expert.") and n != "expert_logits"}
+    assert names(temporal_conv=False) == {n for n in full if ".conv_in." not in n and ".conv_out." not in n}
+    assert names(gated_mlp=False) == {n for n in full if not n.startswith("mlp.")}
+    no_conv = model_on_slice(slice_data, "GLINTRU", **SMALL, temporal_conv=False)
+    assert isinstance(no_conv.gru_expert.conv_in, NoTimeConv) and isinstance(no_conv.gru_expert.conv_out, NoTimeConv)
+
+
+def test_full_model_unchanged_by_the_keys(slice_data):
+    """The defaults build the model as before: the same parameter names and a loss that trains."""
+    model = model_on_slice(slice_data, "GLINTRU", **SMALL)
+    assert {"expert_logits", "mlp.dense_out.weight", "gru_expert.conv_in.conv.weight"} <= set(
+        n for n, _ in model.named_parameters()
+    )
+    seq, lengths = batch(model.n_items)
+    interaction = {"item_id_list": seq, "item_length": lengths, "item_id": torch.ones(len(seq), dtype=torch.long)}
+    loss = model.calculate_loss(interaction)
+    loss.backward()
+    assert torch.isfinite(loss) and model.expert_logits.grad is not None
