@@ -182,6 +182,48 @@ class TuneRequest(RunRequest):
 
 
 @dataclasses.dataclass(frozen=True)
+class ReproduceRequest:
+    """``reproduce PAPER``: a paper's models at its preset, on one split, and its tables.
+
+    Attributes:
+        paper: the preset's name (``recbole_ext/properties/presets/<paper>.yaml``).
+        dataset: one of the preset's data sets.
+        models: the rows to run (``()``: every model and variant of the preset).
+        seeds: seeds to run (``None``: the preset's).
+        budget: at most this many training batches per epoch and, unless ``--epochs`` is given,
+            one epoch (``None``: the preset's training to early stopping).
+        config_files, config_args: for every run, after the preset (they win).
+        results_dir, force, plot, jobs, devices: as :class:`CompareRequest`'s.
+    """
+
+    paper: str
+    dataset: str
+    models: Tuple[str, ...] = ()
+    seeds: Optional[Tuple[int, ...]] = None
+    budget: Optional[int] = None
+    config_files: Tuple[str, ...] = ()
+    config_args: Tuple[str, ...] = ()
+    results_dir: Optional[str] = None
+    force: bool = False
+    plot: bool = False
+    jobs: Optional[int] = None
+    devices: Tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        _need("paper", self.paper, "name one, e.g. 'reproduce glint-ru' (see 'recbole-ext reproduce --help')")
+        _need("data set", self.dataset, "pass --dataset=NAME, one of the paper's data sets")
+        if self.seeds is not None and len(set(self.seeds)) != len(self.seeds):
+            raise UserError(f"--seeds lists a seed twice: {','.join(map(str, self.seeds))}")
+        if any(a.startswith("--seed=") for a in self.config_args):
+            raise UserError("reproduce takes --seeds=1,2,3, not --seed=...")
+        if self.budget is not None and self.budget < 1:
+            raise UserError(f"--budget must be at least 1 batch, got {self.budget}")
+        if self.jobs is not None and self.jobs < 1:
+            raise UserError(f"--jobs must be at least 1, got {self.jobs}")
+        _writable("--results-dir", self.results_dir or "results")
+
+
+@dataclasses.dataclass(frozen=True)
 class RecommendRequest:
     """``recommend``: top-k items from a checkpoint, for one history or a file of them."""
 

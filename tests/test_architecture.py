@@ -39,6 +39,7 @@ APPLICATION = (
     "recbole_ext.serving",
     "recbole_ext.quick_start",
     "recbole_ext.tune",
+    "recbole_ext.reproduce",
 )
 #: the run pipeline: above the registry, below the application
 PIPELINE = "recbole_ext.pipeline"

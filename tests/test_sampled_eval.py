@@ -279,3 +279,36 @@ def test_shared_candidates_are_the_same_for_every_model_and_epoch(ml100k_slice):
     a = _candidate_sets(valid_data)
     init_seed(2, True)
     assert _candidate_sets(valid_data) != a
+
+
+@pytest.mark.parametrize("candidates", ["shared", "per_epoch"])
+def test_history_negatives_avoid_every_item_of_the_user(ml100k_slice, candidates):
+    """``eval_neg_exclude: history`` (a diagnostic): no negative of a sequential model's valid or
+    test row is any item of its user in the data file; under RecBole's ``target`` some are (the
+    slice's users have rated many of the popular items the pop100 draw favours)."""
+    import os
+
+    _, _, valid_data, test_data = build(
+        "GLINTRU", ml100k_slice, "pop100", eval_candidates=candidates, eval_neg_exclude="history"
+    )
+    ds = test_data._dataset
+    history = {}
+    with open(os.path.join(ml100k_slice, "ml-slice", "ml-slice.inter")) as f:
+        next(f)
+        for line in f:
+            user, item = line.split("\t")[:2]
+            history.setdefault(int(ds.token2id(ds.uid_field, user)), set()).add(int(ds.token2id(ds.iid_field, item)))
+
+    def collisions(loader) -> int:
+        init_seed(3, True)
+        found = 0
+        for (user, positive), cands in _candidate_sets(loader).items():
+            negatives = list(cands)
+            negatives.remove(positive)
+            assert len(negatives) == 100
+            found += len(set(negatives) & history[user])
+        return found
+
+    assert collisions(valid_data) == 0 and collisions(test_data) == 0
+    _, _, plain_valid, plain_test = build("GLINTRU", ml100k_slice, "pop100", eval_candidates=candidates)
+    assert collisions(plain_test) > 0 and collisions(plain_valid) > 0

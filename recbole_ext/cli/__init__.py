@@ -35,7 +35,7 @@ from typing import List, Optional
 
 from recbole_ext.cli.commands import HANDLERS
 from recbole_ext.cli.parse import COMMANDS, PROG, USAGE, Request, parse
-from recbole_ext.command import CompareRequest, TuneRequest
+from recbole_ext.command import CompareRequest, ReproduceRequest, TuneRequest
 from recbole_ext.errors import Interrupted, RunFailed, UserError
 
 __all__ = ["COMMANDS", "main", "run"]
@@ -74,7 +74,7 @@ def interrupted_line(stop: KeyboardInterrupt, request: Optional[Request], argv: 
     with torchrun's part: :func:`recbole_ext.distributed.relaunch_prefix`)."""
     name = getattr(stop, "signal_name", "SIGINT")
     checkpoint = getattr(stop, "checkpoint", None)
-    if isinstance(request, (CompareRequest, TuneRequest)):
+    if isinstance(request, (CompareRequest, ReproduceRequest, TuneRequest)):
         return f"recbole_ext: interrupted by {name}; run the same command again: finished runs are skipped"
     if not checkpoint:
         return f"recbole_ext: interrupted by {name}"

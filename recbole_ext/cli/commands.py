@@ -15,6 +15,7 @@ from recbole_ext.command import (
     ModelsRequest,
     RecommendRequest,
     ReportRequest,
+    ReproduceRequest,
     TrainRequest,
     TuneRequest,
 )
@@ -51,6 +52,12 @@ def tune(request: TuneRequest) -> int:
     from recbole_ext import tune as tune_command
 
     return tune_command.run(request)
+
+
+def reproduce(request: ReproduceRequest) -> int:
+    from recbole_ext import reproduce as reproduce_command
+
+    return reproduce_command.run(request)
 
 
 def report(request: ReportRequest) -> int:
@@ -139,6 +146,7 @@ HANDLERS: Dict[type, Callable] = {
     TrainRequest: train,
     CompareRequest: compare,
     TuneRequest: tune,
+    ReproduceRequest: reproduce,
     ReportRequest: report,
     RecommendRequest: recommend,
     ConvertRequest: convert,

@@ -21,6 +21,7 @@ from recbole_ext.command import (
     ModelsRequest,
     RecommendRequest,
     ReportRequest,
+    ReproduceRequest,
     TrainRequest,
     TuneRequest,
     parse_devices,
@@ -30,12 +31,14 @@ from recbole_ext.command import (
 from recbole_ext.errors import ArgumentParser, UserError
 
 PROG = "recbole-ext"
-COMMANDS = ("train", "compare", "tune", "report", "recommend", "convert", "data", "models")
+COMMANDS = ("train", "compare", "tune", "reproduce", "report", "recommend", "convert", "data", "models")
 USAGE = (
     f'{PROG} [train] --model=NAME --dataset=NAME [--config_files="a.yaml b.yaml"] [--resume=CKPT] [--key=value ...]\n'
     f"       {PROG} compare --model=A,B,C --dataset=NAME [--seeds=1,2,3] [--results-dir=DIR] [--jobs=N]"
     " [--devices=0,1]\n"
     f"       {PROG} tune --model=A,B,C --dataset=NAME --trials=T [--space=FILE] [--jobs=N] [--results-dir=DIR]\n"
+    f"       {PROG} reproduce PAPER --dataset=NAME [--model=A,B] [--seeds=1,2,3] [--budget=BATCHES] [--jobs=N]"
+    " [--devices=0,1] [--results-dir=DIR]\n"
     f"       {PROG} report LOGDIR... [--out DIR] [--no-plot]\n"
     f"       {PROG} recommend --checkpoint=CKPT (--items=ID,ID,... | --items-file=IN --output=OUT) [--k=10]\n"
     f"       {PROG} convert FORMAT INPUT --name NAME [--out DIR] [--force]\n"
@@ -46,6 +49,7 @@ Request = Union[
     TrainRequest,
     CompareRequest,
     TuneRequest,
+    ReproduceRequest,
     RecommendRequest,
     ReportRequest,
     ConvertRequest,
@@ -64,17 +68,25 @@ RUN_OPTIONS: Dict[str, Tuple[Tuple[str, ...], dict]] = {
             help=("allow a legacy RecBole checkpoint (a pickle: loading it can run code; only for files you trust)"),
         ),
     ),
-    "--seeds": (("compare", "tune"), dict(help="seeds separated by commas, e.g. 1,2,3 (mean, std, t-test)")),
-    "--results-dir": (("compare", "tune"), dict(help="results folder (the same folder resumes)")),
-    "--force": (("compare",), dict(action="store_true", help="rerun models already in the results folder")),
+    "--seeds": (
+        ("compare", "tune", "reproduce"),
+        dict(help="seeds separated by commas, e.g. 1,2,3 (mean, std, t-test)"),
+    ),
+    "--results-dir": (("compare", "tune", "reproduce"), dict(help="results folder (the same folder resumes)")),
+    "--force": (("compare", "reproduce"), dict(action="store_true", help="rerun models already in the results folder")),
     "--no-plot": (("compare", "tune"), dict(action="store_true", help="do not draw comparison.png")),
-    "--jobs": (("compare", "tune"), dict(type=int, help="runs (trials) at a time, each its own process")),
-    "--devices": (("compare",), dict(help="device indices, e.g. 0,1 (one run per device at a time)")),
+    "--jobs": (("compare", "tune", "reproduce"), dict(type=int, help="runs (trials) at a time, each its own process")),
+    "--devices": (("compare", "reproduce"), dict(help="device indices, e.g. 0,1 (one run per device at a time)")),
     "--model-configs": (("compare",), dict(metavar="DIR", help="a folder of <Model>.yaml files (e.g. tune's best/)")),
     "--trials": (("tune",), dict(type=int, help="trials per model (the same for every model)")),
     "--space": (("tune",), dict(metavar="FILE", help="search space YAML (default: each model's packaged one)")),
     "--no-compare": (("tune",), dict(action="store_true", help="stop after tuning: write the best configs only")),
     "--storage": (("tune",), dict(metavar="URL", help="an Optuna RDB storage shared by several machines")),
+    "--budget": (
+        ("reproduce",),
+        dict(type=int, metavar="BATCHES", help="train each run at most BATCHES batches an epoch, one epoch (CPU)"),
+    ),
+    "--plot": (("reproduce",), dict(action="store_true", help="draw comparison.png")),
 }
 #: options of ``compare`` that ``train`` does not have: on a ``train`` line they make it compare
 COMPARE_ONLY = tuple(o for o, (cmds, _) in RUN_OPTIONS.items() if "compare" in cmds and "train" not in cmds)
@@ -84,6 +96,8 @@ DESCRIPTIONS = {
     "compare": "Run several models on the same splits and write the comparison table.",
     "tune": "Tune every model with the same budget (Optuna, validation split only), then compare them with "
     "their best settings.",
+    "reproduce": "Run a paper's models and ablations at its settings (a preset shipped with recbole_ext) on one "
+    "split and write its tables with the paper's values beside ours. Presets: glint-ru.",
 }
 
 
@@ -188,6 +202,26 @@ def parse_tune(argv: List[str]) -> TuneRequest:
     )
 
 
+def parse_reproduce(argv: List[str]) -> ReproduceRequest:
+    paper = argv[0] if argv and not argv[0].startswith("-") else ""
+    args, rest = split_args("reproduce", argv[1:] if paper else argv)
+    fields = _run_fields(args, rest)
+    return ReproduceRequest(
+        paper=paper,
+        dataset=fields["dataset"],
+        models=fields["models"],
+        seeds=parse_seeds(args.seeds),
+        budget=args.budget,
+        config_files=fields["config_files"],
+        config_args=fields["config_args"],
+        results_dir=args.results_dir,
+        force=args.force,
+        plot=args.plot,
+        jobs=args.jobs,
+        devices=parse_devices(args.devices),
+    )
+
+
 def parse_recommend(argv: List[str]) -> RecommendRequest:
     parser = _parser("recommend", "Recommend items from a trained checkpoint.")
     parser.add_argument("--checkpoint", metavar="CKPT", help="checkpoint to recommend with")
@@ -257,6 +291,7 @@ PARSERS: Dict[str, Callable[[List[str]], Request]] = {
     "train": parse_train,
     "compare": parse_compare,
     "tune": parse_tune,
+    "reproduce": parse_reproduce,
     "report": parse_report,
     "recommend": parse_recommend,
     "convert": parse_convert,

@@ -20,8 +20,7 @@ from recbole_ext.compare.memory import PeakMemory, release_memory
 from recbole_ext.errors import UserError
 from recbole_ext.fileio import atomic_write_text
 from recbole_ext.logger import close_logger
-from recbole_ext.pipeline import Run, Splits, plain_metrics, resolve_all
-from recbole_ext.registry import canonical_model_name
+from recbole_ext.pipeline import Run, Splits, canonical_entry, model_of, plain_metrics, resolve_all
 from recbole_ext.results.logparse import protocol_of
 from recbole_ext.results.record import RunRecord, failed_record
 from recbole_ext.results.render import write_outputs
@@ -113,11 +112,16 @@ class RunSpec:
     def saved(self) -> bool:
         return self.request.saved
 
-    def files_for(self, model: str) -> Optional[List[str]]:
-        """The config files, then the model's own file in ``model_configs`` if there is one."""
+    def files_for(self, entry: str) -> Optional[List[str]]:
+        """The config files, then the model's own file in ``model_configs`` if there is one; a
+        variant ``Model@name`` then also reads ``Model@name.yaml`` there, which must exist."""
         folder = self.request.model_configs
-        own = os.path.join(folder, f"{model}.yaml") if folder else None
-        files = list(self.request.config_files) + ([own] if own and os.path.isfile(own) else [])
+        model = model_of(entry)
+        own = [os.path.join(folder, f"{name}.yaml") for name in dict.fromkeys((model, entry))] if folder else []
+        if entry != model and not (own and os.path.isfile(own[-1])):
+            where = f"{folder}/{entry}.yaml" if folder else f"--model-configs=DIR with DIR/{entry}.yaml"
+            raise UserError(f"variant {entry} needs its settings in {where}")
+        files = list(self.request.config_files) + [path for path in own if os.path.isfile(path)]
         return files or None
 
     @property
@@ -193,7 +197,7 @@ def run_comparison(
 def _run_named(spec: RunSpec, name: str, seed, shared: Dict[str, tuple]) -> dict:
     """One model by the name the user gave: its stored run, or a new run, or a failed row."""
     try:
-        model = canonical_model_name(name)
+        model = canonical_entry(name)
     except UserError as e:
         spec.echo(f"[compare] {name}: failed: {one_line(e)}")
         return failed_record(name, spec.dataset, seed, one_line(e))
@@ -220,7 +224,7 @@ def _run_model(spec: RunSpec, model: str, seed, fp: str, shared: Dict[str, tuple
             "tensorboard_dir": os.path.join(spec.results_dir, "log_tensorboard"),
         }
         run = Run.resolve(
-            model,
+            model_of(model),
             spec.dataset,
             spec.files_for(model),
             {**inside, **(spec.config_dict or {})},
@@ -239,21 +243,21 @@ def _run_model(spec: RunSpec, model: str, seed, fp: str, shared: Dict[str, tuple
     if stored:
         return stored
     _write_config(spec.results_dir, model, config)
-    rec = _logged_run(spec, run, seed, shared)
+    rec = _logged_run(spec, run, model, seed, shared)
     rec.update(fingerprint=fp, finished_at=datetime.datetime.now().isoformat(timespec="seconds"))
     _store(spec.results_dir, rec, seed)
     release_memory()
     return rec
 
 
-def _logged_run(spec: RunSpec, run: Run, seed, shared: Dict[str, tuple]) -> dict:
-    """Train and test under the model's own log file; a failure is a failed record."""
+def _logged_run(spec: RunSpec, run: Run, model: str, seed, shared: Dict[str, tuple]) -> dict:
+    """Train and test entry ``model`` under its own log file; a failure is a failed record."""
     config = run.config
-    model, logger, log_file = config["model"], getLogger(), None
+    logger, log_file = getLogger(), None
     try:
         run.attach_device()
         log_file = run.open_log(spec.log_dir)
-        rec = _train_and_test(spec, run, seed, shared)
+        rec = _train_and_test(spec, run, model, seed, shared)
     except KeyboardInterrupt:
         raise
     except Exception as e:  # noqa: BLE001 - bad config, OOM, anything: report and go on
@@ -274,12 +278,12 @@ def _logged_run(spec: RunSpec, run: Run, seed, shared: Dict[str, tuple]) -> dict
     return rec
 
 
-def _shared_split(run: Run, seed, shared: Dict[str, tuple]) -> Splits:
+def _shared_split(run: Run, model: str, seed, shared: Dict[str, tuple]) -> Splits:
     """The data set and splits for ``run``, built once per split key and seed."""
     key = run.split_key()
     if key not in shared:
         try:
-            shared[key] = ("ok", run.prepare_data(), run.config["model"])
+            shared[key] = ("ok", run.prepare_data(), model)
         except Exception as e:  # noqa: BLE001
             shared[key] = ("failed", f"data set: {one_line(e)}")
             raise
@@ -287,22 +291,22 @@ def _shared_split(run: Run, seed, shared: Dict[str, tuple]) -> Splits:
     if entry[0] == "failed":
         raise SharedDataError(entry[1])
     _, splits, first = entry
-    if first != run.config["model"]:
+    if first != model:
         getLogger().info(splits.dataset)
         getLogger().info(f"data set and splits shared with {first} (built once for seed {seed})")
     return splits
 
 
-def _train_and_test(spec: RunSpec, run: Run, seed, shared: Dict[str, tuple]) -> dict:
+def _train_and_test(spec: RunSpec, run: Run, model: str, seed, shared: Dict[str, tuple]) -> dict:
     """Train and test on the shared split; the record takes everything from the result."""
     config = run.config
-    loaders = run.build_loaders(_shared_split(run, seed, shared))
+    loaders = run.build_loaders(_shared_split(run, model, seed, shared))
     meter = PeakMemory(config["device"])
     with meter:
         result = run.train_and_test(loaders, saved=spec.saved)
     timings = result.timings
     rec = RunRecord(
-        model=config["model"],
+        model=model,
         dataset=spec.dataset,
         seed=seed,
         test_result=plain_metrics(result.test_result),
@@ -315,6 +319,7 @@ def _train_and_test(spec: RunSpec, run: Run, seed, shared: Dict[str, tuple]) -> 
         n_params=int(result.n_params),
         train_epoch_s=[float(x) for x in timings["train_epoch_s"]],
         eval_batch_ms=[float(x) for x in timings["eval_batch_ms"]],
+        train_batches=[list(map(int, x)) for x in timings.get("train_batches", [])],
         peak_mem_mb=meter.peak_mb,
         peak_rss_mb=meter.peak_rss_mb,
         mem_method=meter.method,

@@ -2,7 +2,17 @@
 model -> fit -> evaluate -> record. See :mod:`recbole_ext.pipeline.run`."""
 
 from recbole_ext.pipeline.outcome import RunResult, plain_metrics
-from recbole_ext.pipeline.resolve import resolve_all
+from recbole_ext.pipeline.resolve import canonical_entry, model_of, resolve_all, split_entry
 from recbole_ext.pipeline.run import Loaders, Run, Splits
 
-__all__ = ["Loaders", "Run", "RunResult", "Splits", "plain_metrics", "resolve_all"]
+__all__ = [
+    "Loaders",
+    "Run",
+    "RunResult",
+    "Splits",
+    "canonical_entry",
+    "model_of",
+    "plain_metrics",
+    "resolve_all",
+    "split_entry",
+]

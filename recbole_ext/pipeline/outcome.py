@@ -24,7 +24,7 @@ class RunResult:
         model, dataset: the names the run resolved.
         saved_model_file: the run's checkpoint (``None`` without one).
         n_params: trainable parameters.
-        timings: ``train_epoch_s``, ``eval_batch_ms``, ``valid_curve`` (the trainer's).
+        timings: ``train_epoch_s``, ``train_batches``, ``eval_batch_ms``, ``valid_curve`` (the trainer's).
         per_user: the test's top-k metrics per user (significance tests), as lists.
         log_file: the run's log file (set by :meth:`recbole_ext.pipeline.Run.execute`).
         rank: this process's global rank (0 in one process).

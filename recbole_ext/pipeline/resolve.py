@@ -1,12 +1,43 @@
-"""Every model's run of a comparison or a tuning, resolved together (:func:`resolve_all`)."""
+"""Every model's run of a comparison or a tuning, resolved together (:func:`resolve_all`), and
+the entries of a comparison: a model name, or ``Model@variant`` (:func:`canonical_entry`)."""
 
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, Iterable, List, Optional
+import re
+from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
 
 from recbole_ext.errors import ConfigError
 from recbole_ext.pipeline.run import Run
 from recbole_ext.registry import canonical_model_name
+
+_VARIANT = re.compile(r"^[A-Za-z0-9_.-]+$")
+
+
+def split_entry(entry: str) -> Tuple[str, Optional[str]]:
+    """``"GLINTRU@no_gru"`` -> ``("GLINTRU", "no_gru")``; a plain name -> ``(name, None)``.
+
+    A variant is the same model with settings of its own (an ablation): its label names its
+    row, record and config file (``<model-configs>/GLINTRU@no_gru.yaml``, read after the model's
+    own ``GLINTRU.yaml``).
+    """
+    model, at, variant = entry.partition("@")
+    if not at:
+        return entry, None
+    if not variant or not _VARIANT.match(variant):
+        raise ConfigError(f"'{entry}': a variant is written Model@name (letters, digits, _ . -)")
+    return model, variant
+
+
+def canonical_entry(entry: str) -> str:
+    """The entry with the model's canonical spelling (``glintru@light`` -> ``GLINTRU@light``)."""
+    model, variant = split_entry(entry)
+    model = canonical_model_name(model)
+    return f"{model}@{variant}" if variant else model
+
+
+def model_of(entry: str) -> str:
+    """The model class name of a canonical entry (``GLINTRU@light`` -> ``GLINTRU``)."""
+    return entry.partition("@")[0]
 
 
 def resolve_all(
@@ -22,20 +53,20 @@ def resolve_all(
     them (``--n_layers`` of SASRec beside GLINTRU); a key none knows is a one-line error.
 
     Args:
-        models: the names as given (case-insensitive).
+        models: the names as given (case-insensitive), or ``Model@variant`` entries.
         dataset: the data set's name.
         files_for: each model's config files (the comparison's, then its own).
         config_dict, cmd_args: for every model.
 
     Returns:
-        ``{canonical name: Run}`` in the order given.
+        ``{canonical entry: Run}`` in the order given.
     """
     cmd_args = list(cmd_args)
     keys = {a[2:].split("=", 1)[0] for a in cmd_args if a.startswith("--") and "=" in a}
     runs: Dict[str, Run] = {}
     for name in models:
-        model = canonical_model_name(name)
-        runs[model] = Run.resolve(model, dataset, files_for(model), config_dict, cmd_args, lenient_keys=keys)
+        entry = canonical_entry(name)
+        runs[entry] = Run.resolve(model_of(entry), dataset, files_for(entry), config_dict, cmd_args, lenient_keys=keys)
     unknown = set.intersection(*(set(r.config.unknown_cmd_keys) for r in runs.values())) if runs else set()
     if unknown:
         key = sorted(unknown)[0]

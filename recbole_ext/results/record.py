@@ -13,7 +13,9 @@ class RunRecord:
 
     ``test_result`` and ``best_valid_result`` map metric names (``ndcg@10``) to values;
     ``valid_curve`` is ``[[epoch, validation score], ...]``; ``train_epoch_s`` the seconds of each
-    training epoch; ``eval_batch_ms`` the milliseconds per batch of each evaluation.
+    training epoch; ``train_batches`` ``[[batches run, batches in the epoch], ...]`` per epoch
+    (fewer run under ``train_batches_per_epoch``); ``eval_batch_ms`` the milliseconds per batch
+    of each evaluation.
     """
 
     model: str
@@ -31,6 +33,7 @@ class RunRecord:
     n_params: Optional[int] = None
     train_epoch_s: List[float] = dataclasses.field(default_factory=list)
     eval_batch_ms: List[float] = dataclasses.field(default_factory=list)
+    train_batches: List[List[int]] = dataclasses.field(default_factory=list)
     peak_mem_mb: Optional[float] = None
     peak_rss_mb: Optional[float] = None
     mem_method: Optional[str] = None

@@ -63,10 +63,12 @@ class CompatTrainerMixin(CheckpointMixin, DataParallelMixin, SampledEvalMixin):
             os.path.join(os.path.dirname(stem), run_id + ext) if run_id else f"{stem}-{secrets.token_hex(4)}{ext}"
         )
         self._move_tensorboard(run_id, config["tensorboard_dir"])
-        self.timings: Dict[str, List] = {"train_epoch_s": [], "eval_batch_ms": [], "valid_curve": []}
+        timing_keys = ("train_epoch_s", "train_batches", "eval_batch_ms", "valid_curve")
+        self.timings: Dict[str, List] = {k: [] for k in timing_keys}
         self.evaluator = CapturingEvaluator(config)  # keeps the last evaluation's per-user data
         self.fast_sampled_eval = fast_path_on(config)
         self.time_budget_s = config["train_time_budget_s"]
+        self.batches_per_epoch = config["train_batches_per_epoch"]
         self.precision = check_precision(config["precision"])
         set_tf32(self.precision == "tf32")  # fp32 and bf16: also cuDNN's convolutions and RNNs in fp32
         compile_forward(model, config["compile"])
@@ -107,7 +109,11 @@ class CompatTrainerMixin(CheckpointMixin, DataParallelMixin, SampledEvalMixin):
 
         scaler = torch.amp.GradScaler("cuda", enabled=self.enable_scaler)
         total = LossTotal()  # summed on the device: no host read per step
+        done = 0
         for interaction in iter_data:
+            if self.batches_per_epoch is not None and done >= self.batches_per_epoch:
+                break  # a budget run (every rank stops at the same count)
+            done += 1
             interaction = interaction.to(self.device)
             self.optimizer.zero_grad()
             with torch.autocast(device_type=self.device.type, enabled=self.enable_amp), self._autocast():
@@ -125,6 +131,7 @@ class CompatTrainerMixin(CheckpointMixin, DataParallelMixin, SampledEvalMixin):
         if total_loss is not None:  # a NaN step makes the total NaN: checked once per epoch
             self._check_finite(sum(total_loss) if isinstance(total_loss, tuple) else total_loss, epoch_idx)
         self.timings["train_epoch_s"].append(time.perf_counter() - start)
+        self.timings["train_batches"].append((done, len(train_data)))
         return total_loss
 
     def _check_nan(self, loss):

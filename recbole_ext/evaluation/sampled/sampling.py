@@ -43,7 +43,7 @@ class VectorisedSamplingMixin:
         return np.where(prob[index] > threshold, keys[index], alias[index])
 
     def sample_by_user_ids(self, user_ids, item_ids, num):
-        if isinstance(self, RepeatableSampler) and len(item_ids) == 1:
+        if isinstance(self, RepeatableSampler) and len(item_ids) == 1 and not isinstance(self, HistorySampler):
             # RecBole's RepeatableSampler: the only used id is the row's own item
             return self._sample_avoiding(np.asarray(item_ids, dtype=np.int64), num)
         return super().sample_by_user_ids(user_ids, item_ids, num)
@@ -73,6 +73,52 @@ def _is_used(values: np.ndarray, used: np.ndarray) -> np.ndarray:
     return np.isin(values, used)
 
 
+class HistorySampler(RepeatableSampler):
+    """RecBole's ``RepeatableSampler`` whose negatives also avoid every item of the row's user in
+    the whole data set (``eval_neg_exclude: history``, a diagnostic of the protocol; RecBole's
+    sequential evaluation avoids only the row's own item). ``user_items[u]`` is user ``u``'s set."""
+
+    user_items: np.ndarray
+
+    def sample_by_user_ids(self, user_ids, item_ids, num):
+        self.used_ids = np.array([self.user_items[u] | {i} for u, i in zip(user_ids, item_ids)], dtype=object)
+        return self.sample_by_key_ids(np.arange(len(user_ids)), num)
+
+
+def exclude_history(sampler, dataset):
+    """A copy of a sequential evaluation ``sampler`` (RecBole's ``RepeatableSampler``) that also
+    avoids each user's items in ``dataset`` (the whole data set: its rows' items and, in a
+    sequential data set, their item lists); any other sampler (RecBole's ``Sampler`` of general
+    models already avoids the user's earlier items, or none) is returned as it is."""
+    if type(sampler) is not RepeatableSampler:
+        return sampler
+    history = copy.copy(sampler)
+    history.__class__ = HistorySampler
+    history.user_items = user_item_sets(dataset)
+    return history
+
+
+def user_item_sets(dataset) -> np.ndarray:
+    """``[user_num]`` object array: the set of every item id of each user in ``dataset``."""
+    inter = dataset.inter_feat
+    users = inter[dataset.uid_field].numpy().astype(np.int64)
+    pairs = [(users, inter[dataset.iid_field].numpy().astype(np.int64))]
+    list_field = dataset.iid_field + dataset.config["LIST_SUFFIX"]
+    if list_field in inter.columns:
+        seq = inter[list_field].numpy().astype(np.int64)
+        mask = seq > 0
+        pairs.append((np.broadcast_to(users[:, None], seq.shape)[mask], seq[mask]))
+    u = np.concatenate([p[0] for p in pairs])
+    i = np.concatenate([p[1] for p in pairs])
+    keys = np.unique(u * dataset.item_num + i)
+    sets = np.empty(dataset.user_num, dtype=object)
+    for k in range(dataset.user_num):
+        sets[k] = set()
+    for user, item in zip((keys // dataset.item_num).tolist(), (keys % dataset.item_num).tolist()):
+        sets[user].add(item)
+    return sets
+
+
 class VectorisedSampler(VectorisedSamplingMixin, Sampler):
     """RecBole's ``Sampler`` (general models' evaluation), vectorised."""
 
@@ -81,8 +127,16 @@ class VectorisedRepeatableSampler(VectorisedSamplingMixin, RepeatableSampler):
     """RecBole's ``RepeatableSampler`` (sequential models' evaluation), vectorised."""
 
 
+class VectorisedHistorySampler(VectorisedSamplingMixin, HistorySampler):
+    """:class:`HistorySampler`, vectorised where all rows share one key."""
+
+
 #: RecBole's sampler class -> its vectorised twin
-VECTORISED: Dict[type, type] = {Sampler: VectorisedSampler, RepeatableSampler: VectorisedRepeatableSampler}
+VECTORISED: Dict[type, type] = {
+    Sampler: VectorisedSampler,
+    RepeatableSampler: VectorisedRepeatableSampler,
+    HistorySampler: VectorisedHistorySampler,
+}
 
 
 def vectorised_sampler(sampler):

@@ -1,0 +1,153 @@
+"""A paper's tables in one command: ``recbole-ext reproduce glint-ru --dataset=amazon-beauty
+[--seeds=1,2,3] [--model=A,B] [--budget=BATCHES] [--jobs=N | --devices=0,1] [--results-dir=DIR]``.
+
+The preset (:mod:`recbole_ext.reproduce.preset`, a YAML shipped under
+``recbole_ext/properties/presets/``) holds the paper's models, the proposed model's ablations as
+its config keys, their settings per data set, the protocol and the paper's figures. The command
+writes the preset's keys as config files into the results folder and runs every row as one
+comparison (:mod:`recbole_ext.compare`): one split and one set of sampled candidates per seed for
+every row, each finished run stored, so the same command resumes, and ``--jobs``/``--devices``
+run the grid in parallel. Then it writes ``table2.md`` (accuracy: ours mean +- std beside the
+paper's value and the difference, and a two-sided paired t-test of the proposed model against
+each row), ``table3.md`` (parameters, training seconds per epoch, inference ms per evaluation
+batch, peak memory), ``table4.md`` (the ablations), all three in ``reproduction.md``, and every
+cell in ``tables.csv``. ``--budget=B`` trains each run at most ``B`` batches an epoch (one epoch
+unless ``--epochs`` is given): a CPU-sized run, marked as such in the tables.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from typing import Callable, Dict, List
+
+from recbole_ext.command import ReproduceRequest
+from recbole_ext.errors import UserError
+from recbole_ext.fileio import atomic_write_text
+from recbole_ext.reproduce.plan import compare_request, default_results_dir, select_entries, write_common, write_rows
+from recbole_ext.reproduce.preset import PRESET_DIR, Preset, load_preset
+from recbole_ext.reproduce.tables import accuracy_markdown, accuracy_rows, cost_markdown, cost_rows, to_csv
+
+__all__ = ["ReproduceRequest", "run"]
+
+
+def run(request: ReproduceRequest, echo: Callable[[str], None] = print) -> int:
+    """The ``reproduce`` command; returns 1 when a row failed, else 0. Every mistake (preset,
+    data set, row, setting) is a UserError before any run starts, and leaves no folder behind."""
+    from recbole_ext.compare.runner import preflight, run_comparison
+
+    preset = load_preset(request.paper)
+    ds = preset.dataset(request.dataset)
+    entries = select_entries(preset, request.models)
+    results_dir = request.results_dir or default_results_dir(preset, request.dataset)
+    created = not os.path.exists(results_dir)
+    try:
+        common = write_common(preset, ds, results_dir)
+        has_items = _has_item_file(request, preset, common)
+        rows = write_rows(preset, ds, results_dir, entries, has_items)
+        compare = compare_request(request, preset, results_dir, entries, common, rows)
+        preflight(compare)
+    except UserError:
+        if created:
+            shutil.rmtree(results_dir, ignore_errors=True)
+        raise
+    if compare.parallel:
+        from recbole_ext.compare.parallel import run_parallel
+
+        records, _ = run_parallel(compare, echo)
+    else:
+        records, _ = run_comparison(compare, echo, checked=True)
+    text = write_tables(preset, request, records, results_dir, entries, has_items)
+    echo(text)
+    if not request.results_dir:
+        echo(f"[reproduce] to resume or extend this run, add --results-dir={results_dir}")
+    return 1 if any(r.get("status") != "ok" for r in records) else 0
+
+
+def _has_item_file(request: ReproduceRequest, preset: Preset, common: str) -> bool:
+    """Whether the data set (found or fetched as a run finds it) has an ``.item`` file."""
+    from recbole_ext.pipeline import Run
+
+    keys = tuple(sorted({a[2:].split("=", 1)[0] for a in request.config_args if "=" in a}))
+    run = Run.resolve(
+        preset.proposed,
+        request.dataset,
+        [common, *request.config_files],
+        None,
+        list(request.config_args),
+        lenient_keys=keys,
+    )
+    return os.path.isfile(os.path.join(run.locate_data(), f"{request.dataset}.item"))
+
+
+def write_tables(
+    preset: Preset,
+    request: ReproduceRequest,
+    records: List[dict],
+    results_dir: str,
+    entries: List[str],
+    has_items: bool,
+) -> str:
+    """Tables 2-4 from the records (``table2.md``, ``table3.md``, ``table4.md``,
+    ``reproduction.md``, ``tables.csv``); returns ``reproduction.md``'s text."""
+    ds = preset.dataset(request.dataset)
+    by_entry: Dict[str, List[dict]] = {}
+    for rec in records:
+        by_entry.setdefault(rec["model"], []).append(rec)
+    models = [e for e in entries if "@" not in e]
+    ablations = [e for e in entries if "@" in e]
+    table4_entries = ([preset.proposed] if preset.proposed in entries else []) + ablations
+    paper4 = {f"{preset.proposed}@{k}": v for k, v in ds.table4.items()}
+    paper4[preset.proposed] = ds.table2.get(preset.proposed)
+    t2 = accuracy_rows(preset, by_entry, models, ds.table2, lambda e: e)
+    t3 = cost_rows(preset, by_entry, models, ds)
+    t4 = accuracy_rows(preset, by_entry, table4_entries, paper4, lambda e: e)
+    seeds = sorted({r.get("seed") for r in records if r.get("seed") is not None})
+    setting = _setting_line(preset, request, seeds, has_items, records)
+    parts = {
+        "table2.md": accuracy_markdown(preset, t2, f"Table 2: accuracy on {request.dataset}") if t2 else "",
+        "table3.md": cost_markdown(t3, f"Table 3: efficiency on {request.dataset}") if t3 else "",
+        "table4.md": accuracy_markdown(preset, t4, f"Table 4: ablations of {preset.proposed} on {request.dataset}")
+        if ablations
+        else "",
+    }
+    for name, body in parts.items():
+        if body:
+            atomic_write_text(os.path.join(results_dir, name), setting + "\n" + body + _footer(name))
+    atomic_write_text(os.path.join(results_dir, "tables.csv"), to_csv(t2, t3, t4))
+    text = f"# {preset.title}: {request.dataset}\n\n{setting}\n" + "\n".join(
+        body + _footer(name) for name, body in parts.items() if body
+    )
+    text += "\n" + "".join(f"- {note}\n" for note in preset.notes)
+    atomic_write_text(os.path.join(results_dir, "reproduction.md"), text)
+    return text
+
+
+def _setting_line(preset: Preset, request: ReproduceRequest, seeds: List, has_items: bool, records: List[dict]) -> str:
+    device = next((r.get("device") for r in records if r.get("device")), "")
+    parts = [
+        f"Preset `{preset.name}` ({'shipped' if preset.path.startswith(PRESET_DIR) else preset.path})",
+        f"seeds {', '.join(map(str, seeds))}",
+        f"protocol {next((r.get('protocol') for r in records if r.get('protocol')), '')}",
+        f"device {device}",
+    ]
+    if request.budget is not None:
+        parts.append(f"BUDGET RUN: at most {request.budget} training batches an epoch (not converged)")
+    if request.config_args:
+        parts.append("options " + " ".join(request.config_args))
+    if not has_items:
+        parts.append("no item file: rows needing item features run on item ids only")
+    return "; ".join(parts) + ".\n"
+
+
+def _footer(name: str) -> str:
+    if name == "table3.md":
+        return (
+            "\nTrain s/epoch: mean over epochs and seeds († a budget epoch's time scaled to the whole epoch); "
+            "Infer ms/batch: mean over every validation and test evaluation batch (eval_batch_size users); "
+            "peak memory: GPU tensors, or the CPU process's RSS growth (approximate).\n"
+        )
+    return (
+        "\nours: mean ± sample std over seeds; diff: ours − paper; p: two-sided paired t-test of the proposed "
+        "model against the row, over seeds (two or more), else over the test users of the one seed.\n"
+    )

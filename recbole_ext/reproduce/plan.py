@@ -1,0 +1,95 @@
+"""A reproduction as a comparison: the preset's keys written as config files into the results
+folder (so they are part of every run's fingerprint), and the
+:class:`~recbole_ext.command.CompareRequest` that runs every row on one split per seed."""
+
+from __future__ import annotations
+
+import datetime
+import os
+from typing import Dict, List, Optional, Tuple
+
+import yaml
+
+from recbole_ext.command import CompareRequest, ReproduceRequest
+from recbole_ext.errors import UserError
+from recbole_ext.fileio import atomic_write_text
+from recbole_ext.reproduce.preset import DatasetPreset, Preset
+
+PRESET_FOLDER = "preset"
+
+
+def default_results_dir(preset: Preset, dataset: str) -> str:
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    return os.path.join("results", f"{preset.name}-{dataset}-{stamp}")
+
+
+def select_entries(preset: Preset, wanted: Tuple[str, ...]) -> List[str]:
+    """The preset's rows, or those of ``wanted`` (names or ablation names, case-insensitive)."""
+    entries = preset.entries()
+    if not wanted:
+        return entries
+    by_lower = {e.lower(): e for e in entries}
+    by_lower.update({a.name.lower(): f"{preset.proposed}@{a.name}" for a in preset.ablations})
+    unknown = [w for w in wanted if w.lower() not in by_lower]
+    if unknown:
+        raise UserError(f"--model {unknown[0]} is not a row of preset {preset.name}: choose from {', '.join(entries)}")
+    return [by_lower[w.lower()] for w in wanted]
+
+
+def budget_args(request: ReproduceRequest) -> List[str]:
+    """``--budget=B``: at most ``B`` batches an epoch and, unless ``--epochs`` is given, one epoch."""
+    if request.budget is None:
+        return []
+    args = [f"--train_batches_per_epoch={request.budget}"]
+    if not any(a.startswith("--epochs=") for a in request.config_args):
+        args.append("--epochs=1")
+    return args
+
+
+def _write_yaml(path: str, keys: Dict, comment: str) -> str:
+    atomic_write_text(path, f"# {comment}\n" + yaml.safe_dump(keys, sort_keys=False, default_flow_style=None))
+    return path
+
+
+def write_common(preset: Preset, ds: DatasetPreset, results_dir: str) -> str:
+    """``preset/common.yaml``: the protocol and the data set's keys, for every row."""
+    keys = {**preset.protocol, **ds.settings}
+    return _write_yaml(
+        os.path.join(results_dir, PRESET_FOLDER, "common.yaml"), keys, f"{preset.name}: every run on {ds.name}"
+    )
+
+
+def write_rows(preset: Preset, ds: DatasetPreset, results_dir: str, entries: List[str], has_item_file: bool) -> str:
+    """``preset/models/<Model>.yaml`` (and ``<Model>@<ablation>.yaml``): each row's own keys."""
+    folder = os.path.join(results_dir, PRESET_FOLDER, "models")
+    ablations = {f"{preset.proposed}@{a.name}": a for a in preset.ablations}
+    for model in dict.fromkeys(e.partition("@")[0] for e in entries):
+        keys = {**preset.models.get(model, {}), **ds.models.get(model, {})}
+        if not has_item_file:
+            keys.update(ds.without_item_file.get(model, {}))
+        _write_yaml(os.path.join(folder, f"{model}.yaml"), keys, f"{preset.name}: {model} on {ds.name}")
+    for entry in entries:
+        if entry in ablations:
+            a = ablations[entry]
+            note = f"{preset.name}: {a.label} (read after {preset.proposed}.yaml)"
+            _write_yaml(os.path.join(folder, f"{entry}.yaml"), a.keys, note)
+    return folder
+
+
+def compare_request(
+    request: ReproduceRequest, preset: Preset, results_dir: str, entries: List[str], common: str, rows: Optional[str]
+) -> CompareRequest:
+    """The comparison that runs the reproduction (``rows``: the per-row config folder)."""
+    return CompareRequest(
+        models=tuple(entries),
+        dataset=request.dataset,
+        config_files=(common, *request.config_files),
+        config_args=tuple(request.config_args) + tuple(budget_args(request)),
+        seeds=request.seeds or preset.seeds,
+        results_dir=results_dir,
+        force=request.force,
+        plot=request.plot,
+        jobs=request.jobs,
+        devices=request.devices,
+        model_configs=rows,
+    )

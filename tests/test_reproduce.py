@@ -1,0 +1,237 @@
+"""``recbole-ext reproduce``: the shipped preset, a preset of the test's own on ml-100k's slice
+(two models, one ablation, two seeds: the tables, the paper's values beside ours, the t-test
+over seeds, resuming), the mistakes that stop it before any run, and the whole GLINT-RU preset
+on a slice of the paper's Beauty with a tiny budget."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+
+import pytest
+import yaml
+
+from recbole_ext.cli import main as cli
+from recbole_ext.command import ReproduceRequest
+from recbole_ext.errors import ConfigError, UserError
+from recbole_ext.registry import canonical_model_name
+from recbole_ext.reproduce import run as reproduce
+from recbole_ext.reproduce.preset import load_preset
+from recbole_ext.reproduce.tables import t_test
+
+SHARED = os.environ.get("RECBOLE_EXT_TEST_DATA")
+TINY_KEYS = (
+    "--hidden_size=8",
+    "--n_heads=2",
+    "--embedding_size=8",
+    "--train_batch_size=64",
+    "--eval_batch_size=64",
+    "--MAX_ITEM_LIST_LENGTH=10",
+    "--show_progress=False",
+    "--state=WARNING",
+)
+
+
+def small_preset(tmp_path) -> str:
+    """Two models and one ablation on ``ml-slice`` with paper figures for some cells."""
+    preset = {
+        "title": "Test paper",
+        "proposed": "GLINTRU",
+        "metrics": ["Recall@10", "NDCG@10"],
+        "seeds": [1, 2],
+        "protocol": {
+            "eval_args": {"split": {"LS": "valid_and_test"}, "order": "TO", "group_by": "user", "mode": "pop100"},
+            "metrics": ["Recall", "NDCG"],
+            "topk": [10],
+            "valid_metric": "NDCG@10",
+            "train_neg_sample_args": None,
+            "load_col": {"inter": ["user_id", "item_id", "timestamp"]},
+        },
+        "models": {"GLINTRU": {"kernel_size": 3}, "GRU4Rec": {"num_layers": 1}},
+        "ablations": {"light": {"label": "Light", "keys": {"gated_mlp": False}}},
+        "datasets": {
+            "ml-slice": {
+                "settings": {"epochs": 1},
+                "paper": {
+                    "table2": {"GLINTRU": [0.5, 0.25]},
+                    "table3": {"GRU4Rec": {"train_s_epoch": 3.0}},
+                    "table4": {"light": [0.4, 0.2]},
+                },
+            }
+        },
+        "notes": ["a note"],
+    }
+    path = tmp_path / "paper.yaml"
+    path.write_text(yaml.safe_dump(preset))
+    return str(path)
+
+
+def read_csv(path):
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+# ------------------------------------------------------------------ the shipped preset
+def test_shipped_preset_rows_are_known_models():
+    preset = load_preset("glint-ru")
+    assert preset.proposed == "GLINTRU" and preset.metrics == ("Recall@10", "MRR@10", "NDCG@10")
+    for model in preset.models:
+        assert canonical_model_name(model) == model
+    assert {"LinRec", "Mamba4Rec", "SMLP4Rec", "SASRec", "LightSANs"} <= set(preset.models)
+    assert [a.name for a in preset.ablations] == ["no_gru", "no_attention", "no_temporal_conv", "light"]
+    beauty = preset.dataset("amazon-beauty")
+    assert beauty.table2["GLINTRU"] == [0.4472, 0.2498, 0.2964]
+    assert preset.dataset("ml-1m").settings["MAX_ITEM_LIST_LENGTH"] == 200
+
+
+def test_bad_preset_is_one_line(tmp_path):
+    path = tmp_path / "bad.yaml"
+    raw = yaml.safe_load(open(small_preset(tmp_path)))
+    raw["datasets"]["ml-slice"]["paper"]["table2"]["GLINTRU"] = [0.5]
+    path.write_text(yaml.safe_dump(raw))
+    with pytest.raises(ConfigError, match="has 1 values for 2 metrics"):
+        load_preset(str(path))
+    with pytest.raises(UserError, match="no preset 'nope'"):
+        load_preset("nope")
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["nope", "--dataset=ml-1m"], "no preset 'nope'"),
+        (["glint-ru", "--dataset=ml-100k"], "has no data set 'ml-100k'"),
+        (["glint-ru", "--dataset=ml-1m", "--model=Nope"], "is not a row of preset"),
+        (["glint-ru", "--dataset=ml-1m", "--seed=3"], "takes --seeds"),
+        (["glint-ru", "--dataset=ml-1m", "--budget=0"], "at least 1 batch"),
+        (["glint-ru", "--dataset=ml-1m", "--trials=3"], "it is an option of tune"),
+    ],
+)
+def test_mistakes_are_one_line_before_any_run(tmp_path, capsys, args, message):
+    out = tmp_path / "out"
+    assert cli(["reproduce", *args, f"--results-dir={out}"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("recbole_ext: error:") and message in err[0]
+    assert not out.exists()
+
+
+def test_bad_setting_leaves_no_folder(tmp_path, ml100k_slice, capsys):
+    out = tmp_path / "out"
+    code = cli(
+        ["reproduce", small_preset(tmp_path), "--dataset=ml-slice", f"--data_path={ml100k_slice}"]
+        + ["--kernel_size=0", f"--results-dir={out}"]
+    )
+    assert code == 2 and "kernel_size" in capsys.readouterr().err
+    assert not out.exists()
+
+
+# ------------------------------------------------------------------ the t-test
+def test_t_test_over_seeds_then_over_users():
+    def rec(seed, value, per_user=None):
+        return {"status": "ok", "seed": seed, "test_result": {"ndcg@10": value}, "per_user": per_user or {}}
+
+    proposed = [rec(1, 0.30), rec(2, 0.32), rec(3, 0.31)]
+    other = [rec(1, 0.20), rec(2, 0.23), rec(3, 0.21)]
+    p, how = t_test(proposed, other, "NDCG@10")
+    from scipy.stats import ttest_rel
+
+    assert how == "seeds" and p == pytest.approx(ttest_rel([0.30, 0.32, 0.31], [0.20, 0.23, 0.21]).pvalue)
+    a, b = [1.0, 0.0, 0.5, 1.0], [0.0, 0.0, 0.5, 0.5]
+    p, how = t_test([rec(1, 0.6, {"ndcg@10": a})], [rec(1, 0.25, {"ndcg@10": b})], "NDCG@10")
+    assert how == "users" and p == pytest.approx(ttest_rel(a, b).pvalue)
+    assert t_test([rec(1, 0.6)], [rec(2, 0.25)], "NDCG@10") == (None, "")
+
+
+# ------------------------------------------------------------------ a whole small reproduction
+def test_small_preset_tables_and_resume(tmp_path, ml100k_slice):
+    out = str(tmp_path / "out")
+    request = ReproduceRequest(
+        paper=small_preset(tmp_path),
+        dataset="ml-slice",
+        budget=2,
+        config_args=(f"--data_path={ml100k_slice}", *TINY_KEYS),
+        results_dir=out,
+    )
+    lines = []
+    assert reproduce(request, echo=lines.append) == 0
+    runs = sorted(os.listdir(os.path.join(out, "runs")))
+    assert runs == [f"{m}-seed{s}.json" for m in ("GLINTRU", "GLINTRU@light", "GRU4Rec") for s in (1, 2)]
+    light = json.load(open(os.path.join(out, "runs", "GLINTRU@light-seed1.json")))
+    assert light["train_batches"][0][0] == 2 and light["train_batches"][0][1] > 2  # the budget held
+    assert "gated_mlp: false" in open(os.path.join(out, "configs", "GLINTRU@light.yaml")).read()
+
+    cells = {(r["table"], r["row"], r["column"]): r for r in read_csv(os.path.join(out, "tables.csv"))}
+    mine = cells[("table2", "GLINTRU", "Recall@10")]
+    assert mine["paper"] == "0.5" and float(mine["diff"]) == pytest.approx(float(mine["ours"]) - 0.5)
+    assert mine["seeds"] == "2" and mine["std"] != ""
+    gru = cells[("table2", "GRU4Rec", "NDCG@10")]
+    assert gru["paper"] == "" and gru["test"] == "seeds" and 0 <= float(gru["p"]) <= 1
+    assert cells[("table4", "Light", "Recall@10")]["paper"] == "0.4"
+    assert cells[("table3", "GRU4Rec", "train_s_epoch")]["paper"] == "3.0"
+    table2 = open(os.path.join(out, "table2.md")).read()
+    assert "BUDGET RUN" in table2 and "| GLINTRU |" in table2 and "| GRU4Rec |" in table2
+    assert "| Light |" in open(os.path.join(out, "table4.md")).read()
+    assert "- a note" in open(os.path.join(out, "reproduction.md")).read()
+
+    again = []
+    assert reproduce(request, echo=again.append) == 0
+    assert sum("skipped" in line for line in again) == 6
+    assert read_csv(os.path.join(out, "tables.csv")) == list(cells.values())
+
+
+@pytest.mark.skipif(not SHARED, reason="$RECBOLE_EXT_TEST_DATA names no data folder")
+def test_glint_ru_preset_on_a_beauty_slice(tmp_path):
+    """Every row of the shipped preset, one batch each, on the first 120 users of the paper's
+    Beauty: Tables 2-4 hold every row, with the paper's value beside ours where it has one."""
+    src = os.path.join(SHARED, "amazon-beauty", "amazon-beauty.inter")
+    folder = tmp_path / "data" / "amazon-beauty"
+    folder.mkdir(parents=True)
+    users, kept = set(), []
+    with open(src) as f:
+        kept.append(f.readline())
+        for line in f:
+            user = line.split("\t", 1)[0]
+            if user in users or len(users) < 120:
+                users.add(user)
+                kept.append(line)
+    (folder / "amazon-beauty.inter").write_text("".join(kept))
+    out = str(tmp_path / "out")
+    args = [f"--data_path={tmp_path / 'data'}", *TINY_KEYS, "--d_state=4"]
+    code = cli(
+        ["reproduce", "glint-ru", "--dataset=amazon-beauty", "--budget=1", "--seeds=1", f"--results-dir={out}"] + args
+    )
+    assert code == 0
+    preset = load_preset("glint-ru")
+    cells = {(r["table"], r["row"], r["column"]): r for r in read_csv(os.path.join(out, "tables.csv"))}
+    for model in preset.models:
+        for metric in preset.metrics:
+            assert cells[("table2", model, metric)]["ours"] != ""
+        assert cells[("table3", model, "train_s_epoch")]["ours"] != ""
+    for ablation in preset.ablations:
+        assert cells[("table4", ablation.label, "NDCG@10")]["ours"] != ""
+    assert cells[("table2", "SASRec", "Recall@10")]["paper"] == "0.4332"
+    assert cells[("table2", "SASRec", "Recall@10")]["test"] == "users"
+    assert "no item file" in open(os.path.join(out, "reproduction.md")).read()
+
+
+def test_compare_variant_needs_its_file(tmp_path, ml100k_slice):
+    """``Model@name`` in a comparison reads ``<model-configs>/Model@name.yaml``; without one it is
+    a one-line mistake before any run."""
+    from recbole_ext.command import CompareRequest
+    from recbole_ext.compare.runner import preflight
+    from recbole_ext.pipeline import canonical_entry, split_entry
+
+    assert split_entry("GLINTRU@no_gru") == ("GLINTRU", "no_gru") and canonical_entry("glintru@x") == "GLINTRU@x"
+    with pytest.raises(UserError, match="a variant is written"):
+        split_entry("GLINTRU@")
+    args = (f"--data_path={ml100k_slice}",)
+    with pytest.raises(UserError, match=r"variant GLINTRU@x needs its settings in --model-configs"):
+        preflight(CompareRequest(models=("GLINTRU@x",), dataset="ml-slice", config_args=args))
+    (tmp_path / "GLINTRU@x.yaml").write_text("gated_mlp: False\n")
+    runs = preflight(
+        CompareRequest(
+            models=("GLINTRU", "glintru@x"), dataset="ml-slice", config_args=args, model_configs=str(tmp_path)
+        )
+    )
+    assert list(runs) == ["GLINTRU", "GLINTRU@x"]
+    assert runs["GLINTRU"].config["gated_mlp"] is True and runs["GLINTRU@x"].config["gated_mlp"] is False
