@@ -172,6 +172,7 @@ def test_small_preset_tables_and_resume(tmp_path, ml100k_slice):
     assert "BUDGET RUN" in table2 and "| GLINTRU |" in table2 and "| GRU4Rec |" in table2
     assert "| Light |" in open(os.path.join(out, "table4.md")).read()
     assert "- a note" in open(os.path.join(out, "reproduction.md")).read()
+    assert "Training epochs were cut to 2 batches" in open(os.path.join(out, "comparison.md")).read()
 
     again = []
     assert reproduce(request, echo=again.append) == 0

@@ -169,6 +169,12 @@ def notes(table: dict, records: List[dict]) -> str:
         "training epoch. Infer ms/batch: mean wall time per evaluation batch over all valid and test "
         "evaluations. Peak mem: " + (table.get("mem_method") or "not measured (log without it)") + "."
     )
+    cut = sorted({done for r in records for done, total in r.get("train_batches") or [] if done < total})
+    if cut:
+        out.append(
+            f"Training epochs were cut to {', '.join(map(str, cut))} batches (train_batches_per_epoch): "
+            "Train s/epoch is the time of the cut epoch, and the models are not trained to convergence."
+        )
     return "\n".join(out)
 
 
