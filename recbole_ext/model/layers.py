@@ -306,6 +306,27 @@ class GatedGRUExpert(nn.Module):
         return self.conv_out.at_window(y * inside[..., None].to(y.dtype))
 
 
+class FeedForward(nn.Module):
+    """``LayerNorm(x + Dropout(W2 Dropout(GELU(W1 x))))``: the point-wise block of the Mamba4Rec
+    and LRURec references (their ``FeedForward`` and ``PositionwiseFeedForward``).
+
+    Args:
+        d_model: width ``d``.  inner_size: hidden width.  dropout: both dropouts.  eps: LayerNorm epsilon.
+    """
+
+    def __init__(self, d_model: int, inner_size: int, dropout: float, eps: float):
+        super().__init__()
+        self.w_1 = nn.Linear(d_model, inner_size)
+        self.w_2 = nn.Linear(inner_size, d_model)
+        self.dropout = FastDropout(dropout)
+        self.LayerNorm = nn.LayerNorm(d_model, eps=eps)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Shape: ``[..., d] -> [..., d]``."""
+        h = self.dropout(self.w_2(self.dropout(F.gelu(self.w_1(x)))))
+        return self.LayerNorm(h + x)
+
+
 class GatedMLP(nn.Module):
     """``Linear(Linear(h) * GELU(Linear(h)))`` then dropout (GLINT-RU's output MLP; the residual
     LayerNorm is applied by the caller, which the reference shares with the mixing block).

@@ -45,7 +45,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.autograd.function import once_differentiable
 
-from recbole_ext.model.layers import FastDropout, gather_positions
+from recbole_ext.model.layers import FastDropout, FeedForward, gather_positions
 
 
 def ring_init_params_log(
@@ -184,29 +184,10 @@ class LRULayer(nn.Module):
         return self.layer_norm(self.dropout(y) + x)
 
 
-class PositionwiseFeedForward(nn.Module):
-    """``LayerNorm(x + Dropout(w_2(Dropout(GELU(w_1 x)))))`` (reference ``PositionwiseFeedForward``).
-
-    Args:
-        d_model: width ``d``.  d_ff: inner width.  dropout: both dropouts.  eps: LayerNorm epsilon.
-    """
-
-    def __init__(self, d_model: int, d_ff: int, dropout: float, eps: float):
-        super().__init__()
-        self.w_1 = nn.Linear(d_model, d_ff)
-        self.w_2 = nn.Linear(d_ff, d_model)
-        self.dropout = FastDropout(dropout)
-        self.layer_norm = nn.LayerNorm(d_model, eps=eps)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Shape: ``[..., d] -> [..., d]``."""
-        return self.layer_norm(self.dropout(self.w_2(self.dropout(F.gelu(self.w_1(x))))) + x)
-
-
 class LRUBlock(nn.Module):
-    """:class:`LRULayer`, then :class:`PositionwiseFeedForward` (reference ``LRUBlock``)."""
+    """:class:`LRULayer`, then :class:`FeedForward` (reference ``LRUBlock``)."""
 
-    def __init__(self, lru: LRULayer, ffn: PositionwiseFeedForward):
+    def __init__(self, lru: LRULayer, ffn: FeedForward):
         super().__init__()
         self.lru_layer = lru
         self.feed_forward = ffn

@@ -69,11 +69,11 @@ from torch import nn
 
 from recbole_ext.errors import ConfigError
 from recbole_ext.model.abstract_recommender import SequenceEncoderRecommender
-from recbole_ext.model.layers import FastDropout, gather_positions
-from recbole_ext.model.lru_layers import LRUBlock, LRULayer, PositionwiseFeedForward
+from recbole_ext.model.layers import FastDropout, FeedForward, gather_positions
+from recbole_ext.model.lru_layers import LRUBlock, LRULayer
 
 #: parameters (by name) the truncated normal initialisation leaves alone, as the reference does
-KEEP_INIT = ("layer_norm", "params_log")
+KEEP_INIT = ("layer_norm", "LayerNorm", "params_log")
 
 
 class LRURec(SequenceEncoderRecommender):
@@ -105,7 +105,7 @@ class LRURec(SequenceEncoderRecommender):
         self.lru_blocks = nn.ModuleList(
             LRUBlock(
                 LRULayer(d, self.state_expand * d, self.lru_dropout_prob, self.r_min, self.r_max, eps),
-                PositionwiseFeedForward(d, self.ffn_expand * d, self.dropout_prob, eps),
+                FeedForward(d, self.ffn_expand * d, self.dropout_prob, eps),
             )
             for _ in range(self.n_layers)
         )

@@ -59,7 +59,7 @@ from torch import nn
 
 from recbole_ext.errors import ConfigError
 from recbole_ext.model.abstract_recommender import SequenceEncoderRecommender
-from recbole_ext.model.layers import FastDropout, gather_positions
+from recbole_ext.model.layers import FastDropout, FeedForward, gather_positions
 from recbole_ext.model.selective_scan import resolve_scan_impl, selective_scan
 
 DT_INITS = ("reference", "mamba")
@@ -112,26 +112,6 @@ class MambaMixer(nn.Module):
             delta_bias=self.dt_proj.bias, delta_softplus=True, impl=self.scan_impl,
         )  # fmt: skip
         return self.out_proj(y)
-
-
-class FeedForward(nn.Module):
-    """``LayerNorm(x + Dropout(W2 Dropout(GELU(W1 x))))``, the reference's ``FeedForward``.
-
-    Args:
-        d_model: width ``d``.  inner_size: hidden width.  dropout: both dropouts.  eps: LayerNorm epsilon.
-    """
-
-    def __init__(self, d_model: int, inner_size: int, dropout: float, eps: float):
-        super().__init__()
-        self.w_1 = nn.Linear(d_model, inner_size)
-        self.w_2 = nn.Linear(inner_size, d_model)
-        self.dropout = FastDropout(dropout)
-        self.LayerNorm = nn.LayerNorm(d_model, eps=eps)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Shape: ``[..., d] -> [..., d]``."""
-        h = self.dropout(self.w_2(self.dropout(F.gelu(self.w_1(x)))))
-        return self.LayerNorm(h + x)
 
 
 class MambaLayer(nn.Module):
