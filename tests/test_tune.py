@@ -291,3 +291,35 @@ def test_two_tune_commands_share_one_study_in_postgresql(postgres, ml100k_slice,
     assert not any(t.user_attrs.get("interrupted") for t in trials)
     owners = {t.user_attrs["owner_pid"] for t in counted}
     assert owners <= {first.pid, second.pid}
+
+
+def test_rdb_storage_retries_a_schema_race(monkeypatch):
+    """Two tune commands creating the database's tables at once: PostgreSQL's loser sees
+    ``DuplicateObject: type "studydirection" already exists``; it tries again, and any other
+    failure is one line."""
+    import optuna
+
+    from recbole_ext.errors import UserError
+    from recbole_ext.tune import trials
+
+    class DuplicateObject(Exception):
+        pass
+
+    calls = []
+
+    def storage(url):
+        calls.append(url)
+        if len(calls) == 1:
+            raise RuntimeError("wrapped") from DuplicateObject('type "studydirection" already exists')
+        return "storage"
+
+    monkeypatch.setattr(optuna.storages, "RDBStorage", storage)
+    monkeypatch.setattr("time.sleep", lambda s: None)
+    assert trials._rdb_storage("postgresql://x/db") == "storage" and len(calls) == 2
+
+    def refused(url):
+        raise RuntimeError("could not connect to server")
+
+    monkeypatch.setattr(optuna.storages, "RDBStorage", refused)
+    with pytest.raises(UserError, match="could not connect"):
+        trials._rdb_storage("postgresql://x/db")

@@ -71,7 +71,8 @@ def _rdb_storage(url: str, attempts: int = 5):
             return optuna.storages.RDBStorage(url)
         except Exception as e:  # noqa: BLE001 - no driver, no server, a bad URL: one line
             cause = e.__cause__ or e
-            if "duplicate" in str(cause).lower() and attempt < attempts - 1:
+            text = f"{type(cause).__name__} {cause}".lower()  # e.g. DuplicateObject: type "..." already exists
+            if ("duplicate" in text or "already exists" in text) and attempt < attempts - 1:
                 time.sleep(0.5 * (attempt + 1))
                 continue
             from recbole_ext.errors import UserError
