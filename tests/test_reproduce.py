@@ -236,3 +236,26 @@ def test_compare_variant_needs_its_file(tmp_path, ml100k_slice):
     )
     assert list(runs) == ["GLINTRU", "GLINTRU@x"]
     assert runs["GLINTRU"].config["gated_mlp"] is True and runs["GLINTRU@x"].config["gated_mlp"] is False
+
+
+@pytest.mark.slow
+def test_small_preset_as_a_parallel_grid(tmp_path, ml100k_slice):
+    """``--jobs``: the rows run as processes of the comparison grid (checked once, before any
+    starts) and give the tables the serial run gives: every row, the paper's value beside ours."""
+    out = str(tmp_path / "out")
+    request = ReproduceRequest(
+        paper=small_preset(tmp_path),
+        dataset="ml-slice",
+        seeds=(1,),
+        budget=1,
+        jobs=2,
+        config_args=(f"--data_path={ml100k_slice}", *TINY_KEYS),
+        results_dir=out,
+    )
+    assert reproduce(request, echo=lambda line: None) == 0
+    assert sorted(os.listdir(os.path.join(out, "jobs"))) == [
+        f"{m}-seed1.txt" for m in ("GLINTRU", "GLINTRU@light", "GRU4Rec")
+    ]
+    cells = {(r["table"], r["row"], r["column"]): r for r in read_csv(os.path.join(out, "tables.csv"))}
+    assert cells[("table2", "GLINTRU", "Recall@10")]["paper"] == "0.5"
+    assert cells[("table2", "GRU4Rec", "NDCG@10")]["ours"] != "" and cells[("table4", "Light", "NDCG@10")]["ours"] != ""

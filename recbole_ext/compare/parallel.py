@@ -41,12 +41,14 @@ from recbole_ext.results.render import write_outputs
 JOB_DIR = "jobs"
 
 
-def run_parallel(request: CompareRequest, echo: Callable[[str], None] = print) -> Tuple[List[dict], str]:
+def run_parallel(
+    request: CompareRequest, echo: Callable[[str], None] = print, runs: Optional[Dict[str, Run]] = None
+) -> Tuple[List[dict], str]:
     """Run the grid ``jobs`` (or one per device) processes at a time; returns ``(records,
     results_dir)`` as :func:`~recbole_ext.compare.runner.run_comparison` does. Every model and
-    setting is checked before the first job starts (:func:`~recbole_ext.compare.runner.preflight`);
-    only this process writes the table."""
-    runs = preflight(request)
+    setting is checked before the first job starts (:func:`~recbole_ext.compare.runner.preflight`;
+    ``runs``: its result, when the caller ran it already); only this process writes the table."""
+    runs = preflight(request) if runs is None else runs
     spec = RunSpec(
         request, request.results_dir or default_results_dir(request.dataset), echo, lenient_keys=lenient_keys(request)
     )

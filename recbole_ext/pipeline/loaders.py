@@ -19,7 +19,7 @@ from recbole.sampler import KGSampler
 from recbole.utils import ModelType, set_color
 
 from recbole_ext.errors import DataFormatError
-from recbole_ext.evaluation.sampled.sampling import exclude_history
+from recbole_ext.evaluation.sampled.sampling import exclude_history, user_item_sets
 from recbole_ext.registry import get_dataloader, get_dataset_class
 from recbole_ext.trainer.device_loader import DeviceTrainDataLoader, device_loader_applies
 
@@ -62,7 +62,8 @@ def make_loaders(config, dataset, built):
     train_dataset, valid_dataset, test_dataset = built
     train_sampler, valid_sampler, test_sampler = recbole_data_utils.create_samplers(config, dataset, list(built))
     if config["eval_neg_exclude"] == "history":
-        valid_sampler, test_sampler = (exclude_history(s, dataset) for s in (valid_sampler, test_sampler))
+        items = user_item_sets(dataset)
+        valid_sampler, test_sampler = (exclude_history(s, items) for s in (valid_sampler, test_sampler))
     if config["MODEL_TYPE"] != ModelType.KNOWLEDGE:
         train_class = get_dataloader(config, "train")
         if train_class is TrainDataLoader and device_loader_applies(config, train_dataset):

@@ -46,7 +46,7 @@ def run(request: ReproduceRequest, echo: Callable[[str], None] = print) -> int:
         has_items = _has_item_file(request, preset, common)
         rows = write_rows(preset, ds, results_dir, entries, has_items)
         compare = compare_request(request, preset, results_dir, entries, common, rows)
-        preflight(compare)
+        runs = preflight(compare)
     except UserError:
         if created:
             shutil.rmtree(results_dir, ignore_errors=True)
@@ -54,7 +54,7 @@ def run(request: ReproduceRequest, echo: Callable[[str], None] = print) -> int:
     if compare.parallel:
         from recbole_ext.compare.parallel import run_parallel
 
-        records, _ = run_parallel(compare, echo)
+        records, _ = run_parallel(compare, echo, runs=runs)
     else:
         records, _ = run_comparison(compare, echo, checked=True)
     text = write_tables(preset, request, records, results_dir, entries, has_items)
@@ -66,16 +66,16 @@ def run(request: ReproduceRequest, echo: Callable[[str], None] = print) -> int:
 
 def _has_item_file(request: ReproduceRequest, preset: Preset, common: str) -> bool:
     """Whether the data set (found or fetched as a run finds it) has an ``.item`` file."""
+    from recbole_ext.compare.runner import lenient_keys
     from recbole_ext.pipeline import Run
 
-    keys = tuple(sorted({a[2:].split("=", 1)[0] for a in request.config_args if "=" in a}))
     run = Run.resolve(
         preset.proposed,
         request.dataset,
         [common, *request.config_files],
         None,
         list(request.config_args),
-        lenient_keys=keys,
+        lenient_keys=lenient_keys(request),
     )
     return os.path.isfile(os.path.join(run.locate_data(), f"{request.dataset}.item"))
 
@@ -99,9 +99,9 @@ def write_tables(
     table4_entries = ([preset.proposed] if preset.proposed in entries else []) + ablations
     paper4 = {f"{preset.proposed}@{k}": v for k, v in ds.table4.items()}
     paper4[preset.proposed] = ds.table2.get(preset.proposed)
-    t2 = accuracy_rows(preset, by_entry, models, ds.table2, lambda e: e)
+    t2 = accuracy_rows(preset, by_entry, models, ds.table2)
     t3 = cost_rows(preset, by_entry, models, ds)
-    t4 = accuracy_rows(preset, by_entry, table4_entries, paper4, lambda e: e)
+    t4 = accuracy_rows(preset, by_entry, table4_entries, paper4)
     seeds = sorted({r.get("seed") for r in records if r.get("seed") is not None})
     setting = _setting_line(preset, request, seeds, has_items, records)
     parts = {

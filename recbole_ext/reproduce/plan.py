@@ -13,6 +13,7 @@ import yaml
 from recbole_ext.command import CompareRequest, ReproduceRequest
 from recbole_ext.errors import UserError
 from recbole_ext.fileio import atomic_write_text
+from recbole_ext.pipeline.resolve import model_of
 from recbole_ext.reproduce.preset import DatasetPreset, Preset
 
 PRESET_FOLDER = "preset"
@@ -63,7 +64,7 @@ def write_rows(preset: Preset, ds: DatasetPreset, results_dir: str, entries: Lis
     """``preset/models/<Model>.yaml`` (and ``<Model>@<ablation>.yaml``): each row's own keys."""
     folder = os.path.join(results_dir, PRESET_FOLDER, "models")
     ablations = {f"{preset.proposed}@{a.name}": a for a in preset.ablations}
-    for model in dict.fromkeys(e.partition("@")[0] for e in entries):
+    for model in dict.fromkeys(model_of(e) for e in entries):
         keys = {**preset.models.get(model, {}), **ds.models.get(model, {})}
         if not has_item_file:
             keys.update(ds.without_item_file.get(model, {}))

@@ -71,10 +71,10 @@ def _status(records: List[dict]) -> str:
 
 
 def accuracy_rows(
-    preset: Preset, by_entry: Dict[str, List[dict]], entries: List[str], paper: Dict[str, List[Optional[float]]], keyed
+    preset: Preset, by_entry: Dict[str, List[dict]], entries: List[str], paper: Dict[str, List[Optional[float]]]
 ) -> List[dict]:
-    """One row per entry: per metric our mean, std, seeds, the paper's value and the difference,
-    and the t-test against the proposed model. ``keyed(entry)`` names the row in ``paper``."""
+    """One row per entry: per metric our mean, std, seeds, the paper's value (``paper[entry]``)
+    and the difference, and the t-test against the proposed model."""
     rows = []
     proposed = by_entry.get(preset.proposed, [])
     for entry in entries:
@@ -83,7 +83,7 @@ def accuracy_rows(
         for i, metric in enumerate(preset.metrics):
             values = list(metric_values(recs, metric).values())
             mean, std = _stats(values)
-            ref = (paper.get(keyed(entry)) or [None] * len(preset.metrics))[i]
+            ref = (paper.get(entry) or [None] * len(preset.metrics))[i]
             p, how = (None, "") if entry == preset.proposed or not proposed else t_test(proposed, recs, metric)
             diff = None if mean is None or ref is None else mean - ref
             cells[metric] = dict(mean=mean, std=std, n=len(values), paper=ref, diff=diff, p=p, test=how)

@@ -43,9 +43,10 @@ class VectorisedSamplingMixin:
         return np.where(prob[index] > threshold, keys[index], alias[index])
 
     def sample_by_user_ids(self, user_ids, item_ids, num):
-        if isinstance(self, RepeatableSampler) and len(item_ids) == 1 and not isinstance(self, HistorySampler):
-            # RecBole's RepeatableSampler: the only used id is the row's own item
-            return self._sample_avoiding(np.asarray(item_ids, dtype=np.int64), num)
+        if isinstance(self, RepeatableSampler) and len(item_ids) == 1:
+            # one row: its used ids (RecBole's RepeatableSampler: the row's own item only)
+            used = getattr(self, "row_used", lambda user, item: [item])(user_ids[0], item_ids[0])
+            return self._sample_avoiding(np.asarray(sorted(used), dtype=np.int64), num)
         return super().sample_by_user_ids(user_ids, item_ids, num)
 
     def sample_by_key_ids(self, key_ids, num):
@@ -80,26 +81,31 @@ class HistorySampler(RepeatableSampler):
 
     user_items: np.ndarray
 
+    def row_used(self, user: int, item: int) -> set:
+        """The ids a row of ``user`` with positive ``item`` never draws as a negative."""
+        return self.user_items[user] | {item}
+
     def sample_by_user_ids(self, user_ids, item_ids, num):
-        self.used_ids = np.array([self.user_items[u] | {i} for u, i in zip(user_ids, item_ids)], dtype=object)
+        self.used_ids = np.array([self.row_used(u, i) for u, i in zip(user_ids, item_ids)], dtype=object)
         return self.sample_by_key_ids(np.arange(len(user_ids)), num)
 
 
-def exclude_history(sampler, dataset):
+def exclude_history(sampler, user_items: np.ndarray):
     """A copy of a sequential evaluation ``sampler`` (RecBole's ``RepeatableSampler``) that also
-    avoids each user's items in ``dataset`` (the whole data set: its rows' items and, in a
-    sequential data set, their item lists); any other sampler (RecBole's ``Sampler`` of general
-    models already avoids the user's earlier items, or none) is returned as it is."""
+    avoids each user's items (``user_items``: :func:`user_item_sets` of the whole data set); any
+    other sampler (RecBole's ``Sampler`` of general models already avoids the user's earlier
+    items, or none) is returned as it is."""
     if type(sampler) is not RepeatableSampler:
         return sampler
     history = copy.copy(sampler)
     history.__class__ = HistorySampler
-    history.user_items = user_item_sets(dataset)
+    history.user_items = user_items
     return history
 
 
 def user_item_sets(dataset) -> np.ndarray:
-    """``[user_num]`` object array: the set of every item id of each user in ``dataset``."""
+    """``[user_num]`` object array: the set of every item id of each user in ``dataset`` (its
+    rows' items and, in a sequential data set, their item lists)."""
     inter = dataset.inter_feat
     users = inter[dataset.uid_field].numpy().astype(np.int64)
     pairs = [(users, inter[dataset.iid_field].numpy().astype(np.int64))]
