@@ -223,6 +223,54 @@ class ReproduceRequest:
         _writable("--results-dir", self.results_dir or "results")
 
 
+#: The keys ``evaluate`` may change; every other key is the checkpoint's.
+EVAL_KEYS = frozenset(
+    {
+        "eval_args",
+        "eval_neg_exclude",
+        "eval_candidates",
+        "metrics",
+        "topk",
+        "valid_metric",
+        "eval_batch_size",
+        "metric_decimal_place",
+        "fast_sampled_eval",
+        "data_path",
+        "show_progress",
+    }
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class EvaluateRequest:
+    """``evaluate``: a checkpoint's validation and test metrics, under its own evaluation
+    settings or other ones (:mod:`recbole_ext.serving.evaluate`).
+
+    Attributes:
+        checkpoint: the checkpoint a run wrote.
+        config_args: ``--key=value`` strings, evaluation keys only.
+        trust_checkpoint: allow a legacy RecBole checkpoint (a pickle).
+        device: where to evaluate (``None``: a GPU when one is visible).
+    """
+
+    checkpoint: Optional[str]
+    config_args: Tuple[str, ...] = ()
+    trust_checkpoint: bool = False
+    device: Optional[str] = None
+
+    def __post_init__(self) -> None:
+        _need("checkpoint", self.checkpoint, "pass --checkpoint=PATH, a file a run wrote")
+        if not os.path.isfile(self.checkpoint):
+            raise UserError(f"--checkpoint {self.checkpoint} is not a file")
+        for arg in self.config_args:
+            key = arg[2:].split("=", 1)[0] if arg.startswith("--") else arg
+            if key not in EVAL_KEYS:
+                raise UserError(
+                    f"evaluate changes evaluation keys only ({', '.join(sorted(EVAL_KEYS))}); got {arg}: "
+                    "the model and data keys are the checkpoint's"
+                )
+
+
 @dataclasses.dataclass(frozen=True)
 class RecommendRequest:
     """``recommend``: top-k items from a checkpoint, for one history or a file of them."""

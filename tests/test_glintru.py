@@ -9,7 +9,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from recbole_ext.model.layers import EluNormLinearAttention, TimeConv1d, elu_norm_linear_attention
+from recbole_ext.model.glintru_layers import TimeConv1d
+from recbole_ext.model.linear_attention import EluNormLinearAttention, elu_norm_linear_attention
 
 from conftest import SEQ_DATA, model_on_slice, scramble_after_last, slice_config_and_data
 

@@ -1,6 +1,6 @@
-"""GLINTRU's ablation keys (the paper's Table 4 as settings): each variant against the formula
-written out from the full model's own submodules, exact on both the last-position and the
-every-position path, and the parameters each variant leaves out."""
+"""GLINTRU's ablation keys (the paper's Table 4 and an activation study as settings): each variant
+against the formula written out from the full model's own submodules, exact on both the
+last-position and the every-position path, and the parameters each variant leaves out."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from recbole_ext.model.layers import NoTimeConv
+from recbole_ext.model.glintru_layers import NoTimeConv
 
 from conftest import model_on_slice, slice_config_and_data
 
@@ -20,7 +20,19 @@ VARIANTS = [
     dict(temporal_conv=False),
     dict(gated_mlp=False),
     dict(experts="gru", temporal_conv=False, gated_mlp=False),
+    dict(gate_act="relu"),
+    dict(gate_act="sigmoid", selective_act="tanh", mlp_act="silu"),
+    dict(gate_act="identity", selective_act="gelu", mlp_act="identity"),
 ]
+#: each activation written out here, independently of the model's table
+ACT = {
+    "gelu": lambda x: 0.5 * x * (1 + torch.erf(x / 2**0.5)),
+    "silu": lambda x: x / (1 + torch.exp(-x)),
+    "relu": lambda x: torch.where(x > 0, x, torch.zeros_like(x)),
+    "sigmoid": lambda x: 1 / (1 + torch.exp(-x)),
+    "tanh": lambda x: (torch.exp(x) - torch.exp(-x)) / (torch.exp(x) + torch.exp(-x)),
+    "identity": lambda x: x,
+}
 
 
 @pytest.fixture(scope="module")
@@ -37,11 +49,13 @@ def batch(n_items: int, rows: int = 6, length: int = 10):
     return seq, lengths
 
 
-def gru_expert_formula(expert, x):
-    """The GRU expert at every position: conv(dense(x)) -> GRU -> projection * gate -> conv."""
+def gru_expert_formula(expert, x, act):
+    """The GRU expert at every position: conv(dense(x)) -> GRU -> projection * gate -> conv, the
+    gate ``Linear(act(Linear(h1)))`` (its dropout is off)."""
     h1 = expert.conv_in(expert.dense_in(x))
     out, _ = torch.nn.GRU.forward(expert.gru, h1)
-    return expert.conv_out(expert.projection(out) * expert.selective_gate(h1))
+    first, second = expert.selective_gate[0], expert.selective_gate[2]
+    return expert.conv_out(expert.projection(out) * second(act(first(h1))))
 
 
 def formula(model, seq, lengths):
@@ -49,7 +63,7 @@ def formula(model, seq, lengths):
     x = model.item_embedding(seq)
     parts = []
     if model.experts != "attention":
-        parts.append(gru_expert_formula(model.gru_expert, x))
+        parts.append(gru_expert_formula(model.gru_expert, x, ACT[model.selective_act]))
     if model.experts != "gru":
         parts.append(model.attention(x))
     if model.experts == "both":
@@ -57,9 +71,10 @@ def formula(model, seq, lengths):
         mixed = w[0] * parts[0] + w[1] * parts[1]
     else:
         mixed = parts[0]
-    h = model.LayerNorm(model.mix_dense(mixed * F.gelu(model.data_gate(x))) + x)
+    h = model.LayerNorm(model.mix_dense(mixed * ACT[model.gate_act](model.data_gate(x))) + x)
     if model.gated_mlp:
-        h = model.mlp_LayerNorm(model.mlp(h) + h)
+        mlp = model.mlp
+        h = model.mlp_LayerNorm(mlp.dense_out(mlp.dense_value(h) * ACT[model.mlp_act](mlp.dense_gate(h))) + h)
     return h[torch.arange(len(seq)), lengths - 1]
 
 
@@ -85,6 +100,16 @@ def test_variants_leave_out_their_parameters(slice_data):
     assert names(gated_mlp=False) == {n for n in full if not n.startswith("mlp.")}
     no_conv = model_on_slice(slice_data, "GLINTRU", **SMALL, temporal_conv=False)
     assert isinstance(no_conv.gru_expert.conv_in, NoTimeConv) and isinstance(no_conv.gru_expert.conv_out, NoTimeConv)
+    assert names(gate_act="relu", selective_act="tanh", mlp_act="identity") == full  # activations add no parameters
+
+
+def test_unknown_activation_is_a_user_error(ml100k_slice):
+    """An activation the model does not know is a mistake named by its key, before any data."""
+    from recbole_ext.errors import UserError
+    from recbole_ext.pipeline import Run
+
+    with pytest.raises(UserError, match="gate_act"):
+        Run.resolve("GLINTRU", "ml-slice", config_dict=dict(data_path=ml100k_slice, gate_act="swishy"))
 
 
 def test_full_model_unchanged_by_the_keys(slice_data):

@@ -79,7 +79,15 @@ def test_shipped_preset_rows_are_known_models():
     for model in preset.models:
         assert canonical_model_name(model) == model
     assert {"LinRec", "Mamba4Rec", "SMLP4Rec", "SASRec", "LightSANs"} <= set(preset.models)
-    assert [a.name for a in preset.ablations] == ["no_gru", "no_attention", "no_temporal_conv", "light"]
+    assert [a.name for a in preset.ablations] == [
+        "no_gru",
+        "no_attention",
+        "no_temporal_conv",
+        "light",
+        "gate_relu",
+        "gate_silu",
+        "gate_sigmoid",
+    ]
     beauty = preset.dataset("amazon-beauty")
     assert beauty.table2["GLINTRU"] == [0.4472, 0.2498, 0.2964]
     assert preset.dataset("ml-1m").settings["MAX_ITEM_LIST_LENGTH"] == 200

@@ -11,6 +11,10 @@ Commands (``train`` is the default, so ``run_recbole_ext.py --model=NAME --datas
 - ``tune --model=A,B,C --dataset=NAME --trials=T [--space=FILE] [--jobs=N] [--seeds=...] [--results-dir=DIR]
   [--no-compare] [--no-plot]``: the same Optuna budget for every model on the validation split, then the
   comparison with the best settings
+- ``reproduce PAPER --dataset=NAME [--model=A,B] [--seeds=1,2,3] [--budget=BATCHES] [--jobs=N | --devices=0,1]
+  [--results-dir=DIR]``: a paper's models at its preset on one split, and its tables
+- ``evaluate --checkpoint=CKPT [--device=DEV] [--eval_key=value ...]``: a trained model's validation and
+  test metrics again, under its own evaluation keys or others (``--eval_neg_exclude=history``, ...)
 - ``report LOGDIR... [--out DIR] [--no-plot]``: the comparison table from existing log files
 - ``recommend --checkpoint=CKPT (--items=ID,ID,... | --items-file=IN --output=OUT) [--k=10] [--exclude-seen]``
 - ``convert FORMAT INPUT --name NAME [--out datasets/] [--force]``: raw files to RecBole atomic files

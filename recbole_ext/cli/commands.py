@@ -12,6 +12,7 @@ from recbole_ext.command import (
     CompareRequest,
     ConvertRequest,
     DataRequest,
+    EvaluateRequest,
     ModelsRequest,
     RecommendRequest,
     ReportRequest,
@@ -58,6 +59,15 @@ def reproduce(request: ReproduceRequest) -> int:
     from recbole_ext import reproduce as reproduce_command
 
     return reproduce_command.run(request)
+
+
+def evaluate(request: EvaluateRequest) -> int:
+    from recbole_ext.serving.evaluate import evaluate_checkpoint
+
+    result = evaluate_checkpoint(request.checkpoint, request.config_args, request.trust_checkpoint, request.device)
+    print(f"valid: {result['valid']}")
+    print(f"test: {result['test']}")
+    return 0
 
 
 def report(request: ReportRequest) -> int:
@@ -147,6 +157,7 @@ HANDLERS: Dict[type, Callable] = {
     CompareRequest: compare,
     TuneRequest: tune,
     ReproduceRequest: reproduce,
+    EvaluateRequest: evaluate,
     ReportRequest: report,
     RecommendRequest: recommend,
     ConvertRequest: convert,

@@ -18,6 +18,7 @@ from recbole_ext.command import (
     CompareRequest,
     ConvertRequest,
     DataRequest,
+    EvaluateRequest,
     ModelsRequest,
     RecommendRequest,
     ReportRequest,
@@ -31,7 +32,7 @@ from recbole_ext.command import (
 from recbole_ext.errors import ArgumentParser, UserError
 
 PROG = "recbole-ext"
-COMMANDS = ("train", "compare", "tune", "reproduce", "report", "recommend", "convert", "data", "models")
+COMMANDS = ("train", "compare", "tune", "reproduce", "evaluate", "report", "recommend", "convert", "data", "models")
 USAGE = (
     f'{PROG} [train] --model=NAME --dataset=NAME [--config_files="a.yaml b.yaml"] [--resume=CKPT] [--key=value ...]\n'
     f"       {PROG} compare --model=A,B,C --dataset=NAME [--seeds=1,2,3] [--results-dir=DIR] [--jobs=N]"
@@ -39,6 +40,7 @@ USAGE = (
     f"       {PROG} tune --model=A,B,C --dataset=NAME --trials=T [--space=FILE] [--jobs=N] [--results-dir=DIR]\n"
     f"       {PROG} reproduce PAPER --dataset=NAME [--model=A,B] [--seeds=1,2,3] [--budget=BATCHES] [--jobs=N]"
     " [--devices=0,1] [--results-dir=DIR]\n"
+    f"       {PROG} evaluate --checkpoint=CKPT [--device=DEV] [--eval_key=value ...]\n"
     f"       {PROG} report LOGDIR... [--out DIR] [--no-plot]\n"
     f"       {PROG} recommend --checkpoint=CKPT (--items=ID,ID,... | --items-file=IN --output=OUT) [--k=10]\n"
     f"       {PROG} convert FORMAT INPUT --name NAME [--out DIR] [--force]\n"
@@ -50,6 +52,7 @@ Request = Union[
     CompareRequest,
     TuneRequest,
     ReproduceRequest,
+    EvaluateRequest,
     RecommendRequest,
     ReportRequest,
     ConvertRequest,
@@ -248,6 +251,15 @@ def parse_recommend(argv: List[str]) -> RecommendRequest:
     )
 
 
+def parse_evaluate(argv: List[str]) -> EvaluateRequest:
+    parser = _parser("evaluate", "Evaluate a trained checkpoint again, under its own or other evaluation keys.")
+    parser.add_argument("--checkpoint", metavar="CKPT", help="checkpoint to evaluate")
+    parser.add_argument("--device", help="where to evaluate: cpu, cuda, cuda:1 (default: a GPU when one is visible)")
+    parser.add_argument("--trust-checkpoint", **RUN_OPTIONS["--trust-checkpoint"][1])
+    args, rest = parser.parse_known_args(argv)
+    return EvaluateRequest(args.checkpoint, tuple(rest), args.trust_checkpoint, args.device)
+
+
 def parse_report(argv: List[str]) -> ReportRequest:
     parser = _parser("report", "Rebuild the comparison table from RecBole log files (ours or plain RecBole's).")
     parser.add_argument("logs", nargs="+", metavar="LOGDIR", help="log files or folders (searched recursively)")
@@ -292,6 +304,7 @@ PARSERS: Dict[str, Callable[[List[str]], Request]] = {
     "compare": parse_compare,
     "tune": parse_tune,
     "reproduce": parse_reproduce,
+    "evaluate": parse_evaluate,
     "report": parse_report,
     "recommend": parse_recommend,
     "convert": parse_convert,

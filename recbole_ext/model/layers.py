@@ -1,15 +1,13 @@
-"""Neural blocks shared by the models of recbole_ext (each section is owned by the model that added it)."""
+"""Neural blocks shared by several models of recbole_ext: dropout, initialisation, gathering,
+the point-wise feed-forward block and a VAE's Gaussian latent (one model's own blocks live in
+its ``*_layers`` module)."""
 
 import math
-from typing import Optional, Tuple
+from typing import Tuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-
-from recbole_ext.model.gru import FastGRU
-
-# ============================================================== shared blocks (every model)
 
 #: Dropout probabilities are rounded to multiples of 1 / DROPOUT_LEVELS by :class:`FastDropout`.
 DROPOUT_LEVELS = 1 << 16
@@ -79,9 +77,6 @@ class FastDropout(nn.Dropout):
         return _FastDropoutFunction.apply(x, float(self.p))
 
 
-# ============================================================== GLINT-RU blocks (GLINTRU model)
-
-
 def normal_init_(module: nn.Module, std: float) -> None:
     """RecBole's transformer initialisation of one module (SASRec's and the references of
     LinRec, FMLP-Rec and SMLP4Rec): ``N(0, std)`` for Linear and Embedding weights (padding rows
@@ -98,212 +93,6 @@ def normal_init_(module: nn.Module, std: float) -> None:
 def gather_positions(x: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
     """Row ``b``'s vector at ``positions[b]``. Shape: x ``[B, L, d]``, positions ``[B]`` -> ``[B, d]``."""
     return x[torch.arange(x.shape[0], device=x.device), positions]
-
-
-def elu_norm_linear_attention(
-    q: torch.Tensor,
-    k: torch.Tensor,
-    v: torch.Tensor,
-    key_mask: Optional[torch.Tensor] = None,
-    eps: float = 1e-12,
-) -> torch.Tensor:
-    """GLINT-RU's ELU-normalised linear attention ``Q' (K'^T V) / sqrt(d_h)``, linear in ``L``
-    (LinRec's attention, which GLINT-RU adopts: also :data:`recbole_ext.model.linear_attention.l2_linear_attention`).
-
-    ``Q' = ELU(Q) / ||ELU(Q)||_2`` and ``K' = ELU(K) / ||ELU(K)||_2``, each token normalised over
-    the head dimension; no softmax. ``key_mask`` (``True`` = real token) removes padded keys from
-    ``K'^T V``.
-
-    Args:
-        q, k, v: per-head queries, keys and values.
-        key_mask: optional boolean mask of the keys to keep.
-        eps: floor of the norms (the reference divides by the bare norm).
-
-    Returns:
-        The context per head.
-
-    Shape:
-        - q, k, v: ``[B, H, L, d_h]``
-        - key_mask: ``[B, L]``
-        - output: ``[B, H, L, d_h]``
-    """
-    q = F.elu(q)
-    k = F.elu(k)
-    q = q / q.norm(p=2, dim=-1, keepdim=True).clamp_min(eps)
-    k = k / k.norm(p=2, dim=-1, keepdim=True).clamp_min(eps)
-    if key_mask is not None:
-        k = k * key_mask[:, None, :, None].to(k.dtype)
-    kv = torch.matmul(k.transpose(-2, -1), v)  # [B, H, d_h, d_h]
-    return torch.matmul(q, kv) / math.sqrt(q.shape[-1])
-
-
-class EluNormLinearAttention(nn.Module):
-    """Multi-head ELU-normalised linear attention with output projection, dropout and a residual
-    LayerNorm (GLINT-RU's attention expert).
-
-    Args:
-        hidden_size: model width ``d``.
-        n_heads: number of heads ``H`` (``d`` must be divisible by ``H``).
-        hidden_dropout_prob: dropout on the projected output.
-        layer_norm_eps: epsilon of the LayerNorm.
-    """
-
-    def __init__(self, hidden_size: int, n_heads: int, hidden_dropout_prob: float, layer_norm_eps: float) -> None:
-        super().__init__()
-        if hidden_size % n_heads != 0:
-            raise ValueError(f"hidden_size ({hidden_size}) is not a multiple of n_heads ({n_heads})")
-        self.n_heads = n_heads
-        self.head_size = hidden_size // n_heads
-        self.query = nn.Linear(hidden_size, hidden_size)
-        self.key = nn.Linear(hidden_size, hidden_size)
-        self.value = nn.Linear(hidden_size, hidden_size)
-        self.dense = nn.Linear(hidden_size, hidden_size)
-        self.out_dropout = FastDropout(hidden_dropout_prob)
-        self.LayerNorm = nn.LayerNorm(hidden_size, eps=layer_norm_eps)
-
-    def split_heads(self, x: torch.Tensor) -> torch.Tensor:
-        """``[B, L, d] -> [B, H, L, d_h]``."""
-        b, l, _ = x.shape
-        return x.view(b, l, self.n_heads, self.head_size).transpose(1, 2)
-
-    def forward(
-        self, x: torch.Tensor, key_mask: Optional[torch.Tensor] = None, positions: Optional[torch.Tensor] = None
-    ) -> torch.Tensor:
-        """The attention expert at every position, or only at ``positions`` (one per row: the
-        keys and values still come from every position; queries, projection and LayerNorm are
-        per position, so the result equals the full output gathered there).
-
-        Shape:
-            - x: ``[B, L, d]``; key_mask: ``[B, L]`` (optional); positions: ``[B]`` (optional)
-            - output: ``[B, L, d]``, or ``[B, d]`` with ``positions``
-        """
-        queries = x if positions is None else gather_positions(x, positions)[:, None]
-        b, l, d = queries.shape
-        q, k, v = self.split_heads(self.query(queries)), self.split_heads(self.key(x)), self.split_heads(self.value(x))
-        ctx = elu_norm_linear_attention(q, k, v, key_mask)
-        ctx = ctx.transpose(1, 2).reshape(b, l, d)
-        out = self.LayerNorm(self.out_dropout(self.dense(ctx)) + queries)
-        return out if positions is None else out[:, 0]
-
-
-class TimeConv1d(nn.Module):
-    """1-D convolution over time on ``[B, L, d]`` tensors, keeping the length ``L``.
-
-    ``causal=False`` pads ``(k - 1) // 2`` steps before and the rest after (for ``k = 3``: one
-    each side, as ``nn.Conv1d(..., padding=1)``); ``causal=True`` pads ``k - 1`` steps before,
-    so position ``t`` sees only positions ``<= t``.
-
-    Args:
-        channels: input and output channels ``d``.
-        kernel_size: ``k``.
-        causal: left padding only.
-    """
-
-    def __init__(self, channels: int, kernel_size: int = 3, causal: bool = False) -> None:
-        super().__init__()
-        if kernel_size < 1:
-            raise ValueError(f"kernel_size must be >= 1, got {kernel_size}")
-        self.conv = nn.Conv1d(channels, channels, kernel_size=kernel_size)
-        total = kernel_size - 1
-        self.pad = (total, 0) if causal else (total // 2, total - total // 2)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Shape: ``[B, L, d] -> [B, L, d]``."""
-        y = F.pad(x.transpose(1, 2), self.pad)
-        return self.conv(y).transpose(1, 2)
-
-    def window(self, positions: torch.Tensor, length: int) -> Tuple[torch.Tensor, torch.Tensor]:
-        """The input positions the output at ``positions`` reads, and which of them lie inside
-        the sequence (the others are the zero padding).
-
-        Shape: positions ``[B]`` -> (indices ``[B, k]`` clamped into ``[0, L)``, inside ``[B, k]``).
-        """
-        offsets = torch.arange(-self.pad[0], self.pad[1] + 1, device=positions.device)
-        idx = positions[:, None] + offsets[None, :]
-        inside = (idx >= 0) & (idx < length)
-        return idx.clamp(0, length - 1), inside
-
-    def at_window(self, window: torch.Tensor) -> torch.Tensor:
-        """The output at one position from its window of inputs (zeros where padded).
-
-        Shape: window ``[B, k, d]`` -> ``[B, d]``.
-        """
-        return torch.einsum("bkc,ock->bo", window, self.conv.weight) + self.conv.bias
-
-
-class NoTimeConv(nn.Module):
-    """The identity with :class:`TimeConv1d`'s interface (GLINT-RU's "without the temporal
-    convolution" ablation)."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Shape: ``[B, L, d] -> [B, L, d]`` (unchanged)."""
-        return x
-
-    def window(self, positions: torch.Tensor, length: int) -> Tuple[torch.Tensor, torch.Tensor]:
-        """Shape: positions ``[B]`` -> (indices ``[B, 1]``, inside ``[B, 1]``, all true)."""
-        return positions[:, None], torch.ones_like(positions[:, None], dtype=torch.bool)
-
-    def at_window(self, window: torch.Tensor) -> torch.Tensor:
-        """Shape: window ``[B, 1, d]`` -> ``[B, d]``."""
-        return window[:, 0]
-
-
-class GatedGRUExpert(nn.Module):
-    """GLINT-RU's GRU expert: ``conv(Linear(x))`` -> bias-free GRU -> Linear, times the selective
-    gate ``Dropout(Linear(SiLU(Linear(h1))))``, then a second time convolution.
-
-    Args:
-        hidden_size: ``d``.
-        kernel_size: kernel of both time convolutions.
-        num_layers: GRU layers.
-        gate_dropout_prob: dropout at the end of the selective gate (0.3 in the reference).
-        causal: causal time convolutions.
-        gru_impl: the GRU's recurrence (:class:`~recbole_ext.model.gru.FastGRU`): ``torch``
-            (``nn.GRU``: cuDNN on GPUs), ``triton`` or ``auto``.
-        temporal_conv: ``False``: no time convolutions (both are the identity; an ablation).
-    """
-
-    def __init__(
-        self,
-        hidden_size: int,
-        kernel_size: int = 3,
-        num_layers: int = 1,
-        gate_dropout_prob: float = 0.3,
-        causal: bool = False,
-        gru_impl: str = "torch",
-        temporal_conv: bool = True,
-    ) -> None:
-        super().__init__()
-        conv = (lambda: TimeConv1d(hidden_size, kernel_size, causal)) if temporal_conv else NoTimeConv
-        self.dense_in = nn.Linear(hidden_size, hidden_size)
-        self.conv_in = conv()
-        self.gru = FastGRU(hidden_size, hidden_size, num_layers=num_layers, bias=False, batch_first=True, impl=gru_impl)
-        self.projection = nn.Linear(hidden_size, hidden_size)
-        self.selective_gate = nn.Sequential(
-            nn.Linear(hidden_size, hidden_size // 2),
-            nn.SiLU(),
-            nn.Linear(hidden_size // 2, hidden_size),
-            FastDropout(gate_dropout_prob),
-        )
-        self.conv_out = conv()
-
-    def forward(self, x: torch.Tensor, positions: Optional[torch.Tensor] = None) -> torch.Tensor:
-        """The expert at every position, or only at ``positions`` (one per row): the GRU runs
-        over the whole sequence either way; the projection and gate then run only on the
-        ``kernel_size`` steps the output convolution reads there.
-
-        Shape:
-            - x: ``[B, L, d]``; positions: ``[B]`` (optional)
-            - output: ``[B, L, d]``, or ``[B, d]`` with ``positions``
-        """
-        h1 = self.conv_in(self.dense_in(x))
-        out, _ = self.gru(h1)
-        if positions is None:
-            return self.conv_out(self.projection(out) * self.selective_gate(h1))
-        idx, inside = self.conv_out.window(positions, x.shape[1])
-        rows = torch.arange(x.shape[0], device=x.device)[:, None]
-        y = self.projection(out[rows, idx]) * self.selective_gate(h1[rows, idx])
-        return self.conv_out.at_window(y * inside[..., None].to(y.dtype))
 
 
 class FeedForward(nn.Module):
@@ -325,27 +114,6 @@ class FeedForward(nn.Module):
         """Shape: ``[..., d] -> [..., d]``."""
         h = self.dropout(self.w_2(self.dropout(F.gelu(self.w_1(x)))))
         return self.LayerNorm(h + x)
-
-
-class GatedMLP(nn.Module):
-    """``Linear(Linear(h) * GELU(Linear(h)))`` then dropout (GLINT-RU's output MLP; the residual
-    LayerNorm is applied by the caller, which the reference shares with the mixing block).
-
-    Args:
-        hidden_size: ``d``.
-        dropout_prob: dropout on the output (0.3 in the reference).
-    """
-
-    def __init__(self, hidden_size: int, dropout_prob: float = 0.3) -> None:
-        super().__init__()
-        self.dense_value = nn.Linear(hidden_size, hidden_size)
-        self.dense_gate = nn.Linear(hidden_size, hidden_size)
-        self.dense_out = nn.Linear(hidden_size, hidden_size)
-        self.dropout = FastDropout(dropout_prob)
-
-    def forward(self, h: torch.Tensor) -> torch.Tensor:
-        """Shape: ``[..., d] -> [..., d]``."""
-        return self.dropout(self.dense_out(self.dense_value(h) * F.gelu(self.dense_gate(h))))
 
 
 class GaussianLatent(nn.Module):

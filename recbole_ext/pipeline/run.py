@@ -108,9 +108,10 @@ class Run:
         return cls(Config(model, dataset, config_files, config_dict, cmd_args, lenient_keys))
 
     @classmethod
-    def from_saved_config(cls, plain: Dict[str, Any], device: str = "cpu") -> "Run":
-        """The run a checkpoint's plain config describes, on ``device`` (serving). The keys
-        the configurator derives are left to it; ``data_path`` goes back to its data root."""
+    def from_saved_config(cls, plain: Dict[str, Any], device: str = "cpu", cmd_args: Iterable[str] = ()) -> "Run":
+        """The run a checkpoint's plain config describes, on ``device`` (serving, evaluation),
+        with ``--key=value`` strings over it. The keys the configurator derives are left to it;
+        ``data_path`` goes back to its data root."""
         cfg = {k: v for k, v in plain.items() if k not in _DERIVED_KEYS}
         neg = cfg.get("train_neg_sample_args")
         if isinstance(neg, dict) and neg.get("distribution") in (None, "none", "None"):
@@ -118,7 +119,7 @@ class Run:
         cfg["use_gpu"] = False
         if cfg.get("data_path"):  # the resolved path is the data set's own folder
             cfg["data_path"] = os.path.dirname(os.path.normpath(cfg["data_path"]))
-        run = cls(Config(plain["model"], plain["dataset"], config_dict=cfg))
+        run = cls(Config(plain["model"], plain["dataset"], config_dict=cfg, cmd_args=list(cmd_args)))
         run.config["device"] = torch.device(device)
         return run
 

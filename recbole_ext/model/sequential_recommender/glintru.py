@@ -62,6 +62,10 @@ Deviations from the reference code (defaults reproduce the reference unless said
   expert and the mixing logits are not built), ``temporal_conv: False`` drops both time
   convolutions of the GRU expert, ``gated_mlp: False`` drops the gated MLP and its LayerNorm
   ("Light GLINT-RU"). Defaults build the full model, with the same parameters as before.
+- Activation keys (not in the reference; an activation ablation as settings): ``gate_act`` (the
+  data-aware gate, GELU), ``selective_act`` (the GRU expert's selective gate, SiLU) and
+  ``mlp_act`` (the gated MLP, GELU) choose among GELU, SiLU, ReLU, sigmoid, tanh and the
+  identity; the defaults are the reference's.
 - The mixing weights are ``softmax(expert_logits)`` computed in every forward, as the reference's
   current head does (its first release assigned the softmax back to the ``nn.Parameter`` and could
   not run; fixed upstream in July 2024).
@@ -77,13 +81,9 @@ from torch import nn
 from torch.nn.init import xavier_normal_, xavier_uniform_
 
 from recbole_ext.model.abstract_recommender import SequenceEncoderRecommender
-from recbole_ext.model.layers import (
-    EluNormLinearAttention,
-    FastDropout,
-    GatedGRUExpert,
-    GatedMLP,
-    gather_positions,
-)
+from recbole_ext.model.glintru_layers import GatedGRUExpert, GatedMLP, gate_activation
+from recbole_ext.model.layers import FastDropout, gather_positions
+from recbole_ext.model.linear_attention import EluNormLinearAttention
 
 
 class GLINTRU(SequenceEncoderRecommender):
@@ -110,6 +110,9 @@ class GLINTRU(SequenceEncoderRecommender):
         self.experts: str = config["experts"]
         self.temporal_conv: bool = bool(config["temporal_conv"])
         self.gated_mlp: bool = bool(config["gated_mlp"])
+        self.gate_act: str = config["gate_act"]
+        self.selective_act: str = config["selective_act"]
+        self.mlp_act: str = config["mlp_act"]
 
         # define layers
         d = self.hidden_size
@@ -126,15 +129,17 @@ class GLINTRU(SequenceEncoderRecommender):
                 self.causal,
                 self.gru_impl,
                 self.temporal_conv,
+                self.selective_act,
             )
         if self.experts == "both":
             self.expert_logits = nn.Parameter(torch.tensor([0.5, 0.5]))
         self.data_gate = nn.Linear(d, d)
+        self.data_gate_act = gate_activation(self.gate_act)
         self.mix_dense = nn.Linear(d, d)
         self.mix_dropout = FastDropout(self.mix_dropout_prob)
         self.LayerNorm = nn.LayerNorm(d, eps=self.layer_norm_eps)
         if self.gated_mlp:
-            self.mlp = GatedMLP(d, self.mlp_dropout_prob)
+            self.mlp = GatedMLP(d, self.mlp_dropout_prob, self.mlp_act)
             self.mlp_LayerNorm = self.LayerNorm if self.share_layer_norm else nn.LayerNorm(d, eps=self.layer_norm_eps)
 
         # parameters initialization
@@ -171,7 +176,8 @@ class GLINTRU(SequenceEncoderRecommender):
 
         last = item_seq_len - 1
         at = last if self.last_position_only else None  # everything after the experts is per position
-        h = self._mixed_experts(x, key_mask, at) * F.gelu(self.data_gate(x if at is None else gather_positions(x, at)))
+        gate = self.data_gate_act(self.data_gate(x if at is None else gather_positions(x, at)))
+        h = self._mixed_experts(x, key_mask, at) * gate
         if at is not None:
             x = gather_positions(x, at)
         h = self.LayerNorm(self.mix_dropout(self.mix_dense(h)) + x)
