@@ -12,6 +12,7 @@ from scipy.stats import ttest_rel
 from recbole_ext.cli import main as cli_main
 from recbole_ext.results import logparse, plot, render
 from recbole_ext.results import table as results_table
+from recbole_ext.results.stats import paired_t_pvalue
 
 from synthetic import fake_record
 
@@ -193,3 +194,26 @@ def test_a_short_runs_curves_have_whole_epoch_ticks_and_the_legend_stays_off_the
     assert list(ax.get_xticks()) == [0]
     plt.close(fig)
     assert plot.plot_comparison(recs, str(tmp_path / "p.png"))
+
+
+def test_paired_t_pvalue_and_its_degenerate_cases():
+    a, b = [0.30, 0.32, 0.31, 0.33], [0.20, 0.25, 0.21, 0.22]
+    assert paired_t_pvalue(a, b) == pytest.approx(ttest_rel(a, b).pvalue)
+    assert paired_t_pvalue(a, a) == 1.0
+    # a constant non-zero difference (exact in binary): no spread, as significant as can be, both ways
+    assert paired_t_pvalue([0.5, 0.75, 1.0], [0.25, 0.5, 0.75]) == 0.0
+    assert paired_t_pvalue([0.25, 0.5, 0.75], [0.5, 0.75, 1.0]) == 0.0
+
+
+def test_constant_lead_on_a_smaller_is_better_metric_is_significant():
+    """The best row of a smaller-is-better metric (RMSE) leads every seed by the same amount:
+    the lead is significant and the row starred."""
+    records = []
+    for model, values in (("A", [0.5, 0.75]), ("B", [0.75, 1.0])):
+        for seed, v in zip((1, 2), values):
+            rec = fake_record(model, seed, 0.1)
+            rec.update(test_result={"rmse": v}, valid_metric="RMSE", valid_metric_bigger=False, best_valid_score=v)
+            records.append(rec)
+    rows = {r["model"]: r for r in results_table.build_table(records)["rows"]}
+    assert rows["B"]["p_values"]["test:rmse"] == 0.0
+    assert rows["A"]["mark"]["test:rmse"] == "best*"

@@ -11,6 +11,7 @@ import statistics
 from typing import Dict, List, Optional, Tuple
 
 from recbole_ext.reproduce.preset import DatasetPreset, Preset
+from recbole_ext.results.stats import paired_t_pvalue
 
 #: Table 3's columns: (key in the paper's figures, header, how ours is measured)
 COST_COLUMNS = (
@@ -44,8 +45,6 @@ def t_test(proposed: List[dict], other: List[dict], metric: str) -> Tuple[Option
     """Two-sided paired t-test of the proposed model against another row: over the seeds both
     ran (same split and candidates per seed) with two or more, else over the test users of the
     one seed (per-user values in evaluation order). Returns ``(p, "seeds" | "users" | "")``."""
-    from scipy.stats import ttest_rel
-
     a, b = metric_values(proposed, metric), metric_values(other, metric)
     common = sorted(set(a) & set(b))
     if len(common) >= 2:
@@ -57,12 +56,7 @@ def t_test(proposed: List[dict], other: List[dict], metric: str) -> Tuple[Option
         if not ua or not ub or len(ua) != len(ub) or len(common) != 1:
             return None, ""
         x, y, how = ua, ub, "users"
-    if all(p == q for p, q in zip(x, y)):
-        return 1.0, how
-    p = float(ttest_rel(x, y).pvalue)
-    if math.isnan(p):  # a constant non-zero difference: the paired test is degenerate
-        p = 0.0 if all(p_ > q_ for p_, q_ in zip(x, y)) or all(p_ < q_ for p_, q_ in zip(x, y)) else 1.0
-    return p, how
+    return paired_t_pvalue(x, y), how
 
 
 def _status(records: List[dict]) -> str:

@@ -7,6 +7,8 @@ from __future__ import annotations
 import math
 from typing import Dict, List, Optional
 
+from recbole_ext.results.stats import paired_t_pvalue
+
 
 class Column:
     def __init__(self, key: str, header: str, better: Optional[str], digits: int, metric: bool = False):
@@ -158,8 +160,6 @@ def _significance(rows: List[dict], columns: List[Column]) -> str:
     values (:func:`_per_user_tests`). Returns which test ran: ``seeds``, ``users`` or ``""``."""
     if max((r["n_seeds"] for r in rows), default=0) < 2:
         return "users" if _per_user_tests(rows, columns) else ""
-    from scipy.stats import ttest_rel
-
     for col in columns:
         if not col.metric:
             continue
@@ -177,13 +177,7 @@ def _significance(rows: List[dict], columns: List[Column]) -> str:
             if len(common) < 2:
                 all_sig = False
                 continue
-            x, y = [b[s] for s in common], [o[s] for s in common]
-            if all(abs(p - q) < 1e-15 for p, q in zip(x, y)):
-                p = 1.0
-            else:
-                p = float(ttest_rel(x, y).pvalue)
-                if math.isnan(p):  # constant non-zero difference: the paired test is degenerate
-                    p = 0.0 if all(p_ > q_ for p_, q_ in zip(x, y)) else 1.0
+            p = paired_t_pvalue([b[s] for s in common], [o[s] for s in common])
             r["p_values"][col.key] = p
             tested += 1
             all_sig &= p < 0.05
@@ -196,7 +190,7 @@ def _per_user_tests(rows: List[dict], columns: List[Column]) -> bool:
     """Wilcoxon signed-rank (``p_values``) and paired t (``p_values_t``) tests over the users of
     the best model's per-user values against each other model's (same users, same order); the
     best is starred when every Wilcoxon p < 0.05. Returns whether any pair was tested."""
-    from scipy.stats import ttest_rel, wilcoxon
+    from scipy.stats import wilcoxon
 
     tested_any = False
     for col in (c for c in columns if c.metric):
@@ -210,7 +204,7 @@ def _per_user_tests(rows: List[dict], columns: List[Column]) -> bool:
             y = r["per_user"][name]
             same = all(a == b for a, b in zip(x, y))
             r["p_values"][col.key] = 1.0 if same else float(wilcoxon(x, y).pvalue)
-            r.setdefault("p_values_t", {})[col.key] = 1.0 if same else float(ttest_rel(x, y).pvalue)
+            r.setdefault("p_values_t", {})[col.key] = paired_t_pvalue(x, y)
         if others and all(r["p_values"][col.key] < 0.05 for r in others):
             best[0]["mark"][col.key] = "best*"
         tested_any |= bool(others)

@@ -1,0 +1,26 @@
+"""The paired test every table uses (:func:`scipy.stats.ttest_rel`), with its degenerate cases."""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+
+def paired_t_pvalue(x: Sequence[float], y: Sequence[float], tol: float = 1e-15) -> float:
+    """Two-sided paired t-test p-value of ``x`` against ``y`` (the same seeds or users, in order).
+
+    The differences' spread is zero in two cases scipy answers with NaN or with a precision
+    warning; they are decided here: identical values (every ``|x - y| <= tol``) give 1.0, and
+    a constant non-zero difference (every pair apart by the same amount, in one direction) 0.0.
+
+    Shape: x, y ``[n]``, ``n >= 2``.
+    """
+    from scipy.stats import ttest_rel
+
+    diffs = [a - b for a, b in zip(x, y)]
+    if all(abs(d) <= tol for d in diffs):
+        return 1.0
+    if max(diffs) - min(diffs) <= tol:
+        return 0.0
+    p = float(ttest_rel(x, y).pvalue)
+    return 0.0 if math.isnan(p) else p
