@@ -66,6 +66,20 @@ TINY = {
 }
 
 
+def run_in_folder(folder, model: str, dataset: str, **cfg) -> Dict:
+    """One run from ``folder`` (its checkpoints and logs inside it), for module-scoped fixtures
+    that cannot use ``monkeypatch``; the working directory is put back afterwards."""
+    from recbole_ext.quick_start import run_recbole_ext
+
+    cwd = os.getcwd()
+    os.chdir(folder)
+    try:
+        cfg = dict(dict(state="WARNING", checkpoint_dir=os.path.join(str(folder), "saved")), **cfg)
+        return run_recbole_ext(model, dataset, None, cfg, log_dir=os.path.join(str(folder), "log"))
+    finally:
+        os.chdir(cwd)
+
+
 @pytest.fixture
 def run_tiny(tmp_path, monkeypatch):
     """``run_tiny(model, dataset, data_path, **overrides) -> result dict`` in a temporary folder."""

@@ -12,6 +12,8 @@ from recbole_ext.command import EvaluateRequest
 from recbole_ext.errors import UserError
 from recbole_ext.serving.evaluate import evaluate_checkpoint
 
+from conftest import run_in_folder
+
 #: one epoch of GLINTRU on ml-slice under the paper's protocol (pop100, shared candidates)
 KEYS = dict(
     eval_args={"split": {"LS": "valid_and_test"}, "order": "TO", "group_by": "user", "mode": "pop100"},
@@ -31,16 +33,7 @@ KEYS = dict(
 @pytest.fixture(scope="module")
 def trained(ml100k_slice, tmp_path_factory):
     """``(checkpoint, run result)`` of one short run, from a folder of its own."""
-    from recbole_ext.quick_start import run_recbole_ext
-
-    root = tmp_path_factory.mktemp("evaluate")
-    cwd = os.getcwd()
-    os.chdir(root)
-    try:
-        cfg = dict(KEYS, data_path=ml100k_slice, checkpoint_dir=str(root / "saved"), state="WARNING")
-        result = run_recbole_ext("GLINTRU", "ml-slice", None, cfg, log_dir=str(root / "log"))
-    finally:
-        os.chdir(cwd)
+    result = run_in_folder(tmp_path_factory.mktemp("evaluate"), "GLINTRU", "ml-slice", data_path=ml100k_slice, **KEYS)
     return result["saved_model_file"], result
 
 

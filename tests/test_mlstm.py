@@ -8,7 +8,7 @@ import torch
 
 from recbole_ext.model.mlstm import MLSTM_IMPLS, MultiplicativeLSTM
 
-from conftest import assert_ranking_metrics
+from conftest import assert_ranking_metrics, run_in_folder
 from mlstm_reference import naive_mlstm
 
 #: implementations that run on the CPU at any size ("triton": tests/test_mlstm_triton.py)
@@ -225,29 +225,15 @@ def test_one_epoch_runs(run_tiny, rule_dataset, model_name):
 @pytest.fixture(scope="module")
 def pop_mrr(rule_dataset, tmp_path_factory):
     """Test MRR@10 of popularity on the rule data set (the baseline to beat)."""
-    import os
-
-    from recbole_ext.quick_start import run_recbole_ext
-
-    tmp = tmp_path_factory.mktemp("pop")
-    cwd = os.getcwd()
-    os.chdir(tmp)
-    try:
-        res = run_recbole_ext(
-            "Pop",
-            "rule-seq",
-            config_dict={
-                "data_path": rule_dataset,
-                "epochs": 1,
-                "state": "WARNING",
-                "show_progress": False,
-                "checkpoint_dir": str(tmp / "saved"),
-                "train_neg_sample_args": None,
-            },
-            log_dir=str(tmp / "log"),
-        )
-    finally:
-        os.chdir(cwd)
+    res = run_in_folder(
+        tmp_path_factory.mktemp("pop"),
+        "Pop",
+        "rule-seq",
+        data_path=rule_dataset,
+        epochs=1,
+        show_progress=False,
+        train_neg_sample_args=None,
+    )
     return float(res["test_result"]["mrr@10"])
 
 
