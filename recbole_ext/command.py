@@ -236,7 +236,9 @@ EVAL_KEYS = frozenset(
         "metric_decimal_place",
         "fast_sampled_eval",
         "data_path",
+        "precision",
         "show_progress",
+        "state",
     }
 )
 
@@ -263,12 +265,31 @@ class EvaluateRequest:
         if not os.path.isfile(self.checkpoint):
             raise UserError(f"--checkpoint {self.checkpoint} is not a file")
         for arg in self.config_args:
-            key = arg[2:].split("=", 1)[0] if arg.startswith("--") else arg
+            if not arg.startswith("--") or "=" not in arg:
+                raise UserError(f"evaluate takes its keys as --key=value, got '{arg}'")
+            key = arg[2:].split("=", 1)[0]
             if key not in EVAL_KEYS:
                 raise UserError(
                     f"evaluate changes evaluation keys only ({', '.join(sorted(EVAL_KEYS))}); got {arg}: "
                     "the model and data keys are the checkpoint's"
                 )
+        if self.device is not None:
+            _check_device(self.device)
+
+
+def _check_device(name: str) -> None:
+    """``name`` is ``cpu`` or a CUDA device this machine has."""
+    import torch
+
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        device = None
+    if device is None or device.type not in ("cpu", "cuda"):
+        raise UserError(f"--device {name} is not a device: cpu, cuda or cuda:N")
+    visible = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if device.type == "cuda" and (device.index or 0) >= visible:
+        raise UserError(f"--device {name}: this machine has {visible} CUDA device(s)")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -70,6 +70,29 @@ def test_other_evaluation_keys(trained, ml100k_slice, tmp_path, monkeypatch, cap
     assert os.listdir(tmp_path) == []
 
 
+def test_nothing_is_written_beside_what_was_there(trained, tmp_path, monkeypatch):
+    checkpoint, _ = trained
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "log_tensorboard" / "another-run").mkdir(parents=True)
+    evaluate_checkpoint(checkpoint, device="cpu")
+    assert os.listdir(tmp_path) == ["log_tensorboard"]
+    assert os.listdir(tmp_path / "log_tensorboard") == ["another-run"]
+    assert os.listdir(tmp_path / "log_tensorboard" / "another-run") == []
+
+
+def test_data_that_is_not_the_checkpoints_is_one_line(trained, ml100k_slice, tmp_path):
+    """The same data set's name with other items (one item's rows dropped) is refused."""
+    checkpoint, _ = trained
+    folder = tmp_path / "ml-slice"
+    folder.mkdir()
+    lines = open(os.path.join(ml100k_slice, "ml-slice", "ml-slice.inter")).read().splitlines()
+    first_item = lines[1].split("\t")[1]
+    kept = [lines[0]] + [line for line in lines[1:] if line.split("\t")[1] != first_item]
+    (folder / "ml-slice.inter").write_text("\n".join(kept) + "\n")
+    with pytest.raises(UserError, match="does not hold the item_ids"):
+        evaluate_checkpoint(checkpoint, [f"--data_path={tmp_path}"], device="cpu")
+
+
 def test_mistakes_are_one_line(trained, tmp_path, capsys):
     checkpoint, _ = trained
     with pytest.raises(UserError, match="evaluation keys only"):
@@ -80,6 +103,13 @@ def test_mistakes_are_one_line(trained, tmp_path, capsys):
         (["evaluate", f"--checkpoint={tmp_path / 'nope.pth'}"], "is not a file"),
         (["evaluate", f"--checkpoint={checkpoint}", "--learning_rate=0.1"], "evaluation keys only"),
         (["evaluate", f"--checkpoint={checkpoint}", "--eval_neg_exclude=everything"], "eval_neg_exclude"),
+        (["evaluate", f"--checkpoint={checkpoint}", "--topk", "5"], "as --key=value"),
+        (["evaluate", f"--checkpoint={checkpoint}", "--device=gpu"], "is not a device"),
+        (["evaluate", f"--checkpoint={checkpoint}", "--device=cuda:99"], "CUDA device(s)"),
+        (
+            ["evaluate", f"--checkpoint={checkpoint}", "--eval_args={'split': {'RS': [0.8, 0.1, 0.1]}}"],
+            "keeps the checkpoint's split",
+        ),
     ):
         assert cli(argv) == 2
         err = capsys.readouterr().err.strip().splitlines()

@@ -15,6 +15,7 @@ from conftest import model_on_slice, slice_config_and_data
 SMALL = dict(hidden_size=16, n_heads=2, dropout_prob=0.0, hidden_dropout_prob=0.0)
 SMALL.update(gate_dropout_prob=0.0, mix_dropout_prob=0.0, mlp_dropout_prob=0.0)
 VARIANTS = [
+    dict(),
     dict(experts="gru"),
     dict(experts="attention"),
     dict(temporal_conv=False),
@@ -78,7 +79,7 @@ def formula(model, seq, lengths):
     return h[torch.arange(len(seq)), lengths - 1]
 
 
-@pytest.mark.parametrize("keys", VARIANTS, ids=lambda k: ",".join(f"{a}={b}" for a, b in k.items()))
+@pytest.mark.parametrize("keys", VARIANTS, ids=lambda k: ",".join(f"{a}={b}" for a, b in k.items()) or "defaults")
 @pytest.mark.parametrize("last_only", [True, False])
 def test_variant_equals_its_formula(slice_data, keys, last_only):
     model = model_on_slice(slice_data, "GLINTRU", last_position_only=last_only, **SMALL, **keys).double().eval()
@@ -115,6 +116,7 @@ def test_unknown_activation_is_a_user_error(ml100k_slice):
 def test_full_model_unchanged_by_the_keys(slice_data):
     """The defaults build the model as before: the same parameter names and a loss that trains."""
     model = model_on_slice(slice_data, "GLINTRU", **SMALL)
+    assert (model.gate_act, model.selective_act, model.mlp_act) == ("gelu", "silu", "gelu")  # the reference's
     assert {"expert_logits", "mlp.dense_out.weight", "gru_expert.conv_in.conv.weight"} <= set(
         n for n, _ in model.named_parameters()
     )

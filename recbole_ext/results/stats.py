@@ -12,12 +12,15 @@ def paired_t_pvalue(x: Sequence[float], y: Sequence[float], tol: float = 1e-15) 
     The differences' spread is zero in two cases scipy answers with NaN or with a precision
     warning; they are decided here: identical values (every ``|x - y| <= tol``) give 1.0, and
     a constant non-zero difference (every pair apart by the same amount, in one direction) 0.0.
+    Fewer than two pairs, or a NaN among them, give NaN (no test: never significant).
 
-    Shape: x, y ``[n]``, ``n >= 2``.
+    Shape: x, y ``[n]``.
     """
     from scipy.stats import ttest_rel
 
     diffs = [a - b for a, b in zip(x, y)]
+    if len(diffs) < 2 or any(math.isnan(d) for d in diffs):
+        return float("nan")
     if all(abs(d) <= tol for d in diffs):
         return 1.0
     if max(diffs) - min(diffs) <= tol:
