@@ -87,6 +87,22 @@ def test_fast_sampled_metrics_equal_recbole(ml100k_slice, model, mode):
         assert dict(evaluate(trainer, ours, fast=False)) == dict(slow)
 
 
+def test_transform_gets_each_users_rows_as_their_own_tensors(ml100k_slice):
+    """The per-user rows a transform sees own their memory: RecBole's ``mask_itemseq``
+    deep-copies its input, and a slice (a view) would copy the whole split's storage per user
+    (tens of GB a batch on amazon-beauty)."""
+    config, trainer, valid_data, _ = build("BERT4Rec", ml100k_slice, "pop100")
+    seen, transform = [], valid_data.transform
+
+    def recording(dataset, interaction):
+        seen.extend(interaction.interaction.values())
+        return transform(dataset, interaction)
+
+    valid_data.transform = recording
+    next(iter(valid_data))
+    assert seen and all(t.untyped_storage().nbytes() == t.numel() * t.element_size() for t in seen)
+
+
 def test_candidate_batches_expand_to_recbole_batches(ml100k_slice):
     """Same negatives, same order: each expanded batch equals RecBole's batch field by field."""
     config, _, valid_data, _ = build("GLINTRU", ml100k_slice, "pop100", eval_batch_size=7)

@@ -116,9 +116,11 @@ class CandidateEvalDataLoader(SharedCandidatesMixin, NegSampleEvalDataLoader):
             data = self._dataset[torch.from_numpy(rows)]
         else:
             # a transform draws from Python's `random`, the sampler from numpy's: calling it
-            # user by user, as RecBole does, keeps both streams as RecBole's loader uses them
+            # user by user, as RecBole does, keeps both streams as RecBole's loader uses them.
+            # Each user's rows are gathered (copies), not sliced: a view shares the whole split's
+            # storage, and RecBole's mask_itemseq deep-copies its input (all of that storage)
             data = cat_interactions(
-                [self.transform(self._dataset, self._dataset[slice(s, s + c)]) for s, c in zip(starts, counts)]
+                [self.transform(self._dataset, self._dataset[torch.arange(s, s + c)]) for s, c in zip(starts, counts)]
             )
         if self.shares_candidates:
             negatives = self.shared_negatives()[rows]
