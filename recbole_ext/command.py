@@ -21,6 +21,11 @@ def split_list(value: Optional[str]) -> List[str]:
     return [v.strip() for v in (value or "").split(",") if v.strip()]
 
 
+def option_key(arg: str) -> Optional[str]:
+    """The key of a ``--key=value`` string, or ``None`` for any other form."""
+    return arg[2:].split("=", 1)[0] if arg.startswith("--") and "=" in arg else None
+
+
 def parse_seeds(value: Optional[str]) -> Optional[Tuple[int, ...]]:
     """``"1,2,3"`` -> ``(1, 2, 3)``; ``None`` for no value."""
     if not value:
@@ -265,9 +270,9 @@ class EvaluateRequest:
         if not os.path.isfile(self.checkpoint):
             raise UserError(f"--checkpoint {self.checkpoint} is not a file")
         for arg in self.config_args:
-            if not arg.startswith("--") or "=" not in arg:
+            key = option_key(arg)
+            if key is None:
                 raise UserError(f"evaluate takes its keys as --key=value, got '{arg}'")
-            key = arg[2:].split("=", 1)[0]
             if key not in EVAL_KEYS:
                 raise UserError(
                     f"evaluate changes evaluation keys only ({', '.join(sorted(EVAL_KEYS))}); got {arg}: "

@@ -15,7 +15,7 @@ from typing import Callable, Dict, List, Optional, Tuple
 import torch
 import yaml
 
-from recbole_ext.command import CompareRequest
+from recbole_ext.command import CompareRequest, option_key
 from recbole_ext.compare.memory import PeakMemory, release_memory
 from recbole_ext.errors import UserError
 from recbole_ext.fileio import atomic_write_text
@@ -152,7 +152,7 @@ def preflight(request: CompareRequest, config_dict: Optional[dict] = None) -> Di
 
 def lenient_keys(request: CompareRequest) -> Tuple[str, ...]:
     """The command-line keys of a request (each must be a key of at least one of its models)."""
-    return tuple(sorted({a[2:].split("=", 1)[0] for a in request.config_args if a.startswith("--") and "=" in a}))
+    return tuple(sorted({k for k in map(option_key, request.config_args) if k is not None}))
 
 
 def run_comparison(

@@ -25,5 +25,4 @@ def paired_t_pvalue(x: Sequence[float], y: Sequence[float], tol: float = 1e-15) 
         return 1.0
     if max(diffs) - min(diffs) <= tol:
         return 0.0
-    p = float(ttest_rel(x, y).pvalue)
-    return 0.0 if math.isnan(p) else p
+    return float(ttest_rel(x, y).pvalue)

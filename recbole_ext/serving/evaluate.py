@@ -22,7 +22,7 @@ from typing import Any, Dict, Iterable, Optional
 import torch
 
 from recbole_ext.pipeline import Run, plain_metrics
-from recbole_ext.serving.restore import checkpoint_schema
+from recbole_ext.serving.restore import checkpoint_schema, differing_id_field
 from recbole_ext.trainer.checkpoint import Checkpoint, CheckpointError, load_checkpoint
 from recbole_ext.trainer.data_parallel import no_rank_folders
 
@@ -87,14 +87,9 @@ def _check_same_split(asked: Dict[str, Any], saved: Dict[str, Any]) -> None:
 def _check_same_tokens(ckpt: Checkpoint, dataset, path: str) -> None:
     """The rebuilt data set holds the item (and user) ids the checkpoint was trained on."""
     schema = checkpoint_schema(ckpt)
-    if schema is None:
-        return
-    for field in (schema.get("iid_field"), schema.get("uid_field")):
-        saved = schema["field2id_token"].get(field) if field else None
-        if saved is None or field not in dataset.field2id_token:
-            continue
-        if [str(t) for t in saved] != [str(t) for t in dataset.field2id_token[field]]:
-            raise CheckpointError(
-                f"the data set at {dataset.config['data_path']} does not hold the {field}s {path} was trained "
-                "on: pass --data_path=DIR of the data set it was trained on"
-            )
+    field = differing_id_field(schema, dataset, ("iid_field", "uid_field")) if schema is not None else None
+    if field is not None:
+        raise CheckpointError(
+            f"the data set at {dataset.config['data_path']} does not hold the {field}s {path} was trained "
+            "on: pass --data_path=DIR of the data set it was trained on"
+        )

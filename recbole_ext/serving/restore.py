@@ -82,12 +82,24 @@ def _on_schema(run: Run, schema: Dict[str, Any], reload_dataset: Optional[bool])
     return model, dataset
 
 
+def differing_id_field(schema: Dict[str, Any], dataset, fields: Tuple[str, ...]) -> Optional[str]:
+    """The first of ``fields`` (``"iid_field"``, ``"uid_field"``) whose ids (token maps) differ
+    between a checkpoint's ``schema`` and ``dataset``, or ``None``; a field either side lacks
+    is skipped."""
+    for key in fields:
+        field = schema.get(key)
+        saved = schema["field2id_token"].get(field) if field else None
+        if saved is not None and field in dataset.field2id_token:
+            if [str(t) for t in saved] != [str(t) for t in dataset.field2id_token[field]]:
+                return field
+    return None
+
+
 def _on_data_set(run: Run, checkpoint: str, schema: Optional[Dict[str, Any]]):
     """``(model, data set)`` on the data set reloaded from the saved ``data_path``, which must
     still hold the items the checkpoint was trained on."""
     dataset = run.load_dataset()
-    real = [str(t) for t in dataset.field2id_token[dataset.iid_field]]
-    if schema is not None and list(schema["field2id_token"][schema["iid_field"]]) != real:
+    if schema is not None and differing_id_field(schema, dataset, ("iid_field",)):
         raise CheckpointError(
             f"the data set at {run.config['data_path']} no longer matches {checkpoint} (item ids differ)"
         )

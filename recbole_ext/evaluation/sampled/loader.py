@@ -119,9 +119,8 @@ class CandidateEvalDataLoader(SharedCandidatesMixin, NegSampleEvalDataLoader):
             # user by user, as RecBole does, keeps both streams as RecBole's loader uses them.
             # Each user's rows are gathered (copies), not sliced: a view shares the whole split's
             # storage, and RecBole's mask_itemseq deep-copies its input (all of that storage)
-            data = cat_interactions(
-                [self.transform(self._dataset, self._dataset[torch.arange(s, s + c)]) for s, c in zip(starts, counts)]
-            )
+            per_user = torch.from_numpy(rows).split(counts.tolist())
+            data = cat_interactions([self.transform(self._dataset, self._dataset[i]) for i in per_user])
         if self.shares_candidates:
             negatives = self.shared_negatives()[rows]
         else:
