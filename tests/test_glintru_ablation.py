@@ -24,6 +24,9 @@ VARIANTS = [
     dict(gate_act="relu"),
     dict(gate_act="sigmoid", selective_act="tanh", mlp_act="silu"),
     dict(gate_act="identity", selective_act="gelu", mlp_act="identity"),
+    dict(selective_act="relu"),  # the paper's Table 6 rows: the dense selective gate's activation
+    dict(selective_act="sigmoid"),
+    dict(selective_act="elu"),
 ]
 #: each activation written out here, independently of the model's table
 ACT = {
@@ -32,6 +35,7 @@ ACT = {
     "relu": lambda x: torch.where(x > 0, x, torch.zeros_like(x)),
     "sigmoid": lambda x: 1 / (1 + torch.exp(-x)),
     "tanh": lambda x: (torch.exp(x) - torch.exp(-x)) / (torch.exp(x) + torch.exp(-x)),
+    "elu": lambda x: torch.where(x > 0, x, torch.exp(x) - 1),
     "identity": lambda x: x,
 }
 
@@ -125,3 +129,21 @@ def test_full_model_unchanged_by_the_keys(slice_data):
     loss = model.calculate_loss(interaction)
     loss.backward()
     assert torch.isfinite(loss) and model.expert_logits.grad is not None
+
+
+@pytest.mark.parametrize(
+    "model, keys", [("GLINTRU", ("gate_act", "selective_act", "mlp_act")), ("FMLPRec", ("hidden_act",))]
+)
+def test_every_activation_a_yaml_offers_is_in_the_one_table(model, keys):
+    """The YAMLs' choices and the one activation table agree (``swish`` is RecBole's SiLU)."""
+    import os
+
+    from recbole_ext._paths import PROPERTIES_DIR
+    from recbole_ext.config_schema import read_yaml_specs
+    from recbole_ext.model.activations import ACTIVATIONS
+
+    specs, _ = read_yaml_specs(os.path.join(PROPERTIES_DIR, "model", f"{model}.yaml"))
+    for key in keys:
+        choices = specs[key].alts[0].choices
+        assert choices and set(choices) <= set(ACTIVATIONS), (key, choices)
+    assert ACTIVATIONS["swish"] is ACTIVATIONS["silu"] is F.silu and ACTIVATIONS["elu"] is F.elu

@@ -1,50 +1,18 @@
 """GLINT-RU's own blocks (the GLINTRU model): the time convolutions, the gated GRU expert, the
-gated MLP and the activations its gates may use (the attention expert is in
+gated MLP and one GLINT-RU block (the attention expert is in
 :mod:`recbole_ext.model.linear_attention`)."""
 
-from typing import Callable, Dict, Optional, Tuple
+import dataclasses
+from typing import Optional, Tuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from recbole_ext.model.activations import Activation, activation
 from recbole_ext.model.gru import FastGRU
-from recbole_ext.model.layers import FastDropout
-
-#: The activations a GLINT-RU gate may use (``gate_act``, ``selective_act``, ``mlp_act``): the
-#: reference's GELU (data-aware gate, gated MLP) and SiLU (selective gate), and the alternatives
-#: of an activation ablation; ``identity`` leaves the gate linear.
-GATE_ACTIVATIONS: Dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
-    "gelu": F.gelu,
-    "silu": F.silu,
-    "relu": F.relu,
-    "sigmoid": torch.sigmoid,
-    "tanh": torch.tanh,
-    "identity": lambda x: x,
-}
-
-
-def gate_activation(name: str) -> Callable[[torch.Tensor], torch.Tensor]:
-    """The activation called ``name`` (a key of :data:`GATE_ACTIVATIONS`)."""
-    if name not in GATE_ACTIVATIONS:
-        raise ValueError(f"unknown gate activation {name!r}; one of {', '.join(GATE_ACTIVATIONS)}")
-    return GATE_ACTIVATIONS[name]
-
-
-class Activation(nn.Module):
-    """:func:`gate_activation` as a module (for ``nn.Sequential``)."""
-
-    def __init__(self, name: str) -> None:
-        super().__init__()
-        self.name = name
-        self.fn = gate_activation(name)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Shape: any -> the same."""
-        return self.fn(x)
-
-    def extra_repr(self) -> str:
-        return self.name
+from recbole_ext.model.layers import FastDropout, gather_positions
+from recbole_ext.model.linear_attention import EluNormLinearAttention
 
 
 class TimeConv1d(nn.Module):
@@ -123,7 +91,7 @@ class GatedGRUExpert(nn.Module):
         gru_impl: the GRU's recurrence (:class:`~recbole_ext.model.gru.FastGRU`): ``torch``
             (``nn.GRU``: cuDNN on GPUs), ``triton`` or ``auto``.
         temporal_conv: ``False``: no time convolutions (both are the identity; an ablation).
-        selective_act: the selective gate's activation (:data:`GATE_ACTIVATIONS`; ``silu``).
+        selective_act: the selective gate's activation (:data:`~recbole_ext.model.activations.ACTIVATIONS`; ``silu``).
     """
 
     def __init__(
@@ -178,12 +146,12 @@ class GatedMLP(nn.Module):
     Args:
         hidden_size: ``d``.
         dropout_prob: dropout on the output (0.3 in the reference).
-        act: the gate's activation (:data:`GATE_ACTIVATIONS`).
+        act: the gate's activation (:data:`~recbole_ext.model.activations.ACTIVATIONS`).
     """
 
     def __init__(self, hidden_size: int, dropout_prob: float = 0.3, act: str = "gelu") -> None:
         super().__init__()
-        self.act = gate_activation(act)
+        self.act = activation(act)
         self.dense_value = nn.Linear(hidden_size, hidden_size)
         self.dense_gate = nn.Linear(hidden_size, hidden_size)
         self.dense_out = nn.Linear(hidden_size, hidden_size)
@@ -192,3 +160,105 @@ class GatedMLP(nn.Module):
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         """Shape: ``[..., d] -> [..., d]``."""
         return self.dropout(self.dense_out(self.dense_value(h) * self.act(self.dense_gate(h))))
+
+
+@dataclasses.dataclass(frozen=True)
+class BlockSettings:
+    """The keys of one GLINT-RU block (each is a config key of the GLINTRU model of that name)."""
+
+    hidden_size: int
+    n_heads: int
+    num_layers: int
+    kernel_size: int
+    hidden_dropout_prob: float
+    gate_dropout_prob: float
+    mix_dropout_prob: float
+    mlp_dropout_prob: float
+    layer_norm_eps: float
+    causal: bool
+    share_layer_norm: bool
+    gru_impl: str
+    experts: str
+    temporal_conv: bool
+    gated_mlp: bool
+    gate_act: str
+    selective_act: str
+    mlp_act: str
+
+
+def add_block_layers(owner: nn.Module, s: BlockSettings) -> None:
+    """Give ``owner`` the layers of one block, under the names the GLINTRU model's first block
+    has always had (``attention``, ``gru_expert``, ``expert_logits``, ``data_gate``,
+    ``mix_dense``, ``LayerNorm``, ``mlp``, ``mlp_LayerNorm``), in the order of its checkpoints.
+
+    Args:
+        owner: the module the layers are registered on (the model itself for its first block,
+            a :class:`GLINTRUBlock` for every later one).
+        s: the block's keys.
+    """
+    d = s.hidden_size
+    owner.block_settings = s
+    if s.experts != "gru":
+        owner.attention = EluNormLinearAttention(d, s.n_heads, s.hidden_dropout_prob, s.layer_norm_eps)
+    if s.experts != "attention":
+        owner.gru_expert = GatedGRUExpert(
+            d, s.kernel_size, s.num_layers, s.gate_dropout_prob, s.causal, s.gru_impl, s.temporal_conv, s.selective_act
+        )
+    if s.experts == "both":
+        owner.expert_logits = nn.Parameter(torch.tensor([0.5, 0.5]))
+    owner.data_gate = nn.Linear(d, d)
+    owner.data_gate_act = activation(s.gate_act)
+    owner.mix_dense = nn.Linear(d, d)
+    owner.mix_dropout = FastDropout(s.mix_dropout_prob)
+    owner.LayerNorm = nn.LayerNorm(d, eps=s.layer_norm_eps)
+    if s.gated_mlp:
+        owner.mlp = GatedMLP(d, s.mlp_dropout_prob, s.mlp_act)
+        owner.mlp_LayerNorm = owner.LayerNorm if s.share_layer_norm else nn.LayerNorm(d, eps=s.layer_norm_eps)
+
+
+def block_forward(
+    owner: nn.Module, x: torch.Tensor, key_mask: Optional[torch.Tensor], at: Optional[torch.Tensor]
+) -> torch.Tensor:
+    """One block on the layers :func:`add_block_layers` gave ``owner``: the experts mixed by
+    ``softmax(expert_logits)`` (one expert alone under ``experts: gru | attention``), times the
+    data-aware gate, projected, dropped out and added to ``x`` under a LayerNorm; then the gated
+    MLP with the same residual LayerNorm. Everything after the experts is per position, so with
+    ``at`` it runs at those positions only.
+
+    Shape:
+        - x: ``[B, L, d]``; key_mask: ``[B, L]`` or None; at: ``[B]`` or None
+        - output: ``[B, L, d]``, or ``[B, d]`` with ``at``
+    """
+    s: BlockSettings = owner.block_settings
+    gate = owner.data_gate_act(owner.data_gate(x if at is None else gather_positions(x, at)))
+    if s.experts == "gru":
+        mixed = owner.gru_expert(x, at)
+    elif s.experts == "attention":
+        mixed = owner.attention(x, key_mask, at)
+    else:
+        attention_out = owner.attention(x, key_mask, at)  # first: the reference's order of dropout draws
+        w = F.softmax(owner.expert_logits, dim=0)
+        mixed = w[0] * owner.gru_expert(x, at) + w[1] * attention_out
+    if at is not None:
+        x = gather_positions(x, at)
+    h = owner.LayerNorm(owner.mix_dropout(owner.mix_dense(mixed * gate)) + x)
+    return owner.mlp_LayerNorm(owner.mlp(h) + h) if s.gated_mlp else h
+
+
+class GLINTRUBlock(nn.Module):
+    """A GLINT-RU block after the first (``n_blocks > 1``): :func:`add_block_layers`'s layers and
+    :func:`block_forward`.
+
+    Args:
+        settings: the block's keys.
+    """
+
+    def __init__(self, settings: BlockSettings) -> None:
+        super().__init__()
+        add_block_layers(self, settings)
+
+    def forward(
+        self, x: torch.Tensor, key_mask: Optional[torch.Tensor] = None, at: Optional[torch.Tensor] = None
+    ) -> torch.Tensor:
+        """Shape: x ``[B, L, d]``, key_mask ``[B, L]``, at ``[B]`` -> ``[B, L, d]`` (``[B, d]`` with ``at``)."""
+        return block_forward(self, x, key_mask, at)

@@ -65,16 +65,14 @@ from __future__ import annotations
 from typing import Optional, Tuple
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from recbole_ext.errors import ConfigError
 from recbole_ext.model.abstract_recommender import SequenceEncoderRecommender
+from recbole_ext.model.activations import activation
 from recbole_ext.model.layers import FastDropout, gather_positions, normal_init_
 
 PADDING_SIDES = ("left", "right")
-#: the feed-forward activations (RecBole's FeedForward's set, as fused PyTorch functions)
-ACTIVATIONS = {"gelu": F.gelu, "relu": F.relu, "swish": F.silu, "tanh": torch.tanh, "sigmoid": torch.sigmoid}
 #: standard deviation of the filter weight's real and imaginary parts at initialisation (the reference's)
 FILTER_INIT_STD = 0.02
 
@@ -128,13 +126,13 @@ class FeedForward(nn.Module):
 
     Args:
         hidden_size: width ``d``.  inner_size: hidden width.  dropout: drop probability.
-        act: a key of :data:`ACTIVATIONS`.  eps: LayerNorm epsilon.
+        act: a key of :data:`~recbole_ext.model.activations.ACTIVATIONS`.  eps: LayerNorm epsilon.
     """
 
     def __init__(self, hidden_size: int, inner_size: int, dropout: float, act: str, eps: float):
         super().__init__()
         self.dense_1 = nn.Linear(hidden_size, inner_size)
-        self.act = ACTIVATIONS[act]
+        self.act = activation(act)
         self.dense_2 = nn.Linear(inner_size, hidden_size)
         self.dropout = FastDropout(dropout)
         self.LayerNorm = nn.LayerNorm(hidden_size, eps=eps)

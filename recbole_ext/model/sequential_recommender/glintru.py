@@ -62,10 +62,16 @@ Deviations from the reference code (defaults reproduce the reference unless said
   expert and the mixing logits are not built), ``temporal_conv: False`` drops both time
   convolutions of the GRU expert, ``gated_mlp: False`` drops the gated MLP and its LayerNorm
   ("Light GLINT-RU"). Defaults build the full model, with the same parameters as before.
-- Activation keys (not in the reference; an activation ablation as settings): ``gate_act`` (the
-  data-aware gate, GELU), ``selective_act`` (the GRU expert's selective gate, SiLU) and
-  ``mlp_act`` (the gated MLP, GELU) choose among GELU, SiLU, ReLU, sigmoid, tanh and the
-  identity; the defaults are the reference's.
+- Activation keys (not in the reference): ``selective_act`` (the GRU expert's selective gate,
+  the paper's "dense selective gate": SiLU; its Appendix C tries ReLU, sigmoid and ELU),
+  ``gate_act`` (the data-aware gate, GELU) and ``mlp_act`` (the gated MLP, GELU) choose among
+  GELU, SiLU, ReLU, ELU, sigmoid, tanh and the identity
+  (:data:`~recbole_ext.model.activations.ACTIVATIONS`); the defaults are the reference's.
+- ``n_blocks`` (default 1, the reference and the paper's headline runs) stacks blocks, each
+  (mixing block + gated MLP) on the previous one's output (the paper's Table 7). The first
+  block's layers are the model's own attributes under the names they have always had, so a
+  one-block checkpoint loads; later blocks are ``later_blocks.<i>``. With
+  ``last_position_only`` only the last block runs at the scored position alone.
 - The mixing weights are ``softmax(expert_logits)`` computed in every forward, as the reference's
   current head does (its first release assigned the softmax back to the ``nn.Parameter`` and could
   not run; fixed upstream in July 2024).
@@ -73,17 +79,13 @@ Deviations from the reference code (defaults reproduce the reference unless said
 
 from __future__ import annotations
 
-from typing import Optional
-
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.nn.init import xavier_normal_, xavier_uniform_
 
 from recbole_ext.model.abstract_recommender import SequenceEncoderRecommender
-from recbole_ext.model.glintru_layers import GatedGRUExpert, GatedMLP, gate_activation
-from recbole_ext.model.layers import FastDropout, gather_positions
-from recbole_ext.model.linear_attention import EluNormLinearAttention
+from recbole_ext.model.glintru_layers import BlockSettings, GLINTRUBlock, add_block_layers, block_forward
+from recbole_ext.model.layers import FastDropout
 
 
 class GLINTRU(SequenceEncoderRecommender):
@@ -114,33 +116,33 @@ class GLINTRU(SequenceEncoderRecommender):
         self.selective_act: str = config["selective_act"]
         self.mlp_act: str = config["mlp_act"]
 
+        self.n_blocks: int = config["n_blocks"]
+
         # define layers
-        d = self.hidden_size
-        self.item_embedding = nn.Embedding(self.n_items, d, padding_idx=0)
+        self.item_embedding = nn.Embedding(self.n_items, self.hidden_size, padding_idx=0)
         self.emb_dropout = FastDropout(self.dropout_prob)
-        if self.experts != "gru":
-            self.attention = EluNormLinearAttention(d, self.n_heads, self.hidden_dropout_prob, self.layer_norm_eps)
-        if self.experts != "attention":
-            self.gru_expert = GatedGRUExpert(
-                d,
-                self.kernel_size,
-                self.num_layers,
-                self.gate_dropout_prob,
-                self.causal,
-                self.gru_impl,
-                self.temporal_conv,
-                self.selective_act,
-            )
-        if self.experts == "both":
-            self.expert_logits = nn.Parameter(torch.tensor([0.5, 0.5]))
-        self.data_gate = nn.Linear(d, d)
-        self.data_gate_act = gate_activation(self.gate_act)
-        self.mix_dense = nn.Linear(d, d)
-        self.mix_dropout = FastDropout(self.mix_dropout_prob)
-        self.LayerNorm = nn.LayerNorm(d, eps=self.layer_norm_eps)
-        if self.gated_mlp:
-            self.mlp = GatedMLP(d, self.mlp_dropout_prob, self.mlp_act)
-            self.mlp_LayerNorm = self.LayerNorm if self.share_layer_norm else nn.LayerNorm(d, eps=self.layer_norm_eps)
+        settings = BlockSettings(
+            self.hidden_size,
+            self.n_heads,
+            self.num_layers,
+            self.kernel_size,
+            self.hidden_dropout_prob,
+            self.gate_dropout_prob,
+            self.mix_dropout_prob,
+            self.mlp_dropout_prob,
+            self.layer_norm_eps,
+            self.causal,
+            self.share_layer_norm,
+            self.gru_impl,
+            self.experts,
+            self.temporal_conv,
+            self.gated_mlp,
+            self.gate_act,
+            self.selective_act,
+            self.mlp_act,
+        )
+        add_block_layers(self, settings)  # the first block: its layers under the model's own names
+        self.later_blocks = nn.ModuleList(GLINTRUBlock(settings) for _ in range(self.n_blocks - 1))
 
         # parameters initialization
         self.apply(self._init_weights)
@@ -173,31 +175,10 @@ class GLINTRU(SequenceEncoderRecommender):
             positions = torch.arange(item_seq.shape[1], device=item_seq.device)
             key_mask = positions[None, :] < item_seq_len[:, None]
         x = self.emb_dropout(self.item_embedding(item_seq))
-
         last = item_seq_len - 1
-        at = last if self.last_position_only else None  # everything after the experts is per position
-        gate = self.data_gate_act(self.data_gate(x if at is None else gather_positions(x, at)))
-        h = self._mixed_experts(x, key_mask, at) * gate
-        if at is not None:
-            x = gather_positions(x, at)
-        h = self.LayerNorm(self.mix_dropout(self.mix_dense(h)) + x)
-
-        out = self.mlp_LayerNorm(self.mlp(h) + h) if self.gated_mlp else h
+        at = last if self.last_position_only else None  # the last block's per-position part at `last` only
+        final = len(self.later_blocks)
+        out = block_forward(self, x, key_mask, None if final else at)
+        for i, block in enumerate(self.later_blocks, start=1):
+            out = block(out, key_mask, at if i == final else None)
         return out if self.last_position_only else self.gather_indexes(out, last)
-
-    def _mixed_experts(
-        self, x: torch.Tensor, key_mask: Optional[torch.Tensor], at: Optional[torch.Tensor]
-    ) -> torch.Tensor:
-        """``softmax(expert_logits)``-weighted sum of the GRU and attention experts (one expert
-        alone under ``experts: gru | attention``), at every position or only at ``at``.
-
-        Shape: x ``[B, L, d]``, key_mask ``[B, L]`` or None, at ``[B]`` or None -> ``[B, L, d]``
-        or ``[B, d]``.
-        """
-        if self.experts == "gru":
-            return self.gru_expert(x, at)
-        if self.experts == "attention":
-            return self.attention(x, key_mask, at)
-        attention_out = self.attention(x, key_mask, at)  # first: the reference's order of dropout draws
-        w = F.softmax(self.expert_logits, dim=0)
-        return w[0] * self.gru_expert(x, at) + w[1] * attention_out
