@@ -49,14 +49,27 @@ def small_preset(tmp_path) -> str:
             "load_col": {"inter": ["user_id", "item_id", "timestamp"]},
         },
         "models": {"GLINTRU": {"kernel_size": 3}, "GRU4Rec": {"num_layers": 1}},
-        "ablations": {"light": {"label": "Light", "keys": {"gated_mlp": False}}},
+        "variants": {"light": {"label": "Light", "keys": {"gated_mlp": False}}},
         "datasets": {
             "ml-slice": {
                 "settings": {"epochs": 1},
-                "paper": {
-                    "table2": {"GLINTRU": [0.5, 0.25]},
-                    "table3": {"GRU4Rec": {"train_s_epoch": 3.0}},
-                    "table4": {"light": [0.4, 0.2]},
+                "tables": {
+                    "table2": {
+                        "kind": "accuracy",
+                        "columns": ["Recall@10", "NDCG@10"],
+                        "rows": {"GLINTRU": [0.5, 0.25], "GRU4Rec": [None, None]},
+                    },
+                    "table3": {
+                        "kind": "cost",
+                        "columns": ["train_s_epoch", "infer_ms"],
+                        "units": ["s per epoch", "ms"],
+                        "rows": {"GRU4Rec": [3.0, None], "GLINTRU": [None, None]},
+                    },
+                    "table4": {
+                        "kind": "accuracy",
+                        "columns": ["Recall@10", "NDCG@10"],
+                        "rows": {"GLINTRU@light": [0.4, 0.2]},
+                    },
                 },
             }
         },
@@ -79,26 +92,24 @@ def test_shipped_preset_rows_are_known_models():
     for model in preset.models:
         assert canonical_model_name(model) == model
     assert {"LinRec", "Mamba4Rec", "SMLP4Rec", "SASRec", "LightSANs"} <= set(preset.models)
-    assert [a.name for a in preset.ablations] == [
-        "no_gru",
-        "no_attention",
-        "no_temporal_conv",
-        "light",
-        "gate_relu",
-        "gate_silu",
-        "gate_sigmoid",
-    ]
+    assert {v.name for v in preset.variants} >= {"no_gru", "light", "selective_elu", "blocks4", "gru_layers2"}
     beauty = preset.dataset("amazon-beauty")
-    assert beauty.table2["GLINTRU"] == [0.4472, 0.2498, 0.2964]
+    assert beauty.tables["table2"].rows["GLINTRU"] == [0.4472, 0.2498, 0.2964]
+    assert list(beauty.tables) == ["table1", "table2", "table3", "table6", "table7", "table9"]
+    assert "GLINTRU@blocks4" in preset.entries("amazon-beauty") and "GLINTRU@blocks4" not in preset.entries("ml-1m")
     assert preset.dataset("ml-1m").settings["MAX_ITEM_LIST_LENGTH"] == 200
 
 
 def test_bad_preset_is_one_line(tmp_path):
     path = tmp_path / "bad.yaml"
     raw = yaml.safe_load(open(small_preset(tmp_path)))
-    raw["datasets"]["ml-slice"]["paper"]["table2"]["GLINTRU"] = [0.5]
+    raw["datasets"]["ml-slice"]["tables"]["table2"]["rows"]["GLINTRU"] = [0.5]
     path.write_text(yaml.safe_dump(raw))
-    with pytest.raises(ConfigError, match="has 1 values for 2 metrics"):
+    with pytest.raises(ConfigError, match="has 1 values for 2 columns"):
+        load_preset(str(path))
+    raw["datasets"]["ml-slice"]["tables"]["table2"]["rows"] = {"GLINTRU@nope": [0.5, 0.2]}
+    path.write_text(yaml.safe_dump(raw))
+    with pytest.raises(ConfigError, match="not a model or variant"):
         load_preset(str(path))
     with pytest.raises(UserError, match="no preset 'nope'"):
         load_preset("nope")
@@ -176,6 +187,7 @@ def test_small_preset_tables_and_resume(tmp_path, ml100k_slice):
     assert gru["paper"] == "" and gru["test"] == "seeds" and 0 <= float(gru["p"]) <= 1
     assert cells[("table4", "Light", "Recall@10")]["paper"] == "0.4"
     assert cells[("table3", "GRU4Rec", "train_s_epoch")]["paper"] == "3.0"
+    assert cells[("table3", "GLINTRU", "infer_ms")]["ours"] != "" and ("table3", "GLINTRU", "mem_gb") not in cells
     table2 = open(os.path.join(out, "table2.md")).read()
     assert "BUDGET RUN" in table2 and "| GLINTRU |" in table2 and "| GRU4Rec |" in table2
     assert "| Light |" in open(os.path.join(out, "table4.md")).read()
@@ -190,8 +202,8 @@ def test_small_preset_tables_and_resume(tmp_path, ml100k_slice):
 
 @pytest.mark.skipif(not SHARED, reason="$RECBOLE_EXT_TEST_DATA names no data folder")
 def test_glint_ru_preset_on_a_beauty_slice(tmp_path):
-    """Every row of the shipped preset, one batch each, on the first 120 users of the paper's
-    Beauty: Tables 2-4 hold every row, with the paper's value beside ours where it has one."""
+    """Every row of the shipped preset on Beauty, one batch each, on the first 120 users of the
+    paper's Beauty: each of Beauty's tables holds every row, with the paper's value beside ours."""
     src = os.path.join(SHARED, "amazon-beauty", "amazon-beauty.inter")
     folder = tmp_path / "data" / "amazon-beauty"
     folder.mkdir(parents=True)
@@ -212,12 +224,13 @@ def test_glint_ru_preset_on_a_beauty_slice(tmp_path):
     assert code == 0
     preset = load_preset("glint-ru")
     cells = {(r["table"], r["row"], r["column"]): r for r in read_csv(os.path.join(out, "tables.csv"))}
-    for model in preset.models:
-        for metric in preset.metrics:
-            assert cells[("table2", model, metric)]["ours"] != ""
-        assert cells[("table3", model, "train_s_epoch")]["ours"] != ""
-    for ablation in preset.ablations:
-        assert cells[("table4", ablation.label, "NDCG@10")]["ours"] != ""
+    beauty = preset.dataset("amazon-beauty")
+    for name, table in beauty.tables.items():
+        for entry in table.rows if table.kind != "dataset" else ():
+            label = table.labels.get(entry, preset.label(entry))
+            for column in table.columns:
+                assert cells[(name, label, column)]["ours"] != "", (name, label, column)
+                assert float(cells[(name, label, column)]["paper"]) == table.value(entry, column)
     assert cells[("table2", "SASRec", "Recall@10")]["paper"] == "0.4332"
     assert cells[("table2", "SASRec", "Recall@10")]["test"] == "users"
     assert "no item file" in open(os.path.join(out, "reproduction.md")).read()

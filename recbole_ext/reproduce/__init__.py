@@ -19,14 +19,22 @@ from __future__ import annotations
 
 import os
 import shutil
-from typing import Callable, Dict, List
+from typing import Callable, Dict, List, Tuple
 
 from recbole_ext.command import ReproduceRequest
 from recbole_ext.errors import UserError
 from recbole_ext.fileio import atomic_write_text
 from recbole_ext.reproduce.plan import compare_request, default_results_dir, select_entries, write_common, write_rows
-from recbole_ext.reproduce.preset import PRESET_DIR, Preset, load_preset
-from recbole_ext.reproduce.tables import accuracy_markdown, accuracy_rows, cost_markdown, cost_rows, to_csv
+from recbole_ext.reproduce.preset import PRESET_DIR, DatasetPreset, PaperTable, Preset, load_preset
+from recbole_ext.reproduce.tables import (
+    COST_COLUMNS,
+    accuracy_markdown,
+    accuracy_rows,
+    cost_markdown,
+    cost_rows,
+    paper_markdown,
+    to_csv,
+)
 
 __all__ = ["ReproduceRequest", "run"]
 
@@ -88,39 +96,49 @@ def write_tables(
     entries: List[str],
     has_items: bool,
 ) -> str:
-    """Tables 2-4 from the records (``table2.md``, ``table3.md``, ``table4.md``,
-    ``reproduction.md``, ``tables.csv``); returns ``reproduction.md``'s text."""
+    """Every table of the data set's section of the preset, from the records (``<table>.md``
+    each, ``other.md`` for rows no table holds, all in ``reproduction.md``, every cell in
+    ``tables.csv``); returns ``reproduction.md``'s text."""
     ds = preset.dataset(request.dataset)
     by_entry: Dict[str, List[dict]] = {}
     for rec in records:
         by_entry.setdefault(rec["model"], []).append(rec)
-    models = [e for e in entries if "@" not in e]
-    ablations = [e for e in entries if "@" in e]
-    table4_entries = ([preset.proposed] if preset.proposed in entries else []) + ablations
-    paper4 = {f"{preset.proposed}@{k}": v for k, v in ds.table4.items()}
-    paper4[preset.proposed] = ds.table2.get(preset.proposed)
-    t2 = accuracy_rows(preset, by_entry, models, ds.table2)
-    t3 = cost_rows(preset, by_entry, models, ds)
-    t4 = accuracy_rows(preset, by_entry, table4_entries, paper4)
     seeds = sorted({r.get("seed") for r in records if r.get("seed") is not None})
     setting = _setting_line(preset, request, seeds, has_items, records)
-    parts = {
-        "table2.md": accuracy_markdown(preset, t2, f"Table 2: accuracy on {request.dataset}") if t2 else "",
-        "table3.md": cost_markdown(t3, f"Table 3: efficiency on {request.dataset}") if t3 else "",
-        "table4.md": accuracy_markdown(preset, t4, f"Table 4: ablations of {preset.proposed} on {request.dataset}")
-        if ablations
-        else "",
-    }
+    parts: Dict[str, str] = {}
+    cells: Dict[str, Tuple[str, List[dict]]] = {}
+    for table in ds.tables.values():
+        rows = [e for e in table.rows if e in entries]
+        caption = f"{table.caption}: {request.dataset}"
+        if table.kind == "dataset":
+            parts[table.name] = paper_markdown(table, caption)
+        elif rows:
+            parts[table.name], cells[table.name] = _render(preset, table, by_entry, rows, caption)
+    placed = {e for t in ds.tables.values() for e in t.rows}
+    others = [e for e in entries if e not in placed]
+    if others:
+        table = PaperTable("other", "Rows outside the paper's tables", "accuracy", preset.metrics, (), {}, {}, (), {})
+        parts["other"], cells["other"] = _render(preset, table, by_entry, others, f"{table.caption}: {request.dataset}")
     for name, body in parts.items():
-        if body:
-            atomic_write_text(os.path.join(results_dir, name), setting + "\n" + body + _footer(name))
-    atomic_write_text(os.path.join(results_dir, "tables.csv"), to_csv(t2, t3, t4))
+        atomic_write_text(os.path.join(results_dir, f"{name}.md"), setting + "\n" + body + _footer(ds, name))
+    atomic_write_text(os.path.join(results_dir, "tables.csv"), to_csv(cells))
     text = f"# {preset.title}: {request.dataset}\n\n{setting}\n" + "\n".join(
-        body + _footer(name) for name, body in parts.items() if body
+        body + _footer(ds, name) for name, body in parts.items()
     )
     text += "\n" + "".join(f"- {note}\n" for note in preset.notes)
     atomic_write_text(os.path.join(results_dir, "reproduction.md"), text)
     return text
+
+
+def _render(
+    preset: Preset, table: PaperTable, by_entry: Dict[str, List[dict]], rows: List[str], caption: str
+) -> Tuple[str, Tuple[str, List[dict]]]:
+    """An accuracy or cost table's Markdown and its cells."""
+    if table.kind == "cost":
+        cost = cost_rows(preset, by_entry, rows, table)
+        return cost_markdown(table, cost, caption), ("cost", cost)
+    accuracy = accuracy_rows(preset, by_entry, rows, table)
+    return accuracy_markdown(preset, table, accuracy, caption), ("accuracy", accuracy)
 
 
 def _setting_line(preset: Preset, request: ReproduceRequest, seeds: List, has_items: bool, records: List[dict]) -> str:
@@ -140,14 +158,18 @@ def _setting_line(preset: Preset, request: ReproduceRequest, seeds: List, has_it
     return "; ".join(parts) + ".\n"
 
 
-def _footer(name: str) -> str:
-    if name == "table3.md":
+def _footer(ds: DatasetPreset, name: str) -> str:
+    kind = ds.tables[name].kind if name in ds.tables else "accuracy"
+    if kind == "dataset":
+        return "\nThe paper's figures.\n"
+    if kind == "cost":
         return (
-            "\nTrain s/epoch: mean over epochs and seeds († a budget epoch's time scaled to the whole epoch); "
-            "Infer ms/batch: mean over every validation and test evaluation batch (eval_batch_size users); "
-            "peak memory: GPU tensors, or the CPU process's RSS growth (approximate).\n"
+            "\n"
+            + "; ".join(f"{head} ours: {meaning}" for head, meaning in COST_COLUMNS.values())
+            + (" († a budget epoch scaled to a whole one); paper: its figures, in each header's units.\n")
         )
     return (
-        "\nours: mean ± sample std over seeds; diff: ours − paper; p: two-sided paired t-test of the proposed "
-        "model against the row, over seeds (two or more), else over the test users of the one seed.\n"
+        "\nours: mean ± sample std over seeds; diff: ours − paper; ∗: significant in the paper; p: two-sided "
+        "paired t-test of the proposed model against the row, over seeds (two or more), else over the test users "
+        "of the one seed.\n"
     )

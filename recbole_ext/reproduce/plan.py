@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import datetime
 import os
-from typing import Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import yaml
 
@@ -24,13 +24,14 @@ def default_results_dir(preset: Preset, dataset: str) -> str:
     return os.path.join("results", f"{preset.name}-{dataset}-{stamp}")
 
 
-def select_entries(preset: Preset, wanted: Tuple[str, ...]) -> List[str]:
-    """The preset's rows, or those of ``wanted`` (names or ablation names, case-insensitive)."""
-    entries = preset.entries()
+def select_entries(preset: Preset, wanted: Tuple[str, ...], dataset: Optional[str] = None) -> List[str]:
+    """The preset's rows (on ``dataset``: :meth:`Preset.entries`), or those of ``wanted`` (names
+    or variant names, case-insensitive)."""
+    entries = preset.entries(dataset)
     if not wanted:
         return entries
-    by_lower = {e.lower(): e for e in entries}
-    by_lower.update({a.name.lower(): f"{preset.proposed}@{a.name}" for a in preset.ablations})
+    by_lower = {e.lower(): e for e in preset.entries()}
+    by_lower.update({v.name.lower(): f"{preset.proposed}@{v.name}" for v in preset.variants})
     unknown = [w for w in wanted if w.lower() not in by_lower]
     if unknown:
         raise UserError(f"--model {unknown[0]} is not a row of preset {preset.name}: choose from {', '.join(entries)}")
@@ -52,28 +53,65 @@ def _write_yaml(path: str, keys: Dict, comment: str) -> str:
     return path
 
 
+def common_keys(preset: Preset, ds: DatasetPreset) -> Dict[str, Any]:
+    """The keys of every row on ``ds``: the protocol, then the data set's settings."""
+    return {**preset.protocol, **ds.settings}
+
+
+def model_keys(preset: Preset, ds: DatasetPreset, model: str, has_item_file: bool) -> Dict[str, Any]:
+    """A model's own keys on ``ds`` (its file, read after the common one)."""
+    keys = {**preset.models.get(model, {}), **ds.models.get(model, {})}
+    if not has_item_file:
+        keys.update(ds.without_item_file.get(model, {}))
+    return keys
+
+
+def variant_keys(preset: Preset, ds: DatasetPreset, entry: str) -> Dict[str, Any]:
+    """A variant row's keys on ``ds`` (its file, read after its model's): the variant's, then
+    the data set's ``models.<entry>``; empty for a model's own row."""
+    variant = preset.variant(entry)
+    return {} if variant is None else {**variant.keys, **ds.models.get(entry, {})}
+
+
+def resolve_rows(preset: Preset, ds: DatasetPreset, entries: List[str], has_item_file: bool) -> Dict[str, Dict]:
+    """``{row: {key: value}}``: every key the preset gives each row, in the order a run reads
+    its files (the common one, the model's own, the variant's; the user's files and options,
+    and the models' YAML defaults, come on top of or under these)."""
+    return {
+        e: {
+            **common_keys(preset, ds),
+            **model_keys(preset, ds, model_of(e), has_item_file),
+            **variant_keys(preset, ds, e),
+        }
+        for e in entries
+    }
+
+
+def _write_yaml(path: str, keys: Dict, comment: str) -> str:
+    atomic_write_text(path, f"# {comment}\n" + yaml.safe_dump(keys, sort_keys=False, default_flow_style=None))
+    return path
+
+
 def write_common(preset: Preset, ds: DatasetPreset, results_dir: str) -> str:
     """``preset/common.yaml``: the protocol and the data set's keys, for every row."""
-    keys = {**preset.protocol, **ds.settings}
     return _write_yaml(
-        os.path.join(results_dir, PRESET_FOLDER, "common.yaml"), keys, f"{preset.name}: every run on {ds.name}"
+        os.path.join(results_dir, PRESET_FOLDER, "common.yaml"),
+        common_keys(preset, ds),
+        f"{preset.name}: every run on {ds.name}",
     )
 
 
 def write_rows(preset: Preset, ds: DatasetPreset, results_dir: str, entries: List[str], has_item_file: bool) -> str:
-    """``preset/models/<Model>.yaml`` (and ``<Model>@<ablation>.yaml``): each row's own keys."""
+    """``preset/models/<Model>.yaml`` (and ``<Model>@<variant>.yaml``): each row's own keys."""
     folder = os.path.join(results_dir, PRESET_FOLDER, "models")
-    ablations = {f"{preset.proposed}@{a.name}": a for a in preset.ablations}
     for model in dict.fromkeys(model_of(e) for e in entries):
-        keys = {**preset.models.get(model, {}), **ds.models.get(model, {})}
-        if not has_item_file:
-            keys.update(ds.without_item_file.get(model, {}))
+        keys = model_keys(preset, ds, model, has_item_file)
         _write_yaml(os.path.join(folder, f"{model}.yaml"), keys, f"{preset.name}: {model} on {ds.name}")
     for entry in entries:
-        if entry in ablations:
-            a = ablations[entry]
-            note = f"{preset.name}: {a.label} (read after {preset.proposed}.yaml)"
-            _write_yaml(os.path.join(folder, f"{entry}.yaml"), a.keys, note)
+        variant = preset.variant(entry)
+        if variant is not None:
+            note = f"{preset.name}: {variant.label} (read after {preset.proposed}.yaml)"
+            _write_yaml(os.path.join(folder, f"{entry}.yaml"), variant_keys(preset, ds, entry), note)
     return folder
 
 

@@ -1,6 +1,7 @@
-"""A paper's tables from a reproduction's run records: accuracy (Table 2: our mean +- std over
-seeds beside the paper's value, the difference, and a two-sided t-test of the proposed model
-against each baseline), efficiency (Table 3) and the ablations (Table 4)."""
+"""A paper's tables from a reproduction's run records, each rendered from the preset's table
+(its rows and columns): accuracy (our mean +- std over seeds beside the paper's value, the
+difference, and a two-sided t-test of the proposed model against each row), cost (time and
+memory beside the paper's) and the data set's figures (the paper's)."""
 
 from __future__ import annotations
 
@@ -10,15 +11,15 @@ import math
 import statistics
 from typing import Dict, List, Optional, Tuple
 
-from recbole_ext.reproduce.preset import DatasetPreset, Preset
+from recbole_ext.reproduce.preset import PaperTable, Preset
 from recbole_ext.results.stats import paired_t_pvalue
 
-#: Table 3's columns: (key in the paper's figures, header, how ours is measured)
-COST_COLUMNS = (
-    ("train_s_epoch", "Train s/epoch"),
-    ("infer_ms", "Infer ms/batch"),
-    ("mem_mb", "Peak mem MB"),
-)
+#: A cost table's columns: key -> (header, our measure's unit and definition)
+COST_COLUMNS = {
+    "infer_ms": ("Infer ms/batch", "ms per evaluation batch of eval_batch_size users, mean over every batch"),
+    "train_s_epoch": ("Train s/epoch", "s per whole training epoch, mean over epochs and seeds"),
+    "mem_gb": ("Peak mem GB", "GB (GiB): peak GPU tensors, or the CPU process's RSS growth"),
+}
 
 
 def _fmt(x: Optional[float], digits: int = 4) -> str:
@@ -64,49 +65,57 @@ def _status(records: List[dict]) -> str:
     return "" if not bad else f"failed: {bad[0].get('reason', '')}"
 
 
-def accuracy_rows(
-    preset: Preset, by_entry: Dict[str, List[dict]], entries: List[str], paper: Dict[str, List[Optional[float]]]
-) -> List[dict]:
-    """One row per entry: per metric our mean, std, seeds, the paper's value (``paper[entry]``)
-    and the difference, and the t-test against the proposed model."""
+def row_label(preset: Preset, table: PaperTable, entry: str) -> str:
+    """A row's name in a table: the paper's name there, else the preset's label."""
+    return table.labels.get(entry, preset.label(entry))
+
+
+def accuracy_rows(preset: Preset, by_entry: Dict[str, List[dict]], entries: List[str], table: PaperTable) -> List[dict]:
+    """One row per entry: per column (a metric) our mean, std, seeds, the paper's value and the
+    difference, and the t-test against the proposed model."""
     rows = []
     proposed = by_entry.get(preset.proposed, [])
     for entry in entries:
         recs = by_entry.get(entry, [])
         cells = {}
-        for i, metric in enumerate(preset.metrics):
+        for metric in table.columns:
             values = list(metric_values(recs, metric).values())
             mean, std = _stats(values)
-            ref = (paper.get(entry) or [None] * len(preset.metrics))[i]
+            ref = table.value(entry, metric)
             p, how = (None, "") if entry == preset.proposed or not proposed else t_test(proposed, recs, metric)
             diff = None if mean is None or ref is None else mean - ref
             cells[metric] = dict(mean=mean, std=std, n=len(values), paper=ref, diff=diff, p=p, test=how)
-        rows.append(dict(entry=entry, label=preset.label(entry), cells=cells, status=_status(recs)))
+        rows.append(dict(entry=entry, label=row_label(preset, table, entry), cells=cells, status=_status(recs)))
     return rows
 
 
-def cost_rows(preset: Preset, by_entry: Dict[str, List[dict]], entries: List[str], ds: DatasetPreset) -> List[dict]:
-    """Table 3: parameters, training seconds per (whole) epoch, inference ms per evaluation batch
-    and peak memory, each the mean over seeds, beside the paper's figures."""
+def _cost_measures(ok: List[dict]) -> Tuple[Dict[str, List[float]], bool]:
+    ours: Dict[str, List[float]] = {"train_s_epoch": [], "infer_ms": [], "mem_gb": []}
+    partial = False
+    for r in ok:
+        for secs, (done, total) in zip(r.get("train_epoch_s") or [], r.get("train_batches") or []):
+            ours["train_s_epoch"].append(secs * total / max(done, 1))  # a budget epoch, scaled to a whole one
+            partial |= done < total
+        if not r.get("train_batches"):
+            ours["train_s_epoch"].extend(r.get("train_epoch_s") or [])
+        ours["infer_ms"].extend(r.get("eval_batch_ms") or [])
+        if r.get("peak_mem_mb") is not None:
+            ours["mem_gb"].append(r["peak_mem_mb"] / 1024)
+    return ours, partial
+
+
+def cost_rows(preset: Preset, by_entry: Dict[str, List[dict]], entries: List[str], table: PaperTable) -> List[dict]:
+    """Parameters and each of the table's cost columns (:data:`COST_COLUMNS`), the mean over
+    seeds, beside the paper's figures."""
     rows = []
     for entry in entries:
         ok = _ok(by_entry.get(entry, []))
-        ours = {"train_s_epoch": [], "infer_ms": [], "mem_mb": []}
-        partial = False
-        for r in ok:
-            for secs, (done, total) in zip(r.get("train_epoch_s") or [], r.get("train_batches") or []):
-                ours["train_s_epoch"].append(secs * total / max(done, 1))  # a budget epoch, scaled to a whole one
-                partial |= done < total
-            if not r.get("train_batches"):
-                ours["train_s_epoch"].extend(r.get("train_epoch_s") or [])
-            ours["infer_ms"].extend(r.get("eval_batch_ms") or [])
-            if r.get("peak_mem_mb") is not None:
-                ours["mem_mb"].append(r["peak_mem_mb"])
-        cells = {k: dict(mean=_stats(v)[0], paper=ds.table3.get(entry, {}).get(k)) for k, v in ours.items()}
+        ours, partial = _cost_measures(ok)
+        cells = {k: dict(mean=_stats(ours.get(k, []))[0], paper=table.value(entry, k)) for k in table.columns}
         rows.append(
             dict(
                 entry=entry,
-                label=preset.label(entry),
+                label=row_label(preset, table, entry),
                 params=ok[0].get("n_params") if ok else None,
                 cells=cells,
                 partial=partial,
@@ -117,49 +126,75 @@ def cost_rows(preset: Preset, by_entry: Dict[str, List[dict]], entries: List[str
     return rows
 
 
-def accuracy_markdown(preset: Preset, rows: List[dict], caption: str) -> str:
+def _header(table: PaperTable, i: int, column: str) -> str:
+    name = COST_COLUMNS[column][0] if table.kind == "cost" and column in COST_COLUMNS else column
+    return f"{name} ({table.units[i]})" if table.units and table.units[i] else name
+
+
+def accuracy_markdown(preset: Preset, table: PaperTable, rows: List[dict], caption: str) -> str:
     header = ["Model"]
-    for m in preset.metrics:
+    for m in table.columns:
         header += [f"{m} ours", "paper", "diff"]
-    header += [f"p {m}" for m in preset.metrics]
+    header += [f"p {m}" for m in table.columns]
     lines = [f"**{caption}**", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row in rows:
         cells = [row["label"] + (f" ({row['status']})" if row["status"] else "")]
-        for m in preset.metrics:
+        star = "∗" if row["entry"] in table.significant else ""
+        for m in table.columns:
             c = row["cells"][m]
             ours = _fmt(c["mean"]) + (f" ± {_fmt(c['std'])}" if c["std"] is not None else "")
-            cells += [ours, _fmt(c["paper"]), "-" if c["diff"] is None else f"{c['diff']:+.4f}"]
-        cells += ["-" if row["cells"][m]["p"] is None else f"{row['cells'][m]['p']:.3g}" for m in preset.metrics]
+            paper = _fmt(c["paper"]) + (star if c["paper"] is not None else "")
+            cells += [ours, paper, "-" if c["diff"] is None else f"{c['diff']:+.4f}"]
+        cells += ["-" if row["cells"][m]["p"] is None else f"{row['cells'][m]['p']:.3g}" for m in table.columns]
+        lines.append("| " + " | ".join(cells) + " |")
+    for label, values in table.paper_rows.items():  # the paper's own rows that are not runs (Improv.)
+        cells = [f"{label} (paper)"] + [x for v in values for x in ("-", _fmt(v, 2), "-")] + ["-"] * len(values)
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
-def cost_markdown(rows: List[dict], caption: str) -> str:
-    header = ["Model", "Params"] + [h for _, h in COST_COLUMNS for h in (f"{h} ours", "paper")] + ["Device"]
-    lines = [f"**{caption}**", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+def cost_markdown(table: PaperTable, rows: List[dict], caption: str) -> str:
+    header = ["Model", "Params"]
+    for i, key in enumerate(table.columns):
+        header += [f"{_header(table, i, key)} ours", "paper"]
+    lines = [f"**{caption}**", "", "| " + " | ".join(header + ["Device"]) + " |", "|" + "---|" * (len(header) + 1)]
     for row in rows:
         cells = [row["label"] + (f" ({row['status']})" if row["status"] else ""), str(row["params"] or "-")]
-        for key, _ in COST_COLUMNS:
+        for key in table.columns:
             c = row["cells"][key]
             mark = "†" if key == "train_s_epoch" and row["partial"] else ""
-            cells += [_fmt(c["mean"], 1) + mark, _fmt(c["paper"], 1)]
+            cells += [_fmt(c["mean"], 2 if key == "mem_gb" else 1) + mark, _fmt(c["paper"], 2)]
         lines.append("| " + " | ".join(cells + [row["device"] or "-"]) + " |")
+    for label, values in table.paper_rows.items():
+        cells = [f"{label} (paper)", "-"] + [x for v in values for x in ("-", _fmt(v, 2))]
+        lines.append("| " + " | ".join(cells + ["-"]) + " |")
     return "\n".join(lines) + "\n"
 
 
-def to_csv(table2: List[dict], table3: List[dict], table4: List[dict]) -> str:
-    """Every cell in long form: table, row, column, ours (mean), std, seeds, paper, diff, p, test."""
+def paper_markdown(table: PaperTable, caption: str) -> str:
+    """A table of the paper's figures only (a ``dataset`` table: the data set's counts)."""
+    header = ["Row"] + [_header(table, i, c) for i, c in enumerate(table.columns)]
+    lines = [f"**{caption}**", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for row, values in {**table.rows, **table.paper_rows}.items():
+        lines.append("| " + " | ".join([f"{row} (paper)"] + [_fmt(v, 2) for v in values]) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def to_csv(tables: Dict[str, Tuple[str, List[dict]]]) -> str:
+    """Every cell in long form: table, row, column, ours (mean), std, seeds, paper, diff, p, test
+    (``tables``: ``{name: (kind, rows)}``)."""
     out = io.StringIO()
     w = csv.writer(out)
     w.writerow(["table", "row", "column", "ours", "std", "seeds", "paper", "diff", "p", "test"])
-    for name, rows in (("table2", table2), ("table4", table4)):
+    for name, (kind, rows) in tables.items():
         for row in rows:
-            for m, c in row["cells"].items():
-                values = [c[k] for k in ("mean", "std", "n", "paper", "diff", "p", "test")]
-                w.writerow([name, row["label"], m, *values])
-    for row in table3:
-        w.writerow(["table3", row["label"], "params", row["params"], "", "", "", "", "", ""])
-        for key, c in row["cells"].items():
-            diff = None if c["mean"] is None or c["paper"] is None else c["mean"] - c["paper"]
-            w.writerow(["table3", row["label"], key, c["mean"], "", "", c["paper"], diff, "", ""])
+            if kind == "cost":
+                w.writerow([name, row["label"], "params", row["params"], "", "", "", "", "", ""])
+                for key, c in row["cells"].items():
+                    diff = None if c["mean"] is None or c["paper"] is None else c["mean"] - c["paper"]
+                    w.writerow([name, row["label"], key, c["mean"], "", "", c["paper"], diff, "", ""])
+            else:
+                for m, c in row["cells"].items():
+                    values = [c[k] for k in ("mean", "std", "n", "paper", "diff", "p", "test")]
+                    w.writerow([name, row["label"], m, *values])
     return out.getvalue()
