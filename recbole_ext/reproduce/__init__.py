@@ -2,16 +2,17 @@
 [--seeds=1,2,3] [--model=A,B] [--budget=BATCHES] [--jobs=N | --devices=0,1] [--results-dir=DIR]``.
 
 The preset (:mod:`recbole_ext.reproduce.preset`, a YAML shipped under
-``recbole_ext/properties/presets/``) holds the paper's models, the proposed model's ablations as
-its config keys, their settings per data set, the protocol and the paper's figures. The command
-writes the preset's keys as config files into the results folder and runs every row as one
-comparison (:mod:`recbole_ext.compare`): one split and one set of sampled candidates per seed for
-every row, each finished run stored, so the same command resumes, and ``--jobs``/``--devices``
-run the grid in parallel. Then it writes ``table2.md`` (accuracy: ours mean +- std beside the
-paper's value and the difference, and a two-sided paired t-test of the proposed model against
-each row), ``table3.md`` (parameters, training seconds per epoch, inference ms per evaluation
-batch, peak memory), ``table4.md`` (the ablations), all three in ``reproduction.md``, and every
-cell in ``tables.csv``. ``--budget=B`` trains each run at most ``B`` batches an epoch (one epoch
+``recbole_ext/properties/presets/``) holds the paper's models, the proposed model's variants as
+its config keys, their settings per data set, the protocol and the paper's tables per data set.
+The command writes the preset's keys as config files into the results folder and runs every row
+as one comparison (:mod:`recbole_ext.compare`): one split and one set of sampled candidates per
+seed for every row, each finished run stored, so the same command resumes, and
+``--jobs``/``--devices`` run the grid in parallel. Then it writes each of the data set's tables
+as ``<table>.md`` (accuracy: ours mean +- std beside the paper's value and the difference, and a
+two-sided paired t-test of the proposed model against each row; cost: parameters, training
+seconds per epoch, inference ms per evaluation batch, peak memory; the data set's counts),
+``other.md`` for rows no table holds, all of them in ``reproduction.md``, and every cell in
+``tables.csv``. ``--budget=B`` trains each run at most ``B`` batches an epoch (one epoch
 unless ``--epochs`` is given): a CPU-sized run, marked as such in the tables.
 """
 
