@@ -231,6 +231,8 @@ def test_glint_ru_preset_on_a_beauty_slice(tmp_path):
             for column in table.columns:
                 assert cells[(name, label, column)]["ours"] != "", (name, label, column)
                 assert float(cells[(name, label, column)]["paper"]) == table.value(entry, column)
+    for variant in ("gru_layers2", "all_dropouts"):  # the readings' rows, held by no table of the paper
+        assert cells[("other", preset.label(f"GLINTRU@{variant}"), "NDCG@10")]["ours"] != ""
     assert cells[("table2", "SASRec", "Recall@10")]["paper"] == "0.4332"
     assert cells[("table2", "SASRec", "Recall@10")]["test"] == "users"
     assert "no item file" in open(os.path.join(out, "reproduction.md")).read()

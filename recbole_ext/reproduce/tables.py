@@ -26,6 +26,13 @@ def _fmt(x: Optional[float], digits: int = 4) -> str:
     return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{digits}f}"
 
 
+def _figure(x: Optional[float]) -> str:
+    """A paper's figure as it prints it: counts with thousands separators, others as written."""
+    if x is None:
+        return "-"
+    return f"{int(x):,}" if float(x).is_integer() else f"{x:g}"
+
+
 def _stats(values: List[float]) -> Tuple[Optional[float], Optional[float]]:
     if not values:
         return None, None
@@ -126,9 +133,13 @@ def cost_rows(preset: Preset, by_entry: Dict[str, List[dict]], entries: List[str
     return rows
 
 
+def _unit(table: PaperTable, i: int) -> str:
+    """Column ``i``'s unit as the paper prints it, empty when the table gives none."""
+    return table.units[i] if table.units else ""
+
+
 def _header(table: PaperTable, i: int, column: str) -> str:
-    name = COST_COLUMNS[column][0] if table.kind == "cost" and column in COST_COLUMNS else column
-    return f"{name} ({table.units[i]})" if table.units and table.units[i] else name
+    return f"{column} ({_unit(table, i)})" if _unit(table, i) else column
 
 
 def accuracy_markdown(preset: Preset, table: PaperTable, rows: List[dict], caption: str) -> str:
@@ -148,7 +159,7 @@ def accuracy_markdown(preset: Preset, table: PaperTable, rows: List[dict], capti
         cells += ["-" if row["cells"][m]["p"] is None else f"{row['cells'][m]['p']:.3g}" for m in table.columns]
         lines.append("| " + " | ".join(cells) + " |")
     for label, values in table.paper_rows.items():  # the paper's own rows that are not runs (Improv.)
-        cells = [f"{label} (paper)"] + [x for v in values for x in ("-", _fmt(v, 2), "-")] + ["-"] * len(values)
+        cells = [f"{label} (paper)"] + [x for v in values for x in ("-", _figure(v), "-")] + ["-"] * len(values)
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -156,17 +167,18 @@ def accuracy_markdown(preset: Preset, table: PaperTable, rows: List[dict], capti
 def cost_markdown(table: PaperTable, rows: List[dict], caption: str) -> str:
     header = ["Model", "Params"]
     for i, key in enumerate(table.columns):
-        header += [f"{_header(table, i, key)} ours", "paper"]
+        name, unit = COST_COLUMNS[key][0] if key in COST_COLUMNS else key, _unit(table, i)
+        header += [f"{name} ours", f"paper ({unit})" if unit else "paper"]
     lines = [f"**{caption}**", "", "| " + " | ".join(header + ["Device"]) + " |", "|" + "---|" * (len(header) + 1)]
     for row in rows:
         cells = [row["label"] + (f" ({row['status']})" if row["status"] else ""), str(row["params"] or "-")]
         for key in table.columns:
             c = row["cells"][key]
             mark = "†" if key == "train_s_epoch" and row["partial"] else ""
-            cells += [_fmt(c["mean"], 2 if key == "mem_gb" else 1) + mark, _fmt(c["paper"], 2)]
+            cells += [_fmt(c["mean"], 2 if key == "mem_gb" else 1) + mark, _figure(c["paper"])]
         lines.append("| " + " | ".join(cells + [row["device"] or "-"]) + " |")
     for label, values in table.paper_rows.items():
-        cells = [f"{label} (paper)", "-"] + [x for v in values for x in ("-", _fmt(v, 2))]
+        cells = [f"{label} (paper)", "-"] + [x for v in values for x in ("-", _figure(v))]
         lines.append("| " + " | ".join(cells + ["-"]) + " |")
     return "\n".join(lines) + "\n"
 
@@ -176,7 +188,7 @@ def paper_markdown(table: PaperTable, caption: str) -> str:
     header = ["Row"] + [_header(table, i, c) for i, c in enumerate(table.columns)]
     lines = [f"**{caption}**", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row, values in {**table.rows, **table.paper_rows}.items():
-        lines.append("| " + " | ".join([f"{row} (paper)"] + [_fmt(v, 2) for v in values]) + " |")
+        lines.append("| " + " | ".join([f"{row} (paper)"] + [_figure(v) for v in values]) + " |")
     return "\n".join(lines) + "\n"
 
 
