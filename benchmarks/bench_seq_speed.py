@@ -88,7 +88,8 @@ def config_for(args, model: str, mode: str):
         "valid_metric": "NDCG@10",
     }
     cfg.update(MODEL_KEYS.get(model, {}))
-    return Run.resolve("GLINTRU" if model == REFERENCE else model, args.dataset, config_dict=cfg)
+    built = reference_glintru_class(args.reference_glintru) if model == REFERENCE else model
+    return Run.resolve(built, args.dataset, config_dict=cfg)
 
 
 def one(args, model: str) -> dict:
@@ -100,8 +101,7 @@ def one(args, model: str) -> dict:
     dataset = splits.dataset
     loaders = run.build_loaders(splits)
     train_data, valid_data = loaders.train, loaders.valid
-    model_class = reference_glintru_class(args.reference_glintru) if model == REFERENCE else None
-    net = run.build_model(loaders.train_set, model_class)
+    net = run.build_model(loaders.train_set)
     trainer = run.build_trainer(net)
     n_params = sum(p.numel() for p in net.parameters())
 

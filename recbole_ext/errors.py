@@ -50,6 +50,14 @@ class Interrupted(KeyboardInterrupt):
         self.signal_name, self.exit_code = signal_name, exit_code
 
 
+def one_line(exc: BaseException, limit: int = 300) -> str:
+    """``Type: first line of the message``, cut to ``limit`` characters: how a failed run, row or
+    trial names its reason."""
+    msg = str(exc).strip().splitlines()
+    text = f"{type(exc).__name__}: {msg[0]}" if msg and msg[0] else type(exc).__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 class ArgumentParser(argparse.ArgumentParser):
     """argparse that raises a :class:`UserError` (one line, exit 2) instead of printing usage,
     and never takes an abbreviation of an option for the option (``--seed`` is not ``--seeds``)."""

@@ -232,8 +232,7 @@ def get_dataloader(config, phase: str) -> type:
     """Data-loader class for a phase: the model's own ``train_dataloader`` first, else RecBole's
     (for sampled evaluation of sequential models, our candidate loader in place of RecBole's)."""
     if phase == "train":
-        model_class = get_model(config["model"])
-        own = getattr(model_class, "train_dataloader", None)
+        own = getattr(config.model_class, "train_dataloader", None)
         if own is not None:
             return own
     chosen = recbole_data_utils.get_dataloader(config, phase)

@@ -74,22 +74,24 @@ def xor_clicks(folder: str, name: str, n_users: int = 100, n_items: int = 80, fl
 
 def fake_record(model, seed, ndcg, secs=1.0):
     """A finished comparison record (what ``runs/<Model>-seed<S>.json`` holds) with made-up figures."""
-    return {
-        "model": model,
-        "dataset": "d",
-        "seed": seed,
-        "status": "ok",
-        "reason": None,
-        "test_result": {"recall@10": ndcg * 2, "ndcg@10": ndcg},
-        "best_valid_score": ndcg,
-        "valid_metric": "NDCG@10",
-        "valid_metric_bigger": True,
-        "epochs_run": 3,
-        "protocol": "full",
-        "n_params": 1000,
-        "train_epoch_s": [secs, secs],
-        "eval_batch_ms": [5.0],
-        "peak_mem_mb": 10.0,
-        "device": "cpu",
-        "valid_curve": [[0, ndcg / 2], [1, ndcg]],
-    }
+    from recbole_ext.results.record import RunRecord
+
+    return RunRecord(
+        model=model,
+        dataset="d",
+        seed=seed,
+        status="ok",
+        reason=None,
+        test_result={"recall@10": ndcg * 2, "ndcg@10": ndcg},
+        best_valid_score=ndcg,
+        valid_metric="NDCG@10",
+        valid_metric_bigger=True,
+        epochs_run=3,
+        protocol="full",
+        n_params=1000,
+        train_epoch_s=[secs, secs],
+        eval_batch_ms=[5.0],
+        peak_mem_mb=10.0,
+        device="cpu",
+        valid_curve=[[0, ndcg / 2], [1, ndcg]],
+    )

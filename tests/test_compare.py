@@ -15,7 +15,7 @@ from scipy.stats import ttest_rel
 
 from recbole_ext import compare
 from recbole_ext.cli import main as cli_main
-from recbole_ext.compare import runner
+from recbole_ext.compare import ResultsLayout, RunRecord, runner
 from recbole_ext.results import logparse, render
 from recbole_ext.results import table as results_table
 
@@ -193,12 +193,12 @@ def test_each_model_logs_to_its_own_file_and_shares_the_split(side_by_side):
 
 def test_report_rebuilds_the_table_from_our_logs(side_by_side, capsys):
     res = side_by_side["res"]
-    records = {r["model"]: r for r in logparse.records_from_logs([os.path.join(res, "log")])}
+    records = {r.model: r for r in logparse.records_from_logs([os.path.join(res, "log")])}
     assert set(records) == {"GRU4Rec", "SASRec"}
     for model, rec in records.items():
         stored = json.load(open(os.path.join(res, "runs", f"{model}-seed2020.json")))
-        assert rec["status"] == "ok" and rec["seed"] == 2020 and rec["dataset"] == "ml-slice"
-        assert rec["test_result"] == pytest.approx(stored["test_result"])
+        assert rec.status == "ok" and rec.seed == 2020 and rec.dataset == "ml-slice"
+        assert rec.test_result == pytest.approx(stored["test_result"])
         for key in (
             "n_params",
             "epochs_run",
@@ -209,7 +209,7 @@ def test_report_rebuilds_the_table_from_our_logs(side_by_side, capsys):
             "best_valid_score",
             "valid_curve",
         ):
-            assert rec[key] == stored[key], key
+            assert getattr(rec, key) == stored[key], key
     assert cli_main(["report", os.path.join(res, "log"), "--no-plot"]) == 0
     out = capsys.readouterr().out
     assert "| GRU4Rec |" in out and "| SASRec |" in out
@@ -236,8 +236,8 @@ def test_force_and_changed_options_rerun_stored_models(tmp_path, monkeypatch):
     def fake_run(spec, model, seed, fp, shared):
         ran.append(model)
         rec = fake_record(model, seed, 0.1)
-        rec["fingerprint"] = fp
-        runner._store(res, rec, seed)
+        rec.fingerprint = fp
+        ResultsLayout(res).store(rec)
         return rec
 
     monkeypatch.setattr(runner, "_run_model", fake_run)
@@ -248,11 +248,11 @@ def test_force_and_changed_options_rerun_stored_models(tmp_path, monkeypatch):
         )
 
     quiet = lambda s: None  # noqa: E731
-    compare.run_comparison(request(["--epochs=1"]), quiet, checked=True)
-    compare.run_comparison(request(["--epochs=1"]), quiet, checked=True)
+    runner.run_comparison(request(["--epochs=1"]), quiet, checked=True)
+    runner.run_comparison(request(["--epochs=1"]), quiet, checked=True)
     assert ran == ["GRU4Rec"]
-    compare.run_comparison(request(["--epochs=1"], force=True), quiet, checked=True)
-    compare.run_comparison(request(["--epochs=2"]), quiet, checked=True)
+    runner.run_comparison(request(["--epochs=1"], force=True), quiet, checked=True)
+    runner.run_comparison(request(["--epochs=2"]), quiet, checked=True)
     assert ran == ["GRU4Rec"] * 3
     assert not glob.glob(os.path.join(res, "runs", ".tmp-*"))  # atomic writes leave no temporaries
 
@@ -272,7 +272,7 @@ def test_one_seed_compares_models_over_users(side_by_side):
             assert abs(np.mean(values) - rec["test_result"][metric]) < 1e-4, metric
     n = {len(v) for rec in ok.values() for v in rec["per_user"].values()}
     assert len(n) == 1 and n.pop() == 60  # every user of ml-slice, in one order
-    table = results_table.build_table(list(ok.values()))
+    table = results_table.build_table([RunRecord.from_dict(r) for r in ok.values()])
     assert table["significance"] == "users"
     col = next(c for c in table["columns"] if c.key == "test:ndcg@10")
     best = next(r for r in table["rows"] if r["mark"].get(col.key, "").startswith("best"))
@@ -280,7 +280,7 @@ def test_one_seed_compares_models_over_users(side_by_side):
     x, y = ok[best["model"]]["per_user"]["ndcg@10"], ok[other["model"]]["per_user"]["ndcg@10"]
     assert other["p_values"][col.key] == pytest.approx(wilcoxon(x, y).pvalue)
     assert other["p_values_t"][col.key] == pytest.approx(ttest_rel(x, y).pvalue)
-    assert "Wilcoxon signed-rank" in render.notes(table, list(ok.values()))
+    assert "Wilcoxon signed-rank" in render.notes(table, [RunRecord.from_dict(r) for r in ok.values()])
     rows = list(csv.DictReader(render.to_csv(table).splitlines()))
     assert rows[[r["model"] for r in rows].index(other["model"])]["test:ndcg@10_p_t_vs_best"]
 

@@ -117,17 +117,17 @@ def test_report_reads_plain_recbole_logs(tmp_path, capsys):
         mode="{'valid': 'uni100', 'test': 'pop100'}",
     )
     plain_log(logs, "BERT4Rec", 99000, [9.0], [0.01], {}, finished=False)
-    recs = {r["model"]: r for r in logparse.records_from_logs([logs])}
+    recs = {r.model: r for r in logparse.records_from_logs([logs])}
     sas, gru, bert = recs["SASRec"], recs["GRU4Rec"], recs["BERT4Rec"]
-    assert sas["test_result"] == test_sas and gru["test_result"] == test_gru
-    assert sas["dataset"] == "ml-100k" and sas["seed"] == 2020 and sas["device"] == "cuda"
-    assert sas["n_params"] == 103232 and sas["epochs_run"] == 3
-    assert sas["train_epoch_s"] == [4.5, 4.25, 4.0]
-    assert sas["valid_curve"] == [[0, 0.0201], [1, 0.0243], [2, 0.0239]]
-    assert sas["best_valid_score"] == pytest.approx(0.0243)
-    assert sas["protocol"] == "full" and gru["protocol"] == "sampled pop100, per-epoch negatives"
-    assert sas["eval_batch_ms"] == [] and sas["peak_mem_mb"] is None  # not in a plain log
-    assert bert["status"] == "failed" and "unfinished" in bert["reason"]
+    assert sas.test_result == test_sas and gru.test_result == test_gru
+    assert sas.dataset == "ml-100k" and sas.seed == 2020 and sas.device == "cuda"
+    assert sas.n_params == 103232 and sas.epochs_run == 3
+    assert sas.train_epoch_s == [4.5, 4.25, 4.0]
+    assert sas.valid_curve == [[0, 0.0201], [1, 0.0243], [2, 0.0239]]
+    assert sas.best_valid_score == pytest.approx(0.0243)
+    assert sas.protocol == "full" and gru.protocol == "sampled pop100, per-epoch negatives"
+    assert sas.eval_batch_ms == [] and sas.peak_mem_mb is None  # not in a plain log
+    assert bert.status == "failed" and "unfinished" in bert.reason
 
     table = results_table.build_table(list(recs.values()))
     md = render.to_markdown(table)
@@ -159,7 +159,7 @@ def test_seeds_give_mean_std_and_paired_ttest():
     assert "Paired t-test" in render.write_outputs(records, "d", None, echo=lambda s: None)["markdown"]
 
     # B against C only: no significant winner, so no asterisk
-    table = results_table.build_table([r for r in records if r["model"] != "A"])
+    table = results_table.build_table([r for r in records if r.model != "A"])
     best = [r for r in table["rows"] if r["mark"].get("test:ndcg@10")]
     assert len(best) == 1 and best[0]["mark"]["test:ndcg@10"] == "best"
     other = next(r for r in table["rows"] if not r["mark"].get("test:ndcg@10"))
@@ -176,7 +176,7 @@ def test_plot_draws_both_panels_from_the_records(tmp_path):
     assert image.shape[:2] == (462, 1210)  # 11 x 4.2 inches at 110 dpi
     assert image[..., :3].std() > 0.05  # something was drawn, not a blank canvas
     curve = dict(plot.curves(records))["A"]  # seeds averaged epoch by epoch
-    runs = [dict(r["valid_curve"]) for r in records if r["model"] == "A"]
+    runs = [dict(r.valid_curve) for r in records if r.model == "A"]
     assert curve == [(e, (runs[0][e] + runs[1][e]) / 2) for e in sorted(runs[0])]
 
 
@@ -188,7 +188,7 @@ def test_a_short_runs_curves_have_whole_epoch_ticks_and_the_legend_stays_off_the
 
     recs = [fake_record("GLINTRU", 1, 0.3), fake_record("SASRec", 1, 0.25, 2.0)]
     for r in recs:
-        r["valid_curve"] = [[0, 0.1]]
+        r.valid_curve = [[0, 0.1]]
     fig, ax = plt.subplots()
     plot._curves_panel(ax, recs, ["GLINTRU", "SASRec"], "NDCG@10")
     assert list(ax.get_xticks()) == [0]
@@ -212,7 +212,12 @@ def test_constant_lead_on_a_smaller_is_better_metric_is_significant():
     for model, values in (("A", [0.5, 0.75]), ("B", [0.75, 1.0])):
         for seed, v in zip((1, 2), values):
             rec = fake_record(model, seed, 0.1)
-            rec.update(test_result={"rmse": v}, valid_metric="RMSE", valid_metric_bigger=False, best_valid_score=v)
+            rec.test_result, rec.valid_metric, rec.valid_metric_bigger, rec.best_valid_score = (
+                {"rmse": v},
+                "RMSE",
+                False,
+                v,
+            )
             records.append(rec)
     rows = {r["model"]: r for r in results_table.build_table(records)["rows"]}
     assert rows["B"]["p_values"]["test:rmse"] == 0.0

@@ -46,7 +46,7 @@ def train(request: TrainRequest) -> int:
 def compare(request: CompareRequest) -> int:
     from recbole_ext import compare as compare_command
 
-    return compare_command.run(request)
+    return compare_command.command(request)
 
 
 def tune(request: TuneRequest) -> int:

@@ -11,7 +11,7 @@ the same splits, with its own data loaders (built from the model's config: batch
 sampling, its own training loader) and its own log file. Each finished run is stored as
 ``<results>/runs/<Model>-seed<S>.json`` (written atomically); a rerun with the same results
 folder skips the runs found there unless ``--force``. Every model's name and settings, and the
-data set, are checked before the first run (:func:`recbole_ext.compare.runner.preflight`); a
+data set, are checked before the first run (:func:`preflight`); a
 model that fails while it runs (out of memory, a diverging loss, any exception) is a row marked
 failed with its one-line reason; the others still run and the exit status is 1.
 
@@ -34,23 +34,86 @@ for metrics, lower for errors and cost).
 
 from __future__ import annotations
 
-from typing import Callable
+import dataclasses
+from typing import Callable, Dict, List, Optional
 
 from recbole_ext.command import CompareRequest
-from recbole_ext.compare.runner import run_comparison
+from recbole_ext.compare.layout import ResultsLayout, default_results_dir
+from recbole_ext.compare.runner import lenient_keys, preflight, run_comparison
+from recbole_ext.pipeline import Run
+from recbole_ext.results.record import RunRecord
 
-__all__ = ["CompareRequest", "run", "run_comparison"]
+__all__ = [
+    "CompareRequest",
+    "Comparison",
+    "ResultsLayout",
+    "RunRecord",
+    "command",
+    "default_results_dir",
+    "finish",
+    "lenient_keys",
+    "preflight",
+    "run",
+]
 
 
-def run(request: CompareRequest, echo: Callable[[str], None] = print) -> int:
-    """The ``compare`` command: the grid in this process, or as separate processes with
-    ``jobs``/``devices``; returns 1 when a model failed, else 0."""
+@dataclasses.dataclass(frozen=True)
+class Comparison:
+    """What a comparison gives back: one record per model and seed (in the table's order) and
+    the results folder that holds them."""
+
+    records: List[RunRecord]
+    results_dir: str
+
+    @property
+    def ok(self) -> bool:
+        """Whether every run finished."""
+        return all(r.ok for r in self.records)
+
+
+def run(
+    request: CompareRequest,
+    echo: Callable[[str], None] = print,
+    config_dict: Optional[dict] = None,
+    checked: Optional[Dict[str, Run]] = None,
+) -> Comparison:
+    """Run the comparison and write its table: in this process, or as separate processes with
+    ``jobs``/``devices`` (:mod:`recbole_ext.compare.parallel`).
+
+    Args:
+        request: what to compare.
+        echo: where progress lines and the table go.
+        config_dict: parameters for every model, between the config files and the options (in
+            this process only: the parallel grid's processes read files and options).
+        checked: the result of :func:`preflight` when the caller ran it already (it is not run
+            again); else every model and setting is checked before the first run.
+    """
     if request.parallel:
         from recbole_ext.compare.parallel import run_parallel
 
-        records, results_dir = run_parallel(request, echo)
+        records, results_dir = run_parallel(request, echo, runs=checked)
     else:
-        records, results_dir = run_comparison(request, echo)
-    if not request.results_dir:
-        echo(f"[compare] to resume or extend this comparison, add --results-dir={results_dir}")
-    return 1 if any(r.get("status") != "ok" for r in records) else 0
+        records, results_dir = run_comparison(request, echo, config_dict, checked=checked is not None)
+    return Comparison(records, results_dir)
+
+
+def finish(
+    command_name: str,
+    results_dir: str,
+    given: Optional[str],
+    ok: bool,
+    echo: Callable[[str], None] = print,
+    what: str = "resume or extend this comparison",
+) -> int:
+    """The end of a command that ran a comparison: how to resume it when the results folder was
+    named for it (``given`` is the folder the user gave, if any), and the exit status, 1 when a
+    run failed."""
+    if not given:
+        echo(f"[{command_name}] to {what}, add --results-dir={results_dir}")
+    return 0 if ok else 1
+
+
+def command(request: CompareRequest, echo: Callable[[str], None] = print) -> int:
+    """The ``compare`` command; returns 1 when a model failed, else 0."""
+    comparison = run(request, echo)
+    return finish("compare", comparison.results_dir, request.results_dir, comparison.ok, echo)

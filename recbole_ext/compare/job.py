@@ -18,7 +18,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     fields = json.loads((sys.argv[1:] if argv is None else argv)[0])
     request = CompareRequest(**{k: tuple(v) if isinstance(v, list) else v for k, v in fields.items()})
     records, _ = run_comparison(request, write_table=False, checked=True)
-    return 0 if all(r.get("status") == "ok" for r in records) else 1
+    return 0 if all(r.ok for r in records) else 1
 
 
 if __name__ == "__main__":

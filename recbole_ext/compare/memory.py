@@ -1,14 +1,14 @@
 """Peak memory of one run: the GPU's allocator peak, or the process's resident-set peak read
-from ``/proc`` (Linux), and releasing memory between runs."""
+from ``/proc`` (Linux)."""
 
 from __future__ import annotations
 
-import ctypes
-import gc
 import threading
 from typing import Optional
 
 import torch
+
+from recbole_ext.memory import release_memory
 
 
 def _proc_status_mb(key: str) -> Optional[float]:
@@ -47,16 +47,6 @@ def _reset_hwm() -> bool:
         return True
     except OSError:
         return False
-
-
-def release_memory() -> None:
-    gc.collect()
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()
-    try:  # give freed heap back to the OS so the next model's RSS starts low
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
 
 
 class PeakMemory:

@@ -23,27 +23,16 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, Dict, List, Optional, Tuple
 
 from recbole_ext.command import CompareRequest
-from recbole_ext.compare.runner import (
-    RUN_DIR,
-    RunSpec,
-    default_results_dir,
-    fingerprint,
-    lenient_keys,
-    load_run,
-    preflight,
-    run_path,
-    table_title,
-)
+from recbole_ext.compare.layout import default_results_dir
+from recbole_ext.compare.runner import RunSpec, fingerprint, lenient_keys, preflight, table_title
 from recbole_ext.pipeline import Run
-from recbole_ext.results.record import failed_record
+from recbole_ext.results.record import RunRecord, failed_record
 from recbole_ext.results.render import write_outputs
-
-JOB_DIR = "jobs"
 
 
 def run_parallel(
     request: CompareRequest, echo: Callable[[str], None] = print, runs: Optional[Dict[str, Run]] = None
-) -> Tuple[List[dict], str]:
+) -> Tuple[List[RunRecord], str]:
     """Run the grid ``jobs`` (or one per device) processes at a time; returns ``(records,
     results_dir)`` as :func:`~recbole_ext.compare.runner.run_comparison` does. Every model and
     setting is checked before the first job starts (:func:`~recbole_ext.compare.runner.preflight`;
@@ -52,8 +41,8 @@ def run_parallel(
     spec = RunSpec(
         request, request.results_dir or default_results_dir(request.dataset), echo, lenient_keys=lenient_keys(request)
     )
-    os.makedirs(os.path.join(spec.results_dir, JOB_DIR), exist_ok=True)
-    os.makedirs(os.path.join(spec.results_dir, RUN_DIR), exist_ok=True)
+    os.makedirs(spec.layout.jobs_dir, exist_ok=True)
+    os.makedirs(spec.layout.runs_dir, exist_ok=True)
     grid, records, todo = _plan(spec, runs, request.seeds)
     slots: "queue.Queue[Optional[str]]" = queue.Queue()
     devices = list(request.devices)
@@ -102,11 +91,11 @@ def _plan(spec: RunSpec, runs: Dict[str, Run], seeds):
     return grid, records, todo
 
 
-def _run_job(spec: RunSpec, job: Job, slots: "queue.Queue", threads: int) -> dict:
+def _run_job(spec: RunSpec, job: Job, slots: "queue.Queue", threads: int) -> RunRecord:
     """One job as its own process (:mod:`recbole_ext.compare.job`) on a free slot; its record,
     or a failed one."""
     device = slots.get()
-    out_path = os.path.join(spec.results_dir, JOB_DIR, f"{job.model}-seed{job.run_seed}.txt")
+    out_path = spec.layout.job_output(job.model, job.run_seed)
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
     if device is not None:
         env["CUDA_VISIBLE_DEVICES"] = device
@@ -120,11 +109,11 @@ def _run_job(spec: RunSpec, job: Job, slots: "queue.Queue", threads: int) -> dic
             rc = subprocess.run(command, stdout=out, stderr=subprocess.STDOUT, env=env).returncode
     finally:
         slots.put(device)
-    rec = load_run(run_path(spec.results_dir, job.model, job.run_seed))
-    if rec is None or rec.get("fingerprint") not in (None, job.fingerprint):
+    rec = spec.layout.load(job.model, job.run_seed)
+    if rec is None or rec.fingerprint not in (None, job.fingerprint):
         rec = failed_record(job.model, spec.dataset, job.run_seed, f"process exited {rc}: {_last_line(out_path)}")
     spec.echo(
-        f"[compare] {job.model} seed {job.run_seed}: {rec.get('status')} after {time.perf_counter() - start:.0f} s"
+        f"[compare] {job.model} seed {job.run_seed}: {rec.status} after {time.perf_counter() - start:.0f} s"
         f" (output: {out_path})"
     )
     return rec

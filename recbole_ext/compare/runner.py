@@ -16,29 +16,20 @@ import torch
 import yaml
 
 from recbole_ext.command import CompareRequest, option_key
-from recbole_ext.compare.memory import PeakMemory, release_memory
-from recbole_ext.errors import UserError
+from recbole_ext.compare.layout import ResultsLayout, default_results_dir
+from recbole_ext.compare.memory import PeakMemory
+from recbole_ext.errors import UserError, one_line
 from recbole_ext.fileio import atomic_write_text
 from recbole_ext.logger import close_logger
+from recbole_ext.memory import release_memory
 from recbole_ext.pipeline import Run, Splits, canonical_entry, model_of, plain_metrics, resolve_all
 from recbole_ext.results.logparse import protocol_of
 from recbole_ext.results.record import RunRecord, failed_record
 from recbole_ext.results.render import write_outputs
 from recbole_ext.trainer.checkpoint import to_plain
 
-RUN_DIR = "runs"
-CONFIG_DIR = "configs"
-LOG_DIR = "log"
-
 
 # ------------------------------------------------------------------ small helpers
-def one_line(exc: BaseException, limit: int = 300) -> str:
-    """``Type: first line of the message``, cut to ``limit`` characters."""
-    msg = str(exc).strip().splitlines()
-    text = f"{type(exc).__name__}: {msg[0]}" if msg and msg[0] else type(exc).__name__
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
 def plain_config(config) -> dict:
     return to_plain(dict(config.final_config_dict))
 
@@ -70,23 +61,17 @@ class SharedDataError(RuntimeError):
     """The data set this model would share failed to build for an earlier model."""
 
 
+@dataclasses.dataclass(frozen=True)
+class SharedSplit:
+    """The data set and splits of one split key and seed, built for the model ``first`` and
+    shared by the models after it, or why building them failed (``failure``)."""
+
+    first: str
+    splits: Optional[Splits] = None
+    failure: Optional[str] = None
+
+
 # ------------------------------------------------------------------ running
-def run_path(results_dir: str, model: str, seed) -> str:
-    return os.path.join(results_dir, RUN_DIR, f"{model}-seed{seed}.json")
-
-
-def load_run(path: str) -> Optional[dict]:
-    try:
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
-    except (OSError, ValueError):
-        return None
-
-
-def default_results_dir(dataset: str) -> str:
-    return os.path.join("results", f"{dataset}-{datetime.datetime.now().strftime('%Y%m%d-%H%M%S')}")
-
-
 @dataclasses.dataclass
 class RunSpec:
     """What every run of one comparison shares: the request, its results folder, and where
@@ -125,16 +110,16 @@ class RunSpec:
         return files or None
 
     @property
-    def log_dir(self) -> str:
-        return os.path.join(self.results_dir, LOG_DIR)
+    def layout(self) -> ResultsLayout:
+        return ResultsLayout(self.results_dir)
 
-    def stored(self, model: str, seed, fp: str) -> Optional[dict]:
+    def stored(self, model: str, seed, fp: str) -> Optional[RunRecord]:
         """The stored finished run of ``model`` and ``seed`` with fingerprint ``fp``, unless
         ``force``; it says so through ``echo``."""
         if self.request.force or seed is None:
             return None
-        rec = load_run(run_path(self.results_dir, model, seed))
-        if rec and rec.get("status") == "ok" and rec.get("fingerprint") == fp:
+        rec = self.layout.load(model, seed)
+        if rec is not None and rec.ok and rec.fingerprint == fp:
             self.echo(f"[compare] {model} seed {seed}: already in {self.results_dir}, skipped (--force reruns)")
             return rec
         return None
@@ -161,7 +146,7 @@ def run_comparison(
     config_dict: Optional[dict] = None,
     write_table: bool = True,
     checked: bool = False,
-) -> Tuple[List[dict], str]:
+) -> Tuple[List[RunRecord], str]:
     """Run every model (for every seed) on shared splits and write the table.
 
     Args:
@@ -179,10 +164,10 @@ def run_comparison(
     spec = RunSpec(
         request, request.results_dir or default_results_dir(request.dataset), echo, config_dict, lenient_keys(request)
     )
-    os.makedirs(os.path.join(spec.results_dir, RUN_DIR), exist_ok=True)
-    records: List[dict] = []
+    os.makedirs(spec.layout.runs_dir, exist_ok=True)
+    records: List[RunRecord] = []
     for seed in list(request.seeds) if request.seeds else [None]:
-        shared: Dict[str, tuple] = {}  # split key -> ("ok", splits, first model) | ("failed", reason)
+        shared: Dict[str, SharedSplit] = {}  # split key -> its data set and splits
         for name in request.models:
             records.append(_run_named(spec, name, seed, shared))
         shared.clear()
@@ -194,7 +179,7 @@ def run_comparison(
     return records, spec.results_dir
 
 
-def _run_named(spec: RunSpec, name: str, seed, shared: Dict[str, tuple]) -> dict:
+def _run_named(spec: RunSpec, name: str, seed, shared: Dict[str, SharedSplit]) -> RunRecord:
     """One model by the name the user gave: its stored run, or a new run, or a failed row."""
     try:
         model = canonical_entry(name)
@@ -214,20 +199,15 @@ def table_title(request: CompareRequest) -> str:
     return "; ".join(parts)
 
 
-def _run_model(spec: RunSpec, model: str, seed, fp: str, shared: Dict[str, tuple]) -> dict:
+def _run_model(spec: RunSpec, model: str, seed, fp: str, shared: Dict[str, SharedSplit]) -> RunRecord:
     """Config, shared data, train and test one model; always returns a record (ok or failed)."""
     seed_args = spec.cmd_args + ([f"--seed={seed}"] if seed is not None else [])
     try:
-        # checkpoints and TensorBoard runs stay in the results folder (--checkpoint_dir / --tensorboard_dir win)
-        inside = {
-            "checkpoint_dir": os.path.join(spec.results_dir, "saved"),
-            "tensorboard_dir": os.path.join(spec.results_dir, "log_tensorboard"),
-        }
         run = Run.resolve(
             model_of(model),
             spec.dataset,
             spec.files_for(model),
-            {**inside, **(spec.config_dict or {})},
+            {**spec.layout.run_outputs(), **(spec.config_dict or {})},
             seed_args,
             lenient_keys=spec.lenient_keys,
         )
@@ -235,28 +215,28 @@ def _run_model(spec: RunSpec, model: str, seed, fp: str, shared: Dict[str, tuple
     except Exception as e:  # noqa: BLE001 - any failure is a row of the table
         spec.echo(f"[compare] {model}: failed: {one_line(e)}")
         rec = failed_record(model, spec.dataset, seed, one_line(e), fingerprint=fp)
-        _store(spec.results_dir, rec, seed)
+        spec.layout.store(rec)
         return rec
     config = run.config
     seed = config["seed"] if seed is None else seed
     stored = spec.stored(model, seed, fp)
     if stored:
         return stored
-    _write_config(spec.results_dir, model, config)
+    _write_config(spec.layout.config_path(model), model, config)
     rec = _logged_run(spec, run, model, seed, shared)
-    rec.update(fingerprint=fp, finished_at=datetime.datetime.now().isoformat(timespec="seconds"))
-    _store(spec.results_dir, rec, seed)
+    rec.fingerprint, rec.finished_at = fp, datetime.datetime.now().isoformat(timespec="seconds")
+    spec.layout.store(rec)
     release_memory()
     return rec
 
 
-def _logged_run(spec: RunSpec, run: Run, model: str, seed, shared: Dict[str, tuple]) -> dict:
+def _logged_run(spec: RunSpec, run: Run, model: str, seed, shared: Dict[str, SharedSplit]) -> RunRecord:
     """Train and test entry ``model`` under its own log file; a failure is a failed record."""
     config = run.config
     logger, log_file = getLogger(), None
     try:
         run.attach_device()
-        log_file = run.open_log(spec.log_dir)
+        log_file = run.open_log(spec.layout.log_dir)
         rec = _train_and_test(spec, run, model, seed, shared)
     except KeyboardInterrupt:
         raise
@@ -274,30 +254,29 @@ def _logged_run(spec: RunSpec, run: Run, model: str, seed, shared: Dict[str, tup
         )
     finally:
         close_logger()
-    rec["log_file"] = log_file
+    rec.log_file = log_file
     return rec
 
 
-def _shared_split(run: Run, model: str, seed, shared: Dict[str, tuple]) -> Splits:
+def _shared_split(run: Run, model: str, seed, shared: Dict[str, SharedSplit]) -> Splits:
     """The data set and splits for ``run``, built once per split key and seed."""
     key = run.split_key()
     if key not in shared:
         try:
-            shared[key] = ("ok", run.prepare_data(), model)
+            shared[key] = SharedSplit(model, splits=run.prepare_data())
         except Exception as e:  # noqa: BLE001
-            shared[key] = ("failed", f"data set: {one_line(e)}")
+            shared[key] = SharedSplit(model, failure=f"data set: {one_line(e)}")
             raise
     entry = shared[key]
-    if entry[0] == "failed":
-        raise SharedDataError(entry[1])
-    _, splits, first = entry
-    if first != model:
-        getLogger().info(splits.dataset)
-        getLogger().info(f"data set and splits shared with {first} (built once for seed {seed})")
-    return splits
+    if entry.failure is not None:
+        raise SharedDataError(entry.failure)
+    if entry.first != model:
+        getLogger().info(entry.splits.dataset)
+        getLogger().info(f"data set and splits shared with {entry.first} (built once for seed {seed})")
+    return entry.splits
 
 
-def _train_and_test(spec: RunSpec, run: Run, model: str, seed, shared: Dict[str, tuple]) -> dict:
+def _train_and_test(spec: RunSpec, run: Run, model: str, seed, shared: Dict[str, SharedSplit]) -> RunRecord:
     """Train and test on the shared split; the record takes everything from the result."""
     config = run.config
     loaders = run.build_loaders(_shared_split(run, model, seed, shared))
@@ -326,10 +305,10 @@ def _train_and_test(spec: RunSpec, run: Run, model: str, seed, shared: Dict[str,
         device=device_label(config["device"]),
         valid_curve=[list(p) for p in timings["valid_curve"]],
         per_user=result.per_user,
-    ).to_dict()
+    )
     # the log keeps what `recbole-ext report` cannot read elsewhere (per-batch timing, memory)
     summary = {
-        k: rec[k]
+        k: getattr(rec, k)
         for k in (
             "n_params",
             "best_valid_score",
@@ -345,12 +324,8 @@ def _train_and_test(spec: RunSpec, run: Run, model: str, seed, shared: Dict[str,
     return rec
 
 
-def _store(results_dir: str, rec: dict, seed) -> None:
-    atomic_write_text(run_path(results_dir, rec["model"], seed), json.dumps(rec, indent=1, default=str))
-
-
-def _write_config(results_dir: str, model: str, config) -> None:
-    path = os.path.join(results_dir, CONFIG_DIR, f"{model}.yaml")  # one per model: seeds differ only in `seed`
+def _write_config(path: str, model: str, config) -> None:
+    """The resolved config, one file per model: seeds differ only in ``seed``."""
     text = (
         f"# resolved config of {model} (seed {config['seed']}; other seeds differ only in `seed`)\n"
         + yaml.safe_dump(plain_config(config), sort_keys=False, default_flow_style=None)

@@ -13,6 +13,23 @@ from recbole_ext.errors import Interrupted
 
 
 @dataclasses.dataclass
+class Fitted:
+    """A model fitted with early stopping (:meth:`recbole_ext.pipeline.Run.fit`), not tested.
+
+    Attributes:
+        trainer: its trainer (``trainer.model`` is the model).
+        best_valid_score: the best validation score (``valid_metric``).
+        best_valid_result: every validation metric at the best epoch.
+        saved: whether the best epoch's checkpoint was written (the test loads it).
+    """
+
+    trainer: Any
+    best_valid_score: float
+    best_valid_result: Optional[Dict[str, float]]
+    saved: bool
+
+
+@dataclasses.dataclass
 class RunResult:
     """One trained (and tested) model.
 
@@ -20,7 +37,7 @@ class RunResult:
         best_valid_score: the best validation score (``valid_metric``).
         valid_score_bigger: whether a bigger ``best_valid_score`` is better.
         best_valid_result: every validation metric at the best epoch.
-        test_result: the test metrics of the best epoch (``None`` when the run was not tested).
+        test_result: the test metrics of the best epoch.
         model, dataset: the names the run resolved.
         saved_model_file: the run's checkpoint (``None`` without one).
         n_params: trainable parameters.

@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
 
+from recbole_ext.command import option_key
 from recbole_ext.errors import ConfigError
 from recbole_ext.pipeline.run import Run
 from recbole_ext.registry import canonical_model_name
@@ -62,7 +63,7 @@ def resolve_all(
         ``{canonical entry: Run}`` in the order given.
     """
     cmd_args = list(cmd_args)
-    keys = {a[2:].split("=", 1)[0] for a in cmd_args if a.startswith("--") and "=" in a}
+    keys = {k for k in map(option_key, cmd_args) if k is not None}
     runs: Dict[str, Run] = {}
     for name in models:
         entry = canonical_entry(name)

@@ -14,13 +14,15 @@ Its steps, each a method with typed inputs and outputs:
 :meth:`Run.build_loaders`   train, valid and test loaders over a split (:class:`Loaders`)
 :meth:`Run.build_model`     the model, seeded, on its device
 :meth:`Run.build_trainer`   the trainer of the model
-:meth:`Run.train_and_test`  fit with early stopping, test the best epoch (:class:`RunResult`)
+:meth:`Run.fit`             the model and its trainer, fit with early stopping (:class:`Fitted`)
+:meth:`Run.test`            the test of the best epoch (:class:`RunResult`)
+:meth:`Run.train_and_test`  :meth:`Run.fit`, then :meth:`Run.test`
 :meth:`Run.open_log`        the run's log file (unknown-key warnings, the config dump)
 :meth:`Run.execute`         all of the above for one run, leaving no files on a user error
 ==========================  ==========================================================
 
 ``train`` runs :meth:`Run.execute`; ``compare`` shares one :class:`Splits` between the models
-of a seed; ``tune`` trains without testing; serving rebuilds a model from a checkpoint with
+of a seed; ``tune`` fits without testing; serving rebuilds a model from a checkpoint with
 :meth:`Run.from_saved_config` and :meth:`Run.restore_dataset`.
 """
 
@@ -30,7 +32,7 @@ import json
 import os
 import sys
 from logging import getLogger
-from typing import Any, Dict, Iterable, List, Optional
+from typing import Any, Dict, Iterable, List, Optional, Union
 
 import torch
 from recbole.utils import init_seed, set_color
@@ -54,6 +56,7 @@ from recbole_ext.logger import close_logger, init_logger, new_run_id
 from recbole_ext.pipeline import restart
 from recbole_ext.pipeline.loaders import Loaders, Splits, check_split, create_dataset, make_loaders
 from recbole_ext.pipeline.outcome import (
+    Fitted,
     RunResult,
     count_parameters,
     environment,
@@ -61,7 +64,7 @@ from recbole_ext.pipeline.outcome import (
     plain_metrics,
     remove_empty,
 )
-from recbole_ext.registry import get_dataset_class, get_model, get_trainer
+from recbole_ext.registry import get_dataset_class, get_trainer
 from recbole_ext.trainer.checkpoint import check_resume
 
 #: keys of a checkpoint's saved config that the configurator derives itself
@@ -94,7 +97,7 @@ class Run:
     @classmethod
     def resolve(
         cls,
-        model: Optional[str] = None,
+        model: Union[str, type, None] = None,
         dataset: Optional[str] = None,
         config_files: Optional[List[str]] = None,
         config_dict: Optional[Dict[str, Any]] = None,
@@ -102,7 +105,9 @@ class Run:
         lenient_keys: Iterable[str] = (),
     ) -> "Run":
         """Step 1: the configuration (RecBole's precedence: files, then ``config_dict``, then
-        ``--key=value`` strings). Reads files and checks types; a mistake is a UserError (an
+        ``--key=value`` strings); ``model`` is a name, or a model class (a reference
+        implementation a benchmark measures, under its class's name). Reads files and checks
+        types; a mistake is a UserError (an
         unknown command-line key too, unless it is one of ``lenient_keys``: see
         :func:`resolve_all`)."""
         return cls(Config(model, dataset, config_files, config_dict, cmd_args, lenient_keys))
@@ -226,18 +231,13 @@ class Run:
         return restore_dataset(get_dataset_class(self.config), self.config, schema)
 
     # ------------------------------------------------------------ model and trainer
-    def build_model(self, train_set, model_class: Optional[type] = None) -> torch.nn.Module:
-        """The model on ``train_set`` (:attr:`Loaders.train_set`, or a whole data set), seeded
-        (each data-parallel rank its own dropout) and on the run's device.
-
-        Args:
-            train_set: the data set the model reads its sizes (and features) from.
-            model_class: a class in place of the registry's for the run's model (a reference
-                implementation a benchmark measures against).
-        """
+    def build_model(self, train_set) -> torch.nn.Module:
+        """The model (``config.model_class``, the class the configuration resolved) on
+        ``train_set`` (:attr:`Loaders.train_set`, or a whole data set), seeded (each
+        data-parallel rank its own dropout) and on the run's device."""
         cfg = self.config
         init_seed(cfg["seed"] + rank(), cfg["reproducibility"])
-        net = (model_class or get_model(cfg["model"]))(cfg, train_set).to(cfg["device"])
+        net = cfg.model_class(cfg, train_set).to(cfg["device"])
         # the model's printout goes to the log file (the console with verbose); the count below to both
         getLogger().info(torch.nn.Module.__repr__(net), extra={"file_only": not cfg["verbose"]})
         getLogger().info(set_color("Trainable parameters", "blue") + f": {count_parameters(net)}")
@@ -247,29 +247,31 @@ class Run:
         """The trainer for ``model`` (ours for the model, else RecBole's with our fixes)."""
         return get_trainer(self.config["MODEL_TYPE"], self.config["model"])(self.config, model)
 
-    def train_and_test(
+    @property
+    def _show_progress(self) -> bool:
+        return bool(self.config["show_progress"]) and sys.stderr.isatty()
+
+    def fit(
         self,
         loaders: Loaders,
         saved: bool = True,
         resume_file: Optional[str] = None,
         trust_checkpoint: bool = False,
-        test: bool = True,
-    ) -> RunResult:
-        """Build the model and its trainer, fit with early stopping, test the best epoch.
+    ) -> Fitted:
+        """Build the model and its trainer and fit with early stopping on the validation split
+        (the test split is not touched: tuning stops here).
 
         Args:
             loaders: from :meth:`build_loaders`.
-            saved: write the checkpoint after every epoch and test the best epoch's weights
-                (else the last epoch's).
+            saved: write the checkpoint after every epoch (the best epoch's weights are the ones
+                :meth:`test` evaluates; else the last epoch's).
             resume_file: a checkpoint to continue (it is updated in place).
             trust_checkpoint: allow ``resume_file`` to be a legacy RecBole checkpoint.
-            test: evaluate the test split (``False``: validation only, as tuning does).
         """
-        cfg = self.config
         trainer = self.build_trainer(self.build_model(loaders.train_set))
         if resume_file:
             trainer.resume_checkpoint(resume_file, trust_checkpoint=trust_checkpoint)
-        show = bool(cfg["show_progress"]) and sys.stderr.isatty()
+        show = self._show_progress
         try:
             score, valid_result = trainer.fit(loaders.train, loaders.valid, saved=saved, show_progress=show)
         except KeyboardInterrupt as stop:  # SIGINT, or SIGTERM through the command line's handler
@@ -277,27 +279,41 @@ class Run:
         except RunFailed as failed:  # the log keeps why; what finished stays
             getLogger().error(str(failed))
             raise
-        test_result = trainer.evaluate(loaders.test, load_best_model=saved, show_progress=show) if test else None
         trainer.tensorboard.close()
         logger = getLogger()
-        logger.info("The running environment of this training is as follows:\n" + environment(cfg))
+        logger.info("The running environment of this training is as follows:\n" + environment(self.config))
         logger.info(set_color("best valid ", "yellow") + f": {plain_metrics(valid_result)}")
-        if test:
-            logger.info(set_color("test result", "yellow") + f": {plain_metrics(test_result)}")
-        per_user = {k: [round(float(x), 6) for x in v] for k, v in trainer.per_user_result().items()} if test else {}
+        return Fitted(trainer, score, valid_result, saved)
+
+    def test(self, fitted: Fitted, loaders: Loaders) -> RunResult:
+        """Evaluate the fitted model on the test split (the best epoch's weights when they were
+        saved) and gather the run's result."""
+        cfg, trainer = self.config, fitted.trainer
+        test_result = trainer.evaluate(loaders.test, load_best_model=fitted.saved, show_progress=self._show_progress)
+        getLogger().info(set_color("test result", "yellow") + f": {plain_metrics(test_result)}")
         return RunResult(
-            best_valid_score=score,
+            best_valid_score=fitted.best_valid_score,
             valid_score_bigger=cfg["valid_metric_bigger"],
-            best_valid_result=valid_result,
+            best_valid_result=fitted.best_valid_result,
             test_result=test_result,
             model=cfg["model"],
             dataset=cfg["dataset"],
-            saved_model_file=trainer.saved_model_file if saved else None,
+            saved_model_file=trainer.saved_model_file if fitted.saved else None,
             n_params=count_parameters(trainer.model),
             timings=dict(trainer.timings),
-            per_user=per_user,
+            per_user={k: [round(float(x), 6) for x in v] for k, v in trainer.per_user_result().items()},
             rank=int(cfg["local_rank"]) + int(cfg["offset"] or 0),
         )
+
+    def train_and_test(
+        self,
+        loaders: Loaders,
+        saved: bool = True,
+        resume_file: Optional[str] = None,
+        trust_checkpoint: bool = False,
+    ) -> RunResult:
+        """:meth:`fit`, then :meth:`test` (the arguments are :meth:`fit`'s)."""
+        return self.test(self.fit(loaders, saved, resume_file, trust_checkpoint), loaders)
 
     # ------------------------------------------------------------ the whole run
     def open_log(self, log_dir: str, console: bool = True, run_id: Optional[str] = None) -> str:
@@ -322,7 +338,7 @@ class Run:
         restart.note_checkpoint(cfg, chosen or os.path.join(cfg["checkpoint_dir"], cfg["run_id"] + ".pth"), saved)
         return chosen
 
-    def _fit(self, saved: bool, resume_file: Optional[str], trust_checkpoint: bool) -> RunResult:
+    def _data_to_result(self, saved: bool, resume_file: Optional[str], trust_checkpoint: bool) -> RunResult:
         """Data, loaders, training and test; a data-parallel peer that stops answering (killed,
         stopped, its machine gone) ends this rank within ``dist_timeout_s`` in one line."""
         try:
@@ -364,7 +380,7 @@ class Run:
                     world = int(cfg["world_size"]) if is_distributed(cfg) else 1
                     # rank 0 reads the file and sends it to the others: only its machine needs it
                     agree(lambda: check_resume(resume_file, cfg, trust_checkpoint, world) if rank() == 0 else None)
-                result = self._fit(saved, resume_file, trust_checkpoint)
+                result = self._data_to_result(saved, resume_file, trust_checkpoint)
                 restart.forget(cfg, saved)
             except UserError:
                 close_logger()

@@ -22,10 +22,12 @@ import os
 import shutil
 from typing import Callable, Dict, List, Tuple
 
+from recbole_ext import compare
 from recbole_ext.command import ReproduceRequest
+from recbole_ext.compare import RunRecord
 from recbole_ext.errors import UserError
 from recbole_ext.fileio import atomic_write_text
-from recbole_ext.reproduce.plan import compare_request, default_results_dir, select_entries, write_common, write_rows
+from recbole_ext.reproduce.plan import compare_request, select_entries, write_common, write_rows
 from recbole_ext.reproduce.preset import PRESET_DIR, DatasetPreset, PaperTable, Preset, load_preset
 from recbole_ext.reproduce.tables import (
     COST_COLUMNS,
@@ -43,39 +45,29 @@ __all__ = ["ReproduceRequest", "run"]
 def run(request: ReproduceRequest, echo: Callable[[str], None] = print) -> int:
     """The ``reproduce`` command; returns 1 when a row failed, else 0. Every mistake (preset,
     data set, row, setting) is a UserError before any run starts, and leaves no folder behind."""
-    from recbole_ext.compare.runner import preflight, run_comparison
-
     preset = load_preset(request.paper)
     ds = preset.dataset(request.dataset)
     entries = select_entries(preset, request.models)
-    results_dir = request.results_dir or default_results_dir(preset, request.dataset)
+    results_dir = request.results_dir or compare.default_results_dir(preset.name, request.dataset)
     created = not os.path.exists(results_dir)
     try:
         common = write_common(preset, ds, results_dir)
         has_items = _has_item_file(request, preset, common)
         rows = write_rows(preset, ds, results_dir, entries, has_items)
-        compare = compare_request(request, preset, results_dir, entries, common, rows)
-        runs = preflight(compare)
+        comparison = compare_request(request, preset, results_dir, entries, common, rows)
+        runs = compare.preflight(comparison)
     except UserError:
         if created:
             shutil.rmtree(results_dir, ignore_errors=True)
         raise
-    if compare.parallel:
-        from recbole_ext.compare.parallel import run_parallel
-
-        records, _ = run_parallel(compare, echo, runs=runs)
-    else:
-        records, _ = run_comparison(compare, echo, checked=True)
-    text = write_tables(preset, request, records, results_dir, entries, has_items)
+    done = compare.run(comparison, echo, checked=runs)
+    text = write_tables(preset, request, done.records, results_dir, entries, has_items)
     echo(text)
-    if not request.results_dir:
-        echo(f"[reproduce] to resume or extend this run, add --results-dir={results_dir}")
-    return 1 if any(r.get("status") != "ok" for r in records) else 0
+    return compare.finish("reproduce", results_dir, request.results_dir, done.ok, echo, "resume or extend this run")
 
 
 def _has_item_file(request: ReproduceRequest, preset: Preset, common: str) -> bool:
     """Whether the data set (found or fetched as a run finds it) has an ``.item`` file."""
-    from recbole_ext.compare.runner import lenient_keys
     from recbole_ext.pipeline import Run
 
     run = Run.resolve(
@@ -84,7 +76,7 @@ def _has_item_file(request: ReproduceRequest, preset: Preset, common: str) -> bo
         [common, *request.config_files],
         None,
         list(request.config_args),
-        lenient_keys=lenient_keys(request),
+        lenient_keys=compare.lenient_keys(request),
     )
     return os.path.isfile(os.path.join(run.locate_data(), f"{request.dataset}.item"))
 
@@ -92,7 +84,7 @@ def _has_item_file(request: ReproduceRequest, preset: Preset, common: str) -> bo
 def write_tables(
     preset: Preset,
     request: ReproduceRequest,
-    records: List[dict],
+    records: List[RunRecord],
     results_dir: str,
     entries: List[str],
     has_items: bool,
@@ -101,10 +93,10 @@ def write_tables(
     each, ``other.md`` for rows no table holds, all in ``reproduction.md``, every cell in
     ``tables.csv``); returns ``reproduction.md``'s text."""
     ds = preset.dataset(request.dataset)
-    by_entry: Dict[str, List[dict]] = {}
+    by_entry: Dict[str, List[RunRecord]] = {}
     for rec in records:
-        by_entry.setdefault(rec["model"], []).append(rec)
-    seeds = sorted({r.get("seed") for r in records if r.get("seed") is not None})
+        by_entry.setdefault(rec.model, []).append(rec)
+    seeds = sorted({r.seed for r in records if r.seed is not None})
     setting = _setting_line(preset, request, seeds, has_items, records)
     parts: Dict[str, str] = {}
     cells: Dict[str, Tuple[str, List[dict]]] = {}
@@ -132,7 +124,7 @@ def write_tables(
 
 
 def _render(
-    preset: Preset, table: PaperTable, by_entry: Dict[str, List[dict]], rows: List[str], caption: str
+    preset: Preset, table: PaperTable, by_entry: Dict[str, List[RunRecord]], rows: List[str], caption: str
 ) -> Tuple[str, Tuple[str, List[dict]]]:
     """An accuracy or cost table's Markdown and its cells."""
     if table.kind == "cost":
@@ -142,12 +134,14 @@ def _render(
     return accuracy_markdown(preset, table, accuracy, caption), ("accuracy", accuracy)
 
 
-def _setting_line(preset: Preset, request: ReproduceRequest, seeds: List, has_items: bool, records: List[dict]) -> str:
-    device = next((r.get("device") for r in records if r.get("device")), "")
+def _setting_line(
+    preset: Preset, request: ReproduceRequest, seeds: List, has_items: bool, records: List[RunRecord]
+) -> str:
+    device = next((r.device for r in records if r.device), "")
     parts = [
         f"Preset `{preset.name}` ({'shipped' if preset.path.startswith(PRESET_DIR) else preset.path})",
         f"seeds {', '.join(map(str, seeds))}",
-        f"protocol {next((r.get('protocol') for r in records if r.get('protocol')), '')}",
+        f"protocol {next((r.protocol for r in records if r.protocol), '')}",
         f"device {device}",
     ]
     if request.budget is not None:

@@ -4,7 +4,6 @@ folder (so they are part of every run's fingerprint), and the
 
 from __future__ import annotations
 
-import datetime
 import os
 from typing import Any, Dict, List, Optional, Tuple
 
@@ -17,11 +16,6 @@ from recbole_ext.pipeline.resolve import model_of
 from recbole_ext.reproduce.preset import DatasetPreset, Preset
 
 PRESET_FOLDER = "preset"
-
-
-def default_results_dir(preset: Preset, dataset: str) -> str:
-    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-    return os.path.join("results", f"{preset.name}-{dataset}-{stamp}")
 
 
 def select_entries(preset: Preset, wanted: Tuple[str, ...], dataset: Optional[str] = None) -> List[str]:

@@ -12,6 +12,7 @@ import statistics
 from typing import Dict, List, Optional, Tuple
 
 from recbole_ext.reproduce.preset import PaperTable, Preset
+from recbole_ext.results.record import RunRecord
 from recbole_ext.results.stats import paired_t_pvalue
 
 #: A cost table's columns: key -> (header, our measure's unit and definition)
@@ -39,17 +40,17 @@ def _stats(values: List[float]) -> Tuple[Optional[float], Optional[float]]:
     return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else None
 
 
-def _ok(records: List[dict]) -> List[dict]:
-    return sorted((r for r in records if r.get("status") == "ok"), key=lambda r: r.get("seed") or 0)
+def _ok(records: List[RunRecord]) -> List[RunRecord]:
+    return sorted((r for r in records if r.ok), key=lambda r: r.seed or 0)
 
 
-def metric_values(records: List[dict], metric: str) -> Dict[int, float]:
+def metric_values(records: List[RunRecord], metric: str) -> Dict[int, float]:
     """``{seed: test value}`` of one row's finished runs (``metric`` as the paper writes it)."""
     key = metric.lower()
-    return {r["seed"]: float(r["test_result"][key]) for r in _ok(records) if key in (r.get("test_result") or {})}
+    return {r.seed: float(r.test_result[key]) for r in _ok(records) if key in r.test_result}
 
 
-def t_test(proposed: List[dict], other: List[dict], metric: str) -> Tuple[Optional[float], str]:
+def t_test(proposed: List[RunRecord], other: List[RunRecord], metric: str) -> Tuple[Optional[float], str]:
     """Two-sided paired t-test of the proposed model against another row: over the seeds both
     ran (same split and candidates per seed) with two or more, else over the test users of the
     one seed (per-user values in evaluation order). Returns ``(p, "seeds" | "users" | "")``."""
@@ -59,17 +60,17 @@ def t_test(proposed: List[dict], other: List[dict], metric: str) -> Tuple[Option
         x, y = [a[s] for s in common], [b[s] for s in common]
         how = "seeds"
     else:
-        ua = next((r.get("per_user", {}).get(metric.lower()) for r in _ok(proposed)), None)
-        ub = next((r.get("per_user", {}).get(metric.lower()) for r in _ok(other)), None)
+        ua = next((r.per_user.get(metric.lower()) for r in _ok(proposed)), None)
+        ub = next((r.per_user.get(metric.lower()) for r in _ok(other)), None)
         if not ua or not ub or len(ua) != len(ub) or len(common) != 1:
             return None, ""
         x, y, how = ua, ub, "users"
     return paired_t_pvalue(x, y), how
 
 
-def _status(records: List[dict]) -> str:
-    bad = [r for r in records if r.get("status") != "ok"]
-    return "" if not bad else f"failed: {bad[0].get('reason', '')}"
+def _status(records: List[RunRecord]) -> str:
+    bad = [r for r in records if not r.ok]
+    return "" if not bad else f"failed: {bad[0].reason or ''}"
 
 
 def row_label(preset: Preset, table: PaperTable, entry: str) -> str:
@@ -77,7 +78,9 @@ def row_label(preset: Preset, table: PaperTable, entry: str) -> str:
     return table.labels.get(entry, preset.label(entry))
 
 
-def accuracy_rows(preset: Preset, by_entry: Dict[str, List[dict]], entries: List[str], table: PaperTable) -> List[dict]:
+def accuracy_rows(
+    preset: Preset, by_entry: Dict[str, List[RunRecord]], entries: List[str], table: PaperTable
+) -> List[dict]:
     """One row per entry: per column (a metric) our mean, std, seeds, the paper's value and the
     difference, and the t-test against the proposed model."""
     rows = []
@@ -96,22 +99,24 @@ def accuracy_rows(preset: Preset, by_entry: Dict[str, List[dict]], entries: List
     return rows
 
 
-def _cost_measures(ok: List[dict]) -> Tuple[Dict[str, List[float]], bool]:
+def _cost_measures(ok: List[RunRecord]) -> Tuple[Dict[str, List[float]], bool]:
     ours: Dict[str, List[float]] = {"train_s_epoch": [], "infer_ms": [], "mem_gb": []}
     partial = False
     for r in ok:
-        for secs, (done, total) in zip(r.get("train_epoch_s") or [], r.get("train_batches") or []):
+        for secs, (done, total) in zip(r.train_epoch_s, r.train_batches):
             ours["train_s_epoch"].append(secs * total / max(done, 1))  # a budget epoch, scaled to a whole one
             partial |= done < total
-        if not r.get("train_batches"):
-            ours["train_s_epoch"].extend(r.get("train_epoch_s") or [])
-        ours["infer_ms"].extend(r.get("eval_batch_ms") or [])
-        if r.get("peak_mem_mb") is not None:
-            ours["mem_gb"].append(r["peak_mem_mb"] / 1024)
+        if not r.train_batches:
+            ours["train_s_epoch"].extend(r.train_epoch_s)
+        ours["infer_ms"].extend(r.eval_batch_ms)
+        if r.peak_mem_mb is not None:
+            ours["mem_gb"].append(r.peak_mem_mb / 1024)
     return ours, partial
 
 
-def cost_rows(preset: Preset, by_entry: Dict[str, List[dict]], entries: List[str], table: PaperTable) -> List[dict]:
+def cost_rows(
+    preset: Preset, by_entry: Dict[str, List[RunRecord]], entries: List[str], table: PaperTable
+) -> List[dict]:
     """Parameters and each of the table's cost columns (:data:`COST_COLUMNS`), the mean over
     seeds, beside the paper's figures."""
     rows = []
@@ -123,10 +128,10 @@ def cost_rows(preset: Preset, by_entry: Dict[str, List[dict]], entries: List[str
             dict(
                 entry=entry,
                 label=row_label(preset, table, entry),
-                params=ok[0].get("n_params") if ok else None,
+                params=ok[0].n_params if ok else None,
                 cells=cells,
                 partial=partial,
-                device=ok[0].get("device", "") if ok else "",
+                device=(ok[0].device or "") if ok else "",
                 status=_status(by_entry.get(entry, [])),
             )
         )

@@ -160,7 +160,7 @@ def protocol_of(eval_args, candidates: Optional[str] = None) -> str:
     return mode
 
 
-def record_from_facts(facts: dict, model: str, dataset: str, source: str) -> dict:
+def record_from_facts(facts: dict, model: str, dataset: str, source: str) -> RunRecord:
     """A run record (the JSON :mod:`recbole_ext.compare` writes) from parsed log facts."""
     cfg = facts.get("config", {})
     summary = facts.get("summary", {})
@@ -200,10 +200,10 @@ def record_from_facts(facts: dict, model: str, dataset: str, source: str) -> dic
         device=summary.get("device") or cfg.get("device"),
         valid_curve=facts["valid_curve"],
         source=source,
-    ).to_dict()
+    )
 
 
-def parse_log_file(path: str) -> dict:
+def parse_log_file(path: str) -> RunRecord:
     """One log file -> a run record (model/data set from the file name when it follows RecBole's)."""
     facts = parse_entries(read_entries(path))
     m = FILE_NAME.match(os.path.basename(path))
@@ -215,8 +215,8 @@ def parse_log_file(path: str) -> dict:
         parent = os.path.basename(os.path.dirname(os.path.abspath(path)))
         model = parent or "unknown"
     record = record_from_facts(facts, model, dataset or "unknown", source=path)
-    record["log_file"] = path
-    record["log_time"] = m.group("time") if m else None
+    record.log_file = path
+    record.log_time = m.group("time") if m else None
     return record
 
 
@@ -233,16 +233,16 @@ def find_logs(paths: Iterable[str]) -> List[str]:
     return sorted(found)
 
 
-def records_from_logs(paths: Iterable[str]) -> List[dict]:
+def records_from_logs(paths: Iterable[str]) -> List[RunRecord]:
     """Parse every log; keep the latest finished log per (data set, model, seed)."""
     logs = find_logs(paths)
     if not logs:
         raise UserError(f"no .log files under {', '.join(paths)}")
-    chosen: Dict[tuple, dict] = {}
+    chosen: Dict[tuple, tuple] = {}
     for path in logs:
         rec = parse_log_file(path)
-        key = (rec["dataset"], rec["model"], rec["seed"])
-        rank = (rec["status"] == "ok", os.path.getmtime(path), path)
+        key = (rec.dataset, rec.model, rec.seed)
+        rank = (rec.ok, os.path.getmtime(path), path)
         if key not in chosen or rank > chosen[key][0]:
             chosen[key] = (rank, rec)
     return [rec for _, rec in sorted(chosen.values(), key=lambda x: x[0][1])]

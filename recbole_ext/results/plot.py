@@ -10,11 +10,13 @@ from __future__ import annotations
 
 from typing import Callable, Dict, List, Optional, Tuple
 
+from recbole_ext.results.record import RunRecord
 
-def _trade_off_metric(records: List[dict]) -> Optional[str]:
+
+def _trade_off_metric(records: List[RunRecord]) -> Optional[str]:
     names: List[str] = []
     for r in records:
-        for k in r.get("test_result") or {}:
+        for k in r.test_result:
             if k not in names:
                 names.append(k)
     for want in ("ndcg@10",):
@@ -24,30 +26,30 @@ def _trade_off_metric(records: List[dict]) -> Optional[str]:
     return (ndcg or names or [None])[0]
 
 
-def curves(records: List[dict]) -> Dict[str, List[Tuple[int, float]]]:
+def curves(records: List[RunRecord]) -> Dict[str, List[Tuple[int, float]]]:
     """Per model: ``[(epoch, mean validation score over seeds)]``."""
     out: Dict[str, Dict[int, List[float]]] = {}
     for r in records:
-        if r.get("status") != "ok":
+        if not r.ok:
             continue
-        for epoch, score in r.get("valid_curve") or []:
-            out.setdefault(r["model"], {}).setdefault(int(epoch), []).append(float(score))
+        for epoch, score in r.valid_curve:
+            out.setdefault(r.model, {}).setdefault(int(epoch), []).append(float(score))
     return {m: [(e, sum(v) / len(v)) for e, v in sorted(d.items())] for m, d in out.items()}
 
 
-def plot_comparison(records: List[dict], path: str, echo: Callable[[str], None] = print) -> Optional[str]:
+def plot_comparison(records: List[RunRecord], path: str, echo: Callable[[str], None] = print) -> Optional[str]:
     """Draw the two panels into ``path`` (PNG) and return ``path``."""
     import matplotlib
 
     matplotlib.use("Agg", force=True)
     import matplotlib.pyplot as plt
 
-    ok = [r for r in records if r.get("status") == "ok"]
+    ok = [r for r in records if r.ok]
     models: List[str] = []
     for r in ok:
-        if r["model"] not in models:
-            models.append(r["model"])
-    valid_metric = next((r.get("valid_metric") for r in ok if r.get("valid_metric")), "validation score")
+        if r.model not in models:
+            models.append(r.model)
+    valid_metric = next((r.valid_metric for r in ok if r.valid_metric), "validation score")
     metric = _trade_off_metric(ok)
 
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.2))
@@ -57,8 +59,8 @@ def plot_comparison(records: List[dict], path: str, echo: Callable[[str], None] 
         xs = [x for x in xs if x is not None]
         return sum(xs) / len(xs) if xs else 0.0
 
-    acc = [mean([r["test_result"].get(metric) for r in ok if r["model"] == m]) for m in models]
-    speed = [mean([mean(r.get("train_epoch_s") or []) for r in ok if r["model"] == m]) for m in models]
+    acc = [mean([r.test_result.get(metric) for r in ok if r.model == m]) for m in models]
+    speed = [mean([mean(r.train_epoch_s) for r in ok if r.model == m]) for m in models]
     x = list(range(len(models)))
     w = 0.38
     bars1 = ax2.bar([i - w / 2 for i in x], acc, w, color="tab:blue", label=f"test {metric}")

@@ -1,10 +1,13 @@
 """One run of one model with one seed: what a comparison stores (``runs/<Model>-seed<S>.json``)
-and renders, whether it comes from the runner or from a log file."""
+and renders, whether it comes from the runner or from a log file. A record is a
+:class:`RunRecord` everywhere; it becomes JSON only where it is stored (:meth:`RunRecord.to_json`)
+and read back (:meth:`RunRecord.from_json`)."""
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Dict, List, Optional
+import json
+from typing import Any, Dict, List, Optional
 
 
 @dataclasses.dataclass
@@ -41,14 +44,48 @@ class RunRecord:
     valid_curve: List[List[float]] = dataclasses.field(default_factory=list)
     #: the test split's top-k metrics per evaluated user (``{"ndcg@10": [...]}``), in evaluation order
     per_user: Dict[str, List[float]] = dataclasses.field(default_factory=dict)
+    #: ``compare``, or the log file a record was read from
     source: str = "compare"
+    #: hash of what decides the result (model, data set, seed, config files, options): a stored
+    #: record with another one is run again
+    fingerprint: Optional[str] = None
+    #: the run's log file
+    log_file: Optional[str] = None
+    #: when the run finished (ISO 8601, seconds)
+    finished_at: Optional[str] = None
+    #: the time stamp in the log file's name (records read from logs)
+    log_time: Optional[str] = None
 
-    def to_dict(self) -> dict:
+    @property
+    def ok(self) -> bool:
+        """Whether the run finished."""
+        return self.status == "ok"
+
+    def to_dict(self) -> Dict[str, Any]:
         return dataclasses.asdict(self)
 
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=1, default=str)
 
-def failed_record(model: str, dataset: str, seed, reason: str, **extra) -> dict:
-    """The record of a run that did not finish, with its one-line reason."""
-    rec = RunRecord(model, dataset, seed, status="failed", reason=reason).to_dict()
-    rec.update(extra)
-    return rec
+    @classmethod
+    def from_dict(cls, data: Dict[str, Any]) -> "RunRecord":
+        """The record of a stored dict; keys it does not know are dropped, missing ones take
+        their defaults. Raises ``TypeError`` without ``model``, ``dataset`` or ``seed``."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+    @classmethod
+    def from_json(cls, text: str) -> Optional["RunRecord"]:
+        """The record a stored JSON text holds, or ``None`` when it holds none (not JSON, not an
+        object, or without ``model``, ``dataset`` or ``seed``): such a run is run again."""
+        try:
+            data = json.loads(text)
+            return cls.from_dict(data) if isinstance(data, dict) else None
+        except (ValueError, TypeError):
+            return None
+
+
+def failed_record(model: str, dataset: str, seed: Optional[int], reason: str, **extra: Any) -> RunRecord:
+    """The record of a run that did not finish, with its one-line reason (``extra``: other
+    fields of :class:`RunRecord`)."""
+    return RunRecord(model, dataset, seed, status="failed", reason=reason, **extra)

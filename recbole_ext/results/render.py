@@ -9,6 +9,7 @@ import os
 from typing import Callable, List, Optional
 
 from recbole_ext.fileio import atomic_write_text
+from recbole_ext.results.record import RunRecord
 from recbole_ext.results.table import Column, build_table
 
 TABLE_NAME = "comparison"
@@ -150,8 +151,8 @@ def to_latex(table: dict, caption: str = "") -> str:
     return "\n".join(lines) + "\n"
 
 
-def notes(table: dict, records: List[dict]) -> str:
-    seeds = sorted({r.get("seed") for r in records if r.get("seed") is not None})
+def notes(table: dict, records: List[RunRecord]) -> str:
+    seeds = sorted({r.seed for r in records if r.seed is not None})
     out = []
     if len(seeds) > 1:
         out.append(
@@ -169,7 +170,7 @@ def notes(table: dict, records: List[dict]) -> str:
         "training epoch. Infer ms/batch: mean wall time per evaluation batch over all valid and test "
         "evaluations. Peak mem: " + (table.get("mem_method") or "not measured (log without it)") + "."
     )
-    cut = sorted({done for r in records for done, total in r.get("train_batches") or [] if done < total})
+    cut = sorted({done for r in records for done, total in r.train_batches if done < total})
     if cut:
         out.append(
             f"Training epochs were cut to {', '.join(map(str, cut))} batches (train_batches_per_epoch): "
@@ -179,7 +180,7 @@ def notes(table: dict, records: List[dict]) -> str:
 
 
 def write_outputs(
-    records: List[dict],
+    records: List[RunRecord],
     dataset: str,
     out_dir: Optional[str],
     plot: bool = True,

@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 from typing import Dict, List, Optional
 
+from recbole_ext.results.record import RunRecord
 from recbole_ext.results.stats import paired_t_pvalue
 
 
@@ -28,23 +29,25 @@ def _std(xs: List[float]) -> Optional[float]:
     return math.sqrt(sum((x - m) ** 2 for x in xs) / (len(xs) - 1))
 
 
-def _value(rec: dict, key: str):
+#: a column's value read from a record: the test metric ``test:<metric>``, a mean, or a field
+_MEANS = {"train_s_epoch": "train_epoch_s", "eval_ms_batch": "eval_batch_ms"}
+
+
+def _value(rec: RunRecord, key: str):
     if key.startswith("test:"):
-        return rec.get("test_result", {}).get(key[5:])
-    if key == "train_s_epoch":
-        return _mean(rec.get("train_epoch_s") or [])
-    if key == "eval_ms_batch":
-        return _mean(rec.get("eval_batch_ms") or [])
-    return rec.get(key)
+        return rec.test_result.get(key[5:])
+    if key in _MEANS:
+        return _mean(getattr(rec, _MEANS[key]))
+    return getattr(rec, key)
 
 
-def build_table(records: List[dict]) -> dict:
+def build_table(records: List[RunRecord]) -> dict:
     """Aggregate run records into rows (one per model, in first-seen order) and columns."""
-    by_model: Dict[str, List[dict]] = {}
+    by_model: Dict[str, List[RunRecord]] = {}
     for rec in records:
-        by_model.setdefault(rec["model"], []).append(rec)
-    ok = [r for r in records if r.get("status") == "ok"]
-    valid_metric = next((r.get("valid_metric") for r in ok if r.get("valid_metric")), "")
+        by_model.setdefault(rec.model, []).append(rec)
+    ok = [r for r in records if r.ok]
+    valid_metric = next((r.valid_metric for r in ok if r.valid_metric), "")
     columns = _columns(records, ok, valid_metric)
     rows = [_row(model, recs, columns) for model, recs in by_model.items()]
     _mark_best(rows, columns)
@@ -54,18 +57,18 @@ def build_table(records: List[dict]) -> dict:
         "rows": rows,
         "valid_metric": valid_metric,
         "significance": significance,
-        "mem_method": next((r.get("mem_method") for r in ok if r.get("mem_method")), ""),
+        "mem_method": next((r.mem_method for r in ok if r.mem_method), ""),
     }
 
 
-def _columns(records: List[dict], ok: List[dict], valid_metric: str) -> List[Column]:
+def _columns(records: List[RunRecord], ok: List[RunRecord], valid_metric: str) -> List[Column]:
     """The table's columns: every test metric the records hold, then the run's facts."""
     metric_names: List[str] = []
     for rec in records:
-        for k in rec.get("test_result") or {}:
+        for k in rec.test_result:
             if k not in metric_names:
                 metric_names.append(k)
-    bigger = next((r.get("valid_metric_bigger") for r in ok if r.get("valid_metric_bigger") is not None), True)
+    bigger = next((r.valid_metric_bigger for r in ok if r.valid_metric_bigger is not None), True)
     columns = [
         Column(f"test:{m}", _metric_header(m), "min" if _smaller_is_better(m) else "max", 4, metric=True)
         for m in metric_names
@@ -80,10 +83,10 @@ def _columns(records: List[dict], ok: List[dict], valid_metric: str) -> List[Col
     ]
 
 
-def _row(model: str, recs: List[dict], columns: List[Column]) -> dict:
+def _row(model: str, recs: List[RunRecord], columns: List[Column]) -> dict:
     """One model's row: each column's mean, std and value per seed over its finished runs."""
-    good = sorted([r for r in recs if r.get("status") == "ok"], key=lambda r: (r.get("seed") is None, r.get("seed")))
-    bad = [r for r in recs if r.get("status") != "ok"]
+    good = sorted([r for r in recs if r.ok], key=lambda r: (r.seed is None, r.seed))
+    bad = [r for r in recs if not r.ok]
     cells = {}
     for col in columns:
         vals = [_value(r, col.key) for r in good]
@@ -91,24 +94,24 @@ def _row(model: str, recs: List[dict], columns: List[Column]) -> dict:
             "mean": _mean(vals),
             "std": _std(vals),
             "n": len([v for v in vals if v is not None]),
-            "by_seed": {r.get("seed"): _value(r, col.key) for r in good},
+            "by_seed": {r.seed: _value(r, col.key) for r in good},
         }
     status = "ok"
     if bad:
-        seeds = ", ".join(str(r.get("seed")) for r in bad if r.get("seed") is not None)
-        status = "failed" + (f" (seed {seeds})" if seeds and good else "") + ": " + (bad[0].get("reason") or "")
+        seeds = ", ".join(str(r.seed) for r in bad if r.seed is not None)
+        status = "failed" + (f" (seed {seeds})" if seeds and good else "") + ": " + (bad[0].reason or "")
     first = (good or recs)[0]
     return {
         "model": model,
         "cells": cells,
-        "protocol": first.get("protocol") or "",
-        "device": first.get("device") or "",
+        "protocol": first.protocol or "",
+        "device": first.device or "",
         "status": status,
         "n_seeds": len(good),
-        "seeds": [r.get("seed") for r in good],
+        "seeds": [r.seed for r in good],
         "mark": {},
         "p_values": {},
-        "per_user": (first.get("per_user") or {}) if len(good) == 1 else {},
+        "per_user": first.per_user if len(good) == 1 else {},
     }
 
 

@@ -18,22 +18,21 @@ numpy 2.
 
 from __future__ import annotations
 
-import datetime
 import os
-from typing import Callable, List, Tuple
+from typing import Callable, List
 
-from recbole_ext.command import CompareRequest, TuneRequest
+from recbole_ext import compare
+from recbole_ext.command import CompareRequest, TuneRequest, option_key
 from recbole_ext.errors import UserError
 
 __all__ = ["TuneRequest", "run", "run_tune"]
 
 
-def run_tune(request: TuneRequest, echo: Callable[[str], None] = print) -> Tuple[List[dict], str]:
+def run_tune(request: TuneRequest, echo: Callable[[str], None] = print) -> compare.Comparison:
     """Tune every model with the same budget, write the best configs, then compare them.
 
     Returns:
-        ``(records, results_dir)``: the comparison's records (``[]`` when ``request.compare``
-        is off).
+        the comparison (with no records when ``request.compare`` is off).
     """
     import importlib.util
 
@@ -41,9 +40,7 @@ def run_tune(request: TuneRequest, echo: Callable[[str], None] = print) -> Tuple
 
     if importlib.util.find_spec("optuna") is None:
         raise UserError("the tune command needs Optuna: pip install 'optuna>=4.0' (or the [tune] extra)")
-    results_dir = request.results_dir or os.path.join(
-        "results", f"{request.dataset}-tune-{datetime.datetime.now().strftime('%Y%m%d-%H%M%S')}"
-    )
+    results_dir = request.results_dir or compare.default_results_dir(request.dataset, "tune")
     spec = _checked_spec(request, results_dir)
     todo: List[str] = []
     for model in spec.spaces:
@@ -60,10 +57,7 @@ def run_tune(request: TuneRequest, echo: Callable[[str], None] = print) -> Tuple
 
     best_dir = write_best(spec, request.trials, echo)
     if not request.compare:
-        return [], results_dir
-    from recbole_ext.compare.parallel import run_parallel
-    from recbole_ext.compare.runner import run_comparison
-
+        return compare.Comparison([], results_dir)
     comparison = CompareRequest(
         tuple(spec.spaces),
         request.dataset,
@@ -75,7 +69,7 @@ def run_tune(request: TuneRequest, echo: Callable[[str], None] = print) -> Tuple
         jobs=request.jobs if request.jobs > 1 else None,
         model_configs=best_dir,
     )
-    return (run_parallel if comparison.parallel else run_comparison)(comparison, echo)
+    return compare.run(comparison, echo)
 
 
 def _checked_spec(request: TuneRequest, results_dir: str):
@@ -89,11 +83,11 @@ def _checked_spec(request: TuneRequest, results_dir: str):
     from recbole_ext.tune.trials import TuneSpec
 
     runs = resolve_all(request.models, request.dataset, lambda model: request.files, None, request.config_args)
-    lenient = {a[2:].split("=", 1)[0] for a in request.config_args if a.startswith("--") and "=" in a}
+    lenient = {k for k in map(option_key, request.config_args) if k is not None}
     spaces, directions, metrics, seed = {}, {}, {}, 0
     for model, plain in runs.items():
         space = load_space(request.space, model)
-        both = sorted(k for k in space if any(a.startswith(f"--{k}=") for a in request.config_args))
+        both = sorted(k for k in space if k in lenient)
         if both:
             raise UserError(f"{model}: {', '.join(both)} is both searched and set on the command line")
         strange = sorted(k for k in space if k not in plain.config.final_config_dict)
@@ -159,7 +153,5 @@ def _run_trials(spec, todo: List[str], jobs: int, echo) -> None:
 
 def run(request: TuneRequest, echo: Callable[[str], None] = print) -> int:
     """The ``tune`` command; returns 1 when a compared model failed, else 0."""
-    records, results_dir = run_tune(request, echo)
-    if not request.results_dir:
-        echo(f"[tune] to resume this tuning, add --results-dir={results_dir}")
-    return 1 if any(r.get("status") != "ok" for r in records) else 0
+    done = run_tune(request, echo)
+    return compare.finish("tune", done.results_dir, request.results_dir, done.ok, echo, "resume this tuning")

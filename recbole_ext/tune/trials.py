@@ -23,6 +23,8 @@ from typing import Any, Dict, List, Optional
 import optuna
 from optuna.trial import TrialState
 
+from recbole_ext.command import option_key
+from recbole_ext.errors import one_line
 from recbole_ext.tune.space import Range, suggest
 
 STUDY_FILE = "studies.journal"
@@ -181,8 +183,6 @@ def run_trial(spec: TuneSpec, model: str, threads: int = 0) -> str:
     try:
         score = train_and_validate(spec, model, params)
     except Exception as e:  # noqa: BLE001 - a failed trial is a result, not a crash
-        from recbole_ext.compare.runner import one_line
-
         trial.set_user_attr("error", one_line(e))
         study.tell(trial, state=TrialState.FAIL)
         return f"{model} trial {trial.number}: failed: {one_line(e)}"
@@ -192,23 +192,24 @@ def run_trial(spec: TuneSpec, model: str, threads: int = 0) -> str:
 
 def train_and_validate(spec: TuneSpec, model: str, params: Dict[str, Any]) -> float:
     """Train ``model`` with ``params`` and return its best validation score (early stopping on
-    ``valid_metric``, as a run does); nothing is saved and the test split is never scored."""
-    from recbole_ext.compare.memory import release_memory
+    ``valid_metric``, as a run does); nothing is saved and the test split is never scored. The
+    trial's log, TensorBoard run and checkpoint folder sit in ``<results>/tune/`` as a
+    comparison's sit in its results folder."""
+    from recbole_ext.compare import ResultsLayout
     from recbole_ext.logger import close_logger
+    from recbole_ext.memory import release_memory
     from recbole_ext.pipeline import Run
 
-    inside = {
-        "checkpoint_dir": os.path.join(spec.tune_dir, "saved"),
-        "tensorboard_dir": os.path.join(spec.tune_dir, "log_tensorboard"),
-    }
-    lenient = [a[2:].split("=", 1)[0] for a in spec.cmd_args if a.startswith("--") and "=" in a]
-    run = Run.resolve(model, spec.dataset, spec.config_files, {**inside, **params}, spec.cmd_args, lenient_keys=lenient)
+    layout = ResultsLayout(spec.tune_dir)
+    lenient = [k for k in map(option_key, spec.cmd_args) if k is not None]
+    settings = {**layout.run_outputs(), **params}
+    run = Run.resolve(model, spec.dataset, spec.config_files, settings, spec.cmd_args, lenient_keys=lenient)
     run.attach_device()
     run.locate_data()
-    run.open_log(os.path.join(spec.tune_dir, "log"), console=False)
+    run.open_log(layout.log_dir, console=False)
     try:
-        result = run.train_and_test(run.build_loaders(run.prepare_data()), saved=False, test=False)
+        fitted = run.fit(run.build_loaders(run.prepare_data()), saved=False)
     finally:
         close_logger()
         release_memory()
-    return float(result.best_valid_score)
+    return float(fitted.best_valid_score)
