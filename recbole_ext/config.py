@@ -12,9 +12,11 @@ Loading order (later wins), as RecBole's precedence:
    (``recbole_ext/properties/quick_start_config/``: ``protocol-pop100.yaml``, ...).
 
 It also fixes RecBole 1.2.1's ``compatibility_settings`` for numpy 2, resolves model names
-through :func:`recbole_ext.registry.get_model`, checks every key's type before anything else
-(:mod:`recbole_ext.config_schema`), and turns RecBole's configuration errors into
-:class:`~recbole_ext.errors.ConfigError`.
+through :func:`recbole_ext.registry.get_model` (once: the class is ``config.model_class``),
+checks every key's type before anything else (:mod:`recbole_ext.config_schema`), and turns the
+errors RecBole's own checks of the settings raise into :class:`~recbole_ext.errors.ConfigError`
+(:func:`recbole_checks`); any other error raised while a Config is built is a bug and stays a
+traceback.
 
 Building a ``Config`` reads files and checks types, nothing else: it does not look for the data
 set, fetch it, or join a process group (RecBole's does the last). ``data_path`` stays the
@@ -26,9 +28,10 @@ device the run will use (:func:`recbole_ext.distributed.device_for`) until
 from __future__ import annotations
 
 import ast
+import contextlib
 import difflib
 import os
-from typing import Iterable, List, Optional
+from typing import Iterable, Iterator, List, Optional
 
 import yaml
 from recbole.config import Config as RecBoleConfig
@@ -37,7 +40,7 @@ from recbole.utils import ModelType
 from recbole_ext._paths import OWN_DATASET_YAML_DIR, OWN_MODEL_YAML_DIR, PROPERTIES_DIR, PROTOCOL_YAML_DIR
 from recbole_ext.compat.numpy import restore_numpy_aliases
 from recbole_ext.config_schema import Schema, check_rules
-from recbole_ext.errors import ConfigError
+from recbole_ext.errors import ConfigError, UserError
 from recbole_ext.registry import get_model, own_model_names
 
 SEQUENTIAL_BASE_YAML = os.path.join(PROPERTIES_DIR, "sequential.yaml")
@@ -142,6 +145,22 @@ def convert_cli_value(text: str):
     return text
 
 
+@contextlib.contextmanager
+def recbole_checks() -> Iterator[None]:
+    """Around RecBole's own checks of the settings (``_set_default_parameters`` and the
+    negative-sampling arguments): the ``ValueError``, ``KeyError``, ``TypeError``,
+    ``NotImplementedError`` or ``RuntimeError`` one of them raises judges the user's settings,
+    and becomes a one-line ConfigError. An error raised anywhere else while a Config is built is
+    not the user's and stays what it is (a traceback)."""
+    try:
+        yield
+    except UserError:
+        raise
+    except (ValueError, KeyError, TypeError, NotImplementedError, RuntimeError) as e:
+        msg = e.args[0] if e.args else str(e)
+        raise ConfigError(f"invalid configuration: {msg}") from None
+
+
 class Config(RecBoleConfig):
     """RecBole's ``Config`` with recbole_ext's models, YAML defaults and compatibility fixes."""
 
@@ -168,17 +187,7 @@ class Config(RecBoleConfig):
         self._lenient_keys = set(lenient_keys)
         #: command-line keys this model's defaults do not know (only the lenient ones get here)
         self.unknown_cmd_keys: set = set()
-        try:
-            super().__init__(model, dataset, config_file_list, config_dict)
-        except ConfigError:
-            raise
-        except (ValueError, KeyError, TypeError, NotImplementedError, RuntimeError) as e:
-            from recbole_ext.errors import UserError
-
-            if isinstance(e, UserError):
-                raise
-            msg = e.args[0] if e.args else str(e)
-            raise ConfigError(f"invalid configuration: {msg}") from None
+        super().__init__(model, dataset, config_file_list, config_dict)
         self._warn_unknown_model_keys()
 
     def _init_parameters_category(self):
@@ -293,8 +302,17 @@ class Config(RecBoleConfig):
         self.data_path_given: bool = self.external_config_dict.get("data_path") is not None
         Schema.from_files(self.default_files).check(cfg)
         check_rules(cfg, self.model_keys, cfg.get("MODEL_TYPE") == ModelType.SEQUENTIAL)
-        super()._set_default_parameters()
+        with recbole_checks():
+            super()._set_default_parameters()
         self._load_time_field_for_time_order()
+
+    def _set_train_neg_sample_args(self):
+        with recbole_checks():
+            super()._set_train_neg_sample_args()
+
+    def _set_eval_neg_sample_args(self, phase):
+        with recbole_checks():
+            super()._set_eval_neg_sample_args(phase)
 
     def _load_time_field_for_time_order(self):
         """RecBole's default ``load_col`` for a data set without its own YAML is

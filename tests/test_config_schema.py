@@ -181,3 +181,62 @@ def test_misspelled_key_of_a_recbole_model_is_warned(ml100k_slice):
     cfg = Config("SASRec", "ml-slice", config_dict={"data_path": ml100k_slice, "epoch": 1})
     warnings = getattr(cfg, "unknown_key_warnings", [])
     assert len(warnings) == 1 and "'epoch'" in warnings[0] and "'epochs'" in warnings[0], warnings
+
+
+# ------------------------------------------------------------------ whose error it is
+#: an internal step of building a Config, made to fail as a bug of ours would
+INTERNAL_FAILURES = {
+    "check_rules": ("recbole_ext.config.check_rules", ValueError),
+    "schema": ("recbole_ext.config_schema.Schema.check", TypeError),
+    "device": ("recbole_ext.distributed.device_for", RuntimeError),
+    "time-field": ("recbole_ext.config.Config._load_time_field_for_time_order", KeyError),
+}
+
+
+@pytest.mark.parametrize("case", sorted(INTERNAL_FAILURES))
+def test_an_internal_error_while_building_a_config_is_a_traceback(case, tmp_path, monkeypatch, capsys):
+    """A ValueError, TypeError, RuntimeError or KeyError raised by our own code while a Config is
+    built is a bug: it propagates as itself (the command line shows its traceback), and is not
+    called an invalid configuration."""
+    from recbole_ext import cli
+    from recbole_ext.config import Config
+    from recbole_ext.errors import UserError
+
+    target, error = INTERNAL_FAILURES[case]
+
+    def broken(*args, **kwargs):
+        raise error("our bug")
+
+    monkeypatch.setattr(target, broken)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(error, match="our bug") as caught:
+        Config("SASRec", "ml-100k")
+    assert not isinstance(caught.value, UserError)
+    with pytest.raises(error, match="our bug"):
+        cli.main(["--model=SASRec", "--dataset=ml-100k"])
+    assert "invalid configuration" not in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "args,needle",
+    [
+        (["--repeatable=False"], "Sequential models currently only support repeatable recommendation"),
+        (
+            ["--metrics=['Recall','RMSE']", "--valid_metric=Recall@10"],
+            "Ranking metrics and value metrics can not be used at the same time",
+        ),
+    ],
+)
+def test_a_mistake_recboles_checks_find_stays_one_line(args, needle, tmp_path, monkeypatch, capsys):
+    """RecBole's own checks of the settings (a ValueError, a RuntimeError) judge the user's
+    input: one line, exit 2, before the data set is looked for."""
+    from recbole_ext import cli
+
+    monkeypatch.chdir(tmp_path)
+    rc = cli.main(["--model=SASRec", "--dataset=nowhere", *args])
+    err = capsys.readouterr().err
+    assert rc == 2, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("recbole_ext: error: invalid configuration:"), err
+    assert needle in lines[0]
+    assert os.listdir(tmp_path) == []

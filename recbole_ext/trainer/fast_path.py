@@ -24,6 +24,8 @@ from typing import Optional, Tuple, Union
 
 import torch
 
+from recbole_ext.errors import ConfigError
+
 PRECISIONS = ("fp32", "tf32", "bf16")
 
 
@@ -55,10 +57,10 @@ class LossTotal:
 
 
 def check_precision(precision: Optional[str]) -> str:
-    """The precision setting (``fp32`` when unset), or a ``ValueError`` naming the choices."""
+    """The precision setting (``fp32`` when unset), or a ConfigError naming the choices."""
     precision = precision or "fp32"
     if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+        raise ConfigError(f"invalid configuration: precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
     return precision
 
 
