@@ -29,6 +29,7 @@ LEAVES = {
     "recbole_ext.compat",
     "recbole_ext.compat.numpy",
     "recbole_ext.distributed",
+    "recbole_ext.memory",
 }
 #: application code: nothing below imports it (the package's own ``__init__`` re-exports lazily)
 APPLICATION = (
@@ -45,8 +46,10 @@ APPLICATION = (
 PIPELINE = "recbole_ext.pipeline"
 #: the data layer imports nothing of ours but the leaves and itself
 DATA = "recbole_ext.data"
-#: the results package sits under the comparison runner, the report command and reproduce's tables only
+#: the results package sits under the comparison, the report command and reproduce's tables only
 RESULTS = "recbole_ext.results"
+#: commands other code uses through their package's public API only (what its ``__init__`` exports)
+SEALED = ("recbole_ext.compare",)
 MAX_LINES, MAX_FUNCTION_LINES = 400, 60
 
 
@@ -140,11 +143,51 @@ def test_nothing_below_imports_application_code():
     }
     assert {m: d for m, d in wrong.items() if d} == {}
     users = {m for m, deps in graph.items() if any(_within(n, [RESULTS]) for n in deps) and not _within(m, [RESULTS])}
-    assert users <= {
-        "recbole_ext.compare.runner",
-        "recbole_ext.compare.parallel",
+    assert {m for m in users if not _within(m, ["recbole_ext.compare"])} <= {
         "recbole_ext.report",
         "recbole_ext.reproduce.tables",
+    }
+
+
+def internal_imports(graph: Dict[str, Set[str]], sealed=SEALED) -> Dict[str, List[str]]:
+    """``{module: [internals]}``: the modules of a sealed package (anything under it but the
+    package itself) that a module outside it imports."""
+    wrong = {}
+    for m, deps in graph.items():
+        for package in sealed:
+            inside = sorted(n for n in deps if n.startswith(package + ".") and not _within(m, [package]))
+            if inside:
+                wrong.setdefault(m, []).extend(inside)
+    return wrong
+
+
+def test_only_compare_imports_its_internals():
+    """``tune``, ``reproduce`` and everything else use ``recbole_ext.compare``'s public API (its
+    ``__init__``), never ``compare.runner``, ``compare.parallel`` or another of its modules."""
+    assert internal_imports(_graph()) == {}
+
+
+def test_the_internals_check_can_fail(tmp_path):
+    """A module outside ``compare/`` that reaches a compare module (even inside a function) is
+    named; the package itself and compare's own modules are not."""
+    source = (
+        "from recbole_ext import compare\n"
+        "from recbole_ext.compare import Comparison\n"
+        "def f():\n"
+        "    from recbole_ext.compare.runner import preflight\n"
+        "    import recbole_ext.compare.parallel\n"
+        "    return compare, Comparison, preflight\n"
+    )
+    path = tmp_path / "tune.py"
+    path.write_text(source)
+    known = {"recbole_ext.compare", "recbole_ext.compare.runner", "recbole_ext.compare.parallel", "recbole_ext.tune"}
+    graph = {
+        "recbole_ext.tune": _imports("recbole_ext.tune", str(path), known),
+        "recbole_ext.compare.parallel": {"recbole_ext.compare.runner"},
+        "recbole_ext.reproduce": {"recbole_ext.compare"},
+    }
+    assert internal_imports(graph) == {
+        "recbole_ext.tune": ["recbole_ext.compare.parallel", "recbole_ext.compare.runner"]
     }
 
 

@@ -146,8 +146,10 @@ def test_bad_setting_leaves_no_folder(tmp_path, ml100k_slice, capsys):
 
 # ------------------------------------------------------------------ the t-test
 def test_t_test_over_seeds_then_over_users():
+    from recbole_ext.compare import RunRecord
+
     def rec(seed, value, per_user=None):
-        return {"status": "ok", "seed": seed, "test_result": {"ndcg@10": value}, "per_user": per_user or {}}
+        return RunRecord("GLINTRU", "d", seed, test_result={"ndcg@10": value}, per_user=per_user or {})
 
     proposed = [rec(1, 0.30), rec(2, 0.32), rec(3, 0.31)]
     other = [rec(1, 0.20), rec(2, 0.23), rec(3, 0.21)]
