@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import glob
 import json
 import os
@@ -255,6 +256,31 @@ def test_force_and_changed_options_rerun_stored_models(tmp_path, monkeypatch):
     runner.run_comparison(request(["--epochs=2"]), quiet, checked=True)
     assert ran == ["GRU4Rec"] * 3
     assert not glob.glob(os.path.join(res, "runs", ".tmp-*"))  # atomic writes leave no temporaries
+
+
+def test_stored_records_of_other_versions_load_or_run_again(tmp_path, monkeypatch):
+    """A stored record with keys a record lacks, or without some of its keys, loads (the missing
+    take their defaults); a file that holds no record is no record, and its run runs again."""
+    layout = ResultsLayout(str(tmp_path / "res"))
+    os.makedirs(layout.runs_dir)
+    path = layout.run_path("GRU4Rec", 1)
+    stored = fake_record("GRU4Rec", 1, 0.1)
+    stored.fingerprint = "f"
+    data = stored.to_dict()
+    data.update(written_by="another version", valid_curve=None)
+    del data["per_user"], data["finished_at"]
+    open(path, "w").write(json.dumps(data))
+    loaded = layout.load("GRU4Rec", 1)
+    assert loaded == dataclasses.replace(stored, valid_curve=[])  # a null list is its default
+    assert layout.load("SASRec", 1) is None
+    ran = []
+    monkeypatch.setattr(runner, "_run_model", lambda spec, model, seed, fp, shared: ran.append(model) or stored)
+    request = compare.CompareRequest(("GRU4Rec",), "ml-slice", seeds=(1,), results_dir=layout.root, plot=False)
+    for text in ("not json", "[1, 2]", json.dumps({"model": "GRU4Rec", "status": "ok"}), "", "\udcff"):
+        open(path, "w", errors="surrogateescape").write(text)
+        assert layout.load("GRU4Rec", 1) is None, text
+        runner.run_comparison(request, lambda s: None, checked=True)
+    assert ran == ["GRU4Rec"] * 5
 
 
 def test_one_seed_compares_models_over_users(side_by_side):

@@ -11,14 +11,16 @@ import sys
 from typing import List, Optional
 
 from recbole_ext.command import CompareRequest
+from recbole_ext.compare import Comparison, finish
 from recbole_ext.compare.runner import run_comparison
 
 
 def main(argv: Optional[List[str]] = None) -> int:
+    """The job's run; exits as the ``compare`` command does (1 when the run failed)."""
     fields = json.loads((sys.argv[1:] if argv is None else argv)[0])
     request = CompareRequest(**{k: tuple(v) if isinstance(v, list) else v for k, v in fields.items()})
-    records, _ = run_comparison(request, write_table=False, checked=True)
-    return 0 if all(r.ok for r in records) else 1
+    done = Comparison(*run_comparison(request, write_table=False, checked=True))
+    return finish("compare", done.results_dir, request.results_dir, done.ok)
 
 
 if __name__ == "__main__":

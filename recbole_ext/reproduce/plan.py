@@ -9,7 +9,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import yaml
 
-from recbole_ext.command import CompareRequest, ReproduceRequest
+from recbole_ext.command import CompareRequest, ReproduceRequest, option_key
 from recbole_ext.errors import UserError
 from recbole_ext.fileio import atomic_write_text
 from recbole_ext.pipeline.resolve import model_of
@@ -37,7 +37,7 @@ def budget_args(request: ReproduceRequest) -> List[str]:
     if request.budget is None:
         return []
     args = [f"--train_batches_per_epoch={request.budget}"]
-    if not any(a.startswith("--epochs=") for a in request.config_args):
+    if "epochs" not in map(option_key, request.config_args):
         args.append("--epochs=1")
     return args
 

@@ -69,10 +69,16 @@ class RunRecord:
 
     @classmethod
     def from_dict(cls, data: Dict[str, Any]) -> "RunRecord":
-        """The record of a stored dict; keys it does not know are dropped, missing ones take
-        their defaults. Raises ``TypeError`` without ``model``, ``dataset`` or ``seed``."""
-        names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in names})
+        """The record of a stored dict; keys it does not know are dropped, missing ones (and a
+        ``null`` list or mapping) take their defaults. Raises ``TypeError`` without ``model``,
+        ``dataset`` or ``seed``."""
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        known = {
+            k: v
+            for k, v in data.items()
+            if k in fields and not (v is None and fields[k].default_factory is not dataclasses.MISSING)
+        }
+        return cls(**known)
 
     @classmethod
     def from_json(cls, text: str) -> Optional["RunRecord"]:
