@@ -23,8 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, Dict, List, Optional, Tuple
 
 from recbole_ext.command import CompareRequest
-from recbole_ext.compare.layout import default_results_dir
-from recbole_ext.compare.runner import RunSpec, fingerprint, lenient_keys, preflight, table_title
+from recbole_ext.compare.runner import RunSpec, fingerprint, preflight, table_title
 from recbole_ext.pipeline import Run
 from recbole_ext.results.record import RunRecord, failed_record
 from recbole_ext.results.render import write_outputs
@@ -38,9 +37,7 @@ def run_parallel(
     setting is checked before the first job starts (:func:`~recbole_ext.compare.runner.preflight`;
     ``runs``: its result, when the caller ran it already); only this process writes the table."""
     runs = preflight(request) if runs is None else runs
-    spec = RunSpec(
-        request, request.results_dir or default_results_dir(request.dataset), echo, lenient_keys=lenient_keys(request)
-    )
+    spec = RunSpec.of(request, echo)
     os.makedirs(spec.layout.jobs_dir, exist_ok=True)
     os.makedirs(spec.layout.runs_dir, exist_ok=True)
     grid, records, todo = _plan(spec, runs, request.seeds)

@@ -85,6 +85,15 @@ class RunSpec:
     #: command-line keys a model may not know (keys of another model of the comparison)
     lenient_keys: Tuple[str, ...] = ()
 
+    @classmethod
+    def of(
+        cls, request: CompareRequest, echo: Callable[[str], None] = print, config_dict: Optional[dict] = None
+    ) -> "RunSpec":
+        """The spec of ``request``: its results folder (a new ``results/<dataset>-<time>`` when
+        it names none) and the command line's keys a model may not know."""
+        results_dir = request.results_dir or default_results_dir(request.dataset)
+        return cls(request, results_dir, echo, config_dict, lenient_keys(request))
+
     @property
     def dataset(self) -> str:
         return self.request.dataset
@@ -161,9 +170,7 @@ def run_comparison(
     """
     if not checked:
         preflight(request, config_dict)
-    spec = RunSpec(
-        request, request.results_dir or default_results_dir(request.dataset), echo, config_dict, lenient_keys(request)
-    )
+    spec = RunSpec.of(request, echo, config_dict)
     os.makedirs(spec.layout.runs_dir, exist_ok=True)
     records: List[RunRecord] = []
     for seed in list(request.seeds) if request.seeds else [None]:
