@@ -197,3 +197,22 @@ def test_unknown_key_of_a_recbole_model_is_an_error_on_the_command_line_and_a_wa
     assert proc.returncode == 0, proc.stderr[-3000:]
     lines = [line for line in (proc.stdout + proc.stderr).splitlines() if "is not a key" in line]
     assert len(lines) == 1 and "'epoch'" in lines[0] and "did you mean 'epochs'" in lines[0]
+
+
+def test_the_model_is_the_class_its_config_resolved(ml100k_slice):
+    """The name becomes a class once, in the Config (``config.model_class``); the model is built
+    from that class, which may also be given directly (a reference implementation)."""
+    import recbole_ext.registry
+    from recbole_ext.pipeline import Run
+
+    settings = {
+        "data_path": ml100k_slice,
+        "hidden_size": 8,
+        "inner_size": 16,
+        "state": "ERROR",
+        "load_col": {"inter": ["user_id", "item_id", "timestamp"]},
+    }
+    reference = type("SASRec", (recbole_ext.registry.get_model("SASRec"),), {})
+    run = Run.resolve(reference, "ml-slice", config_dict=settings)
+    assert run.config.model_class is reference and run.config["model"] == "SASRec"
+    assert type(run.build_model(run.load_dataset(log=False))) is reference  # not the registry's SASRec
