@@ -244,7 +244,7 @@ def test_compare_variant_needs_its_file(tmp_path, ml100k_slice):
     """``Model@name`` in a comparison reads ``<model-configs>/Model@name.yaml``; without one it is
     a one-line mistake before any run."""
     from recbole_ext.command import CompareRequest
-    from recbole_ext.compare.runner import preflight
+    from recbole_ext.compare import preflight
     from recbole_ext.pipeline import canonical_entry, split_entry
 
     assert split_entry("GLINTRU@no_gru") == ("GLINTRU", "no_gru") and canonical_entry("glintru@x") == "GLINTRU@x"
