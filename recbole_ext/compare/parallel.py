@@ -1,13 +1,14 @@
 """The comparison grid in parallel: ``compare --jobs=N [--devices=0,1,...]``.
 
-Each (model, seed) of the grid runs as its own ``recbole-ext compare`` process with the same
-options, results folder, config files and seed, so it writes the same record (``runs/<Model>-
-seed<S>.json``) a serial comparison writes and builds the same split (a split is a function of the
-data, the settings and the seed). ``N`` processes run at a time; with ``--devices`` each process
-sees one device (``CUDA_VISIBLE_DEVICES``) and one device runs one process at a time. Each process
-gets its share of the CPU threads (``OMP_NUM_THREADS``). A process's output goes to
-``jobs/<Model>-seed<S>.txt`` in the results folder. Runs already stored are skipped, so an
-interrupted grid resumes where it stopped; the table is built from the records at the end.
+Each (model, seed) of the grid runs as its own process (``python -m recbole_ext.compare.job``,
+:mod:`recbole_ext.compare.job`) with the same options, results folder, config files and seed, so
+it writes the same record (``runs/<Model>-seed<S>.json``) a serial comparison writes and builds
+the same split (a split is a function of the data, the settings and the seed). ``N`` processes
+run at a time; with ``--devices`` each process sees one device (``CUDA_VISIBLE_DEVICES``) and one
+device runs one process at a time. Each process gets its share of the CPU threads
+(``OMP_NUM_THREADS``). A process's output goes to ``jobs/<Model>-seed<S>.txt`` in the results
+folder. Runs already stored are skipped, so an interrupted grid resumes where it stopped; the
+table is built from the records at the end.
 """
 
 from __future__ import annotations
