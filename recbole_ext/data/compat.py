@@ -43,10 +43,11 @@ from recbole_ext.data.atomic_files import (
     split_points,
     writable_columns,
 )
+from recbole_ext.data.temporal_split import GlobalTemporalSplitMixin
 from recbole_ext.errors import DataFormatError, DatasetNotFoundError
 
 
-class CompatDatasetMixin:
+class CompatDatasetMixin(GlobalTemporalSplitMixin):
     """Fixes for RecBole 1.2.1's ``Dataset`` on pandas 3; put it first in the bases."""
 
     def _download(self):
@@ -384,7 +385,8 @@ class CompatDatasetMixin:
             inter._reindex(index if up else index.flip(0))
 
     def build(self):
-        """RecBole's ``build``, after checking that time order has a time column to sort by."""
+        """RecBole's ``build`` (or the global temporal split), after checking that time order has a
+        time column to sort by."""
         order = self.config["eval_args"]["order"]
         if order == "TO" and self.benchmark_filename_list is None and self.time_field not in self.field2type:
             raise DataFormatError(
