@@ -204,9 +204,15 @@ class Config(RecBoleConfig):
 
     # ------------------------------------------------------------- files
     def _load_config_files(self, file_list):
-        config = {}
+        """The files in order, a later file's key winning; ``eval_args`` merged field by field, as
+        between layers (:meth:`_get_final_config_dict`): ``protocol-pop100.yaml,protocol-gt.yaml``
+        is the global temporal split with pop100 candidates."""
+        config: dict = {}
         for path in file_list or []:
-            config.update(load_yaml_file(resolve_config_file(path), self.yaml_loader))
+            data = load_yaml_file(resolve_config_file(path), self.yaml_loader)
+            if isinstance(data.get("eval_args"), dict) and isinstance(config.get("eval_args"), dict):
+                data = {**data, "eval_args": {**config["eval_args"], **data["eval_args"]}}
+            config.update(data)
         return config
 
     def _load_cmd_line(self):

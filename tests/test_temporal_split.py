@@ -5,6 +5,7 @@ split through a training run and a checkpoint's evaluation."""
 
 from __future__ import annotations
 
+import json
 import os
 
 import numpy as np
@@ -198,3 +199,57 @@ def test_ml1m_item5_rows_equal_the_naive_split():
     for part, w in zip(got, want):
         pairs = {(codes[users[r]], items[r]) for r in part}
         assert pairs == {(u, t) for u, rs in w.items() for _, t in rs}
+
+
+@pytest.mark.slow
+def test_compare_report_and_evaluate_under_gt(ml100k_slice, tmp_path, monkeypatch):
+    """``compare`` under GT with shared pop100 candidates: the table's protocol names the split and
+    its leakage (none), ``report`` reads the same from the log, and ``evaluate`` rebuilds the
+    same split from the checkpoint (same numbers) and ranks all items on it."""
+    import csv
+    import glob
+
+    from recbole_ext.cli import main as cli
+    from recbole_ext.results import logparse
+    from recbole_ext.serving.evaluate import evaluate_checkpoint
+
+    monkeypatch.chdir(tmp_path)
+    res = str(tmp_path / "res")
+    eval_args = "{'split': {'GT': [0.8, 0.9]}, 'order': 'TO', 'group_by': 'user', 'mode': 'pop100'}"
+    args = [
+        "--model=GRU4Rec",
+        "--dataset=ml-slice",
+        f"--data_path={ml100k_slice}",
+        f"--results-dir={res}",
+        "--epochs=1",
+        "--embedding_size=16",
+        "--hidden_size=16",
+        "--MAX_ITEM_LIST_LENGTH=20",
+        "--show_progress=False",
+        "--eval_candidates=shared",
+        f"--eval_args={eval_args}",
+        "--no-plot",
+        "--load_col={'inter': ['user_id', 'item_id', 'timestamp']}",
+    ]
+    assert cli(["compare"] + args) == 0
+    with open(os.path.join(res, "comparison.csv")) as f:
+        (row,) = list(csv.DictReader(f))
+    assert row["protocol"].startswith("sampled pop100, shared negatives; GT [0.8, 0.9], leakage 0.0% (0/")
+    (record,) = logparse.records_from_logs([os.path.join(res, "log")])
+    assert record["protocol"] == row["protocol"]
+    run = json.load(open(os.path.join(res, "runs", "GRU4Rec-seed2020.json")))
+    (checkpoint,) = glob.glob(os.path.join(res, "**", "*.pth"), recursive=True)
+    again = evaluate_checkpoint(checkpoint, device="cpu")
+    assert again["test"] == pytest.approx(run["test_result"], abs=1e-12)
+    full = evaluate_checkpoint(checkpoint, [f"--eval_args={eval_args.replace('pop100', 'full')}"], device="cpu")
+    assert full["test"]["recall@10"] <= again["test"]["recall@10"]
+
+
+def test_protocol_gt_yaml_selects_the_split_and_keeps_the_mode(toy):
+    """``--config_files=protocol-pop100.yaml,protocol-gt.yaml`` (what ``reproduce`` and ``compare``
+    take after a preset's protocol): the GT split with the earlier file's pop100 candidates."""
+    run = Run.resolve(
+        "GRU4Rec", "toy", ["protocol-pop100.yaml", "protocol-gt.yaml"], {"data_path": toy, "state": "ERROR"}
+    )
+    assert run.config["eval_args"]["split"] == {"GT": [0.8, 0.9]}
+    assert run.config["eval_args"]["order"] == "TO" and run.config["eval_args"]["mode"]["test"] == "pop100"

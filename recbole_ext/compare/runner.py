@@ -280,13 +280,15 @@ def _shared_split(run: Run, model: str, seed, shared: Dict[str, SharedSplit]) ->
     if entry.first != model:
         getLogger().info(entry.splits.dataset)
         getLogger().info(f"data set and splits shared with {entry.first} (built once for seed {seed})")
+        entry.splits.log_leakage()
     return entry.splits
 
 
 def _train_and_test(spec: RunSpec, run: Run, model: str, seed, shared: Dict[str, SharedSplit]) -> RunRecord:
     """Train and test on the shared split; the record takes everything from the result."""
     config = run.config
-    loaders = run.build_loaders(_shared_split(run, model, seed, shared))
+    splits = _shared_split(run, model, seed, shared)
+    loaders = run.build_loaders(splits)
     meter = PeakMemory(config["device"])
     with meter:
         result = run.train_and_test(loaders, saved=spec.saved)
@@ -301,7 +303,7 @@ def _train_and_test(spec: RunSpec, run: Run, model: str, seed, shared: Dict[str,
         valid_metric=config["valid_metric"],
         valid_metric_bigger=bool(config["valid_metric_bigger"]),
         epochs_run=len(timings["train_epoch_s"]),
-        protocol=protocol_of(config["eval_args"], config["eval_candidates"]),
+        protocol=protocol_of(config["eval_args"], config["eval_candidates"], splits.leakage),
         n_params=int(result.n_params),
         train_epoch_s=[float(x) for x in timings["train_epoch_s"]],
         eval_batch_ms=[float(x) for x in timings["eval_batch_ms"]],

@@ -32,6 +32,8 @@ __all__ = ["GT", "GlobalTemporalSplitMixin", "gt_cut_problem", "global_temporal_
 
 #: the ``eval_args.split`` key of the global temporal split
 GT = "GT"
+#: how a run's log carries the leakage figure (a JSON dict follows)
+LEAKAGE_LOG_PREFIX = "split leakage: "
 
 
 def gt_cut_problem(cuts: object) -> Optional[str]:
@@ -130,15 +132,22 @@ def split_leakage(parts: Sequence, time_field: Optional[str]) -> Optional[Dict[s
     return leakage(parts[0].inter_feat[time_field].numpy(), parts[2].inter_feat[time_field].numpy())
 
 
-def leakage_text(figure: Optional[Dict[str, object]]) -> str:
-    """The leakage figure in words, as the protocol line of a comparison carries it."""
-    if not figure:
-        return "leakage unknown (no time column)"
-    return (
-        f"leakage {100 * float(figure['share_of_test_users']):.1f}% "
-        f"({figure['older_than_newest_training']}/{figure['test_users']} test targets older than the newest "
-        "training interaction)"
-    )
+def split_label(split: object) -> str:
+    """A split in words: ``leave-one-out``, ``GT [0.8, 0.9]``, else RecBole's dict as given."""
+    if isinstance(split, dict) and len(split) == 1:
+        (method, value), = split.items()
+        if method == "LS":
+            return "leave-one-out" if value == "valid_and_test" else f"leave-one-out ({value})"
+        if method == GT:
+            return f"GT {list(value) if isinstance(value, (list, tuple)) else value}"
+    return str(split)
+
+
+def leakage_text(figure: Dict[str, object]) -> str:
+    """The leakage figure, short: ``leakage 25.0% (1/4)``: the share of test users whose target
+    is older than the newest training interaction (and the counts)."""
+    share = 100 * float(figure["share_of_test_users"])
+    return f"leakage {share:.1f}% ({figure['older_than_newest_training']}/{figure['test_users']})"
 
 
 class GlobalTemporalSplitMixin:

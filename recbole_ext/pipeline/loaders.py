@@ -10,14 +10,16 @@ nothing else builds a data set or a loader from a config.
 from __future__ import annotations
 
 import dataclasses
+import json
 from logging import getLogger
-from typing import Any, Tuple
+from typing import Any, Dict, Optional, Tuple
 
 from recbole.data import utils as recbole_data_utils
 from recbole.data.dataloader import TrainDataLoader
 from recbole.sampler import KGSampler
 from recbole.utils import ModelType, set_color
 
+from recbole_ext.data.temporal_split import LEAKAGE_LOG_PREFIX, split_leakage
 from recbole_ext.errors import DataFormatError
 from recbole_ext.evaluation.sampled.sampling import exclude_history, user_item_sets
 from recbole_ext.registry import get_dataloader, get_dataset_class
@@ -26,10 +28,23 @@ from recbole_ext.trainer.device_loader import DeviceTrainDataLoader, device_load
 
 @dataclasses.dataclass(frozen=True)
 class Splits:
-    """A built data set and its three parts (``dataset.build()``: train, valid, test)."""
+    """A built data set and its three parts (``dataset.build()``: train, valid, test), and the
+    split's leakage figure (:func:`recbole_ext.data.temporal_split.leakage`; ``None`` without a
+    time column)."""
 
     dataset: Any
     parts: Tuple[Any, Any, Any]
+    leakage: Optional[Dict[str, object]] = None
+
+    @classmethod
+    def of(cls, dataset, parts) -> "Splits":
+        """The split of ``dataset`` into ``parts``, with its leakage figure."""
+        return cls(dataset, tuple(parts), split_leakage(parts, getattr(dataset, "time_field", None)))
+
+    def log_leakage(self) -> None:
+        """One log line with the leakage figure, which ``recbole-ext report`` reads back."""
+        if self.leakage is not None:
+            getLogger().info(LEAKAGE_LOG_PREFIX + json.dumps(self.leakage))
 
 
 @dataclasses.dataclass(frozen=True)

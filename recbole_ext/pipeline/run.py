@@ -194,7 +194,9 @@ class Run:
         parts = tuple(dataset.build())
         check_split(self.config, dataset, parts)
         getLogger().info(dataset)
-        return Splits(dataset, parts)
+        splits = Splits.of(dataset, parts)
+        splits.log_leakage()
+        return splits
 
     def split_key(self) -> str:
         """Runs with equal keys build the same :class:`Splits` and can share one: the same

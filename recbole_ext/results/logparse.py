@@ -28,6 +28,7 @@ import os
 import re
 from typing import Dict, Iterable, List, Optional, Tuple
 
+from recbole_ext.data.temporal_split import LEAKAGE_LOG_PREFIX, leakage_text, split_label
 from recbole_ext.errors import UserError
 from recbole_ext.results.record import RunRecord
 
@@ -117,6 +118,12 @@ def parse_entries(entries: Iterable[Tuple[str, str]]) -> dict:
         if first.startswith("test result"):
             out["test_result"] = parse_result_dict(first.split(":", 1)[1])
             continue
+        if first.startswith(LEAKAGE_LOG_PREFIX):
+            try:
+                out["leakage"] = json.loads(first[len(LEAKAGE_LOG_PREFIX) :])
+            except ValueError:
+                pass
+            continue
         if first.startswith("compare summary:"):
             try:
                 out["summary"] = json.loads(first.split(":", 1)[1])
@@ -142,12 +149,22 @@ def parse_entries(entries: Iterable[Tuple[str, str]]) -> dict:
     return out
 
 
-def protocol_of(eval_args, candidates: Optional[str] = None) -> str:
+def protocol_of(eval_args, candidates: Optional[str] = None, leakage: Optional[dict] = None) -> str:
     """``eval_args`` (dict or its repr) and ``eval_candidates`` -> "full", or "sampled pop100"
     with ", shared negatives" (one draw per split and seed for every model) or ", per-epoch
-    negatives" (RecBole's draw at each evaluation; logs without the key)."""
+    negatives" (RecBole's draw at each evaluation; logs without the key); with the split's
+    ``leakage`` figure (:func:`recbole_ext.data.temporal_split.leakage`), the split and the
+    figure follow: "full; leave-one-out, leakage 25.0% (1/4)"."""
     if isinstance(eval_args, str):
         eval_args = _literal(eval_args)
+    mode = _mode_text(eval_args, candidates)
+    if leakage is None:
+        return mode
+    split = eval_args.get("split") if isinstance(eval_args, dict) else None
+    return f"{mode}; {split_label(split)}, {leakage_text(leakage)}"
+
+
+def _mode_text(eval_args, candidates: Optional[str]) -> str:
     mode = eval_args.get("mode", "full") if isinstance(eval_args, dict) else "full"
     if isinstance(mode, dict):
         mode = mode.get("test", mode.get("valid", "full"))
@@ -190,7 +207,7 @@ def record_from_facts(facts: dict, model: str, dataset: str, source: str) -> Run
         valid_metric=valid_metric,
         valid_metric_bigger=bool(bigger) if isinstance(bigger, bool) else True,
         epochs_run=len(facts["train_epoch_s"]),
-        protocol=protocol_of(cfg.get("eval_args", "{}"), cfg.get("eval_candidates")),
+        protocol=protocol_of(cfg.get("eval_args", "{}"), cfg.get("eval_candidates"), facts.get("leakage")),
         n_params=summary.get("n_params", facts.get("n_params")),
         train_epoch_s=summary.get("train_epoch_s", facts["train_epoch_s"]),
         eval_batch_ms=summary.get("eval_batch_ms", []),
