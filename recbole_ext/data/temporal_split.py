@@ -135,7 +135,7 @@ def split_leakage(parts: Sequence, time_field: Optional[str]) -> Optional[Dict[s
 def split_label(split: object) -> str:
     """A split in words: ``leave-one-out``, ``GT [0.8, 0.9]``, else RecBole's dict as given."""
     if isinstance(split, dict) and len(split) == 1:
-        (method, value), = split.items()
+        ((method, value),) = split.items()
         if method == "LS":
             return "leave-one-out" if value == "valid_and_test" else f"leave-one-out ({value})"
         if method == GT:
