@@ -8,6 +8,7 @@ from typing import Dict
 
 import pandas as pd
 
+from recbole_ext.data.cards import data_card
 from recbole_ext.data.fetch import file_sha256
 from recbole_ext.errors import DataFormatError
 
@@ -15,7 +16,8 @@ from recbole_ext.errors import DataFormatError
 def dataset_stats(folder: str, name: str) -> Dict[str, object]:
     """Users, items, interactions, mean and longest user sequence, sparsity, the held-out items
     of a leave-one-out split by time (:func:`held_out_stats`, when there is a timestamp column),
-    and the sha256 of every atomic file of ``folder/name.*``."""
+    the data set's card (:func:`recbole_ext.data.cards.data_card`: leakage, sequentiality,
+    popularity) and the sha256 of every atomic file of ``folder/name.*``."""
     path = os.path.join(folder, f"{name}.inter")
     header = pd.read_csv(path, sep="\t", nrows=0).columns
     cols = {c.split(":")[0]: c for c in header}
@@ -37,6 +39,8 @@ def dataset_stats(folder: str, name: str) -> Dict[str, object]:
     }
     if "timestamp" in inter.columns and users:
         figures["held_out"] = held_out_stats(inter)
+    if users:
+        figures.update(data_card(inter))
     figures["sha256"] = {f: file_sha256(os.path.join(folder, f)) for f in files}
     return figures
 
