@@ -10,7 +10,9 @@ Reads every ``*.log`` under the given folders (or the files themselves), ours or
   [time: Xs, valid_score: S]``, ``valid result:``, ``best valid`` and ``test result`` lines;
 - the ``compare summary: {...}`` line our side-by-side runner adds (timings per evaluation
   batch, peak memory). A plain RecBole log has no such line, so inference time per batch and
-  peak memory stay empty for it.
+  peak memory stay empty for it;
+- the ``split leakage: {...}`` line of every run of ours (the leakage figure of its split,
+  :mod:`recbole_ext.data.temporal_split`), which the protocol then carries.
 
 Several logs of the same (data set, model, seed) keep the latest finished one; several seeds of
 one model are averaged as in :mod:`recbole_ext.compare`. A log without a ``test result`` line
@@ -83,6 +85,10 @@ def _literal(value: str):
         return value
 
 
+#: log lines that carry a JSON dict after their prefix, and the fact each one becomes
+JSON_LINES = ((LEAKAGE_LOG_PREFIX, "leakage"), ("compare summary:", "summary"))
+
+
 def parse_entries(entries: Iterable[Tuple[str, str]]) -> dict:
     """Read what a training run logged into a dict of raw facts (see the module docstring)."""
     out: dict = {
@@ -118,15 +124,10 @@ def parse_entries(entries: Iterable[Tuple[str, str]]) -> dict:
         if first.startswith("test result"):
             out["test_result"] = parse_result_dict(first.split(":", 1)[1])
             continue
-        if first.startswith(LEAKAGE_LOG_PREFIX):
+        json_key = next((k for prefix, k in JSON_LINES if first.startswith(prefix)), None)
+        if json_key:
             try:
-                out["leakage"] = json.loads(first[len(LEAKAGE_LOG_PREFIX) :])
-            except ValueError:
-                pass
-            continue
-        if first.startswith("compare summary:"):
-            try:
-                out["summary"] = json.loads(first.split(":", 1)[1])
+                out[json_key] = json.loads(first.split(":", 1)[1])
             except ValueError:
                 pass
             continue
