@@ -50,7 +50,7 @@ def test_leakage_card_equals_the_runs_split_figures(tmp_path):
             },
         )
         splits = run.prepare_data()
-        figure = split_leakage(splits.parts, splits.dataset.time_field)
+        figure = split_leakage(splits.parts, splits.dataset.time_field, splits.dataset.uid_field)
         assert {k: card[key][k] for k in figure} == figure
         assert card[key]["valid_users"] == len(splits.parts[1])
     assert card["leave-one-out"]["older_than_newest_training"] == 1  # d's target at 90 (see test_temporal_split)

@@ -93,11 +93,11 @@ def test_the_leakage_figure_of_both_splits_on_the_hand_made_data_set(toy):
     target is b's i3 at 220; of the test targets (a 250, b 220, c 230, d 90) only d's is older
     (b's ties and does not count)."""
     splits = _run(toy, "toy", {"GT": GT_CUTS}).prepare_data()
-    gt = split_leakage(splits.parts, splits.dataset.time_field)
-    assert gt == {"test_users": 4, "older_than_newest_training": 0, "share_of_test_users": 0.0}
+    gt = split_leakage(splits.parts, splits.dataset.time_field, splits.dataset.uid_field)
+    assert gt == {"test_targets": 4, "older_than_newest_training": 0, "test_users": 4, "share_of_test_users": 0.0}
     splits = _run(toy, "toy", {"LS": "valid_and_test"}).prepare_data()
-    loo = split_leakage(splits.parts, splits.dataset.time_field)
-    assert loo == {"test_users": 4, "older_than_newest_training": 1, "share_of_test_users": 0.25}
+    loo = split_leakage(splits.parts, splits.dataset.time_field, splits.dataset.uid_field)
+    assert loo == {"test_targets": 4, "older_than_newest_training": 1, "test_users": 4, "share_of_test_users": 0.25}
 
 
 def test_quantile_cuts_are_quantiles_of_all_interaction_times():
@@ -105,6 +105,10 @@ def test_quantile_cuts_are_quantiles_of_all_interaction_times():
     assert resolve_cuts(times, [0.5, 0.75]) == (5.0, 7.0)
     assert resolve_cuts(times, [3, 8]) == (3.0, 8.0)
     assert leakage(np.array([1.0, 4.0]), np.array([3.0, 4.0, 5.0]))["older_than_newest_training"] == 1
+    # several targets of one user (a general model's split): users count once
+    figure = leakage(np.array([1.0, 4.0]), np.array([2.0, 3.0, 5.0, 3.0]), np.array([7, 7, 8, 9]))
+    assert figure["older_than_newest_training"] == 3 and figure["test_users"] == 3
+    assert figure["share_of_test_users"] == 0.6667  # users 7 and 9 of 7, 8, 9
 
 
 @pytest.mark.parametrize(
@@ -234,7 +238,7 @@ def test_compare_report_and_evaluate_under_gt(ml100k_slice, tmp_path, monkeypatc
     assert cli(["compare"] + args) == 0
     with open(os.path.join(res, "comparison.csv")) as f:
         (row,) = list(csv.DictReader(f))
-    assert row["protocol"].startswith("sampled pop100, shared negatives; GT [0.8, 0.9], leakage 0.0% (0/")
+    assert row["protocol"].startswith("sampled pop100, shared negatives; GT [0.8, 0.9], leakage 0.0% of users (0/")
     (record,) = logparse.records_from_logs([os.path.join(res, "log")])
     assert record["protocol"] == row["protocol"]
     run = json.load(open(os.path.join(res, "runs", "GRU4Rec-seed2020.json")))

@@ -104,32 +104,48 @@ def global_temporal_rows(
     return train, valid, test
 
 
-def leakage(train_times: np.ndarray, test_times: np.ndarray) -> Dict[str, object]:
+def leakage(
+    train_times: np.ndarray, test_times: np.ndarray, test_users: Optional[np.ndarray] = None
+) -> Dict[str, object]:
     """How many test targets are older than the newest training interaction (strictly: equal
-    times do not count). Each test user has one target, so the share of targets is the share of
-    test users affected.
+    times do not count), and the share of test users with such a target.
 
     Args:
         train_times: ``[n]`` the times of the training interactions (the targets of the
             training rows; their histories are older).
-        test_times: ``[m]`` the times of the test targets, one per test user.
+        test_times: ``[m]`` the times of the test targets.
+        test_users: ``[m]`` the user of each test target (``None``: one target per user, as in a
+            sequential model's splits).
 
     Returns:
-        ``test_users``, ``older_than_newest_training`` (count) and ``share_of_test_users``.
+        ``test_targets``, ``older_than_newest_training`` (targets), ``test_users`` and
+        ``share_of_test_users`` (the share with at least one such target).
     """
     test_times = np.asarray(test_times, dtype=np.float64)
+    users = np.arange(len(test_times)) if test_users is None else np.asarray(test_users)
     newest = float(np.max(train_times)) if len(train_times) else -np.inf
-    older = int(np.sum(test_times < newest))
-    share = older / len(test_times) if len(test_times) else 0.0
-    return {"test_users": len(test_times), "older_than_newest_training": older, "share_of_test_users": round(share, 4)}
+    older = test_times < newest
+    n_users = len(np.unique(users))
+    share = len(np.unique(users[older])) / n_users if n_users else 0.0
+    return {
+        "test_targets": len(test_times),
+        "older_than_newest_training": int(older.sum()),
+        "test_users": n_users,
+        "share_of_test_users": round(share, 4),
+    }
 
 
-def split_leakage(parts: Sequence, time_field: Optional[str]) -> Optional[Dict[str, object]]:
-    """:func:`leakage` of a built split (RecBole's train, valid, test data sets); ``None`` when
-    the data set has no time column or a part is missing."""
+def split_leakage(
+    parts: Sequence, time_field: Optional[str], uid_field: Optional[str] = None
+) -> Optional[Dict[str, object]]:
+    """:func:`leakage` of a built split (RecBole's train, valid, test data sets; with
+    ``uid_field``, the test part's users count once each); ``None`` when the data set has no
+    time column or a part is missing."""
     if not time_field or any(p is None or time_field not in p.inter_feat for p in (parts[0], parts[2])):
         return None
-    return leakage(parts[0].inter_feat[time_field].numpy(), parts[2].inter_feat[time_field].numpy())
+    test = parts[2].inter_feat
+    users = test[uid_field].numpy() if uid_field and uid_field in test else None
+    return leakage(parts[0].inter_feat[time_field].numpy(), test[time_field].numpy(), users)
 
 
 def split_label(split: object) -> str:
@@ -144,10 +160,11 @@ def split_label(split: object) -> str:
 
 
 def leakage_text(figure: Dict[str, object]) -> str:
-    """The leakage figure, short: ``leakage 25.0% (1/4)``: the share of test users whose target
-    is older than the newest training interaction (and the counts)."""
+    """The leakage figure, short: ``leakage 25.0% of users (1/4 targets)``: the share of test
+    users with a target older than the newest training interaction, and the targets' counts."""
     share = 100 * float(figure["share_of_test_users"])
-    return f"leakage {share:.1f}% ({figure['older_than_newest_training']}/{figure['test_users']})"
+    targets = figure.get("test_targets", figure["test_users"])
+    return f"leakage {share:.1f}% of users ({figure['older_than_newest_training']}/{targets} targets)"
 
 
 class GlobalTemporalSplitMixin:

@@ -39,7 +39,8 @@ class Splits:
     @classmethod
     def of(cls, dataset, parts) -> "Splits":
         """The split of ``dataset`` into ``parts``, with its leakage figure."""
-        return cls(dataset, tuple(parts), split_leakage(parts, getattr(dataset, "time_field", None)))
+        figure = split_leakage(parts, getattr(dataset, "time_field", None), getattr(dataset, "uid_field", None))
+        return cls(dataset, tuple(parts), figure)
 
     def log_leakage(self) -> None:
         """One log line with the leakage figure, which ``recbole-ext report`` reads back."""
