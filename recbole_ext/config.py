@@ -205,7 +205,7 @@ class Config(RecBoleConfig):
     # ------------------------------------------------------------- files
     def _load_config_files(self, file_list):
         """The files in order, a later file's key winning; ``eval_args`` merged field by field, as
-        between layers (:meth:`_get_final_config_dict`): ``protocol-pop100.yaml,protocol-gt.yaml``
+        between layers (:meth:`_get_final_config_dict`): ``protocol-pop100.yaml protocol-gt.yaml``
         is the global temporal split with pop100 candidates."""
         config: dict = {}
         for path in file_list or []:

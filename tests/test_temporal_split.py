@@ -250,7 +250,7 @@ def test_compare_report_and_evaluate_under_gt(ml100k_slice, tmp_path, monkeypatc
 
 
 def test_protocol_gt_yaml_selects_the_split_and_keeps_the_mode(toy):
-    """``--config_files=protocol-pop100.yaml,protocol-gt.yaml`` (what ``reproduce`` and ``compare``
+    """``--config_files="protocol-pop100.yaml protocol-gt.yaml"`` (what ``reproduce`` and ``compare``
     take after a preset's protocol): the GT split with the earlier file's pop100 candidates."""
     run = Run.resolve(
         "GRU4Rec", "toy", ["protocol-pop100.yaml", "protocol-gt.yaml"], {"data_path": toy, "state": "ERROR"}
