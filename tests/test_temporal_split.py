@@ -257,3 +257,28 @@ def test_protocol_gt_yaml_selects_the_split_and_keeps_the_mode(toy):
     )
     assert run.config["eval_args"]["split"] == {"GT": [0.8, 0.9]}
     assert run.config["eval_args"]["order"] == "TO" and run.config["eval_args"]["mode"]["test"] == "pop100"
+
+
+@pytest.mark.slow
+def test_reproduce_takes_the_split_as_a_protocol_file(tmp_path, ml100k_slice):
+    """``reproduce PAPER --config_files=protocol-gt.yaml``: the preset's rows on the GT split with
+    the preset's pop100 candidates; the tables' setting line names the split and its leakage."""
+    from test_reproduce import TINY_KEYS, small_preset
+
+    from recbole_ext.command import ReproduceRequest
+    from recbole_ext.reproduce import run as reproduce
+
+    out = str(tmp_path / "out")
+    request = ReproduceRequest(
+        paper=small_preset(tmp_path),
+        dataset="ml-slice",
+        models=("GRU4Rec", "GLINTRU"),
+        seeds=(1,),
+        budget=2,
+        config_files=("protocol-gt.yaml",),
+        config_args=(f"--data_path={ml100k_slice}", *TINY_KEYS),
+        results_dir=out,
+    )
+    assert reproduce(request, echo=lambda line: None) == 0
+    text = open(os.path.join(out, "reproduction.md")).read()
+    assert "protocol sampled pop100, shared negatives; GT [0.8, 0.9], leakage 0.0% of users (0/" in text
