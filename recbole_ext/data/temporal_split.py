@@ -172,6 +172,12 @@ class GlobalTemporalSplitMixin:
     RecBole's splits. Only sequential data sets (one row per target, with its history) take it."""
 
     def build(self):
+        """RecBole's ``build`` unless the split is ``GT``; then the cuts from every interaction's
+        time, RecBole's augmentation (one row per target) and :func:`global_temporal_rows`.
+
+        Returns:
+            ``[train, valid, test]`` copies of the data set, as RecBole's splits return them.
+        """
         split = (self.config["eval_args"] or {}).get("split") or {}
         if GT not in split:
             return super().build()
