@@ -240,7 +240,7 @@ def test_compare_report_and_evaluate_under_gt(ml100k_slice, tmp_path, monkeypatc
         (row,) = list(csv.DictReader(f))
     assert row["protocol"].startswith("sampled pop100, shared negatives; GT [0.8, 0.9], leakage 0.0% of users (0/")
     (record,) = logparse.records_from_logs([os.path.join(res, "log")])
-    assert record["protocol"] == row["protocol"]
+    assert record.protocol == row["protocol"]
     run = json.load(open(os.path.join(res, "runs", "GRU4Rec-seed2020.json")))
     (checkpoint,) = glob.glob(os.path.join(res, "**", "*.pth"), recursive=True)
     again = evaluate_checkpoint(checkpoint, device="cpu")
