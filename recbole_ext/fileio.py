@@ -46,6 +46,19 @@ def atomic_write_text(path: str, text: str) -> None:
         f.write(text)
 
 
+def write_failure(error: BaseException) -> str:
+    """Why a write failed, in a few words: the ``strerror`` of the first :class:`OSError` in
+    ``error``'s chain (torch's zip writer wraps a full disk's ``OSError`` in a
+    ``RuntimeError``), else the first line of ``error``'s message."""
+    seen = error
+    while seen is not None:
+        if isinstance(seen, OSError) and seen.strerror:
+            return seen.strerror
+        seen = seen.__cause__ or seen.__context__
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
 def line_of_bad_byte(path: str, encoding: str) -> int:
     """The 1-based number of the first line of ``path`` that does not decode as ``encoding``
     (1 when every line does)."""

@@ -12,6 +12,7 @@ from recbole.utils import set_color
 from recbole_ext.data.schema import dataset_schema
 from recbole_ext.distributed import broadcast_tensors
 from recbole_ext.errors import RunFailed
+from recbole_ext.fileio import write_failure
 from recbole_ext.trainer.checkpoint import (
     Checkpoint,
     CheckpointError,
@@ -84,7 +85,7 @@ class CheckpointMixin:
         except (OSError, RuntimeError) as e:  # a full disk, a folder gone read-only: the previous file is whole
             kept = "the last good one is whole" if os.path.isfile(saved_model_file) else "none was written before"
             raise RunFailed(
-                f"cannot write the checkpoint {saved_model_file} after epoch {epoch} ({e.strerror or e}); {kept}"
+                f"cannot write the checkpoint {saved_model_file} after epoch {epoch} ({write_failure(e)}); {kept}"
             ) from None
         if verbose:
             self.logger.info(set_color("Saving current", "blue") + f": {saved_model_file}")
