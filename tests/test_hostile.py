@@ -39,3 +39,33 @@ def test_a_full_disk_inside_torchs_writer_is_one_line(empty, capsys, monkeypatch
     (ckpt,) = [f for f in files(work) if f.endswith(".pth")]
     monkeypatch.undo()
     assert load_checkpoint(str(work / ckpt)).epoch == 0
+
+
+@pytest.mark.parametrize(
+    "argv,needle",
+    [
+        (["--nproc_per_node=0", "run_recbole_ext.py"], "--nproc_per_node=0; allowed: a number >= 1"),
+        (["--nproc_per_node=abc", "run_recbole_ext.py"], "--nproc_per_node=abc; allowed"),
+        (["--nnodes=0", "run_recbole_ext.py"], "--nnodes=0; allowed"),
+        (["--nnodes=3:2", "run_recbole_ext.py"], "--nnodes=3:2; allowed"),
+        ([], "recbole-ext-torchrun --help lists the options"),
+        (["--bogus", "run_recbole_ext.py"], "--bogus"),
+    ],
+    ids=["nproc-0", "nproc-abc", "nnodes-0", "nnodes-range", "no-args", "bogus"],
+)
+def test_the_launchers_own_options_are_one_line(argv, needle, empty, capsys):
+    from recbole_ext.cli import launch
+
+    rc = launch.main(argv)
+    line = one_line(capsys, rc, needle=needle)
+    assert len(line) < 200 and capsys.readouterr().out == ""
+
+
+def test_the_launcher_takes_torchruns_words(monkeypatch):
+    from recbole_ext.cli import launch
+
+    args = launch.parse_launch_args(["--nproc_per_node=auto", "--nnodes=1:2", "x.py"])
+    assert args.nproc_per_node == "auto" and args.nnodes == "1:2"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(Exception, match="this machine has no gpu"):
+        launch.check_launch_options(launch.parse_launch_args(["--nproc_per_node=gpu", "x.py"]))

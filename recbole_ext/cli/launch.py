@@ -8,7 +8,8 @@ said why in its one line (1: the run failed, 2: a user error), and one line nami
 when a rank died without a word (killed, out of memory). Its ranks' resume commands name this
 launcher (:func:`recbole_ext.distributed.relaunch_prefix`).
 
-Before any agent starts it reads the run's configuration (a mistake in it is one line, exit 2,
+Before any agent starts it checks its own options (:func:`check_launch_options`: a mistake, or
+no arguments, is one line, exit 2, not torchrun's usage text), reads the run's configuration (a mistake in it is one line, exit 2,
 on this machine) and waits for the other machines' agents at most ``dist_timeout_s`` (torchrun:
 600 s of silence): a machine that never starts is one line, exit 1, on every machine that did.
 An explicit ``--rdzv-conf timeout=...`` or ``join_timeout=...`` wins.
@@ -86,6 +87,51 @@ def wait_for_master(args: argparse.Namespace, seconds: float) -> bool:
             time.sleep(0.5)
 
 
+#: the words torchrun's ``--nproc_per_node`` takes for "one per device of this kind"
+NPROC_WORDS = ("auto", "cpu", "gpu", "xpu")
+
+
+def _positive(text: str) -> bool:
+    return text.strip().isdigit() and int(text) >= 1
+
+
+def check_launch_options(args: argparse.Namespace) -> None:
+    """The launcher's own options, before torchrun reads them (a one-line UserError otherwise):
+    ``--nproc_per_node`` a positive number or one of :data:`NPROC_WORDS` whose device is here,
+    ``--nnodes`` a positive number or a range ``MIN:MAX`` with ``1 <= MIN <= MAX``."""
+    import torch
+
+    from recbole_ext.errors import UserError
+
+    nproc = str(args.nproc_per_node)
+    if not _positive(nproc) and nproc not in NPROC_WORDS:
+        raise UserError(f"--nproc_per_node={nproc}; allowed: a number >= 1, or one of {', '.join(NPROC_WORDS)}")
+    here = {"gpu": torch.cuda.is_available, "xpu": lambda: hasattr(torch, "xpu") and torch.xpu.is_available()}
+    if nproc in here and not here[nproc]():
+        raise UserError(f"--nproc_per_node={nproc}: this machine has no {nproc}; use a number, or 'cpu'")
+    parts = str(args.nnodes).split(":")
+    if len(parts) > 2 or not all(_positive(p) for p in parts) or int(parts[0]) > int(parts[-1]):
+        raise UserError(f"--nnodes={args.nnodes}; allowed: a number >= 1, or MIN:MAX with 1 <= MIN <= MAX")
+
+
+def parse_launch_args(argv: List[str]) -> argparse.Namespace:
+    """torchrun's options parsed by torchrun's own parser, a mistake in them one line
+    (:func:`check_launch_options`) instead of torchrun's usage text."""
+    from torch.distributed.run import get_args_parser
+
+    from recbole_ext.errors import UserError
+
+    parser = get_args_parser()
+
+    def error(message: str):
+        raise UserError(f"{message} ({NAME} --help lists the options)")
+
+    parser.error = error
+    args = parser.parse_args(argv)
+    check_launch_options(args)
+    return args
+
+
 def _rank_failure(e) -> int:
     rank, failure = e.get_first_failure()
     if failure.exitcode in OWN_CODES:
@@ -116,12 +162,12 @@ def main(argv: Optional[List[str]] = None) -> int:
     from torch.distributed.elastic.multiprocessing.api import SignalException
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.elastic.rendezvous import RendezvousError
-    from torch.distributed.run import parse_args, run
+    from torch.distributed.run import run
 
     from recbole_ext.errors import UserError
 
-    args = parse_args(sys.argv[1:] if argv is None else argv)
     try:
+        args = parse_launch_args(sys.argv[1:] if argv is None else argv)
         seconds = rendezvous_timeout(args)
     except UserError as e:
         print(f"recbole_ext: error: {e}", file=sys.stderr)
