@@ -5,6 +5,7 @@ nothing left that was not there before."""
 from __future__ import annotations
 
 import errno
+import os
 
 import pytest
 import torch
@@ -69,3 +70,33 @@ def test_the_launcher_takes_torchruns_words(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     with pytest.raises(Exception, match="this machine has no gpu"):
         launch.check_launch_options(launch.parse_launch_args(["--nproc_per_node=gpu", "x.py"]))
+
+
+def tree(folder):
+    """Every file and folder under ``folder``."""
+    return sorted(os.path.relpath(os.path.join(d, n), folder) for d, ds, fs in os.walk(folder) for n in ds + fs)
+
+
+def test_resuming_with_another_size_is_refused_before_the_summary_and_writes_nothing(empty, capsys):
+    work, data = empty
+    base = ["--model=GRU4Rec", *SLICE, f"--data_path={data}", *TINY]
+    assert cli.main(base) == 0
+    (ckpt,) = [f for f in files(work) if f.endswith(".pth")]
+    before = tree(work)
+    capsys.readouterr()
+    wider = [a for a in base if not a.startswith(("--hidden_size", "--embedding_size", "--state"))]
+    rc = cli.main([*wider, "--hidden_size=16", "--embedding_size=16", "--state=INFO", f"--resume={ckpt}"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "does not fit this model" in err and "hidden_size=8 there, 16 here" in err, err
+    assert "The number of users" not in err and "Traceback" not in err
+    assert tree(work) == before
+
+
+@pytest.mark.parametrize("model", ["GRU4Rec", "SASRec"])
+def test_a_width_that_cannot_fit_memory_is_refused_before_the_model_is_built(model, empty, capsys):
+    work, data = empty
+    tiny = [a for a in TINY if not a.startswith(("--hidden_size", "--embedding_size"))]
+    rc = cli.main([f"--model={model}", *SLICE, f"--data_path={data}", *tiny, "--hidden_size=100000000"])
+    line = one_line(capsys, rc, needle="training needs at least")
+    assert "lower its sizes" in line and len(line) < 250
+    assert tree(work) == []

@@ -54,6 +54,7 @@ from recbole_ext.errors import ConfigError, RunFailed, UserError
 from recbole_ext.fileio import folder_problem
 from recbole_ext.logger import close_logger, init_logger, new_run_id
 from recbole_ext.pipeline import restart
+from recbole_ext.pipeline.fits import check_model_fits
 from recbole_ext.pipeline.loaders import Loaders, Splits, check_split, create_dataset, make_loaders
 from recbole_ext.pipeline.outcome import (
     Fitted,
@@ -92,6 +93,8 @@ class Run:
     def __init__(self, config: Config) -> None:
         self.config = config
         self._data_folder: Optional[str] = None
+        self._resume: tuple = ()  # (checkpoint, trust_checkpoint) the run continues
+        self._model_checked = False
 
     # ------------------------------------------------------------ configuration
     @classmethod
@@ -193,6 +196,7 @@ class Run:
         dataset = self.load_dataset(log=False)
         parts = tuple(dataset.build())
         check_split(self.config, dataset, parts)
+        self.check_model(dataset)
         getLogger().info(dataset)
         splits = Splits.of(dataset, parts)
         splits.log_leakage()
@@ -233,11 +237,19 @@ class Run:
         return restore_dataset(get_dataset_class(self.config), self.config, schema)
 
     # ------------------------------------------------------------ model and trainer
+    def check_model(self, dataset) -> None:
+        """Once per run, before its weights exist: the model fits the device's memory and the
+        checkpoint it continues (:func:`recbole_ext.pipeline.fits.check_model_fits`)."""
+        if not self._model_checked:
+            check_model_fits(self.config.model_class, self.config, dataset, *self._resume)
+            self._model_checked = True
+
     def build_model(self, train_set) -> torch.nn.Module:
         """The model (``config.model_class``, the class the configuration resolved) on
         ``train_set`` (:attr:`Loaders.train_set`, or a whole data set), seeded (each
         data-parallel rank its own dropout) and on the run's device."""
         cfg = self.config
+        self.check_model(train_set)
         init_seed(cfg["seed"] + rank(), cfg["reproducibility"])
         net = cfg.model_class(cfg, train_set).to(cfg["device"])
         # the model's printout goes to the log file (the console with verbose); the count below to both
@@ -382,6 +394,7 @@ class Run:
                     world = int(cfg["world_size"]) if is_distributed(cfg) else 1
                     # rank 0 reads the file and sends it to the others: only its machine needs it
                     agree(lambda: check_resume(resume_file, cfg, trust_checkpoint, world) if rank() == 0 else None)
+                    self._resume = () if is_distributed(cfg) else (resume_file, trust_checkpoint)  # rank 0's file
                 result = self._data_to_result(saved, resume_file, trust_checkpoint)
                 restart.forget(cfg, saved)
             except UserError:
