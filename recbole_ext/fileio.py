@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
-from typing import IO, Iterator, Optional
+from typing import IO, Iterator, List, Optional
 
 
 @contextlib.contextmanager
@@ -44,6 +44,24 @@ def atomic_write_text(path: str, text: str) -> None:
     """Write ``text`` to ``path`` atomically."""
     with atomic_open(path, "w") as f:
         f.write(text)
+
+
+def missing_folders(path: str) -> List[str]:
+    """``path`` and each folder above it that does not exist yet, the deepest first: what making
+    ``path`` would create, for :func:`remove_empty_folders` to take back."""
+    missing, folder = [], os.path.abspath(path)
+    while not os.path.exists(folder):
+        missing.append(folder)
+        folder = os.path.dirname(folder)
+    return missing
+
+
+def remove_empty_folders(folders: List[str]) -> None:
+    """Remove each of ``folders`` (deepest first, as :func:`missing_folders` lists them) that
+    is an empty folder."""
+    for folder in folders:
+        if os.path.isdir(folder) and not os.listdir(folder):
+            os.rmdir(folder)
 
 
 def write_failure(error: BaseException) -> str:

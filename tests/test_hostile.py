@@ -9,9 +9,18 @@ import os
 
 import pytest
 import torch
+from test_hardening import SLICE, TINY, files, one_line
 
 from recbole_ext import cli
-from test_hardening import SLICE, TINY, empty, files, one_line  # noqa: F401  (empty: a fixture)
+
+
+@pytest.fixture
+def empty(tmp_path, monkeypatch, ml100k_slice):
+    """An empty working folder; the slice's data root beside it."""
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    return work, ml100k_slice
 
 
 def test_a_full_disk_inside_torchs_writer_is_one_line(empty, capsys, monkeypatch):
@@ -31,7 +40,7 @@ def test_a_full_disk_inside_torchs_writer_is_one_line(empty, capsys, monkeypatch
         try:
             raise OSError(errno.ENOSPC, "No space left on device")
         except OSError:
-            raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 64 vs 0")
+            raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 64 vs 0")  # noqa: B904
 
     monkeypatch.setattr(ckpt_module.torch, "save", save)
     rc = cli.main(["--model=GRU4Rec", *SLICE, f"--data_path={data}", *TINY[1:], "--epochs=3"])
@@ -100,3 +109,41 @@ def test_a_width_that_cannot_fit_memory_is_refused_before_the_model_is_built(mod
     line = one_line(capsys, rc, needle="training needs at least")
     assert "lower its sizes" in line and len(line) < 250
     assert tree(work) == []
+
+
+@pytest.fixture
+def offline(monkeypatch):
+    """Every download fails as it does without a network; the URLs tried are listed."""
+    from recbole_ext.data import fetch
+    from recbole_ext.errors import DataFetchError
+
+    tried = []
+
+    def download(url, *args, **kwargs):
+        tried.append(url)
+        raise DataFetchError(f"{url}: cannot download (offline)")
+
+    monkeypatch.setattr(fetch, "download", download)
+    monkeypatch.delenv("RECBOLE_EXT_DATA", raising=False)
+    return tried
+
+
+def test_a_failed_fetch_leaves_no_folders(empty, offline, capsys):
+    work, _ = empty
+    one_line(capsys, cli.main(["data", "fetch", "ml-1m", "--data_path=a/b/c"]), needle="offline")
+    assert offline and tree(work) == []
+
+
+def test_a_reproduction_whose_fetch_fails_leaves_no_results_folder(empty, offline, capsys):
+    work, _ = empty
+    rc = cli.main(["reproduce", "glint-ru", "--dataset=ml-1m", "--seeds=1"])
+    one_line(capsys, rc, needle="offline")
+    assert tree(work) == []
+
+
+@pytest.mark.parametrize("dataset", ["ml-100k", "ml-1m"])
+def test_a_data_path_that_does_not_exist_is_said_so_before_any_download(dataset, empty, offline, capsys):
+    work, _ = empty
+    rc = cli.main(["--model=GRU4Rec", f"--dataset={dataset}", "--data_path=nosuch/dir", *TINY])
+    one_line(capsys, rc, needle="data_path nosuch/dir does not exist")
+    assert offline == [] and tree(work) == []

@@ -9,9 +9,10 @@ when a rank died without a word (killed, out of memory). Its ranks' resume comma
 launcher (:func:`recbole_ext.distributed.relaunch_prefix`).
 
 Before any agent starts it checks its own options (:func:`check_launch_options`: a mistake, or
-no arguments, is one line, exit 2, not torchrun's usage text), reads the run's configuration (a mistake in it is one line, exit 2,
-on this machine) and waits for the other machines' agents at most ``dist_timeout_s`` (torchrun:
-600 s of silence): a machine that never starts is one line, exit 1, on every machine that did.
+no arguments, is one line, exit 2, not torchrun's usage text), reads the run's configuration (a
+mistake in it is one line, exit 2, on this machine) and waits for the other machines' agents at
+most ``dist_timeout_s`` (torchrun: 600 s of silence): a machine that never starts is one line,
+exit 1, on every machine that did.
 An explicit ``--rdzv-conf timeout=...`` or ``join_timeout=...`` wins.
 """
 

@@ -31,7 +31,7 @@ from recbole_ext.data.download import download
 from recbole_ext.data.locate import locate_dataset
 from recbole_ext.data.sources import Source, registry
 from recbole_ext.errors import DataFetchError, DatasetNotFoundError, UserError
-from recbole_ext.fileio import atomic_write_text, folder_problem
+from recbole_ext.fileio import atomic_write_text, folder_problem, missing_folders, remove_empty_folders
 
 #: bump when a converter's output changes (recorded in the metadata)
 CONVERTER_VERSION = 1
@@ -70,8 +70,9 @@ def fetch_dataset(name: str, root: str, sources: Optional[str] = None, retries: 
 @contextlib.contextmanager
 def _undone_on_failure(root: str, urls: List[str]) -> Iterator[None]:
     """On any exception, remove the downloads of ``urls`` this call made and the folders it made
-    (``root``, its ``.downloads``) when they are empty: the data folder is left as it was."""
-    made = [d for d in (root, os.path.join(root, DOWNLOADS)) if not os.path.isdir(d)]
+    (``root``, its ``.downloads``, those above ``root``) when they are empty: the data folder is
+    left as it was."""
+    made = missing_folders(os.path.join(root, DOWNLOADS))  # with every folder above root it makes
     cached = [os.path.join(root, DOWNLOADS, os.path.basename(u)) for u in urls]
     fresh = [c for c in cached if not os.path.isfile(c)]
     try:
@@ -81,9 +82,7 @@ def _undone_on_failure(root: str, urls: List[str]) -> Iterator[None]:
         for path in fresh:  # what this call fetched goes with it
             if os.path.isfile(path):
                 os.unlink(path)
-        for d in reversed(made):
-            if os.path.isdir(d) and not os.listdir(d):
-                os.rmdir(d)
+        remove_empty_folders(made)
         raise
 
 
@@ -223,7 +222,8 @@ def find_or_fetch(
     (into ``data_path``, or ``datasets/`` when it is unset or RecBole's default ``dataset/``).
 
     With ``given`` (the user named ``data_path``), the data set is looked for there only, and
-    fetched there when it is in the registry: a typo in the path never trains on another copy.
+    fetched there when it is in the registry: a typo in the path never trains on another copy,
+    and a ``data_path`` that does not exist is an error (nothing is made or fetched).
 
     Raises:
         DatasetNotFoundError: not on disk, and not fetchable (or ``download: never``).
@@ -231,6 +231,10 @@ def find_or_fetch(
     """
     if given and data_path and os.path.exists(data_path) and not os.path.isdir(data_path):
         raise DatasetNotFoundError(f"data_path {data_path} is a file: name the folder that holds {dataset}/")
+    if given and data_path and not os.path.exists(data_path):
+        raise DatasetNotFoundError(
+            f"data_path {data_path} does not exist: make it, or leave data_path unset to use datasets/"
+        )
     try:
         return locate_dataset(dataset, data_path, only_data_path=given)
     except DatasetNotFoundError as missing:

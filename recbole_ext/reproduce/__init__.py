@@ -26,7 +26,7 @@ from recbole_ext import compare
 from recbole_ext.command import ReproduceRequest
 from recbole_ext.compare import RunRecord
 from recbole_ext.errors import UserError
-from recbole_ext.fileio import atomic_write_text
+from recbole_ext.fileio import atomic_write_text, missing_folders, remove_empty_folders
 from recbole_ext.reproduce.plan import compare_request, select_entries, write_common, write_rows
 from recbole_ext.reproduce.preset import PRESET_DIR, DatasetPreset, PaperTable, Preset, load_preset
 from recbole_ext.reproduce.tables import (
@@ -49,7 +49,7 @@ def run(request: ReproduceRequest, echo: Callable[[str], None] = print) -> int:
     ds = preset.dataset(request.dataset)
     entries = select_entries(preset, request.models)
     results_dir = request.results_dir or compare.default_results_dir(preset.name, request.dataset)
-    created = not os.path.exists(results_dir)
+    made = missing_folders(results_dir)  # the folder and those above it (results/) this run makes
     try:
         common = write_common(preset, ds, results_dir)
         has_items = _has_item_file(request, preset, common)
@@ -57,8 +57,9 @@ def run(request: ReproduceRequest, echo: Callable[[str], None] = print) -> int:
         comparison = compare_request(request, preset, results_dir, entries, common, rows)
         runs = compare.preflight(comparison)
     except UserError:
-        if created:
+        if made:
             shutil.rmtree(results_dir, ignore_errors=True)
+            remove_empty_folders(made)
         raise
     done = compare.run(comparison, echo, checked=runs)
     text = write_tables(preset, request, done.records, results_dir, entries, has_items)
