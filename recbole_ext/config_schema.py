@@ -30,7 +30,7 @@ import recbole
 import yaml
 
 from recbole_ext._paths import PROPERTIES_DIR
-from recbole_ext.data.temporal_split import GT, gt_cut_problem
+from recbole_ext.data.split_methods import check_eval_split
 from recbole_ext.errors import ConfigError
 
 LIMITS_YAML = os.path.join(PROPERTIES_DIR, "config_limits.yaml")
@@ -246,7 +246,7 @@ def check_rules(config: Dict[str, Any], model_keys: List[str], sequential: bool)
     _check_loss_against_sampling(config, model_keys, sequential)
     _check_valid_metric(config)
     _check_eval_modes(config.get("eval_args"))
-    _check_split(config.get("eval_args"), sequential)
+    check_eval_split(config.get("eval_args"), sequential)
 
 
 _MODE = re.compile(r"^(full|labeled|(uni|pop)[1-9]\d*)$")
@@ -269,26 +269,6 @@ def _check_eval_modes(eval_args: Any) -> None:
                 f"invalid configuration: eval_args {phase} {value!r}; allowed: full, labeled, uniN or popN "
                 "(N >= 1 sampled negatives, e.g. pop100), or {valid: ..., test: ...} of them"
             )
-
-
-def _check_split(eval_args: Any, sequential: bool) -> None:
-    """``eval_args.split``: RecBole's ``RS``, ``LS``, ``TS`` (RecBole checks their values), or the
-    global temporal split ``GT: [valid_cut, test_cut]`` of sequential models in time order."""
-    split = eval_args.get("split") if isinstance(eval_args, dict) else None
-    if not isinstance(split, dict) or GT not in split:
-        return
-    problem = gt_cut_problem(split[GT])
-    if not problem and len(split) != 1:
-        problem = f"one split method at a time, got {sorted(split)}"
-    if not problem and not sequential:
-        problem = "GT is the global temporal split of sequential models"
-    if not problem and eval_args.get("order") != "TO":
-        problem = f"GT needs order: TO, got order {eval_args.get('order')!r}"
-    if problem:
-        raise ConfigError(
-            f"invalid configuration: eval_args split: {problem}; allowed: {{GT: [valid_cut, test_cut]}}, two "
-            "increasing quantiles in (0, 1) (e.g. [0.8, 0.9]) or two increasing times"
-        )
 
 
 def _check_neg_sample_args(neg: Any) -> None:

@@ -147,3 +147,60 @@ def test_a_data_path_that_does_not_exist_is_said_so_before_any_download(dataset,
     rc = cli.main(["--model=GRU4Rec", f"--dataset={dataset}", "--data_path=nosuch/dir", *TINY])
     one_line(capsys, rc, needle="data_path nosuch/dir does not exist")
     assert offline == [] and tree(work) == []
+
+
+@pytest.mark.parametrize(
+    "rows,needle",
+    [
+        ([(1, 1, 5, 10), (1, 2, 4, 11), (2, 3, 12)], "line 4: 3 fields, the header has 4"),
+        ([(1, 1, 5, 10), (1, 2, 4, "abc"), (2, 3, 3, 12)], "line 3, column 4 ('timestamp'): 'abc' is not a number"),
+    ],
+    ids=["fields", "time"],
+)
+def test_data_stats_reads_as_training_reads(rows, needle, empty, capsys):
+    from conftest import write_inter
+
+    work, _ = empty
+    header = ("user_id:token", "item_id:token", "rating:float", "timestamp:float")
+    write_inter(str(work.parent / "d"), "bad", rows, header=header)
+    one_line(capsys, cli.main(["data", "stats", "bad", f"--data_path={work.parent / 'd'}"]), needle=needle)
+    rc = cli.main(["--model=GRU4Rec", "--dataset=bad", f"--data_path={work.parent / 'd'}", *TINY])
+    one_line(capsys, rc, needle=needle)
+    assert tree(work) == []
+
+
+def test_data_stats_looks_only_where_data_path_says(empty, offline, capsys):
+    work, _ = empty
+    rc = cli.main(["data", "stats", "ml-100k", "--data_path=/nonexistent/x"])
+    one_line(capsys, rc, needle="data_path /nonexistent/x does not exist")
+    assert offline == [] and capsys.readouterr().out == ""
+    assert cli.main(["data", "stats", "ml-100k"]) == 0  # not given: the search path, the bundled copy
+    assert '"interactions": 100000' in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "eval_args,needle",
+    [
+        ("{'split': {'XX': [0.8, 0.9]}, 'order': 'TO'}", "split method 'XX' is unknown; allowed: RS: "),
+        (
+            "{'split': {'RS': [0.8, -0.1, 0.3]}, 'order': 'RO'}",
+            "split {RS: [0.8, -0.1, 0.3]}; allowed: a list of 1 to 3",
+        ),
+        ("{'split': {'LS': 'valid_and_tset'}, 'order': 'TO'}", "allowed: valid_and_test, valid_only or test_only"),
+        ("{'split': {'LS': 'valid_and_test'}, 'order': 'XO'}", "eval_args order 'XO'; allowed: RO, TO"),
+    ],
+    ids=["method", "ratios", "leave-one-out", "order"],
+)
+def test_a_split_method_and_its_argument_are_checked_with_eval_args(eval_args, needle, empty, capsys):
+    work, data = empty
+    rc = cli.main(["--model=GRU4Rec", *SLICE, f"--data_path={data}", *TINY, f"--eval_args={eval_args}"])
+    one_line(capsys, rc, needle=needle)
+    assert tree(work) == []
+
+
+def test_every_split_method_is_one_entry_of_one_table():
+    from recbole_ext.data.split_methods import SPLIT_METHODS, check_eval_split
+
+    assert set(SPLIT_METHODS) >= {"RS", "LS", "TS"}
+    check_eval_split({"split": {"RS": [0.8, 0.1, 0.1]}, "order": "RO", "group_by": "user"})
+    check_eval_split({"split": {"LS": "valid_only"}, "order": "TO"})

@@ -26,31 +26,13 @@ from typing import Dict, Optional, Sequence, Tuple
 
 import numpy as np
 
+from recbole_ext.data.split_methods import GT, gt_cut_problem
 from recbole_ext.errors import ConfigError
 
 __all__ = ["GT", "GlobalTemporalSplitMixin", "gt_cut_problem", "global_temporal_rows", "leakage", "resolve_cuts"]
 
-#: the ``eval_args.split`` key of the global temporal split
-GT = "GT"
 #: how a run's log carries the leakage figure (a JSON dict follows)
 LEAKAGE_LOG_PREFIX = "split leakage: "
-
-
-def gt_cut_problem(cuts: object) -> Optional[str]:
-    """What is wrong with the value of ``split: {GT: ...}`` (``None``: nothing): two numbers,
-    increasing, both quantiles in ``(0, 1)`` or both times (>= 1)."""
-    if not isinstance(cuts, (list, tuple)) or len(cuts) != 2:
-        return f"GT takes two cut points [valid_cut, test_cut], got {cuts!r}"
-    if any(isinstance(c, bool) or not isinstance(c, (int, float)) or not np.isfinite(c) for c in cuts):
-        return f"GT's cut points are numbers, got {list(cuts)!r}"
-    low, high = cuts
-    if not low < high:
-        return f"GT's cut points must increase (valid_cut < test_cut), got {list(cuts)!r}"
-    if low <= 0:
-        return f"GT's cut points are quantiles in (0, 1) or times >= 1, got {list(cuts)!r}"
-    if low < 1 <= high:
-        return f"GT's cut points are both quantiles (below 1) or both times (1 and above), got {list(cuts)!r}"
-    return None
 
 
 def resolve_cuts(times: np.ndarray, cuts: Sequence[float]) -> Tuple[float, float]:
