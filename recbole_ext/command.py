@@ -366,14 +366,19 @@ class DataRequest:
 
     action: str
     name: Optional[str] = None
-    data_path: str = "datasets"
+    data_path: Optional[str] = None  # None: not given (datasets/ and the search path)
     data_sources: Optional[str] = None
 
     def __post_init__(self) -> None:
         if self.action != "list" and not self.name:
             raise UserError(f"'data {self.action}' needs a data-set name")
         if self.action == "fetch":
-            _writable("--data_path", self.data_path)
+            _writable("--data_path", self.root)
+
+    @property
+    def root(self) -> str:
+        """The data root a fetch writes into: ``data_path``, or ``datasets/``."""
+        return self.data_path or "datasets"
 
 
 @dataclasses.dataclass(frozen=True)

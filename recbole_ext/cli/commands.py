@@ -110,7 +110,7 @@ def convert(request: ConvertRequest) -> int:
 def data(request: DataRequest) -> int:
     """``data list``: the registry and what is on disk; ``data fetch NAME``: fetch and convert
     without training; ``data stats NAME``: the figures of a data set (fetched first if needed)."""
-    from recbole_ext.data.fetch import fetch_dataset
+    from recbole_ext.data.fetch import fetch_dataset, find_or_fetch
     from recbole_ext.data.locate import locate_dataset
     from recbole_ext.data.sources import registry
     from recbole_ext.data.stats import dataset_stats
@@ -129,15 +129,11 @@ def data(request: DataRequest) -> int:
             print("  ".join(cell.ljust(w) for cell, w in zip(row[:3], widths)) + "  " + row[3])
         return 0
     if request.action == "fetch":
-        folder = fetch_dataset(request.name, request.data_path, request.data_sources, progress=progress)
+        folder = fetch_dataset(request.name, request.root, request.data_sources, progress=progress)
         print(f"{request.name}: {folder}")
         return 0
-    try:
-        folder = locate_dataset(request.name, request.data_path)
-    except DatasetNotFoundError:
-        if request.name not in registry(request.data_sources):
-            raise
-        folder = fetch_dataset(request.name, request.data_path, request.data_sources, progress=progress)
+    given = request.data_path is not None  # a data_path named is the only place looked at
+    folder = find_or_fetch(request.name, request.data_path, request.data_sources, progress=progress, given=given)
     figures = dataset_stats(folder, request.name)
     print(json.dumps({"name": request.name, "folder": os.path.abspath(folder), **figures}, indent=1))
     return 0

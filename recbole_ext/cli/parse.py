@@ -287,7 +287,7 @@ def parse_data(argv: List[str]) -> DataRequest:
     parser = _parser("data", "The registry of public data sets, fetching, and figures of a data set.")
     parser.add_argument("action", choices=("list", "fetch", "stats"))
     parser.add_argument("name", nargs="?")
-    parser.add_argument("--data_path", default="datasets", help="data folder (default datasets/)")
+    parser.add_argument("--data_path", default=None, help="data folder (default datasets/)")
     parser.add_argument("--data_sources", help="a YAML file of your own registry entries")
     args = parser.parse_args(argv)
     return DataRequest(args.action, args.name, args.data_path, args.data_sources)

@@ -168,6 +168,35 @@ def read_columns(
     return df
 
 
+def read_atomic_columns(
+    filepath: str,
+    field_separator: str,
+    encoding: str,
+    header: List[Tuple[str, str, FeatureType]],
+    chosen: List[Tuple[str, str, FeatureType]],
+    time_field: Optional[str] = None,
+) -> pd.DataFrame:
+    """The one reader of an atomic file's rows (training's data set and ``data stats`` both):
+    the ``chosen`` entries of its ``header`` (:func:`read_header`), every line's field count
+    checked, ``float`` columns as numbers, and ``time_field`` without a blank cell (a split or
+    figure in time order). Sequence columns stay text (their parsing needs the data set's
+    settings: :func:`parse_sequence_column`).
+
+    Raises:
+        DataFormatError: naming the file, line, column and problem.
+    """
+    usecols, columns = [h for h, _, _ in chosen], [f for _, f, _ in chosen]
+    df = read_columns(filepath, field_separator, encoding, usecols, columns, len(header))
+    positions = {field: position for position, (_, field, _) in enumerate(header, start=1)}
+    for _, field, ftype in chosen:
+        if ftype == FeatureType.FLOAT:
+            df[field] = parse_float_column(df[field], filepath, positions[field], field)
+            if field == time_field:
+                why = "the split orders interactions by time (order: TO)"
+                check_no_blank(df[field], filepath, positions[field], field, why)
+    return df
+
+
 def check_no_blank(values: pd.Series, filepath: str, position: int, field: str, why: str) -> None:
     """Raise DataFormatError naming the first blank (NaN) cell of ``values``, for ``why``."""
     blank = values.isna().to_numpy()

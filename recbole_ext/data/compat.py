@@ -33,11 +33,9 @@ from recbole.utils import FeatureSource, FeatureType, set_color
 
 from recbole_ext.data.atomic_files import (
     check_interaction_columns,
-    check_no_blank,
     concat_rows,
-    parse_float_column,
     parse_sequence_column,
-    read_columns,
+    read_atomic_columns,
     read_header,
     row_lengths,
     split_points,
@@ -117,7 +115,7 @@ class CompatDatasetMixin(GlobalTemporalSplitMixin):
 
         field_separator = self.config["field_separator"]
         encoding = self.config["encoding"]
-        columns, usecols, positions, ftypes = [], [], [], []
+        chosen = []
         header = read_header(filepath, field_separator, encoding)
         if source == FeatureSource.INTERACTION:
             check_interaction_columns(
@@ -128,7 +126,7 @@ class CompatDatasetMixin(GlobalTemporalSplitMixin):
                 self.iid_field,
                 self.time_field if self._time_ordered else None,
             )
-        for position, (field_type, field, ftype) in enumerate(header, start=1):
+        for field_type, field, ftype in header:
             if load_col is not None and field not in load_col:
                 continue
             if unload_col is not None and field in unload_col:
@@ -140,17 +138,15 @@ class CompatDatasetMixin(GlobalTemporalSplitMixin):
                     self.field2seqlen[field] = 1
                 if "float" in ftype.value:
                     self.field2bucketnum[field] = 2
-            columns.append(field)
-            usecols.append(field_type)
-            positions.append(position)
-            ftypes.append(ftype)
+            chosen.append((field_type, field, ftype))
 
-        if len(columns) == 0:
+        if len(chosen) == 0:
             self.logger.warning(f"No columns has been loaded from [{source}]")
             return None
 
-        df = read_columns(filepath, field_separator, encoding, usecols, columns, len(header))
-        self._parse_columns(df, filepath, columns, positions, ftypes)
+        time_field = self.time_field if self._time_ordered else None
+        df = read_atomic_columns(filepath, field_separator, encoding, header, chosen, time_field)
+        self._parse_sequences(df, filepath, header, chosen)
         return df
 
     @property
@@ -158,18 +154,15 @@ class CompatDatasetMixin(GlobalTemporalSplitMixin):
         """Whether the split orders interactions by time (``eval_args.order: TO``)."""
         return (self.config["eval_args"] or {}).get("order") == "TO"
 
-    def _parse_columns(self, df, filepath, columns, positions, ftypes) -> None:
-        """Numbers and sequences out of the string columns of one atomic file."""
+    def _parse_sequences(self, df, filepath, header, chosen) -> None:
+        """Sequences out of the text columns of one atomic file (numbers are parsed already)."""
         seq_separator = self.config["seq_separator"]
-        for field, position, ftype in zip(columns, positions, ftypes):
-            where = (filepath, position, field)
-            if ftype == FeatureType.FLOAT:
-                df[field] = parse_float_column(df[field], *where)
-                if field == self.time_field and self._time_ordered:
-                    check_no_blank(df[field], *where, "the split orders interactions by time (order: TO)")
-                continue
+        positions = {entry: position for position, entry in enumerate(header, start=1)}
+        for entry in chosen:
+            _, field, ftype = entry
             if not ftype.value.endswith("seq"):
                 continue
+            where = (filepath, positions[entry], field)
             parse_sequence_column(df, field, ftype, seq_separator, where)
             max_seq_len = max(map(len, df[field].values)) if len(df) else 0
             if self.config["seq_len"] and field in self.config["seq_len"]:

@@ -222,8 +222,9 @@ def find_or_fetch(
     (into ``data_path``, or ``datasets/`` when it is unset or RecBole's default ``dataset/``).
 
     With ``given`` (the user named ``data_path``), the data set is looked for there only, and
-    fetched there when it is in the registry: a typo in the path never trains on another copy,
-    and a ``data_path`` that does not exist is an error (nothing is made or fetched).
+    fetched there when it is in the registry: a typo in the path never trains on another copy.
+    A ``data_path`` that does not exist is made for the fetch only inside a folder that does
+    (a path whose folder is missing too is an error before any download).
 
     Raises:
         DatasetNotFoundError: not on disk, and not fetchable (or ``download: never``).
@@ -231,9 +232,10 @@ def find_or_fetch(
     """
     if given and data_path and os.path.exists(data_path) and not os.path.isdir(data_path):
         raise DatasetNotFoundError(f"data_path {data_path} is a file: name the folder that holds {dataset}/")
-    if given and data_path and not os.path.exists(data_path):
+    parent = os.path.dirname(os.path.abspath(data_path or "."))
+    if given and data_path and not os.path.exists(data_path) and not os.path.isdir(parent):
         raise DatasetNotFoundError(
-            f"data_path {data_path} does not exist: make it, or leave data_path unset to use datasets/"
+            f"data_path {data_path} does not exist, nor does the folder above it: check the path, or make it"
         )
     try:
         return locate_dataset(dataset, data_path, only_data_path=given)

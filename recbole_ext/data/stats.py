@@ -8,9 +8,9 @@ from typing import Dict
 
 import pandas as pd
 
+from recbole_ext.data.atomic_files import check_interaction_columns, read_atomic_columns, read_header
 from recbole_ext.data.cards import data_card
 from recbole_ext.data.fetch import file_sha256
-from recbole_ext.errors import DataFormatError
 
 
 def dataset_stats(folder: str, name: str) -> Dict[str, object]:
@@ -18,14 +18,7 @@ def dataset_stats(folder: str, name: str) -> Dict[str, object]:
     of a leave-one-out split by time (:func:`held_out_stats`, when there is a timestamp column),
     the data set's card (:func:`recbole_ext.data.cards.data_card`: leakage, sequentiality,
     popularity) and the sha256 of every atomic file of ``folder/name.*``."""
-    path = os.path.join(folder, f"{name}.inter")
-    header = pd.read_csv(path, sep="\t", nrows=0).columns
-    cols = {c.split(":")[0]: c for c in header}
-    if "user_id" not in cols or "item_id" not in cols:
-        raise DataFormatError(f"{path}: needs user_id and item_id columns, has {list(cols)}")
-    wanted = [cols[c] for c in ("user_id", "item_id", "timestamp") if c in cols]
-    inter = pd.read_csv(path, sep="\t", usecols=wanted, dtype=str)
-    inter.columns = [c.split(":")[0] for c in inter.columns]
+    inter = read_interactions(folder, name)
     per_user = inter.groupby("user_id").size()
     users, items, n = len(per_user), int(inter["item_id"].nunique()), len(inter)
     files = sorted(f for f in os.listdir(folder) if f.startswith(name + ".") and not f.endswith(".json"))
@@ -43,6 +36,20 @@ def dataset_stats(folder: str, name: str) -> Dict[str, object]:
         figures.update(data_card(inter))
     figures["sha256"] = {f: file_sha256(os.path.join(folder, f)) for f in files}
     return figures
+
+
+def read_interactions(folder: str, name: str) -> pd.DataFrame:
+    """``user_id``, ``item_id`` and (when the file has it) ``timestamp`` of ``folder/name.inter``
+    in file order, ids as text and times as numbers, read and checked as training reads them
+    (:func:`recbole_ext.data.atomic_files.read_atomic_columns`): a malformed file is one
+    DataFormatError here as there."""
+    path = os.path.join(folder, f"{name}.inter")
+    header = read_header(path, "\t", "utf-8")
+    fields = {field: ftype for _, field, ftype in header}
+    time_field = "timestamp" if "timestamp" in fields else None
+    check_interaction_columns(path, fields, None, "user_id", "item_id", time_field)
+    chosen = [entry for entry in header if entry[1] in ("user_id", "item_id", time_field)]
+    return read_atomic_columns(path, "\t", "utf-8", header, chosen, time_field)
 
 
 def held_out_stats(inter: pd.DataFrame) -> Dict[str, object]:
