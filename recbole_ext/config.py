@@ -308,6 +308,9 @@ class Config(RecBoleConfig):
         self.data_path_given: bool = self.external_config_dict.get("data_path") is not None
         Schema.from_files(self.default_files).check(cfg)
         check_rules(cfg, self.model_keys, cfg.get("MODEL_TYPE") == ModelType.SEQUENTIAL)
+        model_rules = getattr(self.model_class, "check_config", None)  # a model's own cross-key rules
+        if callable(model_rules):
+            model_rules(cfg)
         with recbole_checks():
             super()._set_default_parameters()
         self._load_time_field_for_time_order()

@@ -204,3 +204,35 @@ def test_every_split_method_is_one_entry_of_one_table():
     assert set(SPLIT_METHODS) >= {"RS", "LS", "TS"}
     check_eval_split({"split": {"RS": [0.8, 0.1, 0.1]}, "order": "RO", "group_by": "user"})
     check_eval_split({"split": {"LS": "valid_only"}, "order": "TO"})
+
+
+@pytest.mark.parametrize(
+    "model,keys,needle",
+    [
+        ("LRURec", ["--r_min=0.995"], "r_min=0.995 is larger than r_max=0.99"),
+        ("Mamba4Rec", ["--scan_impl=mamba_ssm"], "mamba_ssm cannot be imported"),
+        (
+            "SMLP4Rec",
+            [
+                "--selected_features=['nosuch']",
+                "--load_col={'inter': ['user_id', 'item_id', 'timestamp'], 'item': ['item_id']}",
+            ],
+            "selected_features names 'nosuch', which is not a loaded item feature",
+        ),
+    ],
+    ids=["lrurec", "mamba4rec", "smlp4rec"],
+)
+def test_a_models_own_rules_run_before_the_data_set_is_read(model, keys, needle, empty, capsys, monkeypatch):
+    import importlib.util
+
+    from recbole_ext.pipeline import run as run_module
+
+    if model == "Mamba4Rec" and importlib.util.find_spec("mamba_ssm") is not None:
+        pytest.skip("mamba_ssm is installed here")
+    work, data = empty
+    monkeypatch.setattr(run_module, "create_dataset", lambda config: pytest.fail("the data set was read"))
+    given = {k.split("=", 1)[0] for k in keys}
+    rest = [a for a in [*SLICE, *TINY[:-1], "--state=INFO"] if a.split("=", 1)[0] not in given]
+    rc = cli.main([f"--model={model}", f"--data_path={data}", *rest, *keys])
+    line = one_line(capsys, rc, needle=needle)
+    assert len(line) < 250 and tree(work) == []

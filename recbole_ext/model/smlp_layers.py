@@ -63,8 +63,6 @@ def usable_item_fields(dataset, selected: Sequence[str]) -> List[str]:
                 f"invalid configuration: selected_features names the float field {field!r}; "
                 "list it in numerical_features too"
             )
-    if len(set(selected)) != len(selected):
-        raise ConfigError(f"invalid configuration: selected_features={selected} names a field twice")
     return selected
 
 

@@ -9,7 +9,7 @@ from typing import Optional
 
 import torch
 
-from recbole_ext.errors import ConfigError
+from recbole_ext.errors import ConfigError, UserError
 from recbole_ext.trainer.checkpoint import check_fits, load_checkpoint
 
 #: bytes per weight while training, as a multiple of the weights alone: the weights and their
@@ -27,7 +27,7 @@ def meta_model(model_class: type, config, dataset) -> Optional[torch.nn.Module]:
     try:
         with torch.device("meta"):
             return model_class(config, dataset)
-    except ConfigError:
+    except UserError:  # a model's check of its settings against the data set
         raise
     except Exception:  # noqa: BLE001 - a model that builds only on a real device is checked by building it
         return None

@@ -79,6 +79,13 @@ KEEP_INIT = ("layer_norm", "LayerNorm", "params_log")
 class LRURec(SequenceEncoderRecommender):
     """LRURec (see the module docstring). ``forward(item_seq, item_seq_len) -> [B, d]``."""
 
+    @classmethod
+    def check_config(cls, config) -> None:
+        """The rules between this model's keys, run with the configuration's checks before any
+        data is read (and again when the model is built): ``r_min <= r_max``."""
+        if not config["r_min"] <= config["r_max"]:
+            raise ConfigError(f"r_min={config['r_min']} is larger than r_max={config['r_max']}")
+
     def __init__(self, config, dataset):
         super().__init__(config, dataset)
 
@@ -94,8 +101,7 @@ class LRURec(SequenceEncoderRecommender):
         self.layer_norm_eps: float = config["layer_norm_eps"]
         self.initializer_range: float = config["initializer_range"]
         self.last_position_only: bool = bool(config["last_position_only"])
-        if not self.r_min <= self.r_max:
-            raise ConfigError(f"r_min={self.r_min} is larger than r_max={self.r_max}")
+        self.check_config(config)
 
         # define layers
         d, eps = self.hidden_size, self.layer_norm_eps

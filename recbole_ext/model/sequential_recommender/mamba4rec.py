@@ -138,6 +138,15 @@ class MambaLayer(nn.Module):
 class Mamba4Rec(SequenceEncoderRecommender):
     """Mamba4Rec (see the module docstring). ``forward(item_seq, item_seq_len) -> [B, d]``."""
 
+    @classmethod
+    def check_config(cls, config) -> None:
+        """The rules of this model's keys, run with the configuration's checks before any data
+        is read (and again when the model is built): a known ``dt_init``, and a ``scan_impl``
+        that is known and can run here (``mamba_ssm`` needs its package)."""
+        if config["dt_init"] not in DT_INITS:
+            raise ConfigError(f"dt_init={config['dt_init']!r}; allowed: {' | '.join(DT_INITS)}")
+        resolve_scan_impl(config["scan_impl"], torch.device("cpu"))  # unknown or unusable: ConfigError
+
     def __init__(self, config, dataset):
         super().__init__(config, dataset)
 
@@ -153,9 +162,7 @@ class Mamba4Rec(SequenceEncoderRecommender):
         self.dt_init: str = config["dt_init"]
         self.last_position_only: bool = bool(config["last_position_only"])
         self.scan_impl: str = config["scan_impl"]
-        if self.dt_init not in DT_INITS:
-            raise ConfigError(f"dt_init={self.dt_init!r}; allowed: {' | '.join(DT_INITS)}")
-        resolve_scan_impl(self.scan_impl, torch.device("cpu"))  # unknown or unusable: ConfigError
+        self.check_config(config)
 
         # define layers
         d, eps = self.hidden_size, self.layer_norm_eps

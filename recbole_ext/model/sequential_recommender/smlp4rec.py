@@ -90,6 +90,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from recbole_ext.errors import ConfigError
 from recbole_ext.model.abstract_recommender import SequenceEncoderRecommender
 from recbole_ext.model.layers import gather_positions, normal_init_
 from recbole_ext.model.smlp_layers import ItemFeatureEmbedding, SMLPBlock, usable_item_fields
@@ -100,6 +101,24 @@ BLOCK_NORM_EPS = 1e-5
 
 class SMLP4Rec(SequenceEncoderRecommender):
     """SMLP4Rec (see the module docstring). ``forward(item_seq, item_seq_len) -> [B, d]``."""
+
+    @classmethod
+    def check_config(cls, config) -> None:
+        """The rules of this model's keys that need no data, run with the configuration's checks
+        before any data is read: ``selected_features`` names no field twice, and only fields of
+        ``load_col``'s item list when it has one (the rest is checked against the data set,
+        :func:`recbole_ext.model.smlp_layers.usable_item_fields`)."""
+        selected = list(config["selected_features"] or [])
+        if len(set(selected)) != len(selected):
+            raise ConfigError(f"invalid configuration: selected_features={selected} names a field twice")
+        load_col = config["load_col"]
+        listed = load_col.get("item") if isinstance(load_col, dict) else None
+        missing = [f for f in selected if listed is not None and f not in listed]
+        if missing:
+            raise ConfigError(
+                f"invalid configuration: selected_features names {missing[0]!r}, which is not a loaded item "
+                f"feature; loaded item features: {list(listed)} (load_col's item list; add it there)"
+            )
 
     def __init__(self, config, dataset):
         super().__init__(config, dataset)
@@ -116,6 +135,7 @@ class SMLP4Rec(SequenceEncoderRecommender):
         self.pooling_mode: str = config["pooling_mode"]
         self.mask_padding: bool = bool(config["mask_padding"])
         self.last_position_only: bool = bool(config["last_position_only"])
+        self.check_config(config)
         #: the fields embedded (none when the data set has no item features)
         self.feature_fields: List[str] = usable_item_fields(dataset, self.selected_features)
 
