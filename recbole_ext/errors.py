@@ -60,7 +60,8 @@ def one_line(exc: BaseException, limit: int = 300) -> str:
 
 class ArgumentParser(argparse.ArgumentParser):
     """argparse that raises a :class:`UserError` (one line, exit 2) instead of printing usage,
-    and never takes an abbreviation of an option for the option (``--seed`` is not ``--seeds``)."""
+    never takes an abbreviation of an option for the option (``--seed`` is not ``--seeds``), and
+    refuses an option given an empty value."""
 
     def __init__(self, *args, **kwargs):
         kwargs["allow_abbrev"] = False
@@ -68,3 +69,13 @@ class ArgumentParser(argparse.ArgumentParser):
 
     def error(self, message: str):
         raise UserError(message)
+
+    def parse_known_args(self, args=None, namespace=None):
+        """argparse's, and an option given an empty value (``--seeds=``) is an error, not the
+        option left out."""
+        parsed, rest = super().parse_known_args(args, namespace)
+        for action in self._actions:
+            if action.option_strings and getattr(parsed, action.dest, None) == "" and action.default != "":
+                name = max(action.option_strings, key=len)
+                raise UserError(f"{name} is empty: give it a value, or leave the option out")
+        return parsed, rest

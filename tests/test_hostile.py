@@ -236,3 +236,22 @@ def test_a_models_own_rules_run_before_the_data_set_is_read(model, keys, needle,
     rc = cli.main([f"--model={model}", f"--data_path={data}", *rest, *keys])
     line = one_line(capsys, rc, needle=needle)
     assert len(line) < 250 and tree(work) == []
+
+
+@pytest.mark.parametrize(
+    "argv,needle",
+    [
+        (["reproduce", "glint-ru", "--dataset=ml-100k", "--seeds="], "--seeds is empty"),
+        (["tune", "--model=GRU4Rec,SASRec", "--dataset=ml-100k", "--trials=1", "--storage="], "--storage is empty"),
+        (["compare", "--model=GRU4Rec,SASRec", "--dataset=ml-100k", "--results-dir="], "--results-dir is empty"),
+        (["data", "stats", "ml-100k", "--data_path="], "--data_path is empty"),
+    ],
+    ids=["seeds", "storage", "results-dir", "data-path"],
+)
+def test_an_empty_value_is_an_error_not_the_default(argv, needle, empty, capsys, monkeypatch):
+    from recbole_ext.pipeline import Run
+
+    work, _ = empty
+    monkeypatch.setattr(Run, "prepare_data", lambda self: pytest.fail("a run started"))
+    one_line(capsys, cli.main(argv), needle=needle)
+    assert tree(work) == []
