@@ -12,6 +12,7 @@ import dataclasses
 import os
 from typing import List, Optional, Tuple
 
+from recbole_ext.devices import check_device, check_device_indices
 from recbole_ext.errors import UserError
 from recbole_ext.fileio import folder_problem
 
@@ -41,6 +42,7 @@ def parse_devices(value: Optional[str]) -> Tuple[str, ...]:
     devices = tuple(split_list(value))
     if any(not d.isdigit() for d in devices) or len(set(devices)) != len(devices):
         raise UserError(f"--devices takes distinct device indices separated by commas, got '{value}'")
+    check_device_indices(value, devices)
     return devices
 
 
@@ -279,22 +281,7 @@ class EvaluateRequest:
                     "the model and data keys are the checkpoint's"
                 )
         if self.device is not None:
-            _check_device(self.device)
-
-
-def _check_device(name: str) -> None:
-    """``name`` is ``cpu`` or a CUDA device this machine has."""
-    import torch
-
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        device = None
-    if device is None or device.type not in ("cpu", "cuda"):
-        raise UserError(f"--device {name} is not a device: cpu, cuda or cuda:N")
-    visible = torch.cuda.device_count() if torch.cuda.is_available() else 0
-    if device.type == "cuda" and (device.index or 0) >= visible:
-        raise UserError(f"--device {name}: this machine has {visible} CUDA device(s)")
+            check_device(self.device)
 
 
 @dataclasses.dataclass(frozen=True)

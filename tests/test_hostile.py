@@ -255,3 +255,30 @@ def test_an_empty_value_is_an_error_not_the_default(argv, needle, empty, capsys,
     monkeypatch.setattr(Run, "prepare_data", lambda self: pytest.fail("a run started"))
     one_line(capsys, cli.main(argv), needle=needle)
     assert tree(work) == []
+
+
+@pytest.mark.parametrize("command", ["compare", "reproduce"])
+def test_devices_this_machine_lacks_are_refused(command, empty, capsys, monkeypatch):
+    work, _ = empty
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    what = ["compare", "--model=GRU4Rec,SASRec"] if command == "compare" else ["reproduce", "glint-ru"]
+    rc = cli.main([*what, "--dataset=ml-100k", "--devices=0"])
+    one_line(capsys, rc, needle="--devices 0: this machine has no CUDA device")
+    assert tree(work) == []
+
+
+def test_parallel_runs_keep_the_users_thread_limit(empty, capsys, monkeypatch):
+    """``OMP_NUM_THREADS=1`` holds in every process of a parallel comparison."""
+    import subprocess
+
+    from recbole_ext.compare import parallel
+
+    work, data = empty
+    envs = []
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    monkeypatch.setattr(parallel.os, "cpu_count", lambda: 8)
+    monkeypatch.setattr(
+        parallel.subprocess, "run", lambda cmd, env, **kw: envs.append(env) or subprocess.CompletedProcess(cmd, 1)
+    )
+    cli.main(["compare", "--model=GRU4Rec,SASRec", *SLICE, f"--data_path={data}", *TINY, "--jobs=2", "--no-plot"])
+    assert len(envs) == 2 and {e["OMP_NUM_THREADS"] for e in envs} == {"1"}, [e["OMP_NUM_THREADS"] for e in envs]

@@ -48,13 +48,21 @@ def run_parallel(
     for device in devices or [None] * jobs:
         slots.put(device)
     workers = len(devices) if devices else jobs
-    threads = max(1, (os.cpu_count() or 1) // workers)
+    threads = worker_threads(workers)
     with ThreadPoolExecutor(max_workers=workers) as pool:
         done = {job.key: rec for job, rec in zip(todo, pool.map(lambda job: _run_job(spec, job, slots, threads), todo))}
     records.update(done)
     ordered = [records[key] for key in grid]
     write_outputs(ordered, request.dataset, spec.results_dir, plot=request.plot, echo=echo, title=table_title(request))
     return ordered, spec.results_dir
+
+
+def worker_threads(workers: int) -> int:
+    """Threads for each of ``workers`` processes: the cores shared out, and never more than the
+    user's own ``OMP_NUM_THREADS`` limit."""
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    limit = os.environ.get("OMP_NUM_THREADS", "").strip()
+    return min(threads, int(limit)) if limit.isdigit() and int(limit) >= 1 else threads
 
 
 @dataclasses.dataclass(frozen=True)
