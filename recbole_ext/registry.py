@@ -116,7 +116,7 @@ def canonical_model_name(name: str) -> str:
         return by_lower[name.lower()]
     close = difflib.get_close_matches(name.lower(), list(by_lower), n=5, cutoff=0.6)
     hint = f" Did you mean: {', '.join(by_lower[c] for c in close)}?" if close else ""
-    raise UnknownModelError(f"unknown model '{name}'.{hint} Known models: {', '.join(known)}")
+    raise UnknownModelError(f"unknown model '{name}'.{hint} 'recbole-ext models' lists all {len(known)}")
 
 
 def get_model(model_name: str):

@@ -37,9 +37,11 @@ def assert_user_error(proc, *needles, cwd=None):
         assert not left, f"files left behind: {left}"
 
 
-def test_unknown_model_lists_close_matches_and_all_names(tmp_path):
+def test_unknown_model_lists_close_matches_and_where_all_names_are(tmp_path):
     proc = run_cli(["--model=SASRek", "--dataset=ml-100k"], tmp_path)
-    assert_user_error(proc, "unknown model 'SASRek'", "Did you mean: SASRec", "Known models:", "GRU4Rec", cwd=tmp_path)
+    assert_user_error(
+        proc, "unknown model 'SASRek'", "Did you mean: SASRec", "'recbole-ext models' lists all", cwd=tmp_path
+    )
 
 
 def test_missing_dataset_says_where_it_looked(tmp_path):

@@ -239,7 +239,7 @@ def test_data_commands_list_fetch_and_stats(publisher, tmp_path):
     common = [f"--data_path={tmp_path / 'data'}", f"--data_sources={registry_file}"]
     listed = run(["data", "list", *common], tmp_path)
     assert listed.returncode == 0 and any(
-        line.startswith("ml-tiny") and "fetches itself" in line for line in listed.stdout.splitlines()
+        line.startswith("ml-tiny") and "downloaded on first use" in line for line in listed.stdout.splitlines()
     ), listed.stdout
     assert run(["data", "fetch", "ml-tiny", *common], tmp_path).returncode == 0
     stats = run(["data", "stats", "ml-tiny", *common], tmp_path)

@@ -282,3 +282,64 @@ def test_parallel_runs_keep_the_users_thread_limit(empty, capsys, monkeypatch):
     )
     cli.main(["compare", "--model=GRU4Rec,SASRec", *SLICE, f"--data_path={data}", *TINY, "--jobs=2", "--no-plot"])
     assert len(envs) == 2 and {e["OMP_NUM_THREADS"] for e in envs} == {"1"}, [e["OMP_NUM_THREADS"] for e in envs]
+
+
+def test_data_list_is_narrow_and_says_downloaded_on_first_use(empty, capsys):
+    assert cli.main(["data", "list"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    where = lines[0].index("FORMAT") - lines[0].index("WHERE")
+    assert where <= 45, lines[0]
+    assert any("downloaded on first use" in line for line in lines) and not any(
+        "fetches itself" in line for line in lines
+    )
+    assert any(line.startswith("ml-100k") and "on disk: <recbole>/dataset_example/ml-100k" in line for line in lines)
+
+
+@pytest.mark.parametrize(
+    "argv,needle",
+    [
+        (["--model=SASRek", "--dataset=ml-100k"], "Did you mean: SASRec"),
+        (["--model=SASRec", "--dataset=ml-1mm", "--download=never"], "Did you mean: ml-1m"),
+    ],
+    ids=["model", "data-set"],
+)
+def test_unknown_names_list_close_matches_not_the_whole_registry(argv, needle, empty, capsys):
+    line = one_line(capsys, cli.main(argv), needle=needle)
+    assert len(line) <= 240 and "GRU4Rec" not in line and "amazon-beauty" not in line, line
+
+
+def test_a_preset_without_a_section_says_where_to_compare(empty, capsys):
+    work, _ = empty
+    (work.parent / "mine.yaml").write_text("paper: x\ndatasets: {}\n")
+    rc = cli.main(["reproduce", str(work.parent / "mine.yaml"), "--dataset=ml-100k"])
+    line = one_line(capsys, rc, needle="compare its layout with")
+    assert "KeyError" not in line and "glint-ru.yaml" in line
+
+
+def test_an_unopenable_study_database_says_what_to_check():
+    from recbole_ext.errors import UserError
+    from recbole_ext.tune.trials import _rdb_storage
+
+    with pytest.raises(UserError, match="the database file's folder must exist and be writable"):
+        _rdb_storage("sqlite:////nonexistent/folder/study.db", attempts=1)
+
+
+def test_a_damaged_checkpoint_says_what_to_do(empty, capsys):
+    work, _ = empty
+    torch.save({"format": 1, "config": {}, "state_dict": {"w": torch.zeros(1000)}}, str(work / "whole.pth"))
+    data = (work / "whole.pth").read_bytes()
+    (work / "cut.pth").write_bytes(data[: len(data) // 2])
+    (work / "noise.pth").write_bytes(b"\x80\x02}q\x00(X\x01")
+    for name in ("cut.pth", "noise.pth"):
+        rc = cli.main(["recommend", f"--checkpoint={name}", "--items=1"])
+        line = one_line(capsys, rc, needle="cut short or damaged; use another checkpoint, or train again")
+        assert len(line) < 250, line
+
+
+def test_a_search_space_typo_without_a_close_match_says_where_the_keys_are(empty, capsys):
+    work, data = empty
+    space = work.parent / "space.yaml"
+    space.write_text("GRU4Rec:\n  zzqx: {choice: [8, 16]}\n")
+    rc = cli.main(["tune", "--model=GRU4Rec", *SLICE, f"--data_path={data}", "--trials=2", f"--space={space}"])
+    one_line(capsys, rc, needle="'zzqx', which is not a key of GRU4Rec, its data set or RecBole; GRU4Rec's keys are in")
+    assert tree(work) == []

@@ -44,7 +44,7 @@ def test_case_insensitive_and_unknown_names():
     assert get_model("sasrec").__name__ == "SASRec"
     with pytest.raises(UnknownModelError) as e:
         get_model("SASRek")
-    assert "SASRec" in str(e.value) and "Known models" in str(e.value)
+    assert "SASRec" in str(e.value) and "'recbole-ext models' lists all" in str(e.value)
 
 
 def test_trainer_resolution_wraps_recbole_trainers():

@@ -111,7 +111,7 @@ def data(request: DataRequest) -> int:
     """``data list``: the registry and what is on disk; ``data fetch NAME``: fetch and convert
     without training; ``data stats NAME``: the figures of a data set (fetched first if needed)."""
     from recbole_ext.data.fetch import fetch_dataset, find_or_fetch
-    from recbole_ext.data.locate import locate_dataset
+    from recbole_ext.data.locate import locate_dataset, short_path
     from recbole_ext.data.sources import registry
     from recbole_ext.data.stats import dataset_stats
 
@@ -120,9 +120,9 @@ def data(request: DataRequest) -> int:
         rows = [("NAME", "WHERE", "FORMAT", "SOURCE")]
         for name, source in sorted(registry(request.data_sources).items()):
             try:
-                where = "on disk: " + locate_dataset(name, request.data_path)
+                where = "on disk: " + short_path(locate_dataset(name, request.data_path))
             except DatasetNotFoundError:
-                where = "fetches itself" if source.fetchable else "by hand"
+                where = "downloaded on first use" if source.fetchable else "by hand"
             rows.append((name, where, source.format or "-", source.url or source.terms))
         widths = [max(len(r[i]) for r in rows) for i in range(3)]
         for row in rows:

@@ -247,7 +247,7 @@ def find_or_fetch(
             raise DatasetNotFoundError(f"{missing} ({dataset}: {source.terms})") from None
         if str(download or "auto").lower() == "never":
             raise DatasetNotFoundError(
-                f"{missing} (it fetches itself from {source.url}, but download is 'never': set "
+                f"{missing} (it is downloaded on first use from {source.url}, but download is 'never': set "
                 f"--download=auto or run 'recbole-ext data fetch {dataset}')"
             ) from None
         root = data_path if data_path and os.path.normpath(data_path) != "dataset" else "datasets"

@@ -9,13 +9,14 @@ recbole_ext looks in these places, in order, and uses the first folder that hold
 3. ``$RECBOLE_EXT_DATA/<dataset>/`` (a data root of the user's, e.g. shared by several projects);
 4. RecBole's bundled example data (``recbole/dataset_example/<dataset>``, ml-100k only).
 
-If none has it, :class:`~recbole_ext.errors.DatasetNotFoundError` lists every path tried and
-how to get the data; :func:`recbole_ext.data.fetch.find_or_fetch` then fetches a registry data
+If none has it, :class:`~recbole_ext.errors.DatasetNotFoundError` lists every path tried, the
+close names of the registry and the search path, and where to look next; :func:`recbole_ext.data.fetch.find_or_fetch` then fetches a registry data
 set.
 """
 
 from __future__ import annotations
 
+import difflib
 import os
 from typing import List, Optional
 
@@ -51,10 +52,38 @@ def locate_dataset(dataset: str, data_path: Optional[str], only_data_path: bool 
     for d in tried:
         if os.path.isfile(os.path.join(d, f"{dataset}.inter")):
             return d
+    close = difflib.get_close_matches(dataset, known_names(data_path), n=3)
+    hint = f" Did you mean: {', '.join(close)}?" if close else ""
     raise DatasetNotFoundError(
-        f"data set '{dataset}' not found: no {dataset}.inter in "
-        + ", ".join(tried)
-        + f". Put RecBole atomic files at datasets/{dataset}/{dataset}.inter (see datasets/README.md), "
-        "set data_path or $RECBOLE_EXT_DATA, convert raw files with 'recbole-ext convert', or name a "
-        "data set of the registry ('recbole-ext data list'), which fetches itself"
+        f"data set '{dataset}' not found: no {dataset}.inter in {', '.join(map(short_path, tried))}.{hint} "
+        "See 'recbole-ext data list' and datasets/README.md"
     )
+
+
+def known_names(data_path: Optional[str]) -> List[str]:
+    """The data sets a name may be meant as: the registry's and the folders of the search path."""
+    from recbole_ext.data.sources import registry
+    from recbole_ext.errors import UserError
+
+    try:
+        names = set(registry(None))
+    except UserError:  # a broken sources file is said where it is read
+        names = set()
+    for root in {os.path.dirname(d) for d in candidate_dirs("_", data_path)}:
+        if os.path.isdir(root):
+            names.update(n for n in os.listdir(root) if os.path.isfile(os.path.join(root, n, f"{n}.inter")))
+    return sorted(names)
+
+
+def short_path(path: str) -> str:
+    """``path`` as a reader takes it in: ``<recbole>/...`` inside RecBole's package, relative to
+    the current folder inside it, ``~/...`` under the home folder, else whole."""
+    full = os.path.abspath(path)
+    cwd, home = os.getcwd(), os.path.expanduser("~")
+    if full.startswith(RECBOLE_DIR + os.sep):
+        return "<recbole>" + full[len(RECBOLE_DIR) :]
+    if full.startswith(cwd + os.sep):
+        return os.path.relpath(full, cwd)
+    if home not in ("", "/") and full.startswith(home + os.sep):
+        return "~" + full[len(home) :]
+    return full

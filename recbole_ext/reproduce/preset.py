@@ -145,7 +145,10 @@ def load_preset(name_or_path: str) -> Preset:
         raise ConfigError(f"preset {path}: {str(e).splitlines()[0]}") from None
     try:
         return _parse(os.path.splitext(os.path.basename(path))[0], path, raw)
-    except (KeyError, TypeError, ValueError, AttributeError) as e:
+    except KeyError as e:
+        shipped = os.path.join(PRESET_DIR, f"{preset_names()[0]}.yaml")
+        raise ConfigError(f"preset {path}: no key {e} where one belongs; compare its layout with {shipped}") from None
+    except (TypeError, ValueError, AttributeError) as e:
         raise ConfigError(f"preset {path}: {type(e).__name__}: {e}") from None
 
 

@@ -129,7 +129,11 @@ def load_checkpoint(path: str, trust_checkpoint: bool = False, map_location="cpu
         raw, legacy = safe_load(path, map_location=map_location), False
     except Exception as e:  # noqa: BLE001 - torch raises several types here
         if not _is_legacy_refusal(e):
-            raise CheckpointError(f"cannot read checkpoint {path}: {type(e).__name__}: {e}") from None
+            why = str(e).strip().split(". ")[0].splitlines()[0][:100] if str(e).strip() else ""
+            raise CheckpointError(
+                f"cannot read checkpoint {path} ({type(e).__name__}: {why}): the file is cut short or damaged; "
+                "use another checkpoint, or train again"
+            ) from None
         if not trust_checkpoint:
             raise UntrustedCheckpointError(f"refusing to load {path}: {_LEGACY_WHY}") from None
         raw, legacy = _unpickle(path, map_location), True

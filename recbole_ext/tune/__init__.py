@@ -18,6 +18,7 @@ numpy 2.
 
 from __future__ import annotations
 
+import difflib
 import os
 from typing import Callable, List
 
@@ -92,9 +93,11 @@ def _checked_spec(request: TuneRequest, results_dir: str):
             raise UserError(f"{model}: {', '.join(both)} is both searched and set on the command line")
         strange = sorted(k for k in space if k not in plain.config.final_config_dict)
         if strange:
+            close = difflib.get_close_matches(strange[0], list(plain.config.final_config_dict), n=3)
+            hint = f"did you mean {', '.join(close)}?" if close else f"{model}'s keys are in its properties/model YAML"
             raise UserError(
                 f"the search space of {model} has {strange[0]!r}, which is not a key of {model}, "
-                "its data set or RecBole"
+                f"its data set or RecBole; {hint}"
             )
         config = Run.resolve(
             model, request.dataset, request.files, extremes(space)[0], request.config_args, lenient_keys=lenient

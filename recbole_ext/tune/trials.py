@@ -79,8 +79,17 @@ def _rdb_storage(url: str, attempts: int = 5):
                 continue
             from recbole_ext.errors import UserError
 
-            raise UserError(f"--storage {url}: {type(cause).__name__}: {str(cause).splitlines()[0]}") from None
+            raise UserError(
+                f"--storage {url}: {type(cause).__name__}: {str(cause).splitlines()[0]}; {_storage_hint(url)}"
+            ) from None
     raise AssertionError("unreachable")
+
+
+def _storage_hint(url: str) -> str:
+    """What to check when the database of ``url`` cannot be opened."""
+    if url.startswith("sqlite:"):
+        return "the database file's folder must exist and be writable (sqlite:////absolute/path.db)"
+    return "check the URL, that the server answers and that its Python driver is installed"
 
 
 def open_study(spec: TuneSpec, model: str, storage=None) -> optuna.Study:
