@@ -187,6 +187,8 @@ class Config(RecBoleConfig):
         self._lenient_keys = set(lenient_keys)
         #: command-line keys this model's defaults do not know (only the lenient ones get here)
         self.unknown_cmd_keys: set = set()
+        #: every key no default knows (files, ``config_dict``, the command line): it changes nothing
+        self.unknown_keys: set = set()
         super().__init__(model, dataset, config_file_list, config_dict)
         self._warn_unknown_model_keys()
 
@@ -374,6 +376,7 @@ class Config(RecBoleConfig):
         for key in self.external_config_dict:
             if key in known:
                 continue
+            self.unknown_keys.add(key)
             close = difflib.get_close_matches(key, own, n=3, cutoff=0.6) or difflib.get_close_matches(
                 key, sorted(known), n=3, cutoff=0.75
             )

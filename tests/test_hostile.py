@@ -343,3 +343,28 @@ def test_a_search_space_typo_without_a_close_match_says_where_the_keys_are(empty
     rc = cli.main(["tune", "--model=GRU4Rec", *SLICE, f"--data_path={data}", "--trials=2", f"--space={space}"])
     one_line(capsys, rc, needle="'zzqx', which is not a key of GRU4Rec, its data set or RecBole; GRU4Rec's keys are in")
     assert tree(work) == []
+
+
+def test_a_variant_file_that_changes_nothing_is_refused_before_the_first_run(empty, capsys, monkeypatch):
+    from recbole_ext.pipeline import Run
+
+    work, data = empty
+    configs = work.parent / "variants"
+    configs.mkdir()
+    (configs / "GRU4Rec@hi.yaml").write_text("dropout_prop: 0.5\n")
+    monkeypatch.setattr(Run, "train_and_test", lambda self, *a, **k: pytest.fail("a model trained"))
+    argv = ["compare", "--model=GRU4Rec,GRU4Rec@hi", *SLICE, f"--data_path={data}", *TINY, f"--model-configs={configs}"]
+    line = one_line(capsys, cli.main(argv), needle="GRU4Rec@hi would train with the same settings as GRU4Rec")
+    assert "dropout_prop is no key of GRU4Rec" in line and "dropout_prob" in line
+    assert tree(work) == []
+    (configs / "GRU4Rec@hi.yaml").write_text("dropout_prob: 0.5\n")  # a real difference runs
+    from recbole_ext.command import CompareRequest
+    from recbole_ext.compare.runner import preflight
+
+    request = CompareRequest(
+        models=("GRU4Rec", "GRU4Rec@hi"),
+        dataset="ml-slice",
+        config_args=(*SLICE[1:], f"--data_path={data}"),
+        model_configs=str(configs),
+    )
+    assert list(preflight(request)) == ["GRU4Rec", "GRU4Rec@hi"]

@@ -10,8 +10,8 @@ recbole_ext looks in these places, in order, and uses the first folder that hold
 4. RecBole's bundled example data (``recbole/dataset_example/<dataset>``, ml-100k only).
 
 If none has it, :class:`~recbole_ext.errors.DatasetNotFoundError` lists every path tried, the
-close names of the registry and the search path, and where to look next; :func:`recbole_ext.data.fetch.find_or_fetch` then fetches a registry data
-set.
+close names of the registry and the search path, and where to look next;
+:func:`recbole_ext.data.fetch.find_or_fetch` then fetches a registry data set.
 """
 
 from __future__ import annotations

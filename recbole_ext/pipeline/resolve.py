@@ -72,4 +72,33 @@ def resolve_all(
     if unknown:
         key = sorted(unknown)[0]
         raise ConfigError(f"--{key} is a key of none of {', '.join(runs)}, their data set or RecBole")
+    check_rows_differ(runs)
     return runs
+
+
+def effective_settings(run: Run) -> Dict[str, Any]:
+    """What a run trains with: its resolved configuration without the list of files read and
+    without the keys no default knows (they change nothing)."""
+    config = run.config
+    ignored = {"config_files"} | set(config.unknown_keys)
+    return {k: v for k, v in config.final_config_dict.items() if k not in ignored}
+
+
+def check_rows_differ(runs: Dict[str, Run]) -> None:
+    """Two rows of the same model (``Model`` and ``Model@variant``, or two variants) that would
+    train with equal settings are a one-line ConfigError naming the keys their files set that
+    change nothing (a misspelt key makes a variant its model again)."""
+    seen: List[Tuple[str, str]] = []
+    for entry, run in runs.items():
+        text = repr(sorted(effective_settings(run).items(), key=lambda kv: kv[0]))
+        twin = next((other for other, known in seen if known == text and model_of(other) == model_of(entry)), None)
+        seen.append((entry, text))
+        if twin is None:
+            continue
+        unknown = sorted(run.config.unknown_keys - runs[twin].config.unknown_keys)
+        why = f": its settings' {', '.join(unknown)} is no key of {model_of(entry)}" if unknown else ""
+        warnings = [w for w in getattr(run.config, "unknown_key_warnings", []) if "did you mean" in w]
+        hint = f" ({warnings[0].split('; ', 1)[1]})" if unknown and warnings else ""
+        raise ConfigError(
+            f"{entry} would train with the same settings as {twin}{why}{hint}; change its file or drop the row"
+        )
