@@ -4,7 +4,9 @@ checkpoint to continue is compared with its shapes."""
 
 from __future__ import annotations
 
+import logging
 import os
+import warnings
 from typing import Optional
 
 import torch
@@ -24,13 +26,18 @@ def meta_model(model_class: type, config, dataset) -> Optional[torch.nn.Module]:
 
     if getattr(model_class, "type", None) in (ModelType.TRADITIONAL, ModelType.DECISIONTREE):
         return None
+    quiet = logging.root.manager.disable
+    logging.disable(logging.WARNING)  # the real build says what it has to say, once
     try:
-        with torch.device("meta"):
+        with torch.device("meta"), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
             return model_class(config, dataset)
     except UserError:  # a model's check of its settings against the data set
         raise
     except Exception:  # noqa: BLE001 - a model that builds only on a real device is checked by building it
         return None
+    finally:
+        logging.disable(quiet)
 
 
 def state_bytes(model: torch.nn.Module) -> int:
