@@ -176,7 +176,7 @@ def test_options_are_never_abbreviated():
     assert request.config_args == ("--seed=7", "--resu=x")
 
 
-def test_each_line_parses_once_into_its_typed_request():
+def test_each_line_parses_once_into_its_typed_request(monkeypatch):
     """One place decides the command: ``train`` is the default, a comma in ``--model`` or an
     option only ``compare`` has makes it compare, the flags of earlier versions still work."""
     from recbole_ext import command
@@ -200,6 +200,7 @@ def test_each_line_parses_once_into_its_typed_request():
         assert type(parse(list(argv))) is kind, argv
     train = parse(["--model=GLINTRU", "--dataset=ml-100k", "--no-save", "--epochs=1", "--verbose"])
     assert (train.model, train.saved, train.config_args) == ("GLINTRU", False, ("--epochs=1", "--verbose=True"))
+    monkeypatch.setattr("recbole_ext.devices.cuda_indices", lambda: ("0", "1"))  # a machine with two GPUs
     comp = parse(["--model=A,B", "--dataset=d", "--seeds=1,2", "--devices=0,1", "--lr=1"])
     assert (comp.models, comp.seeds, comp.devices, comp.config_args) == (("A", "B"), (1, 2), ("0", "1"), ("--lr=1",))
 
