@@ -111,7 +111,7 @@ def check_eval_split(eval_args: Any, sequential: bool = True) -> None:
     if method.sequential_only and not sequential:
         raise ConfigError(f"invalid configuration: eval_args split {name} is for sequential models only")
     if order is not None and order not in method.orders:
-        raise ConfigError(f"invalid configuration: eval_args split {name} needs order {' or '.join(method.orders)}")
+        raise ConfigError(f"invalid configuration: eval_args split {name} needs order: {' or '.join(method.orders)}")
     group_by = eval_args.get("group_by")
     if name == "RS" and group_by not in GROUP_BY:
         raise ConfigError(f"invalid configuration: eval_args group_by {group_by!r}; allowed with RS: none or user")

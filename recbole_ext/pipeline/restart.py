@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+from logging import getLogger
 from typing import Optional
 
 from recbole_ext.distributed import broadcast, is_distributed, rank
@@ -64,3 +65,13 @@ def forget(cfg, saved: bool) -> None:
             os.remove(path)
         except FileNotFoundError:
             pass
+
+
+def restart_point(cfg, resume_file: Optional[str], saved: bool) -> Optional[str]:
+    """The checkpoint a run continues: ``resume_file``, or, in a group torchrun restarted, the
+    run's own (:func:`restarted_checkpoint`); noted for a later restart (:func:`note_checkpoint`)."""
+    chosen = restarted_checkpoint(cfg, resume_file, saved)
+    if chosen and not resume_file:
+        getLogger().info(f"torchrun restarted the group: continuing {chosen}")
+    note_checkpoint(cfg, chosen or os.path.join(cfg["checkpoint_dir"], cfg["run_id"] + ".pth"), saved)
+    return chosen

@@ -342,16 +342,6 @@ class Run:
         logger.info(self.config, extra={"file_only": not self.config["verbose"]})
         return path
 
-    def _restart_point(self, resume_file: Optional[str], saved: bool) -> Optional[str]:
-        """The checkpoint to continue (``resume_file``, or the run's own in a group torchrun
-        restarted: :mod:`recbole_ext.pipeline.restart`), noted for a later restart."""
-        cfg = self.config
-        chosen = restart.restarted_checkpoint(cfg, resume_file, saved)
-        if chosen and not resume_file:
-            getLogger().info(f"torchrun restarted the group: continuing {chosen}")
-        restart.note_checkpoint(cfg, chosen or os.path.join(cfg["checkpoint_dir"], cfg["run_id"] + ".pth"), saved)
-        return chosen
-
     def _data_to_result(self, saved: bool, resume_file: Optional[str], trust_checkpoint: bool) -> RunResult:
         """Data, loaders, training and test; a data-parallel peer that stops answering (killed,
         stopped, its machine gone) ends this rank within ``dist_timeout_s`` in one line."""
@@ -389,7 +379,7 @@ class Run:
             run_id = broadcast(new_run_id(cfg)) if is_distributed(cfg) else None  # one name for all ranks
             log_file = self.open_log(log_dir, run_id=run_id)
             try:
-                resume_file = self._restart_point(resume_file, saved)
+                resume_file = restart.restart_point(cfg, resume_file, saved)
                 if resume_file:  # a wrong or unreadable checkpoint stops the run before the data set is built
                     world = int(cfg["world_size"]) if is_distributed(cfg) else 1
                     # rank 0 reads the file and sends it to the others: only its machine needs it
