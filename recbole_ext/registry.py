@@ -146,13 +146,13 @@ def _mend_recbole_model(model_class: type) -> type:
     resolve to our subclass (:data:`recbole_ext.model.recbole_fixes.FIXES` in front of
     RecBole's class, same name). The class is this module's attribute of that name (see
     :func:`__getattr__`), so pickle finds it (a pickled RecBole Config names its model class)."""
-    fix = recbole_fixes.FIXES.get(model_class.__name__)
-    if fix is None:
+    fixes = recbole_fixes.FIXES.get(model_class.__name__)
+    if fixes is None:
         return model_class
     if model_class not in _MENDED:
         _MENDED[model_class] = type(
             model_class.__name__,
-            (fix, model_class),
+            (*fixes, model_class),
             {"__module__": __name__, "__qualname__": model_class.__name__, "__doc__": model_class.__doc__},
         )
     return _MENDED[model_class]

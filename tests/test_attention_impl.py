@@ -255,4 +255,4 @@ def test_every_recbole_model_with_multi_head_attention_is_covered():
             if isinstance(node, ast.ClassDef) and any(b.endswith("Recommender") for b in bases):
                 found.add(node.name)
     assert found == set(ATTENTION_MODELS)
-    assert all(FIXES[name] is attention.AttentionImplFix for name in ATTENTION_MODELS)
+    assert all(FIXES[name][0] is attention.AttentionImplFix for name in ATTENTION_MODELS)

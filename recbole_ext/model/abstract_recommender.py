@@ -15,7 +15,8 @@ import torch
 from recbole.model.abstract_recommender import SequentialRecommender
 from torch import nn
 
-from recbole_ext.model.loss import bpr_loss, softmax_ce_loss
+from recbole_ext.model.linear_head import LinearHead, linear_softmax_ce, loss_impl_of
+from recbole_ext.model.loss import bpr_loss
 
 
 class SequenceEncoderRecommender(SequentialRecommender):
@@ -25,7 +26,9 @@ class SequenceEncoderRecommender(SequentialRecommender):
     and implement :meth:`forward`. Set ``item_bias: True`` in the config to add a learned
     per-item bias to every score.
 
-    Config keys read here: ``loss_type`` (``CE`` or ``BPR``), ``item_bias`` (bool, optional).
+    Config keys read here: ``loss_type`` (``CE`` or ``BPR``), ``item_bias`` (bool, optional),
+    ``loss_impl`` (``dense`` or ``chunked``: CE with or without the ``[B, n_items]`` logits,
+    :mod:`recbole_ext.model.linear_head`).
     RecBole derives the input type from ``loss_type`` (CE: pointwise, BPR: pairwise with one
     sampled negative in ``NEG_ITEM_ID``).
     """
@@ -36,6 +39,7 @@ class SequenceEncoderRecommender(SequentialRecommender):
         # load parameters info
         self.loss_type: str = config["loss_type"]
         self.use_item_bias: bool = bool(config["item_bias"]) if "item_bias" in config else False
+        self.loss_impl: str = loss_impl_of(config)
 
         if self.loss_type not in ("CE", "BPR"):
             raise ValueError(f"loss_type must be 'CE' or 'BPR', got {self.loss_type!r}")
@@ -64,6 +68,10 @@ class SequenceEncoderRecommender(SequentialRecommender):
             scores = scores + self.item_bias
         return scores
 
+    def head(self, seq_output: torch.Tensor) -> LinearHead:
+        """The scores of :meth:`score_all` in parts (query, item table, bias)."""
+        return LinearHead(seq_output, self.item_table(), self.item_bias)
+
     def score_items(self, seq_output: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
         """Scores of given items per sequence.
 
@@ -90,7 +98,7 @@ class SequenceEncoderRecommender(SequentialRecommender):
         seq_output = self._encode(interaction)
         pos_items = interaction[self.POS_ITEM_ID]
         if self.loss_type == "CE":
-            return softmax_ce_loss(self.score_all(seq_output), pos_items)
+            return linear_softmax_ce(self.head(seq_output), pos_items, chunked=self.loss_impl == "chunked")
         neg_items = interaction[self.NEG_ITEM_ID]
         return bpr_loss(self.score_items(seq_output, pos_items), self.score_items(seq_output, neg_items))
 
@@ -101,6 +109,10 @@ class SequenceEncoderRecommender(SequentialRecommender):
     def full_sort_predict(self, interaction) -> torch.Tensor:
         """Scores of every item for each row. Shape: ``[B, n_items]``."""
         return self.score_all(self._encode(interaction))
+
+    def full_sort_head(self, interaction) -> LinearHead:
+        """:meth:`full_sort_predict`'s scores in parts, for evaluation in item chunks."""
+        return self.head(self._encode(interaction))
 
     def predict_candidates(self, interaction, items: torch.Tensor) -> torch.Tensor:
         """Scores of ``items`` ``[B, C]`` for each row's sequence, encoding each sequence once."""

@@ -10,24 +10,6 @@ import torch
 import torch.nn.functional as F
 
 
-def softmax_ce_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Cross-entropy of the true next item against every item in the catalogue.
-
-    Args:
-        logits: scores for every item.
-        target: index of the true item.
-
-    Returns:
-        The mean loss over the batch.
-
-    Shape:
-        - logits: ``[B, n_items]``
-        - target: ``[B]``
-        - output: ``[]``
-    """
-    return F.cross_entropy(logits, target)
-
-
 def bpr_loss(pos_score: torch.Tensor, neg_score: torch.Tensor, gamma: float = 1e-10) -> torch.Tensor:
     """Bayesian personalised ranking: ``-log sigmoid(pos - neg)``, averaged.
 

@@ -18,6 +18,13 @@ Also composed here, though nothing is broken: the transformer models built on Re
 (``manual``, RecBole's attention and the default, or ``sdpa``).
 - GRU4Rec gets :class:`GRUImplFix`, which applies the ``gru_impl`` key (its GRU as a
   :class:`~recbole_ext.model.gru.FastGRU`: ``torch``, the default, or ``triton`` / ``auto``).
+- the sequential models whose CE loss is ``forward(item_seq, item_seq_len) @ item_embedding^T``
+  with nothing added (:data:`LINEAR_CE_MODELS`) get :class:`LinearCEFix`, and BERT4Rec
+  :class:`BERT4RecCEFix`: the ``loss_impl`` key (``chunked``: CE without the logit matrix,
+  :mod:`recbole_ext.model.linear_head`) and ``full_sort_head`` (their full-ranking scores in
+  parts, for evaluation in item chunks). ``dense`` runs RecBole's own ``calculate_loss``.
+
+A model may get several mixins (:data:`FIXES` maps a name to a tuple, first in front).
 """
 
 from __future__ import annotations
@@ -30,6 +37,7 @@ import torch
 
 from recbole_ext.model.attention import ATTENTION_MODELS, AttentionImplFix
 from recbole_ext.model.gru import swap_gru
+from recbole_ext.model.linear_head import LinearHead, linear_softmax_ce, loss_impl_of
 
 
 # ----------------------------------------------------------------------------- graphs
@@ -131,7 +139,6 @@ class FwFMFieldsFix:
         super()._get_feature2field()
 
 
-#: RecBole model name -> the mixin put in front of it
 class GRUImplFix:
     """RecBole's GRU4Rec with the ``gru_impl`` key: its ``nn.GRU`` becomes a
     :class:`~recbole_ext.model.gru.FastGRU` with the same parameters (``torch``, the default,
@@ -144,12 +151,85 @@ class GRUImplFix:
             swap_gru(self, impl)
 
 
-FIXES: Dict[str, type] = {
-    **{name: SymNormAdjacencyFix for name in ("LightGCN", "NGCF", "GCMC", "NCL")},
-    "SpectralCF": LaplacianFix,
-    **{name: KGInterGraphFix for name in ("KGIN", "MCCLK")},
-    "FwFM": FwFMFieldsFix,
-    # one mixin per name: none of these has a fix above (one that had would need a mixin of both)
-    **{name: AttentionImplFix for name in ATTENTION_MODELS},
-    "GRU4Rec": GRUImplFix,
-}
+#: RecBole's sequential models whose CE loss is ``forward(item_seq, item_seq_len)`` against
+#: ``item_embedding.weight`` and nothing else (Caser, GCSAN and NextItNet add regularisers, CORE
+#: normalises the table, FEARec and the contrastive models add losses: they keep RecBole's CE)
+LINEAR_CE_MODELS = (
+    "FDSA", "GRU4Rec", "GRU4RecF", "GRU4RecKG", "LightSANs", "NARM", "SASRec", "SASRecF", "SRGNN", "STAMP",
+)  # fmt: skip
+
+
+class LinearCEFix:
+    """``loss_impl`` and ``full_sort_head`` for the models of :data:`LINEAR_CE_MODELS`."""
+
+    def __init__(self, config, dataset) -> None:
+        super().__init__(config, dataset)
+        self.loss_impl = loss_impl_of(config)
+
+    def full_sort_head(self, interaction) -> LinearHead:
+        """``full_sort_predict``'s scores in parts. Shape: query ``[B, d]``, table ``[n_items, d]``."""
+        query = self.forward(interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN])
+        return LinearHead(query, self.item_embedding.weight, None)
+
+    def calculate_loss(self, interaction) -> torch.Tensor:
+        """RecBole's loss; under ``loss_impl: chunked`` its CE without the logit matrix."""
+        if self.loss_type != "CE" or self.loss_impl == "dense":
+            return super().calculate_loss(interaction)
+        return linear_softmax_ce(self.full_sort_head(interaction), interaction[self.POS_ITEM_ID], chunked=True)
+
+
+class BERT4RecCEFix:
+    """BERT4Rec's ``loss_impl`` and ``full_sort_head``. Its CE is over the
+    masked positions: the query of each (row, position) of ``MASK_INDEX`` that is above 0
+    (RecBole's rule: index 0 is its padding), the table without the mask token, its output bias."""
+
+    def __init__(self, config, dataset) -> None:
+        super().__init__(config, dataset)
+        self.loss_impl = loss_impl_of(config)
+
+    def _table(self) -> Tuple[torch.Tensor, torch.Tensor]:
+        return self.item_embedding.weight[: self.n_items], self.output_bias
+
+    def full_sort_head(self, interaction) -> LinearHead:
+        """``full_sort_predict``'s scores in parts: the last real position of each sequence."""
+        item_seq_len = interaction[self.ITEM_SEQ_LEN]
+        item_seq = self.reconstruct_test_data(interaction[self.ITEM_SEQ], item_seq_len)
+        query = self.gather_indexes(self.forward(item_seq), item_seq_len - 1)
+        return LinearHead(query, *self._table())
+
+    def calculate_loss(self, interaction) -> torch.Tensor:
+        """RecBole's loss; under ``loss_impl: chunked`` its CE without the logit matrix.
+
+        Shape: ``MASK_ITEM_SEQ`` ``[B, L]``; ``MASK_INDEX`` and ``POS_ITEMS`` ``[B, M]``.
+        """
+        if self.loss_type != "CE" or self.loss_impl == "dense":
+            return super().calculate_loss(interaction)
+        masked_index = interaction[self.MASK_INDEX]
+        seq_output = self.forward(interaction[self.MASK_ITEM_SEQ])  # [B, L, H]
+        keep = masked_index > 0
+        rows = torch.arange(masked_index.shape[0], device=masked_index.device).unsqueeze(1).expand_as(masked_index)
+        query = seq_output[rows[keep], masked_index[keep]]  # [masked positions, H]
+        target = interaction[self.POS_ITEMS][keep]
+        return linear_softmax_ce(LinearHead(query, *self._table()), target, chunked=True)
+
+
+def _mixins(*groups: Tuple[Tuple[str, ...], type]) -> Dict[str, Tuple[type, ...]]:
+    """Model name -> its mixins, in the order of ``groups`` (the first in front)."""
+    out: Dict[str, Tuple[type, ...]] = {}
+    for names, mixin in groups:
+        for name in names:
+            out[name] = out.get(name, ()) + (mixin,)
+    return out
+
+
+#: RecBole model name -> the mixins put in front of it, the first outermost
+FIXES: Dict[str, Tuple[type, ...]] = _mixins(
+    (("LightGCN", "NGCF", "GCMC", "NCL"), SymNormAdjacencyFix),
+    (("SpectralCF",), LaplacianFix),
+    (("KGIN", "MCCLK"), KGInterGraphFix),
+    (("FwFM",), FwFMFieldsFix),
+    (ATTENTION_MODELS, AttentionImplFix),
+    (("GRU4Rec",), GRUImplFix),
+    (LINEAR_CE_MODELS, LinearCEFix),
+    (("BERT4Rec",), BERT4RecCEFix),
+)

@@ -13,6 +13,9 @@ our loop), so every model (ours and RecBole's) gets:
 - ``torch.amp.GradScaler("cuda", ...)`` instead of the deprecated ``torch.cuda.amp.GradScaler``;
 - fast sampled evaluation (``pop100``/``uni100``) for sequential models: each sequence is encoded
   once instead of once per candidate (:mod:`recbole_ext.evaluation.sampled`);
+- full-ranking evaluation whose memory does not grow with the catalogue: the top-k in item
+  chunks above ``full_sort_memory_mb``, one tie rule for every top-k, scores in float32 for the
+  metrics (:mod:`recbole_ext.evaluation.full_sort`);
 - per-epoch training time, evaluation time per batch and the validation score of each
   evaluated epoch (``valid_curve``), kept in ``self.timings``.
 """
@@ -36,6 +39,7 @@ from tqdm import tqdm
 
 from recbole_ext.distributed import as_one_process, rank
 from recbole_ext.errors import TrainingDiverged
+from recbole_ext.evaluation.full_sort import ChunkedFullSortMixin
 from recbole_ext.evaluation.per_user import CapturingEvaluator, per_user_metrics
 from recbole_ext.evaluation.sampled import SampledEvalMixin, fast_path_on
 from recbole_ext.trainer.data_parallel import DataParallelMixin, no_rank_folders
@@ -43,7 +47,7 @@ from recbole_ext.trainer.fast_path import LossTotal, autocast, check_precision, 
 from recbole_ext.trainer.resume import CheckpointMixin
 
 
-class CompatTrainerMixin(CheckpointMixin, DataParallelMixin, SampledEvalMixin):
+class CompatTrainerMixin(CheckpointMixin, DataParallelMixin, SampledEvalMixin, ChunkedFullSortMixin):
     """Put first in the bases of a RecBole trainer (see the module docstring)."""
 
     def __init__(self, config, model):
@@ -278,12 +282,6 @@ class CompatTrainerMixin(CheckpointMixin, DataParallelMixin, SampledEvalMixin):
     def per_user_result(self) -> Dict[str, "np.ndarray"]:
         """The last evaluation's top-k metrics per user (:mod:`recbole_ext.evaluation.per_user`)."""
         return per_user_metrics(getattr(self.evaluator, "last_struct", None), self.config)
-
-    def _full_sort_batch_eval(self, batched_data):
-        """RecBole's full-ranking batch, with the scores in float32 for the metrics (a no-op
-        unless ``precision: bf16`` produced lower-precision scores)."""
-        interaction, scores, positive_u, positive_i = super()._full_sort_batch_eval(batched_data)
-        return interaction, scores.float(), positive_u, positive_i
 
 
 class Trainer(CompatTrainerMixin, RecBoleTrainer):
