@@ -104,6 +104,21 @@ def test_chunked_loss_with_a_bias_and_one_row():
         torch.testing.assert_close(linear_softmax_ce(head, target, True), linear_softmax_ce(head, target, False))
 
 
+def test_chunked_loss_under_bf16_autocast():
+    """``precision: bf16``: the op runs in bfloat16 (float32 accumulation), the dense logits are
+    bfloat16 too; both losses are float32 and agree to bfloat16's precision."""
+    torch.manual_seed(0)
+    query, table = torch.randn(64, 16), torch.randn(500, 16, requires_grad=True)
+    target = torch.randint(500, (64,))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        head = LinearHead(torch.nn.functional.linear(query, torch.eye(16)), table, None)  # a bf16 query
+        dense, chunked = linear_softmax_ce(head, target, False), linear_softmax_ce(head, target, True)
+    assert head.query.dtype == torch.bfloat16 and dense.dtype == chunked.dtype == torch.float32
+    torch.testing.assert_close(chunked, dense, rtol=2e-2, atol=0)
+    chunked.backward()
+    assert table.grad.dtype == torch.float32 and torch.isfinite(table.grad).all()
+
+
 def test_loss_impl_is_checked(ml100k_slice):
     with pytest.raises(ConfigError, match=r"loss_impl='fused'; allowed: str: dense \| chunked"):
         Config("SASRec", "ml-slice", config_dict={"data_path": ml100k_slice, "loss_impl": "fused"})

@@ -118,6 +118,34 @@ def mask_excluded(scores: torch.Tensor, first_item: int, history: Optional[Tuple
         scores[rows[inside], items[inside] - first_item] = -np.inf
 
 
+def topk_in_item_chunks(
+    head: Any, n_items: int, k: int, memory_mb: float, history: Optional[Tuple[torch.Tensor, torch.Tensor]] = None
+) -> torch.Tensor:
+    """The top-k of a :class:`~recbole_ext.model.linear_head.LinearHead`'s scores over items
+    ``0 .. n_items - 1``, item chunk by item chunk, item 0 and ``history`` excluded.
+
+    Args:
+        head: the scores in parts (``head.scores(start, stop)``).
+        n_items: the catalogue's size, item 0 (padding) included.
+        k: how many items per row.
+        memory_mb: the most memory one chunk's scores and rank keys take.
+        history: ``(rows, items)`` pairs excluded, or None.
+
+    Returns:
+        The item ids, best first, under the tie rule of :mod:`recbole_ext.evaluation.topk`.
+
+    Shape:
+        head.query ``[rows, d]``; output ``[rows, min(k, n_items)]``.
+    """
+    merger = TopKMerger(k)
+    step = chunk_items(head.query.shape[0], memory_mb, k)
+    for start in range(0, n_items, step):
+        scores = head.scores(start, min(start + step, n_items)).float()
+        mask_excluded(scores, start, history)
+        merger.add(scores, start)
+    return merger.items()
+
+
 class ChunkedFullSortMixin:
     """Put in front of a RecBole trainer: ``_full_sort_batch_eval`` in chunks above
     ``full_sort_memory_mb`` (see the module docstring), and :class:`TopKCollector`."""
@@ -139,20 +167,10 @@ class ChunkedFullSortMixin:
         history = None if history_index is None else tuple(h.to(self.device) for h in history_index)
         head = getattr(self.model, "full_sort_head", None)
         if head is not None:
-            items = self._topk_in_item_chunks(head(interaction), history, rows, k)
+            items = topk_in_item_chunks(head(interaction), self.tot_item_num, k, self.full_sort_memory_mb, history)
         else:
             items = self._topk_in_row_chunks(interaction, history, rows, k)
         return interaction, TopK(items), positive_u, positive_i
-
-    def _topk_in_item_chunks(self, head, history, rows: int, k: int) -> torch.Tensor:
-        """Top-k of ``head``'s scores, item chunk by item chunk. Shape: ``[rows, k]``."""
-        merger = TopKMerger(k)
-        step = chunk_items(rows, self.full_sort_memory_mb, k)
-        for start in range(0, self.tot_item_num, step):
-            scores = head.scores(start, min(start + step, self.tot_item_num)).float()
-            mask_excluded(scores, start, history)
-            merger.add(scores, start)
-        return merger.items()
 
     def _topk_in_row_chunks(self, interaction, history, rows: int, k: int) -> torch.Tensor:
         """Top-k of ``full_sort_predict``, a few rows at a time. Shape: ``[rows, k]``."""
