@@ -73,6 +73,7 @@ def build(args):
 
     keys = dict(
         MODEL_KEYS,
+        n_heads=args.n_heads,
         state="ERROR",
         hidden_size=args.hidden,
         MAX_ITEM_LIST_LENGTH=args.max_len,
@@ -230,7 +231,7 @@ def report(args) -> None:
     times = timed(args, [impl for impl in impls if all("peak_mb" in m for m in memory[impl])])
     what = (
         f"{args.model}, {args.items:,} items, batch {args.batch}, hidden {args.hidden}, max len {args.max_len}, "
-        f"mean len {args.mean_len}, attention_impl {args.attention_impl}"
+        f"mean len {args.mean_len}, {args.n_heads} heads, attention_impl {args.attention_impl}"
         if args.case == "loss"
         else f"top-10 of {args.rows} rows over {args.items:,} items, hidden {args.hidden}, "
         f"full_sort_memory_mb {args.memory_mb}"
@@ -261,6 +262,7 @@ def parse(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument("--rows", type=int, default=2048, help="topk: sequences per evaluation batch")
     parser.add_argument("--hidden", type=int, default=64)
     parser.add_argument("--max-len", type=int, default=100)
+    parser.add_argument("--n-heads", type=int, default=8, help="attention heads (the preset's 8; RecBole's default 2)")
     parser.add_argument("--attention-impl", default="sdpa", help="the models' attention_impl")
     parser.add_argument("--mean-len", type=float, default=5.0)
     parser.add_argument("--memory-mb", type=float, default=1024.0, help="topk: full_sort_memory_mb")
