@@ -14,6 +14,9 @@ full-ranking top-k in item chunks. Prints Markdown tables.
   ``--mem-repeats``. Every child runs under an address-space cap of ``--cap-gb``: a step that
   does not fit fails with an allocation error, reported as such.
 
+``head``: the CE alone (``linear_softmax_ce`` forward and backward) of ``--batch`` rows of width
+``--hidden`` against ``--items`` items: what ``loss_impl`` changes, without the encoder.
+
 ``topk``: the full-ranking top-k of one evaluation batch (``--rows`` sequences, hidden
 ``--hidden``) over ``--items`` items from a :class:`~recbole_ext.model.linear_head.LinearHead`:
 item chunks under ``full_sort_memory_mb``, against the one-shot path (scores, then the top-k
@@ -23,6 +26,7 @@ children as above.
     python benchmarks/chunked_memory.py loss --model=SASRec --items=12101 --batch=2048
     python benchmarks/chunked_memory.py loss --model=BERT4Rec --items=12101 --batch=1024
     python benchmarks/chunked_memory.py loss --model=SASRec --items=1000000 --batch=2048
+    python benchmarks/chunked_memory.py head --items=12101 --batch=2048 --repeats=10
     python benchmarks/chunked_memory.py topk --items=1000000 --rows=2048
 
 Generated batches: item ids uniform over the catalogue; sequence lengths ``1 + Geometric``
@@ -147,6 +151,37 @@ def child_loss(args) -> Dict:
     return {"peak_mb": peak_mb() - base, "step_s": seconds}
 
 
+def head_step(args):
+    """``(step, None)``: the CE head alone, one forward and backward per call of ``step(impl)``."""
+    import torch
+
+    from recbole_ext.model.linear_head import LinearHead, linear_softmax_ce
+
+    g = torch.Generator().manual_seed(0)
+    query = torch.randn(args.batch, args.hidden, generator=g).requires_grad_()
+    table = (torch.randn(args.items, args.hidden, generator=g) * 0.1).requires_grad_()
+    target = torch.randint(1, args.items, (args.batch,), generator=g)
+
+    def run(impl: str) -> float:
+        start = time.perf_counter()
+        query.grad = table.grad = None
+        linear_softmax_ce(LinearHead(query, table, None), target, impl == "chunked").backward()
+        return time.perf_counter() - start
+
+    return run
+
+
+def child_head(args) -> Dict:
+    """The CE head's memory (run in a child under the cap)."""
+    run = head_step(args)
+    base = resident_mb()
+    try:
+        seconds = run(args.impl)
+    except (RuntimeError, MemoryError) as err:
+        return {"error": str(err).splitlines()[0][:120]}
+    return {"peak_mb": peak_mb() - base, "step_s": seconds}
+
+
 def child_topk(args) -> Dict:
     """One setting's top-k memory (run in a child under the cap)."""
     head, n_items = topk_head(args)
@@ -204,6 +239,8 @@ def timed(args, impls: List[str]) -> Dict[str, List[float]]:
     out: Dict[str, List[float]] = {impl: [] for impl in impls}
     if args.case == "loss":
         model, batch, optimizer = build(args)
+    elif args.case == "head":
+        run_head = head_step(args)
     else:
         head, n_items = topk_head(args)
     for rep in range(args.repeats + args.warmup):  # the first --warmup rounds are not counted
@@ -211,6 +248,8 @@ def timed(args, impls: List[str]) -> Dict[str, List[float]]:
             if args.case == "loss":
                 model.loss_impl = impl
                 seconds = step(model, batch, optimizer)
+            elif args.case == "head":
+                seconds = run_head(impl)
             else:
                 start = time.perf_counter()
                 run_topk(head, n_items, impl, args.memory_mb)
@@ -230,7 +269,9 @@ def report(args) -> None:
     resource.setrlimit(resource.RLIMIT_AS, (cap, cap))  # this process too
     times = timed(args, [impl for impl in impls if all("peak_mb" in m for m in memory[impl])])
     what = (
-        f"{args.model}, {args.items:,} items, batch {args.batch}, hidden {args.hidden}, max len {args.max_len}, "
+        f"CE head alone: {args.batch} rows, hidden {args.hidden}, {args.items:,} items"
+        if args.case == "head"
+        else f"{args.model}, {args.items:,} items, batch {args.batch}, hidden {args.hidden}, max len {args.max_len}, "
         f"mean len {args.mean_len}, {args.n_heads} heads, attention_impl {args.attention_impl}"
         if args.case == "loss"
         else f"top-10 of {args.rows} rows over {args.items:,} items, hidden {args.hidden}, "
@@ -255,7 +296,7 @@ def report(args) -> None:
 
 def parse(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("case", choices=["loss", "topk"])
+    parser.add_argument("case", choices=["loss", "head", "topk"])
     parser.add_argument("--model", default="SASRec")
     parser.add_argument("--items", type=int, default=12101)
     parser.add_argument("--batch", type=int, default=2048)
@@ -278,6 +319,7 @@ def parse(argv: Optional[List[str]] = None) -> argparse.Namespace:
 if __name__ == "__main__":
     arguments = parse()
     if arguments.child:
-        print(json.dumps(child_loss(arguments) if arguments.case == "loss" else child_topk(arguments)))
+        child = {"loss": child_loss, "head": child_head, "topk": child_topk}[arguments.case]
+        print(json.dumps(child(arguments)))
     else:
         report(arguments)
