@@ -228,4 +228,5 @@ def test_collector_hits_equal_recboles_positives_matrix():
     pos = torch.zeros_like(scores, dtype=torch.int)
     pos[positive_u, positive_i] = 1
     expected = torch.cat([torch.gather(pos, 1, items), pos.sum(1, keepdim=True)], dim=1)
-    assert torch.equal(full_sort.topk_hits(items, positive_u, positive_i), expected)
+    got = full_sort.topk_hits(items, positive_u, positive_i)
+    assert got.dtype == expected.dtype and torch.equal(got, expected)

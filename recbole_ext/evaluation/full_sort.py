@@ -82,7 +82,7 @@ def topk_hits(items: torch.Tensor, positive_u: torch.Tensor, positive_i: torch.T
     """RecBole's ``rec.topk`` row: 1 where a top-k item is a positive, then the positives' count.
 
     Shape:
-        items ``[rows, k]``; positive_u, positive_i ``[positives]``; output ``[rows, k + 1]`` int.
+        items ``[rows, k]``; positive_u, positive_i ``[positives]``; output ``[rows, k + 1]`` int64.
     """
     rows = items.shape[0]
     span = int(max(int(items.max()) if items.numel() else 0, int(positive_i.max()) if positive_i.numel() else 0)) + 1
@@ -90,8 +90,8 @@ def topk_hits(items: torch.Tensor, positive_u: torch.Tensor, positive_i: torch.T
     pairs = torch.unique(positive_u.to(device).long() * span + positive_i.to(device).long())  # a pair counts once
     row_ids = torch.arange(rows, device=device).unsqueeze(1)
     hits = torch.isin(row_ids * span + items, pairs).int()
-    counts = torch.bincount(pairs // span, minlength=rows)[:rows].int().unsqueeze(1)
-    return torch.cat([hits, counts], dim=1)
+    counts = torch.bincount(pairs // span, minlength=rows)[:rows].unsqueeze(1)
+    return torch.cat([hits, counts], dim=1)  # int64, as RecBole's (its int32 sum is int64)
 
 
 def one_shot_fits(rows: int, n_items: int, memory_mb: float) -> bool:
