@@ -41,6 +41,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import resource
 import statistics
 import subprocess
@@ -147,8 +148,17 @@ def child_loss(args) -> Dict:
     try:
         seconds = step(model, batch, optimizer)
     except (RuntimeError, MemoryError) as err:  # an allocation over the cap
-        return {"error": str(err).splitlines()[0][:120]}
+        return failure(err)
     return {"peak_mb": peak_mb() - base, "step_s": seconds}
+
+
+def failure(err: BaseException) -> Dict:
+    """An allocation over the cap, as one line (the size it asked for, when the message says)."""
+    text = str(err)
+    match = re.search(r"you tried to allocate (\d+) bytes", text)
+    if match:
+        return {"error": f"allocating {int(match.group(1)) / 2**30:.1f} GiB failed"}
+    return {"error": text.splitlines()[0][:120]}
 
 
 def head_step(args):
@@ -178,7 +188,7 @@ def child_head(args) -> Dict:
     try:
         seconds = run(args.impl)
     except (RuntimeError, MemoryError) as err:
-        return {"error": str(err).splitlines()[0][:120]}
+        return failure(err)
     return {"peak_mb": peak_mb() - base, "step_s": seconds}
 
 
@@ -189,7 +199,7 @@ def child_topk(args) -> Dict:
     try:
         run_topk(head, n_items, args.impl, args.memory_mb)
     except (RuntimeError, MemoryError) as err:
-        return {"error": str(err).splitlines()[0][:120]}
+        return failure(err)
     return {"peak_mb": peak_mb() - base}
 
 
