@@ -9,7 +9,7 @@ collector adds an int32 matrix of the same shape to find the positives in the to
   positives matrix is built; the other data it collects (``rec.meanrank`` for GAUC, scores,
   labels) are RecBole's.
 - :class:`ChunkedFullSortMixin` (in the trainer) keeps RecBole's one-shot scores while
-  ``rows x n_items x 12`` bytes (the float32 scores and their int64 rank keys) fit in
+  ``rows x n_items x 16`` bytes (the float32 scores and their int64 rank keys at the peak) fit in
   ``full_sort_memory_mb``; above it, it returns the top-k itself, computed in item chunks of that
   size when the model gives its scores as a :class:`~recbole_ext.model.linear_head.LinearHead`
   (``full_sort_head``), else in row chunks of ``full_sort_predict``. Item 0 and each row's
@@ -27,8 +27,8 @@ from recbole.evaluator import Collector
 
 from recbole_ext.evaluation.topk import TopKMerger, topk_items
 
-#: bytes per (row, item) of a one-shot top-k: the float32 score and its int64 rank key
-BYTES_PER_SCORE = 12
+#: bytes per (row, item) of a top-k at its peak: the float32 score, its int64 rank key and an int32 step
+BYTES_PER_SCORE = 16
 
 
 class TopK(NamedTuple):

@@ -36,10 +36,14 @@ def rank_keys(scores: torch.Tensor, first_item: int = 0) -> torch.Tensor:
     Shape:
         scores ``[rows, items]``; output ``[rows, items]``.
     """
-    bits = (scores.float() + 0.0).view(torch.int32)  # + 0.0: -0.0 becomes +0.0
-    ordered = bits ^ ((bits >> 31) & _LOW31)  # negative floats: flip the magnitude bits
+    bits = (scores.float() + 0.0).view(torch.int32)  # + 0.0: -0.0 becomes +0.0 (a new tensor)
+    flip = bits >> 31
+    bits ^= flip.bitwise_and_(_LOW31)  # negative floats: flip the magnitude bits
+    del flip
+    keys = bits.to(torch.int64)
+    del bits
     ids = torch.arange(first_item, first_item + scores.shape[-1], device=scores.device, dtype=torch.int64)
-    return ordered.to(torch.int64) * (1 << 32) + (_LOW32 - ids)
+    return keys.mul_(1 << 32).add_(_LOW32 - ids)
 
 
 def items_of(keys: torch.Tensor) -> torch.Tensor:
@@ -72,9 +76,11 @@ class TopKMerger:
             scores ``[rows, chunk]``.
         """
         keys = rank_keys(scores, first_item)
+        keys = torch.topk(keys, min(self.k, keys.shape[1]), dim=1).values  # the chunk's own top-k first
         if self._keys is not None:
             keys = torch.cat([self._keys, keys], dim=1)
-        self._keys = torch.topk(keys, min(self.k, keys.shape[1]), dim=1).values
+            keys = torch.topk(keys, min(self.k, keys.shape[1]), dim=1).values
+        self._keys = keys
 
     def items(self) -> torch.Tensor:
         """The top-k so far, best first. Shape: ``[rows, min(k, items seen)]``."""
