@@ -59,7 +59,7 @@ def test_chunked_loss_and_gradients_equal_dense(name, ml100k_slice, monkeypatch)
     """Several chunks per batch (a small chunk budget), dropout on: the same loss and gradients."""
     built = build(name, "ml-slice", ml100k_slice, **SMALL)
     model, batch = built.model.train(), next(iter(built.train))
-    assert model.loss_impl == "dense"  # the default
+    assert model.loss_impl == "chunked"  # the default
     monkeypatch.setattr(linear_head, "CHUNK_BYTES", 4 * model.n_items * 7)  # 7 rows per chunk
     dense_loss, dense_grads = loss_and_grads(model, batch, "dense")
     chunked_loss, chunked_grads = loss_and_grads(model, batch, "chunked")
@@ -124,7 +124,7 @@ def test_loss_impl_is_checked(ml100k_slice):
         Config("SASRec", "ml-slice", config_dict={"data_path": ml100k_slice, "loss_impl": "fused"})
     with pytest.raises(ConfigError, match="loss_impl='fused'"):
         loss_impl_of({"loss_impl": "fused"})
-    assert loss_impl_of({}) == "dense"
+    assert loss_impl_of({}) == "chunked"
 
 
 # ----------------------------------------------------------------------------- the top-k

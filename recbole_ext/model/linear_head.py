@@ -31,7 +31,7 @@ from torch.nn import LinearCrossEntropyOptions
 from recbole_ext.errors import ConfigError
 
 #: the values of ``loss_impl`` (the first is the default)
-LOSS_IMPLS = ("dense", "chunked")
+LOSS_IMPLS = ("chunked", "dense")
 
 #: the most memory one chunk's float32 logits take in ``chunked`` (32 MiB)
 CHUNK_BYTES = 32 * 2**20
