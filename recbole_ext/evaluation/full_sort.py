@@ -4,16 +4,18 @@ RecBole scores a batch against every item at once (``[rows, n_items]`` floats) a
 collector adds an int32 matrix of the same shape to find the positives in the top-k: at
 10^6 items a batch of 4096 sequences needs over 30 GB. Here:
 
-- :class:`TopKCollector` (RecBole's ``Collector``) takes the top-k under the tie rule of
-  :mod:`recbole_ext.evaluation.topk` and finds the positives among the top-k ids, so no
-  positives matrix is built; the other data it collects (``rec.meanrank`` for GAUC, scores,
-  labels) are RecBole's.
+- :class:`TopKCollector` (RecBole's ``Collector``) collects a one-shot batch as RecBole does
+  (``torch.topk``), and a chunked batch's top-k (taken under the tie rule of
+  :mod:`recbole_ext.evaluation.topk`) by finding the positives among the top-k ids, so no
+  positives matrix is built.
 - :class:`ChunkedFullSortMixin` (in the trainer) keeps RecBole's one-shot scores while
   ``rows x n_items x 16`` bytes (the float32 scores and their int64 rank keys at the peak) fit in
   ``full_sort_memory_mb``; above it, it returns the top-k itself, computed in item chunks of that
   size when the model gives its scores as a :class:`~recbole_ext.model.linear_head.LinearHead`
   (``full_sort_head``), else in row chunks of ``full_sort_predict``. Item 0 and each row's
-  history are excluded as RecBole excludes them. The top-k is the one-shot top-k, ties included.
+  history are excluded as RecBole excludes them. The chunked top-k equals the one-shot top-k
+  under the same tie rule (:func:`~recbole_ext.evaluation.topk.topk_items`), ties included;
+  only where scores tie at the k-th place can it differ from ``torch.topk``'s arbitrary pick.
   An evaluation that needs every score (GAUC's mean rank) stays one-shot.
 """
 
@@ -41,41 +43,24 @@ class TopK(NamedTuple):
     items: torch.Tensor
 
 
-class _RegisterWithout:
-    """A collector's register with some keys answered as not needed."""
-
-    def __init__(self, register: Any, done: Tuple[str, ...]) -> None:
-        self.register, self.done = register, done
-
-    def need(self, key: str) -> bool:
-        return key not in self.done and self.register.need(key)
-
-
 class TopKCollector(Collector):
-    """RecBole's ``Collector`` with ``rec.items`` and ``rec.topk`` from :func:`topk_items`
-    (or from a :class:`TopK`), and no ``[rows, n_items]`` positives matrix."""
+    """RecBole's ``Collector``, which also takes a :class:`TopK` (a chunked evaluation's top-k)
+    in place of a batch's scores: then ``rec.items`` and ``rec.topk`` come from it, and no
+    ``[rows, n_items]`` positives matrix is built. A batch of scores is RecBole's own collection."""
 
     def eval_batch_collect(self, scores_tensor, interaction, positive_u, positive_i) -> None:
         """Collect one batch (RecBole's signature; ``scores_tensor`` may be a :class:`TopK`).
 
         Shape:
-            scores_tensor ``[rows, n_items]``; positive_u, positive_i ``[positives]``.
+            scores_tensor ``[rows, n_items]`` or a :class:`TopK`; positive_u, positive_i ``[positives]``.
         """
-        done = ("rec.items", "rec.topk")
-        if any(self.register.need(key) for key in done):
-            top = scores_tensor if isinstance(scores_tensor, TopK) else TopK(topk_items(scores_tensor, max(self.topk)))
-            if self.register.need("rec.items"):
-                self.data_struct.update_tensor("rec.items", top.items)
-            if self.register.need("rec.topk"):
-                self.data_struct.update_tensor("rec.topk", topk_hits(top.items, positive_u, positive_i))
-        if isinstance(scores_tensor, TopK):
-            return
-        register = self.register
-        self.register = _RegisterWithout(register, done)
-        try:
+        if not isinstance(scores_tensor, TopK):
             super().eval_batch_collect(scores_tensor, interaction, positive_u, positive_i)
-        finally:
-            self.register = register
+            return
+        if self.register.need("rec.items"):
+            self.data_struct.update_tensor("rec.items", scores_tensor.items)
+        if self.register.need("rec.topk"):
+            self.data_struct.update_tensor("rec.topk", topk_hits(scores_tensor.items, positive_u, positive_i))
 
 
 def topk_hits(items: torch.Tensor, positive_u: torch.Tensor, positive_i: torch.Tensor) -> torch.Tensor:
