@@ -227,10 +227,3 @@ def test_yaml_keys_parse_and_bad_values_are_refused(ml100k_slice):
     ]:
         with pytest.raises(ConfigError, match=f"{key}={value!r}; allowed: {allowed}"):
             Config("FMLPRec", "ml-slice", config_dict=dict(base, **{key: value}))
-
-
-def test_runs_by_name_through_runner(ml100k_slice, run_tiny):
-    result = run_tiny("fmlprec", "ml-slice", ml100k_slice, n_layers=1, inner_size=32, **SEQ_DATA)
-    assert result["model"] == "FMLPRec"
-    assert result["n_params"] > 0
-    assert all(math.isfinite(float(v)) for v in result["test_result"].values())

@@ -1,5 +1,5 @@
 """GLINTRU (GLINT-RU, KDD 2025): size, shapes, attention against a naive reference, the causal
-switch, a learnable-rule behaviour test against Pop, and a run by name."""
+switch (its learning, serving and search-space clauses: tests/test_model_contract.py)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from recbole_ext.model.glintru_layers import TimeConv1d
 from recbole_ext.model.linear_attention import EluNormLinearAttention, elu_norm_linear_attention
 
-from conftest import SEQ_DATA, model_on_slice, scramble_after_last, slice_config_and_data
+from conftest import model_on_slice, scramble_after_last, slice_config_and_data
 
 
 @pytest.fixture(scope="module")
@@ -160,21 +160,3 @@ def test_causal_switch_does_not_leak(slice_data):
     with torch.no_grad():
         short = lengths < seq.shape[1]
         assert not torch.allclose(faithful(seq, lengths)[short], faithful(changed, lengths)[short])
-
-
-# ------------------------------------------------------------------ behaviour and runs
-def test_learns_next_item_rule_better_than_pop(rule_dataset, run_tiny):
-    common = dict(SEQ_DATA, topk=[10], metrics=["Hit", "NDCG"], valid_metric="NDCG@10")
-    pop = run_tiny("Pop", "rule-seq", rule_dataset, **common)
-    glint = run_tiny(
-        "GLINTRU", "rule-seq", rule_dataset, epochs=6, learning_rate=0.01, hidden_size=32, n_heads=2, **common
-    )
-    pop_ndcg, glint_ndcg = pop["test_result"]["ndcg@10"], glint["test_result"]["ndcg@10"]
-    assert glint_ndcg > pop_ndcg + 0.2, (glint_ndcg, pop_ndcg)
-
-
-def test_runs_by_name_through_runner(ml100k_slice, run_tiny):
-    result = run_tiny("glintru", "ml-slice", ml100k_slice, **SEQ_DATA)
-    assert result["model"] == "GLINTRU"
-    assert result["n_params"] > 0
-    assert all(math.isfinite(float(v)) for v in result["test_result"].values())

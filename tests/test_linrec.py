@@ -191,10 +191,3 @@ def test_yaml_keys_parse_and_bad_values_are_refused(ml100k_slice):
             Config("LinRec", "ml-slice", config_dict=dict(base, **{key: value}))
     with pytest.raises(ConfigError, match="hidden_size=128 is not divisible by n_heads=3"):
         Config("LinRec", "ml-slice", config_dict=dict(base, n_heads=3))
-
-
-def test_runs_by_name_through_runner(ml100k_slice, run_tiny):
-    result = run_tiny("linrec", "ml-slice", ml100k_slice, n_heads=2, **SEQ_DATA)
-    assert result["model"] == "LinRec"
-    assert result["n_params"] > 0
-    assert all(math.isfinite(float(v)) for v in result["test_result"].values())

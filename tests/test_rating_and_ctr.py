@@ -75,15 +75,17 @@ def _protocol_keys(name):
     return protocol_settings(name)
 
 
+RATING_LEARNERS = [
+    ("MF", "protocol-rating.yaml"),
+    ("DenseRating", "protocol-rating.yaml"),
+    ("LSTMRating", "protocol-rating-time.yaml"),
+]
+#: the models whose learning is tested here (the model contract's learning clause for them)
+LEARNERS = [m for m, _ in RATING_LEARNERS] + ["DLRM"]
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize(
-    "model,protocol",
-    [
-        ("MF", "protocol-rating.yaml"),
-        ("DenseRating", "protocol-rating.yaml"),
-        ("LSTMRating", "protocol-rating-time.yaml"),
-    ],
-)
+@pytest.mark.parametrize("model,protocol", RATING_LEARNERS)
 def test_rating_models_learn_generated_low_rank_ratings(model, protocol, rating_data, tmp_path):
     """Every model clearly beats predicting the mean rating. MF and DenseRating, which know the
     user, beat the per-item means and MF comes near the noise floor (0.25); LSTMRating sees only
@@ -197,6 +199,7 @@ def test_history_holds_the_users_previous_items_in_time_order():
     assert lengths.tolist() == [2, 1, 0, 1, 0]
 
 
+@pytest.mark.slow
 def test_dlrm_learns_a_feature_interaction_a_linear_model_cannot(clicks, tmp_path):
     """The label is a XOR b: DLRM's dot products of the two feature embeddings express it; RecBole's
     LR (no interaction) stays near chance."""
