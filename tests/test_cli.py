@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import types
 
 import pytest
 
@@ -14,11 +15,32 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RUNNER = os.path.join(ROOT, "run_recbole_ext.py")
 
 
-def run_cli(args, cwd):
+def run_script(args, cwd):
+    """``python run_recbole_ext.py ARGS`` in a process of its own, from ``cwd``."""
     env = dict(os.environ, PYTHONWARNINGS="ignore")
     return subprocess.run(
         [sys.executable, RUNNER, *args], cwd=cwd, capture_output=True, text=True, env=env, timeout=600
     )
+
+
+@pytest.fixture
+def run_cli(monkeypatch, capsys):
+    """``run_cli(args, cwd)``: what ``run_recbole_ext.py ARGS`` runs (``cli.main``), in this
+    process from ``cwd``, as ``(returncode, stdout, stderr)`` (the script itself and the module
+    entry point run as processes in their own tests)."""
+    from recbole_ext.cli import main
+
+    def run(args, cwd):
+        monkeypatch.chdir(cwd)
+        capsys.readouterr()
+        try:
+            code = main(list(args))
+        except SystemExit as e:
+            code = e.code
+        out = capsys.readouterr()
+        return types.SimpleNamespace(returncode=code, stdout=out.out, stderr=out.err)
+
+    return run
 
 
 def files_under(folder):
@@ -37,14 +59,14 @@ def assert_user_error(proc, *needles, cwd=None):
         assert not left, f"files left behind: {left}"
 
 
-def test_unknown_model_lists_close_matches_and_where_all_names_are(tmp_path):
+def test_unknown_model_lists_close_matches_and_where_all_names_are(tmp_path, run_cli):
     proc = run_cli(["--model=SASRek", "--dataset=ml-100k"], tmp_path)
     assert_user_error(
         proc, "unknown model 'SASRek'", "Did you mean: SASRec", "'recbole-ext models' lists all", cwd=tmp_path
     )
 
 
-def test_missing_dataset_says_where_it_looked(tmp_path):
+def test_missing_dataset_says_where_it_looked(tmp_path, run_cli):
     proc = run_cli(["--model=GRU4Rec", "--dataset=no-such-data"], tmp_path)
     assert_user_error(
         proc, "data set 'no-such-data' not found", "no-such-data.inter", "recbole-ext data list", cwd=tmp_path
@@ -90,7 +112,7 @@ def test_missing_dataset_says_where_it_looked(tmp_path):
         "too-few-rows-to-split",
     ],
 )
-def test_malformed_atomic_file(tmp_path, header, rows, needle):
+def test_malformed_atomic_file(tmp_path, header, rows, needle, run_cli):
     data = tmp_path / "data"
     write_inter(str(data), "bad", rows, header=header)
     if "latin-1" in needle or "utf-8" in needle:  # the same rows in another encoding
@@ -101,21 +123,21 @@ def test_malformed_atomic_file(tmp_path, header, rows, needle):
     assert_user_error(proc, where, needle, cwd=tmp_path)
 
 
-def test_invalid_yaml(tmp_path):
+def test_invalid_yaml(tmp_path, run_cli):
     bad = tmp_path / "bad.yaml"
     bad.write_text("epochs: [1, 2\nlearning_rate: 0.1\n")
     proc = run_cli(["--model=GRU4Rec", "--dataset=ml-100k", f"--config_files={bad}"], tmp_path)
     assert_user_error(proc, "invalid YAML", "bad.yaml", cwd=tmp_path)
 
 
-def test_ce_loss_with_negative_sampling_conflicts(tmp_path):
+def test_ce_loss_with_negative_sampling_conflicts(tmp_path, run_cli):
     cfg = tmp_path / "neg.yaml"
     cfg.write_text("loss_type: CE\ntrain_neg_sample_args:\n  distribution: uniform\n  sample_num: 1\n")
     proc = run_cli(["--model=GRU4Rec", "--dataset=ml-100k", f"--config_files={cfg}"], tmp_path)
     assert_user_error(proc, "CE", "negative sampling", cwd=tmp_path)
 
 
-def test_option_without_value(tmp_path):
+def test_option_without_value(tmp_path, run_cli):
     proc = run_cli(["--model=GRU4Rec", "--dataset=ml-100k", "--epochs"], tmp_path)
     assert_user_error(proc, "--epochs", cwd=tmp_path)
 
@@ -147,7 +169,7 @@ def test_list_models_and_module_entry_point(tmp_path):
 
 @pytest.mark.slow
 def test_cli_trains_and_prints_test_metrics(tmp_path, ml100k_slice):
-    proc = run_cli(
+    proc = run_script(
         [
             "--model=GRU4Rec",
             "--dataset=ml-slice",
@@ -255,12 +277,12 @@ def test_requests_reach_their_handlers(monkeypatch):
     assert seen[0].models == ("A", "B") and seen[1].logs == ("logs/",) and seen[2].model == "GLINTRU"
 
 
-def test_unknown_subcommand_is_one_line(tmp_path):
+def test_unknown_subcommand_is_one_line(tmp_path, run_cli):
     proc = run_cli(["trian", "--model=GRU4Rec"], tmp_path)
     assert_user_error(proc, "unknown command 'trian'", "train, compare", cwd=tmp_path)
 
 
-def test_models_subcommand(tmp_path):
+def test_models_subcommand(tmp_path, run_cli):
     proc = run_cli(["models"], tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert "GLINTRU" in proc.stdout and "SASRec" in proc.stdout

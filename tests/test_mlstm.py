@@ -1,5 +1,6 @@
 """mLSTM and LSTM4Rec: the fast multiplicative-LSTM layer against a naive reference, its reduction
-to an LSTM, padding independence, and training through the pipeline on data with known structure."""
+to an LSTM, padding independence, and one epoch through the pipeline (learning on the rule data: the model
+contract, tests/test_model_contract.py)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import torch
 
 from recbole_ext.model.mlstm import MLSTM_IMPLS, MultiplicativeLSTM
 
-from conftest import assert_ranking_metrics, run_in_folder
+from conftest import assert_ranking_metrics
 from mlstm_reference import naive_mlstm
 
 #: implementations that run on the CPU at any size ("triton": tests/test_mlstm_triton.py)
@@ -220,33 +221,6 @@ def test_one_epoch_runs(run_tiny, rule_dataset, model_name):
     result = run_tiny(model_name, "rule-seq", rule_dataset, num_layers=2, output_state="c", learn_initial_state=True)
     assert result["model"] == model_name
     assert_ranking_metrics(result["test_result"])
-
-
-@pytest.fixture(scope="module")
-def pop_mrr(rule_dataset, tmp_path_factory):
-    """Test MRR@10 of popularity on the rule data set (the baseline to beat)."""
-    res = run_in_folder(
-        tmp_path_factory.mktemp("pop"),
-        "Pop",
-        "rule-seq",
-        data_path=rule_dataset,
-        epochs=1,
-        show_progress=False,
-        train_neg_sample_args=None,
-    )
-    return float(res["test_result"]["mrr@10"])
-
-
-@pytest.mark.parametrize("model_name", ["mLSTM", "LSTM4Rec"])
-def test_beats_popularity_on_rule_data(run_tiny, rule_dataset, pop_mrr, model_name):
-    # next item = perm[current] 90% of the time: a sequence model can get MRR@10 near 0.9,
-    # popularity cannot (every item is about equally frequent)
-    result = run_tiny(
-        model_name, "rule-seq", rule_dataset, epochs=5, learning_rate=0.01, dropout_prob=0.0, stopping_step=10
-    )
-    mrr = float(result["test_result"]["mrr@10"])
-    assert pop_mrr < 0.3
-    assert mrr > pop_mrr + 0.3, (mrr, pop_mrr)
 
 
 @pytest.mark.parametrize("impl", CPU_IMPLS)

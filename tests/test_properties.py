@@ -177,6 +177,7 @@ MODEL_SETTINGS = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("model", sorted(MODEL_SETTINGS))
 def test_model_settings_are_refused_or_train(model, built_data, ml100k_slice, tmp_path, monkeypatch):
     from recbole_ext.config import Config

@@ -1,4 +1,5 @@
-"""MultVAE and SVAE: losses, annealing, masking, determinism, numerical safety, runs, behaviour."""
+"""MultVAE and SVAE: losses, annealing, masking, determinism, numerical safety, one-epoch runs
+(their learning on the rule data: the model contract, tests/test_model_contract.py)."""
 
 from __future__ import annotations
 
@@ -309,25 +310,3 @@ def test_one_epoch_through_run_tiny(run_tiny, rule_dataset, model, extra):
     assert result["model"] == model
     assert set(result["test_result"]) and all(np.isfinite(v) for v in result["test_result"].values())
     assert len(result["timings"]["train_epoch_s"]) == 1
-
-
-def test_both_beat_pop_clearly(run_tiny, rule_dataset):
-    """On sequences with a learnable next-item rule both models must beat popularity by far."""
-    common = {
-        "epochs": 4,
-        "train_batch_size": 32,
-        "learning_rate": 0.005,
-        "metrics": ["NDCG", "Hit"],
-        "topk": [10],
-        "valid_metric": "NDCG@10",
-        "stopping_step": 4,
-    }
-    seq = {"MAX_ITEM_LIST_LENGTH": 20}
-    svae = run_tiny("SVAE", "rule-seq", rule_dataset, **dict(SMALL["SVAE"], **common, **seq))["test_result"]["ndcg@10"]
-    pop_seq = run_tiny("Pop", "rule-seq", rule_dataset, **dict(common, **seq))["test_result"]["ndcg@10"]
-    mv = run_tiny("MultVAE", "rule-seq", rule_dataset, **dict(SMALL["MultVAE"], **common, **GENERAL_SPLIT))[
-        "test_result"
-    ]["ndcg@10"]
-    pop_gen = run_tiny("Pop", "rule-seq", rule_dataset, **dict(common, **GENERAL_SPLIT))["test_result"]["ndcg@10"]
-    assert svae > 2 * pop_seq and svae > pop_seq + 0.2, (svae, pop_seq)
-    assert mv > 1.5 * pop_gen and mv > pop_gen + 0.1, (mv, pop_gen)
