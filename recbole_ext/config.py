@@ -33,6 +33,7 @@ import difflib
 import os
 from typing import Iterable, Iterator, List, Optional
 
+import torch.distributed as dist
 import yaml
 from recbole.config import Config as RecBoleConfig
 from recbole.utils import ModelType
@@ -40,6 +41,7 @@ from recbole.utils import ModelType
 from recbole_ext._paths import OWN_DATASET_YAML_DIR, OWN_MODEL_YAML_DIR, PROPERTIES_DIR, PROTOCOL_YAML_DIR
 from recbole_ext.compat.numpy import restore_numpy_aliases
 from recbole_ext.config_schema import Schema, check_rules
+from recbole_ext.distributed import device_for, launch_settings, rank
 from recbole_ext.errors import ConfigError, UserError
 from recbole_ext.registry import get_model, own_model_names
 
@@ -346,14 +348,10 @@ class Config(RecBoleConfig):
         environment alone (RecBole's sets ``CUDA_VISIBLE_DEVICES`` and joins the process
         group here). A rank is a process with ``local_rank`` (torchrun, RecBole's spawn keys,
         or a process group that exists); every rank but 0 is silenced."""
-        import torch.distributed as dist
-
-        from recbole_ext.distributed import device_for, launch_settings
-
         cfg = self.final_config_dict
         cfg.update(launch_settings())
         if "local_rank" not in cfg and dist.is_initialized() and dist.get_world_size() > 1:
-            cfg["local_rank"] = int(os.environ.get("LOCAL_RANK", dist.get_rank()))
+            cfg["local_rank"] = int(os.environ.get("LOCAL_RANK", rank()))
         gpu_id = cfg["gpu_id"]
         cfg["gpu_id"] = ",".join(map(str, gpu_id)) if isinstance(gpu_id, (tuple, list)) else str(gpu_id)
         cfg["device"] = device_for(cfg)
@@ -361,8 +359,7 @@ class Config(RecBoleConfig):
             cfg.update(single_spec=True, local_rank=0)
             return
         cfg["single_spec"] = False
-        global_rank = dist.get_rank() if dist.is_initialized() else int(cfg["local_rank"]) + int(cfg.get("offset") or 0)
-        if global_rank != 0:
+        if rank(cfg) != 0:
             cfg.update(state="error", show_progress=False, verbose=False)
 
     # ------------------------------------------------------------- checks

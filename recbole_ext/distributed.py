@@ -16,29 +16,27 @@ What RecBole 1.2.1's own DDP path gets wrong and where it is fixed:
   to ``gpu_id`` (``'0'`` by default: ranks 1.. then see no GPU), and creates a second process
   group when one exists (RecBole issues #2149, #1866): :func:`init_group`;
 - evaluation through a padding ``DistributedSampler`` evaluates some users twice, and averages
-  per-batch metrics across ranks: evaluation here gives each rank a contiguous share of the
-  rows with no padding (:func:`shard_loader`) and computes the metrics from the gathered
-  per-user results (:func:`gather_struct`), so they equal a single process's;
+  per-batch metrics across ranks: :mod:`recbole_ext.evaluation.sharding` gives each rank a
+  contiguous share of the rows and gathers the per-user results, so metrics equal one process's;
 - every rank stamps its own checkpoint name: the run id is rank 0's (:func:`broadcast`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import dataclasses
+import datetime
 import os
+import signal
+import socket
 import sys
-from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Tuple
 
 import torch
 import torch.distributed as dist
 
 from recbole_ext.errors import ConfigError, RunFailed, UserError
-
-_created_group = False
-
-#: the evaluation collector's keys that hold one row per evaluated user or row
-PER_ROW_KEYS = ("rec.items", "rec.topk", "rec.meanrank", "rec.score", "data.label")
 
 
 def launch_settings(env: Optional[Dict[str, str]] = None) -> Dict[str, Any]:
@@ -56,30 +54,6 @@ def launch_settings(env: Optional[Dict[str, str]] = None) -> Dict[str, Any]:
         "ip": env.get("MASTER_ADDR", "localhost"),
         "port": int(env.get("MASTER_PORT", "29500")),
     }
-
-
-def relaunch_prefix(env: Optional[Dict[str, str]] = None, argv0: Optional[str] = None) -> List[str]:
-    """The launcher part of a command that starts this run again as it was started: under
-    torchrun, ``torchrun`` with this node's share (``--nproc_per_node``; across machines also
-    ``--nnodes``, ``--node_rank``, ``--master_addr``, ``--master_port``) and the script (or
-    ``-m recbole_ext``); ``[]`` in one process or RecBole's spawn form (``--nproc=N`` is an
-    argument of the command itself)."""
-    env = os.environ if env is None else env
-    if "LOCAL_RANK" not in env or "TORCHELASTIC_RUN_ID" not in env and "LOCAL_WORLD_SIZE" not in env:
-        return []
-    local = int(env.get("LOCAL_WORLD_SIZE", "1"))
-    nodes = max(1, int(env.get("WORLD_SIZE", str(local))) // max(1, local))
-    out = [env.get("RECBOLE_EXT_LAUNCHER", "torchrun")]  # recbole-ext-torchrun sets it
-    if nodes > 1:
-        out += [
-            f"--nnodes={nodes}",
-            f"--node_rank={env.get('GROUP_RANK', '0')}",
-            f"--master_addr={env.get('MASTER_ADDR', 'localhost')}",
-            f"--master_port={env.get('MASTER_PORT', '29500')}",
-        ]
-    out.append(f"--nproc_per_node={local}")
-    script = argv0 if argv0 is not None else sys.argv[0]
-    return out + (["-m", "recbole_ext"] if os.path.basename(script) == "__main__.py" else [script])
 
 
 def _gpu_ids(cfg: dict) -> List[int]:
@@ -117,28 +91,45 @@ def device_for(cfg: dict) -> torch.device:
     return torch.device("cuda", device)
 
 
-def init_group(cfg: dict) -> torch.device:
+@dataclasses.dataclass
+class Group:
+    """This rank's process group as :func:`init_group` left it: the rank's device, and whether
+    :func:`init_group` created the group (a caller's or torchrun's group is only joined)."""
+
+    device: torch.device
+    created: bool
+
+    def leave(self) -> None:
+        """Destroy the group if :func:`init_group` created it (a caller's stays); once."""
+        if self.created and dist.is_initialized():
+            dist.destroy_process_group()
+        self.created = False
+
+
+def init_group(cfg: dict) -> Group:
     """Join or create the process group for ``cfg`` (a config dict with ``local_rank``, and the
-    rank's ``device`` when the config has named it: else :func:`device_for`) and return this
-    rank's device, made the current one.
+    rank's ``device`` when the config has named it: else :func:`device_for`), making the rank's
+    device the current one.
 
     A group that already exists is used as it is (its rank and size win over the config's).
     Otherwise one is created over TCP at ``ip:port``: NCCL on a CUDA device, else gloo.
+
+    Returns:
+        Group: the device, and whether the group was created here (:meth:`Group.leave`).
     """
     device = torch.device(cfg["device"]) if cfg.get("device") is not None else device_for(cfg)
     follow_launcher()
-    if dist.is_initialized():
-        cfg["world_size"] = dist.get_world_size()
-        cfg["offset"] = dist.get_rank() - int(cfg["local_rank"])
-    else:
+    created = not dist.is_initialized()
+    if created:
         world = int(cfg.get("world_size") or -1)
         cfg["world_size"] = world if world > 0 else int(cfg.get("nproc") or 1)
-        global _created_group
-        _created_group = True
         _create_group(cfg, device)
+    else:
+        cfg["world_size"] = dist.get_world_size()
+        cfg["offset"] = dist.get_rank() - int(cfg["local_rank"])
     if device.type == "cuda":
         torch.cuda.set_device(device)
-    return device
+    return Group(device, created)
 
 
 def follow_launcher(env: Optional[Dict[str, str]] = None) -> bool:
@@ -148,9 +139,6 @@ def follow_launcher(env: Optional[Dict[str, str]] = None) -> bool:
     env = os.environ if env is None else env
     if "TORCHELASTIC_RUN_ID" not in env or not sys.platform.startswith("linux"):
         return False
-    import ctypes
-    import signal
-
     parent = os.getppid()
     try:
         libc = ctypes.CDLL(None, use_errno=True)
@@ -166,10 +154,8 @@ def follow_launcher(env: Optional[Dict[str, str]] = None) -> bool:
 def _create_group(cfg: dict, device: torch.device) -> None:
     """The process group over TCP at ``ip:port``, waiting at most ``dist_timeout_s`` for every
     rank (and, later, for every collective); a group that does not form is one line."""
-    import datetime
-
     timeout = float(cfg.get("dist_timeout_s") or 300)
-    me, world = int(cfg["local_rank"]) + int(cfg.get("offset") or 0), int(cfg["world_size"])
+    me, world = rank(cfg), int(cfg["world_size"])
     host, port = cfg.get("ip") or "localhost", int(cfg.get("port") or 29500)
     address, wait = f"{host}:{port}", datetime.timedelta(seconds=timeout)
     try:
@@ -240,9 +226,23 @@ def is_distributed(config) -> bool:
     return config["single_spec"] is False and dist.is_initialized()
 
 
-def rank() -> int:
-    """This process's global rank (0 outside a process group)."""
-    return dist.get_rank() if dist.is_initialized() else 0
+def rank(cfg: Optional[Mapping[str, Any]] = None) -> int:
+    """This process's global rank: the process group's once there is one; before, the one the
+    launch keys of ``cfg`` give (``local_rank + offset``: :func:`launch_settings`); else 0.
+
+    Args:
+        cfg: a config (a dict or a ``Config``) with the launch keys, or None.
+
+    Returns:
+        int: the rank, 0 in one process.
+    """
+    if dist.is_initialized():
+        return dist.get_rank()
+    if cfg is None:
+        return 0
+    local = cfg["local_rank"] if "local_rank" in cfg else None
+    offset = cfg["offset"] if "offset" in cfg else None
+    return int(local or 0) + int(offset or 0)
 
 
 def broadcast(obj: Any, src: int = 0) -> Any:
@@ -337,47 +337,8 @@ def rank0_first(step: Callable[[], Any]) -> Any:
     return agree(step if rank() != 0 else (lambda: outcome[1]))
 
 
-def shard_bounds(n: int, rank_: int, world: int) -> range:
-    """The contiguous share of ``n`` rows that rank ``rank_`` of ``world`` evaluates (shares
-    differ in size by at most one; none is padded)."""
-    return range(n * rank_ // world, n * (rank_ + 1) // world)
-
-
-def shard_loader(loader, rank_: int, world: int) -> None:
-    """Make an evaluation loader built as for one process iterate only this rank's share.
-
-    A RecBole loader is a ``torch.utils.data.DataLoader`` over the list ``range(sample_size)``
-    of row (or user) indices, read in order; the list is cut in place to this rank's share, so
-    batches, the loader's length and its ``collate_fn`` all follow.
-    """
-    indices = loader.__dict__["dataset"]  # RecBole maps the attribute `dataset` to its data set
-    share = shard_bounds(len(indices), rank_, world)
-    indices[:] = [indices[i] for i in share]
-
-
-def gather_struct(struct) -> None:
-    """Replace the per-row entries of an evaluation ``DataStruct`` (RecBole's collector, this
-    rank's share) by all ranks' rows in rank order: the full evaluation, as one process has it."""
-    local = {k: struct._data_dict[k] for k in PER_ROW_KEYS if k in struct._data_dict}
-    parts = all_gather(local)
-    for key in sorted({k for part in parts for k in part}):
-        pieces = [part[key] for part in parts if key in part and part[key].numel() > 0]
-        if pieces:
-            struct._data_dict[key] = torch.cat(pieces, dim=0)
-
-
-def shutdown() -> None:
-    """Destroy the process group if :func:`init_group` created it (a caller's stays)."""
-    global _created_group
-    if _created_group and dist.is_initialized():
-        dist.destroy_process_group()
-    _created_group = False
-
-
 def free_port() -> int:
     """A TCP port free on this machine now (for the spawn form's rendezvous)."""
-    import socket
-
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("localhost", 0))
         return int(s.getsockname()[1])

@@ -13,7 +13,8 @@ import pytest
 import torch
 
 from recbole_ext import distributed
-from recbole_ext.distributed import launch_settings, shard_bounds
+from recbole_ext.distributed import launch_settings
+from recbole_ext.evaluation.sharding import shard_bounds
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EVAL_ARGS = {
@@ -55,6 +56,16 @@ def test_torchrun_environment_maps_onto_recbole_keys():
         "port": 29511,
     }
     assert launch_settings({}) == {} and launch_settings({"LOCAL_RANK": "0", "WORLD_SIZE": "1"}) == {}
+
+
+def test_a_rank_before_the_group_is_its_launch_keys():
+    """Before the group exists a rank is ``local_rank + offset`` of its config (a dict or a
+    ``Config``-like mapping with None for a missing key); with no config, 0."""
+    assert distributed.rank() == 0
+    assert distributed.rank({"local_rank": 1, "offset": 2}) == 3
+    assert distributed.rank({"local_rank": 1}) == 1
+    assert distributed.rank({"local_rank": 0, "offset": None}) == 0
+    assert distributed.rank(launch_settings({"LOCAL_RANK": "1", "RANK": "5", "WORLD_SIZE": "8"})) == 5
 
 
 @pytest.mark.parametrize("n,world", [(60, 2), (7, 3), (2, 4), (0, 2)])
@@ -165,9 +176,10 @@ def test_an_existing_process_group_is_joined_not_created():
     dist.init_process_group("gloo", init_method=f"tcp://localhost:{distributed.free_port()}", rank=0, world_size=1)
     try:
         cfg = {"local_rank": 0, "world_size": 4, "nproc": 4, "gpu_id": "", "port": 1}
-        assert distributed.init_group(cfg) == torch.device("cpu")
+        group = distributed.init_group(cfg)
+        assert group.device == torch.device("cpu") and not group.created
         assert cfg["world_size"] == 1 and cfg["offset"] == 0
-        distributed.shutdown()
+        group.leave()
         assert dist.is_initialized()  # not ours to destroy
         assert distributed.broadcast({"a": 1}) == {"a": 1} and distributed.all_gather(3) == [3]
     finally:

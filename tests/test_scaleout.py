@@ -97,7 +97,7 @@ def _error_lines(stderr: str):
 def test_the_resume_command_of_a_torchrun_rank_is_a_torchrun_command(monkeypatch):
     from recbole_ext.cli import interrupted_line
     from recbole_ext.cli.parse import parse
-    from recbole_ext.distributed import relaunch_prefix
+    from recbole_ext.cli.relaunch import relaunch_prefix
     from recbole_ext.errors import Interrupted
 
     one = {"LOCAL_RANK": "1", "RANK": "1", "WORLD_SIZE": "2", "LOCAL_WORLD_SIZE": "2", "TORCHELASTIC_RUN_ID": "x"}

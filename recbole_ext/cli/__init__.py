@@ -39,6 +39,7 @@ from typing import List, Optional
 
 from recbole_ext.cli.commands import HANDLERS
 from recbole_ext.cli.parse import COMMANDS, PROG, USAGE, Request, parse
+from recbole_ext.cli.relaunch import relaunch_prefix
 from recbole_ext.command import CompareRequest, ReproduceRequest, TuneRequest
 from recbole_ext.errors import Interrupted, RunFailed, UserError
 
@@ -75,15 +76,13 @@ def _on_sigterm(signum, frame):
 def interrupted_line(stop: KeyboardInterrupt, request: Optional[Request], argv: List[str]) -> str:
     """What stopped the run and what continues it: for a comparison or a tuning, the same
     command; for a run with a finished epoch, the command with ``--resume`` (under torchrun,
-    with torchrun's part: :func:`recbole_ext.distributed.relaunch_prefix`)."""
+    with torchrun's part: :func:`recbole_ext.cli.relaunch.relaunch_prefix`)."""
     name = getattr(stop, "signal_name", "SIGINT")
     checkpoint = getattr(stop, "checkpoint", None)
     if isinstance(request, (CompareRequest, ReproduceRequest, TuneRequest)):
         return f"recbole_ext: interrupted by {name}; run the same command again: finished runs are skipped"
     if not checkpoint:
         return f"recbole_ext: interrupted by {name}"
-    from recbole_ext.distributed import relaunch_prefix
-
     rest = [a for a in argv if not a.startswith("--resume=")]
     command = shlex.join([*(relaunch_prefix() or [PROG]), *rest, f"--resume={checkpoint}"])
     return f"recbole_ext: interrupted by {name}; the last finished epoch is saved; continue with: {command}"

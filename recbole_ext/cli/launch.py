@@ -6,7 +6,7 @@ recbole_ext command does: 130 on SIGINT and 143 on SIGTERM (each rank has printe
 interrupted line with the command that continues the run), a rank's own exit code when the rank
 said why in its one line (1: the run failed, 2: a user error), and one line naming the rank
 when a rank died without a word (killed, out of memory). Its ranks' resume commands name this
-launcher (:func:`recbole_ext.distributed.relaunch_prefix`).
+launcher (:func:`recbole_ext.cli.relaunch.relaunch_prefix`).
 
 Before any agent starts it checks its own options (:func:`check_launch_options`: a mistake, or
 no arguments, is one line, exit 2, not torchrun's usage text), reads the run's configuration (a
@@ -26,6 +26,8 @@ import socket
 import sys
 import time
 from typing import List, Optional
+
+from recbole_ext.cli.relaunch import LAUNCHER_VARIABLE
 
 #: exit codes with which a rank of ours has already said why in one line
 OWN_CODES = (1, 2, 130, 143)
@@ -176,7 +178,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     args.rdzv_conf = with_rendezvous_timeout(args.rdzv_conf, seconds)
     if not wait_for_master(args, seconds):
         return _machines_missing(args, seconds, ConnectionError("node 0 never answered"))
-    os.environ["RECBOLE_EXT_LAUNCHER"] = NAME  # the ranks' resume commands start with it
+    os.environ[LAUNCHER_VARIABLE] = NAME  # the ranks' resume commands start with it
     logging.getLogger("torch.distributed").setLevel(logging.CRITICAL)  # torchrun's own lines
     try:
         run(args)

@@ -17,14 +17,15 @@ from recbole.evaluator import Evaluator
 from recbole.evaluator.base_metric import TopkMetric
 from recbole.evaluator.register import metrics_dict
 
-from recbole_ext.distributed import gather_struct, is_distributed
+from recbole_ext.distributed import is_distributed
+from recbole_ext.evaluation.sharding import gather_struct
 
 
 class CapturingEvaluator(Evaluator):
     """RecBole's ``Evaluator`` that remembers the data of its last evaluation (``last_struct``).
 
     On a rank of a data-parallel run it first gathers every rank's per-user rows in rank order
-    (:func:`recbole_ext.distributed.gather_struct`), so every rank computes the metrics of the
+    (:func:`recbole_ext.evaluation.sharding.gather_struct`), so every rank computes the metrics of the
     whole evaluation, exactly as one process does.
     """
 

@@ -14,14 +14,17 @@ import json
 from logging import getLogger
 from typing import Any, Dict, Optional, Tuple
 
+import torch.distributed as dist
 from recbole.data import utils as recbole_data_utils
 from recbole.data.dataloader import TrainDataLoader
 from recbole.sampler import KGSampler
 from recbole.utils import ModelType, set_color
 
 from recbole_ext.data.temporal_split import LEAKAGE_LOG_PREFIX, split_leakage
+from recbole_ext.distributed import as_one_process, rank
 from recbole_ext.errors import DataFormatError
 from recbole_ext.evaluation.sampled.sampling import exclude_history, user_item_sets
+from recbole_ext.evaluation.sharding import shard_loader
 from recbole_ext.registry import get_dataloader, get_dataset_class
 from recbole_ext.trainer.device_loader import DeviceTrainDataLoader, device_loader_applies
 
@@ -100,17 +103,13 @@ def make_loaders(config, dataset, built):
 def _eval_loader(config, phase: str, dataset, sampler):
     """The evaluation loader of ``phase``; on a data-parallel rank, built as for one process and
     cut to this rank's contiguous share of the rows (RecBole's padding ``DistributedSampler``
-    would evaluate some users twice): see :func:`recbole_ext.distributed.shard_loader`."""
+    would evaluate some users twice): see :func:`recbole_ext.evaluation.sharding.shard_loader`."""
     loader_class = get_dataloader(config, phase)
     if config["single_spec"] is not False:
         return loader_class(config, dataset, sampler, shuffle=False)
-    import torch.distributed as dist
-
-    from recbole_ext.distributed import as_one_process, shard_loader
-
     with as_one_process(config):
         loader = loader_class(config, dataset, sampler, shuffle=False)
-    shard_loader(loader, dist.get_rank(), dist.get_world_size())
+    shard_loader(loader, rank(), dist.get_world_size())
     return loader
 
 

@@ -41,13 +41,13 @@ from recbole_ext.config import Config
 from recbole_ext.data.fetch import find_or_fetch
 from recbole_ext.data.schema import restore_dataset
 from recbole_ext.distributed import (
+    Group,
     agree,
     broadcast,
     init_group,
     is_distributed,
     rank,
     rank0_first,
-    shutdown,
     stalled,
 )
 from recbole_ext.errors import ConfigError, RunFailed, UserError
@@ -95,6 +95,8 @@ class Run:
         self._data_folder: Optional[str] = None
         self._resume: tuple = ()  # (checkpoint, trust_checkpoint) the run continues
         self._model_checked = False
+        #: the process group this run joined or created (:meth:`attach_device`), left by :meth:`execute`
+        self.group: Optional[Group] = None
 
     # ------------------------------------------------------------ configuration
     @classmethod
@@ -142,7 +144,8 @@ class Run:
         the current one; returns it."""
         cfg = self.config
         if self.is_rank:
-            cfg["device"] = init_group(cfg.final_config_dict)
+            self.group = init_group(cfg.final_config_dict)
+            cfg["device"] = self.group.device
         elif torch.device(cfg["device"]).type == "cuda":
             torch.cuda.set_device(cfg["device"])
         return cfg["device"]
@@ -316,7 +319,7 @@ class Run:
             n_params=count_parameters(trainer.model),
             timings=dict(trainer.timings),
             per_user={k: [round(float(x), 6) for x in v] for k, v in trainer.per_user_result().items()},
-            rank=int(cfg["local_rank"]) + int(cfg["offset"] or 0),
+            rank=rank(cfg),
         )
 
     def train_and_test(
@@ -395,6 +398,7 @@ class Run:
                 if not saved and not existed:
                     remove_empty([], [cfg["checkpoint_dir"]])
         finally:
-            shutdown()
+            if self.group is not None:
+                self.group.leave()
         result.log_file = log_file
         return result
