@@ -8,37 +8,33 @@ Public API:
 - :func:`run_recbole_ext`: train and test one model (RecBole's ``run_recbole``).
 - :class:`Run` (:mod:`recbole_ext.pipeline`): the steps of a run, one by one.
 - :func:`recommend`: top-k items for a history of raw item tokens, from a checkpoint.
+
+Each name loads its module when first used, so ``import recbole_ext`` (and ``recbole-ext
+--help``) imports neither torch nor RecBole's modules.
 """
+
+import importlib
 
 __version__ = "0.1.0"
 
 from recbole_ext._requirements import check_recbole  # noqa: E402
 
-check_recbole()  # one line saying what to install, before anything imports RecBole
+check_recbole()  # one line saying what to install, before anything imports RecBole's modules
 
-from recbole_ext.config import Config  # noqa: E402
-from recbole_ext.registry import get_model, get_trainer  # noqa: E402
-
-
-def run_recbole_ext(*args, **kwargs):
-    """See :func:`recbole_ext.quick_start.run_recbole_ext`."""
-    from recbole_ext.quick_start import run_recbole_ext as _run
-
-    return _run(*args, **kwargs)
-
-
-def recommend(*args, **kwargs):
-    """See :func:`recbole_ext.serving.recommend`."""
-    from recbole_ext.serving import recommend as _recommend
-
-    return _recommend(*args, **kwargs)
+#: each public name and the module that defines it
+_PUBLIC = {
+    "Config": "recbole_ext.config",
+    "get_model": "recbole_ext.registry",
+    "get_trainer": "recbole_ext.registry",
+    "run_recbole_ext": "recbole_ext.quick_start",
+    "recommend": "recbole_ext.serving",
+    "Run": "recbole_ext.pipeline",
+}
 
 
 def __getattr__(name: str):
-    if name == "Run":  # the pipeline imports the loaders and trainers: only when asked for
-        from recbole_ext.pipeline import Run
-
-        return Run
+    if name in _PUBLIC:
+        return getattr(importlib.import_module(_PUBLIC[name]), name)
     raise AttributeError(f"module 'recbole_ext' has no attribute {name!r}")
 
 

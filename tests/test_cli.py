@@ -277,6 +277,51 @@ def test_requests_reach_their_handlers(monkeypatch):
     assert seen[0].models == ("A", "B") and seen[1].logs == ("logs/",) and seen[2].model == "GLINTRU"
 
 
+#: a fresh interpreter runs the command line's entry on argv, then prints what it imported
+IMPORTS_OF = (
+    "import sys\n"
+    "from recbole_ext.cli import main\n"
+    "try:\n"
+    "    code = main(sys.argv[1:])\n"
+    "except SystemExit as e:\n"
+    "    code = e.code\n"
+    "heavy = sorted(m for m in sys.modules if m == 'torch' or m.startswith(('torch.', 'recbole.')))\n"
+    "print('EXIT', code, 'HEAVY', heavy[:5], file=sys.stderr)\n"
+)
+
+
+@pytest.mark.parametrize(
+    "argv, code",
+    [
+        (["--help"], 0),
+        (["train", "--help"], 0),
+        (["compare", "--help"], 0),
+        (["tune", "--help"], 0),
+        (["--version"], 0),
+        (["train", "--model=SASRec", "--dataset=x", "--bogus"], 2),
+        (["compare", "--model=A,B", "--dataset=x", "--jobs=0"], 2),
+        (["trian"], 2),
+    ],
+)
+def test_help_and_argument_errors_import_neither_torch_nor_recbole(argv, code, tmp_path):
+    """Help, the version and a mistaken command line answer without importing torch or RecBole's
+    modules (RecBole's top package, which holds its version only, is read for the check)."""
+    proc = subprocess.run(
+        [sys.executable, "-c", IMPORTS_OF, *argv], cwd=tmp_path, capture_output=True, text=True, timeout=120
+    )
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last == f"EXIT {code} HEAVY []", proc.stderr[-2000:]
+
+
+def test_the_import_check_sees_torch(tmp_path):
+    """The check above can fail: a request that runs (``models``) imports both."""
+    proc = subprocess.run(
+        [sys.executable, "-c", IMPORTS_OF, "models"], cwd=tmp_path, capture_output=True, text=True, timeout=300
+    )
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("EXIT 0 HEAVY ['recbole.") or "'torch'" in last, proc.stderr[-2000:]
+
+
 def test_unknown_subcommand_is_one_line(tmp_path, run_cli):
     proc = run_cli(["trian", "--model=GRU4Rec"], tmp_path)
     assert_user_error(proc, "unknown command 'trian'", "train, compare", cwd=tmp_path)

@@ -37,7 +37,7 @@ import sys
 import threading
 from typing import List, Optional
 
-from recbole_ext.cli.commands import HANDLERS
+from recbole_ext import __version__
 from recbole_ext.cli.parse import COMMANDS, PROG, USAGE, Request, parse
 from recbole_ext.cli.relaunch import relaunch_prefix
 from recbole_ext.command import CompareRequest, ReproduceRequest, TuneRequest
@@ -49,8 +49,6 @@ __all__ = ["COMMANDS", "main", "run"]
 def run(argv: List[str]) -> int:
     """Parse ``argv`` into its request and run it; returns the exit status."""
     if argv[:1] == ["--version"]:
-        from recbole_ext import __version__
-
         print(f"{PROG} {__version__}")
         return 0
     request = parse(argv)
@@ -62,6 +60,10 @@ def run(argv: List[str]) -> int:
 
 def run_request(request: Request, argv: List[str]) -> int:
     """Run a parsed request; an interrupt ends in its one line (:func:`interrupted_line`)."""
+    # the handlers import torch and RecBole: loaded once a request is parsed, so that help and
+    # argument errors answer at once
+    from recbole_ext.cli.commands import HANDLERS  # noqa: PLC0415 - keeps --help torch-free
+
     try:
         return HANDLERS[type(request)](request)
     except KeyboardInterrupt as stop:
