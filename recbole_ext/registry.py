@@ -11,9 +11,10 @@ RecBole-GNN pattern), and is the only place where our mixins are composed with R
 - :func:`get_dataset_class` finds ``recbole_ext.data.dataset.<Model>Dataset`` first, else the
   class RecBole would pick (``<Model>Dataset`` or the one for the model type), always with
   :class:`~recbole_ext.data.dataset.CompatDatasetMixin` in front.
-- :func:`get_dataloader`: a model class of ours may name its training loader in
-  ``train_dataloader`` (e.g. RecBole's ``UserDataLoader`` for models that batch users); other
-  models get RecBole's choice. Sampled ranking evaluation uses the loaders of
+- :func:`get_dataloader`: the one place a loader class is chosen. A model class of ours may name
+  its training loader in ``train_dataloader`` (e.g. RecBole's ``UserDataLoader`` for models that
+  batch users); other models get RecBole's choice, with training data on the device where the
+  config asks for it. Sampled ranking evaluation uses the loaders of
   :mod:`recbole_ext.evaluation.sampled` (shared candidates; each row once, not once per
   candidate, for sequential models).
 """
@@ -28,13 +29,16 @@ import os
 from typing import Dict, List
 
 from recbole.data import utils as recbole_data_utils
+from recbole.data.dataloader import TrainDataLoader
 from recbole.utils import ModelType
 
 from recbole_ext._paths import OWN_MODEL_YAML_DIR, RECBOLE_MODEL_YAML_DIR
 from recbole_ext.data import dataset as own_datasets
 from recbole_ext.data.dataset import CompatDatasetMixin
 from recbole_ext.errors import UnknownModelError
+from recbole_ext.evaluation.sampled import loader_class as sampled_loader_class
 from recbole_ext.model import recbole_fixes
+from recbole_ext.trainer.device_loader import DeviceTrainDataLoader, device_loader_applies
 from recbole_ext.trainer.trainer import CompatTrainerMixin
 
 MODEL_SUBMODULES = (
@@ -228,16 +232,30 @@ def get_dataset_class(config) -> type:
     return _MIXED[base]
 
 
-def get_dataloader(config, phase: str) -> type:
-    """Data-loader class for a phase: the model's own ``train_dataloader`` first, else RecBole's
-    (for sampled evaluation of sequential models, our candidate loader in place of RecBole's)."""
+def get_dataloader(config, phase: str, dataset=None) -> type:
+    """The data-loader class of ``phase`` (``train``, ``valid`` or ``test``) for ``config``'s model.
+
+    Training: the model's own ``train_dataloader`` first, else RecBole's choice; RecBole's
+    ``TrainDataLoader`` becomes :class:`~recbole_ext.trainer.device_loader.DeviceTrainDataLoader`
+    when the config asks for device-resident training data and ``dataset`` (the training part)
+    allows it. Evaluation: RecBole's choice, or for sampled evaluation of sequential models our
+    candidate loader (:mod:`recbole_ext.evaluation.sampled`).
+
+    Args:
+        config: the run's configuration.
+        phase: ``train``, ``valid`` or ``test``.
+        dataset: the training part (``train`` only: whether its batches can live on the device).
+
+    Returns:
+        type: the loader class, called as RecBole's are.
+    """
     if phase == "train":
         own = getattr(config.model_class, "train_dataloader", None)
         if own is not None:
             return own
     chosen = recbole_data_utils.get_dataloader(config, phase)
     if phase != "train":
-        from recbole_ext.evaluation.sampled import loader_class
-
-        return loader_class(config, chosen) or chosen
+        return sampled_loader_class(config, chosen) or chosen
+    if chosen is TrainDataLoader and dataset is not None and device_loader_applies(config, dataset):
+        return DeviceTrainDataLoader
     return chosen

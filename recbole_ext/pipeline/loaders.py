@@ -16,7 +16,6 @@ from typing import Any, Dict, Optional, Tuple
 
 import torch.distributed as dist
 from recbole.data import utils as recbole_data_utils
-from recbole.data.dataloader import TrainDataLoader
 from recbole.sampler import KGSampler
 from recbole.utils import ModelType, set_color
 
@@ -26,7 +25,6 @@ from recbole_ext.errors import DataFormatError
 from recbole_ext.evaluation.sampled.sampling import exclude_history, user_item_sets
 from recbole_ext.evaluation.sharding import shard_loader
 from recbole_ext.registry import get_dataloader, get_dataset_class
-from recbole_ext.trainer.device_loader import DeviceTrainDataLoader, device_loader_applies
 
 
 @dataclasses.dataclass(frozen=True)
@@ -84,9 +82,7 @@ def make_loaders(config, dataset, built):
         items = user_item_sets(dataset)
         valid_sampler, test_sampler = (exclude_history(s, items) for s in (valid_sampler, test_sampler))
     if config["MODEL_TYPE"] != ModelType.KNOWLEDGE:
-        train_class = get_dataloader(config, "train")
-        if train_class is TrainDataLoader and device_loader_applies(config, train_dataset):
-            train_class = DeviceTrainDataLoader
+        train_class = get_dataloader(config, "train", train_dataset)
         train_data = train_class(config, train_dataset, train_sampler, shuffle=config["shuffle"])
     else:
         neg = config["train_neg_sample_args"]
