@@ -61,3 +61,34 @@ def test_is_a_dropout_module():
     (e.g. ``model.apply`` changing ``p``) still sees it."""
     layer = FastDropout(0.2)
     assert isinstance(layer, nn.Dropout) and layer.p == 0.2
+
+
+@pytest.mark.parametrize("inner_dropout", [True, False])
+def test_feed_forward_is_its_formula_in_both_forms(inner_dropout):
+    """The one FeedForward: ``LayerNorm(x + W2 act(W1 x))`` in evaluation mode, the linear maps
+    under the names asked for (Mamba4Rec's and LRURec's ``w_1``/``w_2``, FMLPRec's
+    ``dense_1``/``dense_2``), and in training mode one dropout more when ``inner_dropout``."""
+    from recbole_ext.model.layers import FeedForward
+
+    names = ("w_1", "w_2") if inner_dropout else ("dense_1", "dense_2")
+    torch.manual_seed(0)
+    block = FeedForward(6, 10, 0.5, 1e-12, activation=torch.tanh, inner_dropout=inner_dropout, names=names)
+    assert sorted(block.state_dict()) == sorted(
+        [f"{n}.{p}" for n in names for p in ("weight", "bias")] + ["LayerNorm.weight", "LayerNorm.bias"]
+    )
+    first, second = (getattr(block, n) for n in names)
+    x = torch.randn(3, 4, 6)
+    expected = nn.functional.layer_norm(
+        x + second(torch.tanh(first(x))), (6,), block.LayerNorm.weight, block.LayerNorm.bias, 1e-12
+    )
+    assert torch.allclose(block.eval()(x), expected, atol=1e-6)
+    block.train()
+    big = torch.ones(1, 4000, 6)
+    hidden = torch.tanh(first(big))
+    # what reaches the second map: with an inner dropout about half of its inputs are zero
+    seen = []
+    handle = second.register_forward_hook(lambda m, inp, out: seen.append(inp[0]))
+    block(big)
+    handle.remove()
+    zeros = float((seen[0] == 0).float().mean())
+    assert (0.4 < zeros < 0.6) if inner_dropout else torch.equal(seen[0], hidden)

@@ -3,7 +3,7 @@ the point-wise feed-forward block and a VAE's Gaussian latent (one model's own b
 its ``*_layers`` module)."""
 
 import math
-from typing import Tuple
+from typing import Callable, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -96,24 +96,50 @@ def gather_positions(x: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
 
 
 class FeedForward(nn.Module):
-    """``LayerNorm(x + Dropout(W2 Dropout(GELU(W1 x))))``: the point-wise block of the Mamba4Rec
-    and LRURec references (their ``FeedForward`` and ``PositionwiseFeedForward``).
+    """The point-wise block of a transformer-style layer:
+    ``LayerNorm(x + Dropout(W2 D(act(W1 x))))``, ``D`` a dropout (``inner_dropout``) or nothing.
+
+    With its defaults it is the block of the Mamba4Rec and LRURec references (their
+    ``FeedForward`` and ``PositionwiseFeedForward``: GELU, a dropout inside and one after, weights
+    ``w_1``/``w_2``). FMLP-Rec's ``Intermediate`` (RecBole's ``FeedForward``) is
+    ``FeedForward(..., activation=..., inner_dropout=False, names=("dense_1", "dense_2"))``.
 
     Args:
-        d_model: width ``d``.  inner_size: hidden width.  dropout: both dropouts.  eps: LayerNorm epsilon.
+        d_model: width ``d``.
+        inner_size: hidden width.
+        dropout: drop probability of each dropout.
+        eps: LayerNorm epsilon.
+        activation: the element-wise function between the two linear maps (a fused PyTorch one).
+        inner_dropout: whether a dropout follows the activation too.
+        names: the attribute names of the two linear maps (their ``state_dict`` keys).
     """
 
-    def __init__(self, d_model: int, inner_size: int, dropout: float, eps: float):
+    def __init__(
+        self,
+        d_model: int,
+        inner_size: int,
+        dropout: float,
+        eps: float,
+        activation: Callable[[torch.Tensor], torch.Tensor] = F.gelu,
+        inner_dropout: bool = True,
+        names: Tuple[str, str] = ("w_1", "w_2"),
+    ):
         super().__init__()
-        self.w_1 = nn.Linear(d_model, inner_size)
-        self.w_2 = nn.Linear(inner_size, d_model)
+        self.names = names
+        setattr(self, names[0], nn.Linear(d_model, inner_size))
+        setattr(self, names[1], nn.Linear(inner_size, d_model))
+        self.activation = activation
+        self.inner_dropout = inner_dropout
         self.dropout = FastDropout(dropout)
         self.LayerNorm = nn.LayerNorm(d_model, eps=eps)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Shape: ``[..., d] -> [..., d]``."""
-        h = self.dropout(self.w_2(self.dropout(F.gelu(self.w_1(x)))))
-        return self.LayerNorm(h + x)
+        first, second = (getattr(self, name) for name in self.names)
+        h = self.activation(first(x))
+        if self.inner_dropout:
+            h = self.dropout(h)
+        return self.LayerNorm(self.dropout(second(h)) + x)
 
 
 class GaussianLatent(nn.Module):

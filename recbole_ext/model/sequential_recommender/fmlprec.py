@@ -70,7 +70,7 @@ from torch import nn
 from recbole_ext.errors import ConfigError
 from recbole_ext.model.abstract_recommender import SequenceEncoderRecommender
 from recbole_ext.model.activations import activation
-from recbole_ext.model.layers import FastDropout, gather_positions, normal_init_
+from recbole_ext.model.layers import FastDropout, FeedForward, gather_positions, normal_init_
 
 PADDING_SIDES = ("left", "right")
 #: standard deviation of the filter weight's real and imaginary parts at initialisation (the reference's)
@@ -120,35 +120,17 @@ class FilterLayer(nn.Module):
         return self.LayerNorm(self.out_dropout(h) + x)
 
 
-class FeedForward(nn.Module):
-    """``LayerNorm(x + Dropout(dense_2(act(dense_1(x)))))``, the reference's ``Intermediate``
-    (and RecBole's ``FeedForward``, whose Python GELU made it 2x slower on CPU).
-
-    Args:
-        hidden_size: width ``d``.  inner_size: hidden width.  dropout: drop probability.
-        act: a key of :data:`~recbole_ext.model.activations.ACTIVATIONS`.  eps: LayerNorm epsilon.
-    """
-
-    def __init__(self, hidden_size: int, inner_size: int, dropout: float, act: str, eps: float):
-        super().__init__()
-        self.dense_1 = nn.Linear(hidden_size, inner_size)
-        self.act = activation(act)
-        self.dense_2 = nn.Linear(inner_size, hidden_size)
-        self.dropout = FastDropout(dropout)
-        self.LayerNorm = nn.LayerNorm(hidden_size, eps=eps)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Shape: ``[..., d] -> [..., d]``."""
-        return self.LayerNorm(self.dropout(self.dense_2(self.act(self.dense_1(x)))) + x)
-
-
 class FilterBlock(nn.Module):
-    """A filter-enhanced block: :class:`FilterLayer`, then the point-wise :class:`FeedForward`."""
+    """A filter-enhanced block: :class:`FilterLayer`, then the point-wise
+    :class:`~recbole_ext.model.layers.FeedForward` (the reference's ``Intermediate``)."""
 
     def __init__(self, max_length: int, hidden_size: int, inner_size: int, dropout: float, act: str, eps: float):
         super().__init__()
         self.filterlayer = FilterLayer(max_length, hidden_size, dropout, eps)
-        self.intermediate = FeedForward(hidden_size, inner_size, dropout, act, eps)
+        # the reference's Intermediate: one dropout, after the second map; its weights' names
+        self.intermediate = FeedForward(
+            hidden_size, inner_size, dropout, eps, activation(act), inner_dropout=False, names=("dense_1", "dense_2")
+        )
 
     def forward(self, x: torch.Tensor, positions: Optional[torch.Tensor] = None) -> torch.Tensor:
         """Shape: ``[B, L, d] -> [B, L, d]``, or ``-> [B, d]`` at ``positions`` ``[B]``."""
