@@ -225,6 +225,41 @@ def test_modules_and_functions_stay_small():
     assert long_files == [] and long_functions == []
 
 
+# ------------------------------------------------------------------ where a model's blocks live
+MODEL_YAML_DIR = os.path.join(PACKAGE, "properties", "model")
+
+
+def blocks_in_model_file(source: str, models: Set[str]) -> List[str]:
+    """The classes a model file defines that are neither one of our models (a YAML under
+    ``properties/model/``) nor a recommender base class (``*Recommender``): building blocks,
+    which live in ``model/<model>_layers.py`` or a shared module (docs/contributing.md)."""
+    return [
+        node.name
+        for node in ast.parse(source).body
+        if isinstance(node, ast.ClassDef) and node.name not in models and not node.name.endswith("Recommender")
+    ]
+
+
+def test_model_files_hold_models_and_their_blocks_live_beside():
+    models = {f[: -len(".yaml")] for f in os.listdir(MODEL_YAML_DIR) if f.endswith(".yaml")}
+    found = {}
+    for m, path in _modules().items():
+        if _within(m, ["recbole_ext.model"]) and m.split(".")[-2].endswith("_recommender"):
+            blocks = blocks_in_model_file(open(path, encoding="utf-8").read(), models)
+            if blocks:
+                found[m] = blocks
+    assert found == {}
+
+
+def test_the_block_check_can_fail():
+    source = (
+        "class Mixer(nn.Module):\n    pass\n\n"
+        "class BaseRecommender:\n    pass\n\n"
+        "class Mine(BaseRecommender):\n    pass\n"
+    )
+    assert blocks_in_model_file(source, {"Mine"}) == ["Mixer"]
+
+
 # ------------------------------------------------------------------ one place assembles a run
 #: what builds a data set, its loaders or a trainer from a config (RecBole's names and ours)
 BUILDERS = {"create_dataset", "data_preparation", "make_loaders", "build_split", "create_samplers"}

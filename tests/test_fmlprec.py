@@ -11,7 +11,7 @@ import torch
 
 from recbole_ext.config import Config
 from recbole_ext.errors import ConfigError
-from recbole_ext.model.sequential_recommender.fmlprec import FilterLayer, learnable_filter
+from recbole_ext.model.fmlp_layers import FilterLayer, learnable_filter
 
 from conftest import (
     SEQ_DATA,
