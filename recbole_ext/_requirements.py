@@ -36,7 +36,7 @@ def _one_line_hook(previous):
 def check_recbole() -> None:
     """Raise :class:`RecBoleRequirementError` unless RecBole 1.2.x can be imported."""
     try:
-        import recbole
+        import recbole  # noqa: PLC0415 - the check itself: whether RecBole imports
     except ImportError as e:
         problem = f"RecBole is not installed ({e})"
     else:

@@ -44,6 +44,7 @@ from recbole_ext.config_schema import Schema, check_rules
 from recbole_ext.distributed import device_for, launch_settings, rank
 from recbole_ext.errors import ConfigError, UserError
 from recbole_ext.registry import get_model, own_model_names
+from recbole_ext.trainer.fast_path import check_precision
 
 SEQUENTIAL_BASE_YAML = os.path.join(PROPERTIES_DIR, "sequential.yaml")
 #: keys of recbole_ext's trainer, for every model (loaded after RecBole's own defaults)
@@ -300,8 +301,6 @@ class Config(RecBoleConfig):
             self.parameters["Dataset"] += [k for k in data_cfg if k not in self.parameters["Dataset"]]
 
     def _set_default_parameters(self):
-        from recbole_ext.trainer.fast_path import check_precision
-
         check_precision(self.final_config_dict.get("precision"))
         cfg = self.final_config_dict
         #: the ``data_path`` the user set (``None``: RecBole's default), where the run's data

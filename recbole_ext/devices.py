@@ -12,7 +12,7 @@ from recbole_ext.errors import UserError
 def cuda_indices() -> Tuple[str, ...]:
     """The CUDA device indices ``CUDA_VISIBLE_DEVICES`` may name here: those it lists when it
     is set, else ``0 .. count - 1``; none without CUDA."""
-    import torch
+    import torch  # noqa: PLC0415 - argument checks stay torch-free but a device's
 
     if not torch.cuda.is_available():
         return ()
@@ -24,7 +24,7 @@ def cuda_indices() -> Tuple[str, ...]:
 
 def check_device(name: str) -> None:
     """``name`` is ``cpu`` or a CUDA device this machine has (a one-line UserError otherwise)."""
-    import torch
+    import torch  # noqa: PLC0415 - argument checks stay torch-free but a device's
 
     try:
         device = torch.device(name)

@@ -12,6 +12,9 @@ from __future__ import annotations
 
 from typing import Iterable, List, Optional
 
+import torch.multiprocessing as mp
+
+from recbole_ext.distributed import free_port
 from recbole_ext.errors import UserError
 from recbole_ext.pipeline import Run
 
@@ -75,10 +78,6 @@ def spawn_ranks(nproc: int, port: int, kwargs: dict) -> dict:
     """Run :func:`run_recbole_ext` as ``nproc`` data-parallel processes (RecBole's ``--nproc=N``
     form, rendezvous on ``localhost``); returns rank 0's result. A user error in the ranks is
     raised here as the same one-line error."""
-    import torch.multiprocessing as mp
-
-    from recbole_ext.distributed import free_port
-
     ranks = {
         "world_size": nproc,
         "nproc": nproc,

@@ -28,10 +28,14 @@ import importlib.util
 import os
 from typing import Dict, List
 
+import torch
 from recbole.data import utils as recbole_data_utils
 from recbole.data.dataloader import TrainDataLoader
+from recbole.trainer import Trainer as RecBoleTrainer
 from recbole.utils import ModelType
+from recbole.utils import get_trainer as recbole_get_trainer
 
+from recbole_ext import trainer as own_trainers
 from recbole_ext._paths import OWN_MODEL_YAML_DIR, RECBOLE_MODEL_YAML_DIR
 from recbole_ext.data import dataset as own_datasets
 from recbole_ext.data.dataset import CompatDatasetMixin
@@ -59,8 +63,6 @@ def _import_recbole_sequential_models() -> None:
     record stack traces: about 10x slower training for every model. The previous setting is
     restored right after the import.
     """
-    import torch
-
     was_enabled = torch.is_anomaly_enabled()
     importlib.import_module("recbole.model.sequential_recommender")
     torch.autograd.set_detect_anomaly(was_enabled)
@@ -178,10 +180,6 @@ def get_trainer(model_type: ModelType, model_name: str):
     RecBole's choice (``<Name>Trainer``, ``KGTrainer``, ``TraditionalTrainer`` or ``Trainer``)
     combined with :class:`CompatTrainerMixin`.
     """
-    from recbole.utils import get_trainer as recbole_get_trainer
-
-    from recbole_ext import trainer as own_trainers
-
     own = getattr(own_trainers, model_name + "Trainer", None)
     if own is not None:
         return own
@@ -189,8 +187,6 @@ def get_trainer(model_type: ModelType, model_name: str):
     if issubclass(base, CompatTrainerMixin):
         return base
     if base not in _TRAINER_CACHE:
-        from recbole.trainer import Trainer as RecBoleTrainer
-
         if base is not RecBoleTrainer and issubclass(base, RecBoleTrainer):
             # a specialised RecBole trainer (KGTrainer, KGATTrainer, MKRTrainer, RecVAETrainer,
             # NCLTrainer...) keeps its own _train_epoch/fit, and their super() calls reach our

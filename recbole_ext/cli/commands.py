@@ -6,8 +6,12 @@ from __future__ import annotations
 import json
 import os
 import sys
+import warnings
 from typing import Callable, Dict
 
+from recbole_ext import compare as compare_command
+from recbole_ext import reproduce as reproduce_command
+from recbole_ext import tune as tune_command
 from recbole_ext.command import (
     CompareRequest,
     ConvertRequest,
@@ -20,13 +24,22 @@ from recbole_ext.command import (
     TrainRequest,
     TuneRequest,
 )
+from recbole_ext.data.convert import convert as convert_files
+from recbole_ext.data.fetch import fetch_dataset, find_or_fetch
+from recbole_ext.data.locate import locate_dataset, short_path
+from recbole_ext.data.sources import registry
+from recbole_ext.data.stats import dataset_stats
 from recbole_ext.errors import DatasetNotFoundError
+from recbole_ext.pipeline import plain_metrics
+from recbole_ext.quick_start import run_recbole_ext
+from recbole_ext.registry import own_model_names, recbole_model_names
+from recbole_ext.report import run as report_run
+from recbole_ext.serving import Recommender, recommend_file
+from recbole_ext.serving import recommend as recommend_items
+from recbole_ext.serving.evaluate import evaluate_checkpoint
 
 
 def train(request: TrainRequest) -> int:
-    from recbole_ext.pipeline import plain_metrics
-    from recbole_ext.quick_start import run_recbole_ext
-
     result = run_recbole_ext(
         request.model,
         request.dataset,
@@ -44,26 +57,18 @@ def train(request: TrainRequest) -> int:
 
 
 def compare(request: CompareRequest) -> int:
-    from recbole_ext import compare as compare_command
-
     return compare_command.command(request)
 
 
 def tune(request: TuneRequest) -> int:
-    from recbole_ext import tune as tune_command
-
     return tune_command.run(request)
 
 
 def reproduce(request: ReproduceRequest) -> int:
-    from recbole_ext import reproduce as reproduce_command
-
     return reproduce_command.run(request)
 
 
 def evaluate(request: EvaluateRequest) -> int:
-    from recbole_ext.serving.evaluate import evaluate_checkpoint
-
     result = evaluate_checkpoint(request.checkpoint, request.config_args, request.trust_checkpoint, request.device)
     print(f"valid: {result['valid']}")
     print(f"test: {result['test']}")
@@ -71,17 +76,11 @@ def evaluate(request: EvaluateRequest) -> int:
 
 
 def report(request: ReportRequest) -> int:
-    from recbole_ext.report import run as report_run
-
     return report_run(request)
 
 
 def recommend(request: RecommendRequest) -> int:
     """One history (``--items``) to stdout, or a file of histories to ``--output``."""
-    import warnings
-
-    from recbole_ext.serving import Recommender, recommend_file
-    from recbole_ext.serving import recommend as recommend_items
 
     def show(message, category, filename, lineno, file=None, line=None):
         print(f"recbole_ext: warning: {message}", file=sys.stderr)
@@ -100,8 +99,6 @@ def recommend(request: RecommendRequest) -> int:
 
 
 def convert(request: ConvertRequest) -> int:
-    from recbole_ext.data.convert import convert as convert_files
-
     done = convert_files(request.format, request.input, request.name, request.out, request.force)
     print(f"wrote {done.interactions} interactions to {done.path}")
     return 0
@@ -110,11 +107,6 @@ def convert(request: ConvertRequest) -> int:
 def data(request: DataRequest) -> int:
     """``data list``: the registry and what is on disk; ``data fetch NAME``: fetch and convert
     without training; ``data stats NAME``: the figures of a data set (fetched first if needed)."""
-    from recbole_ext.data.fetch import fetch_dataset, find_or_fetch
-    from recbole_ext.data.locate import locate_dataset, short_path
-    from recbole_ext.data.sources import registry
-    from recbole_ext.data.stats import dataset_stats
-
     progress = sys.stderr.isatty()
     if request.action == "list":
         rows = [("NAME", "WHERE", "FORMAT", "SOURCE")]
@@ -140,8 +132,6 @@ def data(request: DataRequest) -> int:
 
 
 def models(request: ModelsRequest) -> int:
-    from recbole_ext.registry import own_model_names, recbole_model_names
-
     print("recbole_ext: " + ", ".join(own_model_names()))
     print("RecBole:     " + ", ".join(recbole_model_names()))
     return 0

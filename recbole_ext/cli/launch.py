@@ -27,7 +27,20 @@ import sys
 import time
 from typing import List, Optional
 
+import torch
+import yaml
+from torch.distributed import DistError
+from torch.distributed.elastic.multiprocessing.api import SignalException
+from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+from torch.distributed.elastic.rendezvous import RendezvousError
+from torch.distributed.run import get_args_parser, run
+
+from recbole_ext.cli.parse import parse
 from recbole_ext.cli.relaunch import LAUNCHER_VARIABLE
+from recbole_ext.command import RunRequest
+from recbole_ext.config import OVERALL_YAML, load_yaml_file
+from recbole_ext.errors import UserError
+from recbole_ext.pipeline import Run
 
 #: exit codes with which a rank of ours has already said why in one line
 OWN_CODES = (1, 2, 130, 143)
@@ -49,13 +62,6 @@ def rendezvous_timeout(args: argparse.Namespace) -> float:
     """``dist_timeout_s`` of the run torchrun starts (files, then the command line, as the ranks
     resolve it); the package default for a script not ours. A mistake in the run's
     configuration is a UserError here, before any agent starts."""
-    import yaml
-
-    from recbole_ext.cli.parse import parse
-    from recbole_ext.command import RunRequest
-    from recbole_ext.config import OVERALL_YAML, load_yaml_file
-    from recbole_ext.pipeline import Run
-
     request = parse(list(args.training_script_args)) if _our_script(args) else None
     if not isinstance(request, RunRequest):
         return float(load_yaml_file(OVERALL_YAML, yaml.SafeLoader)["dist_timeout_s"])
@@ -102,10 +108,6 @@ def check_launch_options(args: argparse.Namespace) -> None:
     """The launcher's own options, before torchrun reads them (a one-line UserError otherwise):
     ``--nproc_per_node`` a positive number or one of :data:`NPROC_WORDS` whose device is here,
     ``--nnodes`` a positive number or a range ``MIN:MAX`` with ``1 <= MIN <= MAX``."""
-    import torch
-
-    from recbole_ext.errors import UserError
-
     nproc = str(args.nproc_per_node)
     if not _positive(nproc) and nproc not in NPROC_WORDS:
         raise UserError(f"--nproc_per_node={nproc}; allowed: a number >= 1, or one of {', '.join(NPROC_WORDS)}")
@@ -120,10 +122,6 @@ def check_launch_options(args: argparse.Namespace) -> None:
 def parse_launch_args(argv: List[str]) -> argparse.Namespace:
     """torchrun's options parsed by torchrun's own parser, a mistake in them one line
     (:func:`check_launch_options`) instead of torchrun's usage text."""
-    from torch.distributed.run import get_args_parser
-
-    from recbole_ext.errors import UserError
-
     parser = get_args_parser()
 
     def error(message: str):
@@ -161,14 +159,6 @@ def _machines_missing(args: argparse.Namespace, seconds: float, e: BaseException
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    from torch.distributed import DistError
-    from torch.distributed.elastic.multiprocessing.api import SignalException
-    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
-    from torch.distributed.elastic.rendezvous import RendezvousError
-    from torch.distributed.run import run
-
-    from recbole_ext.errors import UserError
-
     try:
         args = parse_launch_args(sys.argv[1:] if argv is None else argv)
         seconds = rendezvous_timeout(args)

@@ -29,6 +29,7 @@ from recbole_ext.command import (
     parse_seeds,
     split_list,
 )
+from recbole_ext.data.convert import FORMATS
 from recbole_ext.errors import ArgumentParser, UserError
 
 PROG = "recbole-ext"
@@ -271,8 +272,6 @@ def parse_report(argv: List[str]) -> ReportRequest:
 
 
 def parse_convert(argv: List[str]) -> ConvertRequest:
-    from recbole_ext.data.convert import FORMATS
-
     parser = _parser("convert", "Convert raw interaction files into RecBole atomic files.")
     parser.add_argument("format", choices=sorted(FORMATS), help="input format")
     parser.add_argument("input", help="input file, folder or zip")

@@ -39,6 +39,7 @@ from typing import Callable, Dict, List, Optional
 
 from recbole_ext.command import CompareRequest
 from recbole_ext.compare.layout import ResultsLayout, default_results_dir
+from recbole_ext.compare.parallel import run_parallel
 from recbole_ext.compare.runner import lenient_keys, preflight, run_comparison
 from recbole_ext.pipeline import Run
 from recbole_ext.results.record import RunRecord
@@ -89,8 +90,6 @@ def run(
             again); else every model and setting is checked before the first run.
     """
     if request.parallel:
-        from recbole_ext.compare.parallel import run_parallel
-
         records, results_dir = run_parallel(request, echo, runs=checked)
     else:
         records, results_dir = run_comparison(request, echo, config_dict, checked=checked is not None)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import threading
 from typing import Optional
 
+import psutil
 import torch
 
 from recbole_ext.memory import release_memory
@@ -28,8 +29,6 @@ def _rss_mb() -> Optional[float]:
     if rss is not None:
         return rss
     try:
-        import psutil
-
         return psutil.Process().memory_info().rss / 2**20
     except Exception:  # noqa: BLE001
         return None

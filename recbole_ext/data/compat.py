@@ -41,6 +41,7 @@ from recbole_ext.data.atomic_files import (
     split_points,
     writable_columns,
 )
+from recbole_ext.data.locate import candidate_dirs
 from recbole_ext.data.temporal_split import GlobalTemporalSplitMixin
 from recbole_ext.errors import DataFormatError, DatasetNotFoundError
 
@@ -49,8 +50,6 @@ class CompatDatasetMixin(GlobalTemporalSplitMixin):
     """Fixes for RecBole 1.2.1's ``Dataset`` on pandas 3; put it first in the bases."""
 
     def _download(self):
-        from recbole_ext.data.locate import candidate_dirs
-
         raise DatasetNotFoundError(
             f"data set '{self.dataset_name}' not found at {self.dataset_path} "
             f"(searched: {', '.join(candidate_dirs(self.dataset_name, None))}); "

@@ -4,10 +4,14 @@ front, and the data sets of our models that need their own (:class:`SVAEDataset`
 from __future__ import annotations
 
 import numpy as np
+import torch
 from recbole.data.dataset import Dataset as RecBoleDataset
 from recbole.data.dataset import SequentialDataset as RecBoleSequentialDataset
+from recbole.data.interaction import Interaction
 
 from recbole_ext.data.compat import CompatDatasetMixin
+from recbole_ext.data.history import recent_items
+from recbole_ext.errors import ConfigError
 
 __all__ = ["CompatDatasetMixin", "Dataset", "DLRMDataset", "SequentialDataset", "SVAEDataset"]
 
@@ -45,14 +49,9 @@ class SVAEDataset(SequentialDataset):
 
     def _one_row_per_user(self, train):
         """Collapse the prefix rows of the training split into one full sequence per user."""
-        import torch
-        from recbole.data.interaction import Interaction
-
         max_len = self.config["train_max_len"] if "train_max_len" in self.config else None
         max_len = int(max_len) if max_len is not None else self.max_item_list_len + 1
         if max_len < 2:
-            from recbole_ext.errors import ConfigError
-
             raise ConfigError(f"train_max_len must be at least 2, got {max_len}")
         inter = train.inter_feat
         uid = inter[self.uid_field].numpy()
@@ -103,9 +102,6 @@ class DLRMDataset(Dataset):
         super()._change_feat_format()
         if str(self.config["sequence_tower"] or "none").lower() == "none":
             return
-        from recbole.data.interaction import Interaction
-
-        from recbole_ext.data.history import recent_items
 
         length = self.config["MAX_ITEM_LIST_LENGTH"]
         users = self.inter_feat[self.uid_field].numpy()

@@ -22,6 +22,10 @@ import zipfile
 import zlib
 from typing import Optional
 
+import pooch
+import requests
+from tqdm import tqdm
+
 from recbole_ext.errors import DataFetchError
 
 CHUNK = 1 << 20
@@ -43,7 +47,6 @@ def _transfer(url: str, output_file: str, progress: bool) -> None:
             raise _Final(f"no file at {local}")
         shutil.copyfile(local, output_file)
         return
-    import requests
 
     try:
         response = requests.get(url, stream=True, timeout=60)
@@ -62,12 +65,8 @@ def _transfer(url: str, output_file: str, progress: bool) -> None:
 
 def _stream(response, output_file: str, total: int, progress: bool) -> int:
     """The body into ``output_file`` (a progress bar on a terminal); returns the bytes received."""
-    import requests
-
     bar = None
     if progress:
-        from tqdm import tqdm
-
         bar = tqdm(total=total or None, unit="B", unit_scale=True, desc=os.path.basename(output_file), leave=False)
     got = 0
     try:
@@ -91,8 +90,6 @@ def download(url: str, known_hash: Optional[str], cache: str, retries: int = 2, 
     Raises:
         DataFetchError: one line (see the module docstring).
     """
-    import pooch
-
     fname = os.path.basename(urllib.parse.urlparse(url).path) or "download"
     hand = f"or download {url} yourself and put it at {os.path.join(cache, fname)}"
     logger = pooch.get_logger()

@@ -21,7 +21,8 @@ import os
 from typing import List, Optional
 
 from recbole_ext._paths import RECBOLE_DIR
-from recbole_ext.errors import DatasetNotFoundError
+from recbole_ext.data.sources import registry
+from recbole_ext.errors import DatasetNotFoundError, UserError
 
 #: a data root the user keeps data sets in (searched after ``data_path`` and ``datasets/``)
 DATA_ENV = "RECBOLE_EXT_DATA"
@@ -62,9 +63,6 @@ def locate_dataset(dataset: str, data_path: Optional[str], only_data_path: bool 
 
 def known_names(data_path: Optional[str]) -> List[str]:
     """The data sets a name may be meant as: the registry's and the folders of the search path."""
-    from recbole_ext.data.sources import registry
-    from recbole_ext.errors import UserError
-
     try:
         names = set(registry(None))
     except UserError:  # a broken sources file is said where it is read

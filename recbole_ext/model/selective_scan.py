@@ -58,7 +58,7 @@ SCAN_IMPLS = ("auto", "torch", "chunked", "mamba_ssm")
 def mamba_ssm_available() -> bool:
     """Whether ``mamba_ssm``'s CUDA selective scan can be imported."""
     try:
-        from mamba_ssm.ops.selective_scan_interface import selective_scan_fn  # noqa: F401
+        from mamba_ssm.ops.selective_scan_interface import selective_scan_fn  # noqa: PLC0415, F401 (mamba_ssm is optional)
     except Exception:  # ImportError, or a broken CUDA extension
         return False
     return True
@@ -284,7 +284,7 @@ def selective_scan_torch(
 
 
 def _selective_scan_mamba_ssm(u, delta, A, B, C, D, z, delta_bias, delta_softplus):
-    from mamba_ssm.ops.selective_scan_interface import selective_scan_fn
+    from mamba_ssm.ops.selective_scan_interface import selective_scan_fn  # noqa: PLC0415 - mamba_ssm is optional
 
     def first(t):  # [B, L, X] -> [B, X, L], contiguous as the kernel wants
         return None if t is None else t.transpose(1, 2).contiguous()

@@ -10,6 +10,7 @@ import warnings
 from typing import Optional
 
 import torch
+from recbole.utils import ModelType
 
 from recbole_ext.errors import ConfigError, UserError
 from recbole_ext.trainer.checkpoint import check_fits, load_checkpoint
@@ -22,8 +23,6 @@ TRAINING_COPIES = 2
 def meta_model(model_class: type, config, dataset) -> Optional[torch.nn.Module]:
     """``model_class(config, dataset)`` built on the meta device, or ``None`` for a model whose
     construction does work on the data (RecBole's traditional models) or cannot run there."""
-    from recbole.utils import ModelType
-
     if getattr(model_class, "type", None) in (ModelType.TRADITIONAL, ModelType.DECISIONTREE):
         return None
     quiet = logging.root.manager.disable

@@ -7,6 +7,7 @@ import os
 from logging import getLogger
 from typing import Any, Dict, List, Optional
 
+import psutil
 import torch
 
 from recbole_ext.errors import Interrupted
@@ -80,8 +81,6 @@ def plain_metrics(result) -> Dict[str, float]:
 def environment(config) -> str:
     """The device the run used and the process's memory (RecBole's table waits a second to
     sample the CPU load and shows a GPU line on machines without one)."""
-    import psutil
-
     device = torch.device(config["device"])
     if device.type == "cuda":
         used = f"{torch.cuda.max_memory_allocated(device) / 2**30:.2f} G peak allocated"

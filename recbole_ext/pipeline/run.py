@@ -35,7 +35,9 @@ from logging import getLogger
 from typing import Any, Dict, Iterable, List, Optional, Union
 
 import torch
+from recbole.data.dataloader import NegSampleEvalDataLoader
 from recbole.utils import init_seed, set_color
+from recbole.utils.argument_list import dataset_arguments
 
 from recbole_ext.config import Config
 from recbole_ext.data.fetch import find_or_fetch
@@ -208,8 +210,6 @@ class Run:
     def split_key(self) -> str:
         """Runs with equal keys build the same :class:`Splits` and can share one: the same
         data-set class, data settings, ``eval_args`` and seed."""
-        from recbole.utils.argument_list import dataset_arguments
-
         cfg, dataset_class = self.config, get_dataset_class(self.config)
         keys = sorted(set(dataset_arguments) | set(cfg.parameters.get("Dataset", [])))
         values = {k: cfg.final_config_dict.get(k) for k in keys}
@@ -230,8 +230,6 @@ class Run:
     def recbole_eval_loader(self, loader):
         """RecBole's own sampled-evaluation loader over the split and sampler of ``loader`` (one
         of ours): the path the fast one is checked and timed against."""
-        from recbole.data.dataloader import NegSampleEvalDataLoader
-
         return NegSampleEvalDataLoader(self.config, loader._dataset, loader._sampler, shuffle=False)
 
     def restore_dataset(self, schema: Dict[str, Any]):

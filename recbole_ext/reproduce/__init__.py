@@ -27,6 +27,7 @@ from recbole_ext.command import ReproduceRequest
 from recbole_ext.compare import RunRecord
 from recbole_ext.errors import UserError
 from recbole_ext.fileio import atomic_write_text, missing_folders, remove_empty_folders
+from recbole_ext.pipeline import Run
 from recbole_ext.reproduce.plan import compare_request, select_entries, write_common, write_rows
 from recbole_ext.reproduce.preset import PRESET_DIR, DatasetPreset, PaperTable, Preset, load_preset
 from recbole_ext.reproduce.tables import (
@@ -69,8 +70,6 @@ def run(request: ReproduceRequest, echo: Callable[[str], None] = print) -> int:
 
 def _has_item_file(request: ReproduceRequest, preset: Preset, common: str) -> bool:
     """Whether the data set (found or fetched as a run finds it) has an ``.item`` file."""
-    from recbole_ext.pipeline import Run
-
     run = Run.resolve(
         preset.proposed,
         request.dataset,

@@ -39,10 +39,10 @@ def curves(records: List[RunRecord]) -> Dict[str, List[Tuple[int, float]]]:
 
 def plot_comparison(records: List[RunRecord], path: str, echo: Callable[[str], None] = print) -> Optional[str]:
     """Draw the two panels into ``path`` (PNG) and return ``path``."""
-    import matplotlib
+    import matplotlib  # noqa: PLC0415 - matplotlib loads when a plot is drawn
 
     matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # noqa: PLC0415 - matplotlib loads when a plot is drawn
 
     ok = [r for r in records if r.ok]
     models: List[str] = []
@@ -89,7 +89,7 @@ def plot_comparison(records: List[RunRecord], path: str, echo: Callable[[str], N
 
 def _curves_panel(ax, ok: List[dict], models: List[str], valid_metric: str) -> None:
     """The left panel: each model's validation score per epoch."""
-    from matplotlib.ticker import MaxNLocator
+    from matplotlib.ticker import MaxNLocator  # noqa: PLC0415 - matplotlib loads when a plot is drawn
 
     for model, pts in curves(ok).items():
         if pts:

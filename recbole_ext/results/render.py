@@ -9,6 +9,7 @@ import os
 from typing import Callable, List, Optional
 
 from recbole_ext.fileio import atomic_write_text
+from recbole_ext.results.plot import plot_comparison
 from recbole_ext.results.record import RunRecord
 from recbole_ext.results.table import Column, build_table
 
@@ -212,8 +213,6 @@ def write_outputs(
         atomic_write_text(base + ".tex", to_latex(table, caption=f"Comparison on {dataset}"))
         written = [base + ".md", base + ".csv", base + ".tex"]
         if plot:
-            from recbole_ext.results.plot import plot_comparison
-
             png = plot_comparison(records, base + ".png", echo=echo)
             if png:
                 written.append(png)

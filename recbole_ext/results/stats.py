@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 from typing import Sequence
 
+from scipy.stats import ttest_rel
+
 
 def paired_t_pvalue(x: Sequence[float], y: Sequence[float], tol: float = 1e-15) -> float:
     """Two-sided paired t-test p-value of ``x`` against ``y`` (the same seeds or users, in order).
@@ -16,8 +18,6 @@ def paired_t_pvalue(x: Sequence[float], y: Sequence[float], tol: float = 1e-15) 
 
     Shape: x, y ``[n]``.
     """
-    from scipy.stats import ttest_rel
-
     diffs = [a - b for a, b in zip(x, y)]
     if len(diffs) < 2 or any(math.isnan(d) for d in diffs):
         return float("nan")

@@ -7,6 +7,9 @@ from __future__ import annotations
 import math
 from typing import Dict, List, Optional
 
+from recbole.evaluator.register import smaller_metrics
+from scipy.stats import wilcoxon
+
 from recbole_ext.results.record import RunRecord
 from recbole_ext.results.stats import paired_t_pvalue
 
@@ -117,8 +120,6 @@ def _row(model: str, recs: List[RunRecord], columns: List[Column]) -> dict:
 
 def _smaller_is_better(name: str) -> bool:
     """RecBole's own list of metrics where smaller is better (RMSE, MAE, LogLoss, ...)."""
-    from recbole.evaluator.register import smaller_metrics
-
     return name.partition("@")[0].lower() in smaller_metrics
 
 
@@ -193,8 +194,6 @@ def _per_user_tests(rows: List[dict], columns: List[Column]) -> bool:
     """Wilcoxon signed-rank (``p_values``) and paired t (``p_values_t``) tests over the users of
     the best model's per-user values against each other model's (same users, same order); the
     best is starred when every Wilcoxon p < 0.05. Returns whether any pair was tested."""
-    from scipy.stats import wilcoxon
-
     tested_any = False
     for col in (c for c in columns if c.metric):
         name = col.key.split(":", 1)[1]

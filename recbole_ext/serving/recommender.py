@@ -25,6 +25,7 @@ import warnings
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 import torch
+from recbole.data.interaction import Interaction
 from recbole.utils import ModelType
 
 from recbole_ext.errors import UserError
@@ -109,8 +110,6 @@ class Recommender:
     @torch.no_grad()
     def scores(self, histories: Sequence[Sequence[int]], user_ids: Optional[Sequence[int]] = None) -> torch.Tensor:
         """Scores of every item for each history of item ids. Shape: ``[B, n_items]``."""
-        from recbole.data.interaction import Interaction
-
         out = []
         for start in range(0, len(histories), self.batch_size):
             chunk = histories[start : start + self.batch_size]
@@ -142,8 +141,6 @@ class Recommender:
     def _history_scores(self, chunk: Sequence[Sequence[int]]) -> torch.Tensor:
         """Score history rows with a model that keeps ``history_item_id``/``_value`` per user:
         the batch's rows stand in for the model's stored history while it predicts."""
-        from recbole.data.interaction import Interaction
-
         rows = [sorted(set(h)) for h in chunk]
         width = max(len(r) for r in rows)
         hid = torch.zeros(len(rows), width, dtype=torch.long)

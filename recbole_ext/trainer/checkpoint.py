@@ -37,11 +37,13 @@ import enum
 import math
 import os
 import pickle
+import warnings
 from typing import Any, Dict, Optional
 
 import numpy as np
 import torch
 
+from recbole_ext.compat.numpy import restore_numpy_aliases
 from recbole_ext.errors import UserError
 from recbole_ext.fileio import atomic_open
 
@@ -86,8 +88,6 @@ def atomic_torch_save(obj: Any, path: str) -> None:
 def safe_load(path: str, map_location=None) -> dict:
     """Load a checkpoint with ``weights_only=True`` (no code can run); torch's warnings about
     what it refused stay quiet: the refusal is reported in one line by the caller."""
-    import warnings
-
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return torch.load(path, map_location=map_location, weights_only=True)
@@ -150,10 +150,6 @@ def load_checkpoint(path: str, trust_checkpoint: bool = False, map_location="cpu
 
 def _unpickle(path: str, map_location):
     """A legacy RecBole checkpoint, fully unpickled (the caller trusts it)."""
-    import warnings
-
-    from recbole_ext.compat.numpy import restore_numpy_aliases
-
     restore_numpy_aliases()
     warnings.warn(f"loading {path} with full unpickling (trust_checkpoint=True): this can run code", stacklevel=3)
     try:

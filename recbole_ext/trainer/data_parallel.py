@@ -14,10 +14,12 @@ from __future__ import annotations
 import contextlib
 from typing import Any, Iterator, List, Optional
 
+import recbole.trainer.trainer as recbole_trainer
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
 from recbole_ext.distributed import all_gather, broadcast, is_distributed, rank
+from recbole_ext.trainer.rng import rng_state
 
 
 class LossModule(torch.nn.Module):
@@ -53,7 +55,6 @@ def no_rank_folders(quiet: bool) -> Iterator[None]:
     if not quiet:
         yield
         return
-    import recbole.trainer.trainer as recbole_trainer
 
     saved = recbole_trainer.get_tensorboard, recbole_trainer.ensure_dir
     recbole_trainer.get_tensorboard = lambda logger: _NullWriter()
@@ -98,7 +99,6 @@ class DataParallelMixin:
         """Every rank's RNG state (a collective: all ranks call it), or None in one process."""
         if self.distributed_model is None:
             return None
-        from recbole_ext.trainer.rng import rng_state
 
         return all_gather(rng_state())
 

@@ -104,7 +104,7 @@ def compile_forward(model: torch.nn.Module, setting, rnn: Optional[bool] = None)
     if not rnn:
         model.forward = compiled
         return
-    from torch import _dynamo
+    from torch import _dynamo  # noqa: PLC0415 - torch._dynamo takes seconds to import
 
     def forward(*args, **kwargs):
         with _dynamo.config.patch(allow_rnn=True):

@@ -33,8 +33,10 @@ from typing import Dict, List
 import numpy as np
 import torch
 from recbole.trainer import Trainer as RecBoleTrainer
+from recbole.trainer.trainer import dict2str, early_stopping
 from recbole.utils import get_gpu_usage, set_color
 from torch.nn.utils.clip_grad import clip_grad_norm_
+from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
 from recbole_ext.distributed import as_one_process, rank
@@ -82,7 +84,6 @@ class CompatTrainerMixin(CheckpointMixin, DataParallelMixin, SampledEvalMixin, C
         ``tensorboard_dir`` (the comparison runner's results folder), reopen it there."""
         if not run_id or not folder or os.path.normpath(folder) == "log_tensorboard" or not self._is_main():
             return
-        from torch.utils.tensorboard import SummaryWriter
 
         old = self.tensorboard.log_dir
         self.tensorboard.close()
@@ -222,8 +223,6 @@ class CompatTrainerMixin(CheckpointMixin, DataParallelMixin, SampledEvalMixin, C
 
     def _validate(self, valid_data, epoch_idx: int, verbose: bool, show_progress: bool, callback_fn) -> bool:
         """Evaluate on the validation set, keep the best weights; returns whether to stop early."""
-        from recbole.trainer.trainer import dict2str, early_stopping
-
         valid_start_time = time.time()
         valid_score, valid_result = self._valid_epoch(valid_data, show_progress=show_progress)
         self.best_valid_score, self.cur_step, stop_flag, update_flag = early_stopping(

@@ -19,12 +19,18 @@ numpy 2.
 from __future__ import annotations
 
 import difflib
+import importlib.util
+import multiprocessing
 import os
+from concurrent.futures import ProcessPoolExecutor
 from typing import Callable, List
 
 from recbole_ext import compare
 from recbole_ext.command import CompareRequest, TuneRequest, option_key
+from recbole_ext.config_schema import Schema
 from recbole_ext.errors import UserError
+from recbole_ext.pipeline import Run, resolve_all
+from recbole_ext.tune.space import extremes, load_space
 
 __all__ = ["TuneRequest", "run", "run_tune"]
 
@@ -35,9 +41,7 @@ def run_tune(request: TuneRequest, echo: Callable[[str], None] = print) -> compa
     Returns:
         the comparison (with no records when ``request.compare`` is off).
     """
-    import importlib.util
-
-    from recbole_ext.tune.trials import mark_interrupted, open_study, used_budget
+    from recbole_ext.tune.trials import mark_interrupted, open_study, used_budget  # noqa: PLC0415 - Optuna is optional: checked first
 
     if importlib.util.find_spec("optuna") is None:
         raise UserError("the tune command needs Optuna: pip install 'optuna>=4.0' (or the [tune] extra)")
@@ -54,7 +58,7 @@ def run_tune(request: TuneRequest, echo: Callable[[str], None] = print) -> compa
         )
         todo += [model] * left
     _run_trials(spec, _interleave(todo), request.jobs, echo)
-    from recbole_ext.tune.report import write_best
+    from recbole_ext.tune.report import write_best  # noqa: PLC0415 - Optuna is optional: checked first
 
     best_dir = write_best(spec, request.trials, echo)
     if not request.compare:
@@ -78,10 +82,7 @@ def _checked_spec(request: TuneRequest, results_dir: str):
     choice and both ends of each range pass the model's config types, no key is also set on the
     command line; the command line's keys are known to some model; the direction of each
     model's validation metric."""
-    from recbole_ext.config_schema import Schema
-    from recbole_ext.pipeline import Run, resolve_all
-    from recbole_ext.tune.space import extremes, load_space
-    from recbole_ext.tune.trials import TuneSpec
+    from recbole_ext.tune.trials import TuneSpec  # noqa: PLC0415 - Optuna is optional: checked first
 
     runs = resolve_all(request.models, request.dataset, lambda model: request.files, None, request.config_args)
     lenient = {k for k in map(option_key, request.config_args) if k is not None}
@@ -139,14 +140,12 @@ def _interleave(todo: List[str]) -> List[str]:
 
 def _run_trials(spec, todo: List[str], jobs: int, echo) -> None:
     """One trial per entry of ``todo``: in this process, or ``jobs`` processes at a time."""
-    from recbole_ext.tune.trials import run_trial
+    from recbole_ext.tune.trials import run_trial  # noqa: PLC0415 - Optuna is optional: checked first
 
     if jobs == 1 or len(todo) <= 1:
         for model in todo:
             echo("[tune] " + run_trial(spec, model))
         return
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
 
     threads = max(1, (os.cpu_count() or 1) // jobs)
     with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:

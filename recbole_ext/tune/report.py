@@ -13,16 +13,16 @@ from __future__ import annotations
 import os
 from typing import Callable, List
 
+import optuna
+import yaml
+
 from recbole_ext.fileio import atomic_write_text
+from recbole_ext.tune.trials import STUDY_FILE, best_trial, counts, open_study
 
 
 def write_best(spec, trials: int, echo: Callable[[str], None]) -> str:
     """``best/<Model>.yaml`` for every model with a finished trial and ``tuning.md``; echoes the
     summary table and returns the ``best`` folder."""
-    import yaml
-
-    from recbole_ext.tune.trials import best_trial, counts, open_study
-
     best_dir = os.path.join(spec.results_dir, "best")
     os.makedirs(best_dir, exist_ok=True)
     summary = [
@@ -56,10 +56,6 @@ def write_best(spec, trials: int, echo: Callable[[str], None]) -> str:
 
 def header(spec, trials: int) -> List[str]:
     """The lines that say how the search was made."""
-    import optuna
-
-    from recbole_ext.tune.trials import STUDY_FILE
-
     where = spec.storage.split("@")[-1] if spec.storage else os.path.join(spec.tune_dir, STUDY_FILE)
     fixed = " ".join(spec.cmd_args) or "(none)"
     files = " ".join(spec.config_files or []) or "(none)"

@@ -20,7 +20,8 @@ from typing import Any, Dict, List, Optional, Tuple
 import yaml
 
 from recbole_ext._paths import PROPERTIES_DIR
-from recbole_ext.errors import ConfigError
+from recbole_ext.errors import ConfigError, UserError
+from recbole_ext.registry import canonical_model_name
 
 TUNE_DIR = os.path.join(PROPERTIES_DIR, "tune")
 KINDS = ("choice", "uniform", "loguniform", "int")
@@ -68,9 +69,6 @@ def load_space(path: Optional[str], model: str) -> Dict[str, Range]:
 
 
 def _is_model(name: str) -> bool:
-    from recbole_ext.errors import UserError
-    from recbole_ext.registry import canonical_model_name
-
     try:
         canonical_model_name(name)
     except UserError:

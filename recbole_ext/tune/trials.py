@@ -18,13 +18,21 @@ from __future__ import annotations
 import dataclasses
 import os
 import socket
+import time
 from typing import Any, Dict, List, Optional
 
+import numpy as np
 import optuna
+import torch
 from optuna.trial import TrialState
 
 from recbole_ext.command import option_key
-from recbole_ext.errors import one_line
+from recbole_ext.compare import ResultsLayout
+from recbole_ext.errors import UserError, one_line
+from recbole_ext.logger import close_logger
+from recbole_ext.memory import release_memory
+from recbole_ext.pipeline import Run
+from recbole_ext.tune.journal import journal_storage
 from recbole_ext.tune.space import Range, suggest
 
 STUDY_FILE = "studies.journal"
@@ -58,7 +66,6 @@ def study_storage(spec: TuneSpec):
     lock a killed run cannot leave behind (:mod:`recbole_ext.tune.journal`)."""
     if spec.storage:
         return _rdb_storage(spec.storage)
-    from recbole_ext.tune.journal import journal_storage
 
     return journal_storage(os.path.join(spec.tune_dir, STUDY_FILE))
 
@@ -66,8 +73,6 @@ def study_storage(spec: TuneSpec):
 def _rdb_storage(url: str, attempts: int = 5):
     """Optuna's RDB storage at ``url``; two processes creating its tables at the same moment
     collide once (the loser tries again); any other failure is one line."""
-    import time
-
     for attempt in range(attempts):
         try:
             return optuna.storages.RDBStorage(url)
@@ -77,7 +82,6 @@ def _rdb_storage(url: str, attempts: int = 5):
             if ("duplicate" in text or "already exists" in text) and attempt < attempts - 1:
                 time.sleep(0.5 * (attempt + 1))
                 continue
-            from recbole_ext.errors import UserError
 
             raise UserError(
                 f"--storage {url}: {type(cause).__name__}: {str(cause).splitlines()[0]}; {_storage_hint(url)}"
@@ -111,8 +115,6 @@ def trial_sampler(seed: int, number: int) -> optuna.samplers.TPESampler:
     process, perhaps on another machine), so one seed for all would make every start-up trial
     draw the first draw again; a seed per trial number gives distinct draws, the same ones in a
     rerun, however many processes share the study."""
-    import numpy as np
-
     state = int(np.random.SeedSequence([int(seed) & 0xFFFFFFFF, int(number)]).generate_state(1)[0])
     return optuna.samplers.TPESampler(seed=state)
 
@@ -174,8 +176,6 @@ def run_trial(spec: TuneSpec, model: str, threads: int = 0) -> str:
     one-line summary. A failing setting is a failed trial (it counts against the budget); a
     trial beyond the budget (other processes got there first) is told so and does not run."""
     if threads:
-        import torch
-
         torch.set_num_threads(threads)
     storage = study_storage(spec)
     study = open_study(spec, model, storage)
@@ -204,11 +204,6 @@ def train_and_validate(spec: TuneSpec, model: str, params: Dict[str, Any]) -> fl
     ``valid_metric``, as a run does); nothing is saved and the test split is never scored. The
     trial's log, TensorBoard run and checkpoint folder sit in ``<results>/tune/`` as a
     comparison's sit in its results folder."""
-    from recbole_ext.compare import ResultsLayout
-    from recbole_ext.logger import close_logger
-    from recbole_ext.memory import release_memory
-    from recbole_ext.pipeline import Run
-
     layout = ResultsLayout(spec.tune_dir)
     lenient = [k for k in map(option_key, spec.cmd_args) if k is not None]
     settings = {**layout.run_outputs(), **params}

@@ -22,6 +22,7 @@ from __future__ import annotations
 from typing import Optional
 
 from recbole.data.dataloader import NegSampleEvalDataLoader
+from recbole.utils import EvaluatorType, ModelType
 
 from recbole_ext.evaluation.sampled.candidates import SharedNegSampleEvalDataLoader
 from recbole_ext.evaluation.sampled.loader import CandidateBatch, CandidateEvalDataLoader
@@ -48,8 +49,6 @@ def loader_class(config, recbole_class: type) -> Optional[type]:
     sequential ranking evaluation on the fast path (the only case where each row can be encoded
     once) the candidate loader, for the other models RecBole's loader on the shared candidates;
     ``None`` for any other loader."""
-    from recbole.utils import EvaluatorType, ModelType
-
     if recbole_class is not NegSampleEvalDataLoader:
         return None
     if (

@@ -7,6 +7,10 @@ or from RecBole's ``NegSampleEvalDataLoader``; the metrics equal RecBole's exact
 from __future__ import annotations
 
 import torch
+from recbole.model.abstract_recommender import AbstractRecommender
+from recbole.utils import EvaluatorType, ModelType
+
+from recbole_ext.evaluation.sampled.loader import CandidateBatch
 
 
 class SampledEvalMixin:
@@ -30,8 +34,6 @@ class SampledEvalMixin:
         ``predict`` on one user's rows; value metrics, other model types, models without either
         method, or a failed check use RecBole's path.
         """
-        from recbole_ext.evaluation.sampled.loader import CandidateBatch
-
         if isinstance(batched_data, CandidateBatch):
             unique, candidates, positive_u = batched_data.interaction, batched_data.candidates, batched_data.positive_u
             scores = self._candidate_scores(unique, candidates, positive_u, batched_data.expand)
@@ -85,9 +87,6 @@ class SampledEvalMixin:
         return unique_rows, cand_rows
 
     def _fast_path_applies(self, interaction) -> bool:
-        from recbole.model.abstract_recommender import AbstractRecommender
-        from recbole.utils import EvaluatorType, ModelType
-
         model = self.model
         if (
             not self.fast_sampled_eval

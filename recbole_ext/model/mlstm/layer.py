@@ -23,7 +23,7 @@ MLSTM_IMPLS = ("auto", "native", "fused", "script", "loop", "triton")
 def _triton_kernels(x: torch.Tensor, hidden: int):
     """:mod:`recbole_ext.model.mlstm.triton_kernels`, or a ``ValueError`` saying why its kernels
     cannot run the recurrence of ``x``."""
-    from recbole_ext.model.mlstm import triton_kernels as mlstm_triton
+    from recbole_ext.model.mlstm import triton_kernels as mlstm_triton  # noqa: PLC0415 - Triton is optional
 
     if not mlstm_triton.applies(x, hidden):
         raise ValueError(

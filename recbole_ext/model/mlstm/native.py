@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import warnings
+from logging import getLogger
 from typing import Optional
 
 import torch
@@ -39,9 +40,7 @@ def native_extension():
         _state["error"] = "RECBOLE_EXT_NO_NATIVE is set"
         return None
     try:
-        from logging import getLogger
-
-        from torch.utils.cpp_extension import load
+        from torch.utils.cpp_extension import load  # noqa: PLC0415 - the C++ builder loads on first use only
 
         getLogger().info("mLSTM: loading its C++ recurrence (compiled on first use, about 30 s)")
         _state["module"] = load(name=EXTENSION_NAME, sources=[SOURCE], extra_cflags=CFLAGS, verbose=False)
