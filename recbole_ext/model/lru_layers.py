@@ -29,10 +29,9 @@ h[last step of its first half]`` to its second half, so after ``ceil(log2 L)`` l
 holds the full recurrence from a zero state: ``log2 L`` sequential steps of ``O(B L H)`` work
 each. Unlike the reference, the sequence is not padded to a power of two (a shorter last block is
 updated on its own) and the update runs in place on one copy, with the gradient written out (the
-adjoint recurrence is the same doubling run backward in time): 1.8 s against 8.0 s for the
-reference's out-of-place form, forward + backward of one layer at B 2048, L 50, d 64 on this
-project's 2-core CPU. The scan runs forward in time only,
-so nothing at a step reaches an earlier one.
+adjoint recurrence is the same doubling run backward in time), about four times faster than
+the reference's out-of-place form, forward + backward of one layer at B 2048, L 50, d 64 on a
+CPU. The scan runs forward in time only, so nothing at a step reaches an earlier one.
 """
 
 from __future__ import annotations

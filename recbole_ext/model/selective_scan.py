@@ -26,13 +26,13 @@ transposes for it).
     chunk to chunk, added back in one product: about ``2 sqrt(L)`` sequential steps instead of
     ``L``, over whole ``[B, L, D, N]`` tensors.
 
-  Measured on this project's 2-core CPU (B 256, L 50, D 128, N 32, float32, one thread,
-  forward + backward): loop 1.07 s, the naive autograd loop 1.07 s (at 2.2x the peak memory),
-  chunked 14 s, ``mambapy``'s Blelloch scan 9.6 s. On a CPU each time step already works on
-  ``B * D * N`` (a million) elements, so fewer sequential steps buy nothing and every pass over
-  a 200 MB ``[B, L, D, N]`` tensor costs; hence the loop is the default. The chunked form is
-  kept for CUDA devices without ``mamba_ssm``, where fewer, larger kernels should pay
-  (not measured: no GPU was available).
+  The loop is the default: on a CPU each time step already works on ``B * D * N`` elements (a
+  million at B 256, D 128, N 32), so fewer sequential steps buy nothing, and every pass over a
+  ``[B, L, D, N]`` tensor (200 MB there) costs; at that shape, forward + backward in float32 on
+  one thread, the loop takes about the time of the naive autograd loop at less than half its
+  peak memory, and the chunked form and ``mambapy``'s Blelloch scan each take about ten times
+  as long. The chunked form is for CUDA devices without ``mamba_ssm``, where fewer, larger
+  kernels can pay; no GPU timing of it is recorded.
 - :func:`selective_scan`: chooses. ``impl='mamba_ssm'`` calls
   ``mamba_ssm.ops.selective_scan_interface.selective_scan_fn(u, delta, A, B, C, D, z,
   delta_bias, delta_softplus)`` (CUDA only); ``'auto'`` takes it when ``mamba_ssm`` imports and

@@ -10,8 +10,8 @@ between the two either way, ``isinstance(m, nn.GRU)`` initialisers still find it
 The Triton path computes the input side of all steps as one matmul per layer, then the
 recurrence in one kernel launch forward and one backward; layers are stacked here, with
 ``nn.GRU``'s dropout between them (same distribution, not the same random draws as cuDNN).
-Its speed on GPUs is NOT yet measured, which is why ``impl="auto"`` measures it: see
-:meth:`FastGRU.forward`.
+``impl="auto"`` times it against cuDNN at the actual shape on first use and takes the faster
+(:meth:`FastGRU.forward`); no GPU timing of it is recorded in ``docs/gpu.md``.
 """
 
 from __future__ import annotations

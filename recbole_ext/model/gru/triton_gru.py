@@ -43,9 +43,10 @@ shared memory (227 KB), so it is refused too. Refused shapes run cuDNN under
 ``FastGRU(impl="auto")``; splitting H across a cluster of programs (distributed shared memory,
 as FlashRNN does) would lift the limit and is not done here.
 
-Speed on GPUs is NOT yet measured: this was written and tested on a CPU through Triton's
-interpreter (``TRITON_INTERPRET=1``) plus ahead-of-time compiles. ``FastGRU(impl="auto")`` times
-it against cuDNN at the actual shape on first use and uses it only where it is faster.
+Its outputs and gradients are tested against ``nn.GRU`` through Triton's interpreter
+(``TRITON_INTERPRET=1``), and its shapes by ahead-of-time compiles for H100/H200; no GPU timing
+of it is recorded. ``FastGRU(impl="auto")`` times it against cuDNN at the actual shape on first
+use and uses it only where it is faster.
 """
 
 from __future__ import annotations

@@ -25,9 +25,9 @@ Deviations from the reference code (defaults reproduce the reference unless said
   CUDA, else a pure-PyTorch scan (``torch``; ``chunked`` is a chunked variant).
 - ``mambapy`` (PyPI, pure-PyTorch Mamba, MIT, depends on torch only) was weighed and not used:
   its last release (1.2.0) is of July 2024, its Mamba block has its own layout and
-  initialisation (so only its ``pscan`` would serve), and that Blelloch scan, which pads ``L``
-  to a power of two and materialises ``[B, L, E, N]`` tensors, measured 9.6 s forward +
-  backward against 1.07 s for our loop at B 256, L 50, E 128, N 32 on this project's CPU.
+  initialisation (so only its ``pscan`` would serve), and that Blelloch scan pads ``L`` to a
+  power of two and materialises ``[B, L, E, N]`` tensors: about nine times the loop's time,
+  forward + backward on a CPU at B 256, L 50, E 128, N 32 (:mod:`recbole_ext.model.selective_scan`).
 - Initialisation is the reference's effective one: its ``_init_weights`` runs after
   ``mamba_ssm.Mamba`` built itself, so every Linear (``dt_proj`` included) gets N(0, 0.02)
   weights and zero biases, erasing Mamba's ``dt`` initialisation (``softplus(0)`` = 0.69 at
