@@ -167,7 +167,7 @@ def test_dataset_given_as_a_path(tmp_path, monkeypatch, capsys):
 
 
 def test_command_line_values_are_never_run_as_code():
-    from recbole_ext.config import convert_cli_value
+    from recbole_ext.config_sources import convert_cli_value
 
     assert convert_cli_value("__import__('os').getcwd()") == "__import__('os').getcwd()"
     assert convert_cli_value("[Recall,NDCG]") == ["Recall", "NDCG"]

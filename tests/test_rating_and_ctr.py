@@ -70,7 +70,7 @@ def _baselines(data_path, protocol_keys):
 
 
 def _protocol_keys(name):
-    from recbole_ext.config import protocol_settings
+    from recbole_ext.config_sources import protocol_settings
 
     return protocol_settings(name)
 

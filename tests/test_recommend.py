@@ -271,7 +271,7 @@ def test_general_models_score_the_history_row(model, cfg, ml100k_slice, tmp_path
 def test_every_model_family_recommends_or_says_why_in_one_line(model, cfg, ml100k_slice, tmp_path, capsys):
     """Rating, click and general models without a history row cannot score a free history: the
     command says so in one line (exit 2); the checkpoint itself rebuilds from its schema."""
-    from recbole_ext.config import protocol_settings
+    from recbole_ext.config_sources import protocol_settings
     from recbole_ext.serving import restore_model
 
     keys = dict(cfg)

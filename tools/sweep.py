@@ -112,7 +112,7 @@ def own_cases() -> List[Case]:
 def _protocol(name: Optional[str]) -> dict:
     """The settings of the shipped evaluation protocol a model is evaluated under (its class's
     ``protocol``: the rating models' ``protocol-rating.yaml``), without the data-set columns."""
-    from recbole_ext.config import protocol_settings
+    from recbole_ext.config_sources import protocol_settings
 
     return protocol_settings(name) if name else {}
 

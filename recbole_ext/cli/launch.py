@@ -38,7 +38,7 @@ from torch.distributed.run import get_args_parser, run
 from recbole_ext.cli.parse import parse
 from recbole_ext.cli.relaunch import LAUNCHER_VARIABLE
 from recbole_ext.command import RunRequest
-from recbole_ext.config import OVERALL_YAML, load_yaml_file
+from recbole_ext.config_sources import OVERALL_YAML, load_yaml_file
 from recbole_ext.errors import UserError
 from recbole_ext.pipeline import Run
 
