@@ -114,3 +114,13 @@ def test_mended_recbole_classes_pickle_by_name_in_a_fresh_process():
     out = subprocess.run([sys.executable, "-c", code], input=data, capture_output=True, timeout=120)
     assert out.returncode == 0, out.stderr.decode()[-2000:]
     assert out.stdout.decode().split() == ["recbole_ext.registry", "True"]
+
+
+def test_the_package_description_names_every_model_of_ours():
+    """pyproject.toml's one-line description lists our models; a new model joins it (GLINT-RU
+    is GLINTRU's paper spelling)."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    with open(os.path.join(root, "pyproject.toml"), encoding="utf-8") as f:
+        (line,) = [l for l in f if l.startswith("description = ")]
+    named = {n.strip().replace("-", "") for n in line.split("(", 1)[1].split(")", 1)[0].split(",")}
+    assert sorted(set(own_model_names()) - named) == []
