@@ -42,16 +42,7 @@ from recbole.utils.argument_list import dataset_arguments
 from recbole_ext.config import Config
 from recbole_ext.data.fetch import find_or_fetch
 from recbole_ext.data.schema import restore_dataset
-from recbole_ext.distributed import (
-    Group,
-    agree,
-    broadcast,
-    init_group,
-    is_distributed,
-    rank,
-    rank0_first,
-    stalled,
-)
+from recbole_ext.distributed import Group, agree, broadcast, init_group, is_distributed, rank, rank0_first, stalled
 from recbole_ext.errors import ConfigError, RunFailed, UserError
 from recbole_ext.fileio import folder_problem
 from recbole_ext.logger import close_logger, init_logger, new_run_id
