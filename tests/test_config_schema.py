@@ -188,7 +188,7 @@ def test_misspelled_key_of_a_recbole_model_is_warned(ml100k_slice):
 INTERNAL_FAILURES = {
     "check_rules": ("recbole_ext.config.check_rules", ValueError),
     "schema": ("recbole_ext.config_schema.Schema.check", TypeError),
-    "device": ("recbole_ext.distributed.device_for", RuntimeError),
+    "device": ("recbole_ext.config.device_for", RuntimeError),
     "time-field": ("recbole_ext.config.Config._load_time_field_for_time_order", KeyError),
 }
 

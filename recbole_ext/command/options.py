@@ -34,7 +34,8 @@ def parse_devices(value: Optional[str]) -> Tuple[str, ...]:
     devices = tuple(split_list(value))
     if any(not d.isdigit() for d in devices) or len(set(devices)) != len(devices):
         raise UserError(f"--devices takes distinct device indices separated by commas, got '{value}'")
-    check_device_indices(value, devices)
+    if devices:  # no device is looked for (nor torch imported) when none is named
+        check_device_indices(value, devices)
     return devices
 
 
