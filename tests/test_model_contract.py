@@ -102,7 +102,7 @@ def test_every_model_of_ours_has_a_case():
 @pytest.fixture(scope="module")
 def families(rule_dataset, tmp_path_factory):
     """family -> (data set, data path, settings): the tiny data sets, written once."""
-    from recbole_ext.config import protocol_settings
+    from recbole_ext.config_sources import protocol_settings
 
     root = str(tmp_path_factory.mktemp("contract-data"))
     write_inter(root, "lowrank", low_rank_ratings(), header=RATING_HEADER)
