@@ -18,6 +18,7 @@ from typing import Any, Dict, Optional
 
 import pytest
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 
 # One intra-op thread for the whole suite: the models here are tiny, and on a 2-core machine that
 # also runs other jobs two OpenMP threads spin and make them many times slower.
@@ -204,3 +205,27 @@ def assert_full_sort_equals_predict(model, batch, rows: int = 3, atol: float = 1
         full = model.full_sort_predict(batch)
         assert full.shape == (rows, n)
         assert torch.allclose(model.predict(every).view(rows, n), full, rtol=0, atol=atol)
+
+
+class LargestOutput(TorchDispatchMode):
+    """Records the largest number of elements of any tensor an operation returns."""
+
+    def __init__(self):
+        super().__init__()
+        self.largest = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        for t in out if isinstance(out, (tuple, list)) else [out]:
+            if isinstance(t, torch.Tensor):
+                self.largest = max(self.largest, t.numel())
+        return out
+
+
+@pytest.fixture
+def empty(tmp_path, monkeypatch, ml100k_slice):
+    """An empty working folder; the slice's data root beside it."""
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    return work, ml100k_slice

@@ -16,7 +16,6 @@ from typing import Dict, List, Tuple
 
 import pytest
 import torch
-from torch.utils._python_dispatch import TorchDispatchMode
 
 from recbole_ext.config import Config
 from recbole_ext.errors import ConfigError
@@ -25,7 +24,7 @@ from recbole_ext.evaluation.topk import TopKMerger, rank_keys, topk_items
 from recbole_ext.model import linear_head
 from recbole_ext.model.linear_head import LinearHead, linear_softmax_ce, loss_impl_of
 
-from conftest import SEQ_DATA, build
+from conftest import SEQ_DATA, LargestOutput, build
 
 SMALL = {
     "hidden_size": 16,
@@ -69,26 +68,13 @@ def test_chunked_loss_and_gradients_equal_dense(name, ml100k_slice, monkeypatch)
         torch.testing.assert_close(chunked_grads[key], grad, rtol=1e-4, atol=1e-6, msg=f"{name}: {key}")
 
 
-class LargestTensor(TorchDispatchMode):
-    """Records the largest tensor (elements) any op creates."""
-
-    largest = 0
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        out = func(*args, **(kwargs or {}))
-        for t in out if isinstance(out, (tuple, list)) else [out]:
-            if isinstance(t, torch.Tensor):
-                self.largest = max(self.largest, t.numel())
-        return out
-
-
 @pytest.mark.parametrize("impl", ["dense", "chunked"])
 def test_chunked_loss_never_creates_the_logit_matrix(impl, monkeypatch):
     rows, n_items, d = 64, 5000, 8
     monkeypatch.setattr(linear_head, "CHUNK_BYTES", 4 * n_items * 16)
     query = torch.randn(rows, d, requires_grad=True)
     table = torch.randn(n_items, d, requires_grad=True)
-    with LargestTensor() as seen:
+    with LargestOutput() as seen:
         linear_softmax_ce(LinearHead(query, table, None), torch.randint(n_items, (rows,)), impl == "chunked").backward()
     if impl == "dense":
         assert seen.largest >= rows * n_items  # the check sees the dense path's logits

@@ -28,15 +28,6 @@ def one_line(capsys, rc, code=2, needle=""):
     return ours[0]
 
 
-@pytest.fixture
-def empty(tmp_path, monkeypatch, ml100k_slice):
-    """An empty working folder; the slice's data root beside it."""
-    work = tmp_path / "work"
-    work.mkdir()
-    monkeypatch.chdir(work)
-    return work, ml100k_slice
-
-
 @pytest.mark.parametrize(
     "args,needle",
     [

@@ -14,15 +14,6 @@ from test_hardening import SLICE, TINY, files, one_line
 from recbole_ext import cli
 
 
-@pytest.fixture
-def empty(tmp_path, monkeypatch, ml100k_slice):
-    """An empty working folder; the slice's data root beside it."""
-    work = tmp_path / "work"
-    work.mkdir()
-    monkeypatch.chdir(work)
-    return work, ml100k_slice
-
-
 def test_a_full_disk_inside_torchs_writer_is_one_line(empty, capsys, monkeypatch):
     """torch's zip writer turns the ``OSError`` of a full disk into a ``RuntimeError``; the run
     still ends in one line naming the disk, and the first epoch's checkpoint stays whole."""

@@ -9,13 +9,20 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-from torch.utils._python_dispatch import TorchDispatchMode
 
 from recbole_ext.config import Config
 from recbole_ext.errors import ConfigError
 from recbole_ext.model.linear_attention import LinRecAttention, l2_linear_attention
 
-from conftest import SEQ_DATA, build, model_on_slice, padded_batch, scramble_after_last, slice_config_and_data
+from conftest import (
+    SEQ_DATA,
+    LargestOutput,
+    build,
+    model_on_slice,
+    padded_batch,
+    scramble_after_last,
+    slice_config_and_data,
+)
 
 SMALL = dict(hidden_size=16, n_heads=2, inner_size=24)
 
@@ -143,21 +150,6 @@ def test_padding_in_both_modes(slice_data):
 
 
 # ------------------------------------------------------------------ linear in L
-class LargestOutput(TorchDispatchMode):
-    """Records the largest number of elements of any tensor an operation returns."""
-
-    def __init__(self):
-        super().__init__()
-        self.largest = 0
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        out = func(*args, **(kwargs or {}))
-        for t in out if isinstance(out, (tuple, list)) else [out]:
-            if isinstance(t, torch.Tensor):
-                self.largest = max(self.largest, t.numel())
-        return out
-
-
 def test_no_length_squared_intermediate(slice_data):
     L = 1000
     model = make_model(slice_data, MAX_ITEM_LIST_LENGTH=L, inner_size=32, hidden_size=16, n_heads=2).eval()

@@ -19,6 +19,7 @@ from typing import Dict
 import pytest
 import torch
 import yaml
+from test_rating_and_ctr import CLICK_KEYS
 from torch import nn
 
 from recbole_ext._paths import OWN_MODEL_YAML_DIR
@@ -30,19 +31,6 @@ from conftest import SEQ_DATA, build, run_in_folder
 from synthetic import low_rank_ratings, write_inter, xor_clicks
 
 GENERAL_SPLIT = {"eval_args": {"split": {"RS": [0.8, 0.1, 0.1]}, "order": "RO", "group_by": "user", "mode": "full"}}
-CLICK_KEYS = dict(
-    load_col={
-        "inter": ["user_id", "item_id", "label", "timestamp"],
-        "user": ["user_id", "a"],
-        "item": ["item_id", "b"],
-    },
-    LABEL_FIELD="label",
-    threshold=None,
-    train_neg_sample_args=None,
-    metrics=["AUC", "LogLoss"],
-    valid_metric="AUC",
-    eval_args={"split": {"RS": [0.8, 0.1, 0.1]}, "order": "TO", "group_by": "user", "mode": "labeled"},
-)
 RATING_HEADER = ("user_id:token", "item_id:token", "rating:float", "timestamp:float")
 
 

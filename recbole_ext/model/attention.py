@@ -40,6 +40,7 @@ from recbole.model.layers import MultiHeadAttention
 from torch import nn
 
 from recbole_ext.errors import ConfigError
+from recbole_ext.model.choices import configured_choice
 
 #: the values of ``attention_impl`` (the first is the default)
 ATTENTION_IMPLS = ("manual", "sdpa")
@@ -128,16 +129,12 @@ class AttentionImplFix(CausalMaskMixin):
 
 
 def attention_impl_of(config: Any) -> str:
-    """The configured ``attention_impl`` (``manual`` where the configuration has none).
+    """The configured ``attention_impl`` (:data:`ATTENTION_IMPLS`'s first where the configuration has none).
 
     Raises:
         ConfigError: the value is not one of :data:`ATTENTION_IMPLS`.
     """
-    value = config["attention_impl"] if "attention_impl" in config else None
-    value = ATTENTION_IMPLS[0] if value is None else value
-    if value not in ATTENTION_IMPLS:
-        raise ConfigError(f"invalid configuration: attention_impl={value!r}; allowed: {' | '.join(ATTENTION_IMPLS)}")
-    return value
+    return configured_choice(config, "attention_impl", ATTENTION_IMPLS)
 
 
 def _left_to_right_mask(self, item_seq: torch.Tensor, bidirectional: bool = False) -> Optional[torch.Tensor]:

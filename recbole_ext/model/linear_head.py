@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch.nn import LinearCrossEntropyOptions
 
-from recbole_ext.errors import ConfigError
+from recbole_ext.model.choices import configured_choice
 
 #: the values of ``loss_impl`` (the first is the default)
 LOSS_IMPLS = ("chunked", "dense")
@@ -64,11 +64,7 @@ def loss_impl_of(config: Any) -> str:
     Raises:
         ConfigError: the value is not one of :data:`LOSS_IMPLS`.
     """
-    value = config["loss_impl"] if "loss_impl" in config else None
-    value = LOSS_IMPLS[0] if value is None else value
-    if value not in LOSS_IMPLS:
-        raise ConfigError(f"invalid configuration: loss_impl={value!r}; allowed: {' | '.join(LOSS_IMPLS)}")
-    return value
+    return configured_choice(config, "loss_impl", LOSS_IMPLS)
 
 
 def chunk_rows(n_items: int, chunk_bytes: int = CHUNK_BYTES) -> int:
