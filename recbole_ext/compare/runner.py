@@ -314,6 +314,7 @@ def _train_and_test(spec: RunSpec, run: Run, model: str, seed, shared: Dict[str,
         device=device_label(config["device"]),
         valid_curve=[list(p) for p in timings["valid_curve"]],
         per_user=result.per_user,
+        checkpoint=result.saved_model_file,
     )
     # the log keeps what `recbole-ext report` cannot read elsewhere (per-batch timing, memory)
     summary = {

@@ -18,7 +18,7 @@ class RunRecord:
     ``valid_curve`` is ``[[epoch, validation score], ...]``; ``train_epoch_s`` the seconds of each
     training epoch; ``train_batches`` ``[[batches run, batches in the epoch], ...]`` per epoch
     (fewer run under ``train_batches_per_epoch``); ``eval_batch_ms`` the milliseconds per batch
-    of each evaluation.
+    of each evaluation; ``checkpoint`` the run's best-epoch checkpoint (``None`` without one).
     """
 
     model: str
@@ -55,6 +55,8 @@ class RunRecord:
     finished_at: Optional[str] = None
     #: the time stamp in the log file's name (records read from logs)
     log_time: Optional[str] = None
+    #: the run's best-epoch checkpoint (``None`` without one)
+    checkpoint: Optional[str] = None
 
     @property
     def ok(self) -> bool:
