@@ -206,8 +206,11 @@ def test_report_rebuilds_the_table_from_our_logs(side_by_side, capsys):
             "epochs_run",
             "protocol",
             "eval_batch_ms",
+            "eval_recbole_batch_ms",
+            "eval_ms_per_2048_users",
             "train_epoch_s",
             "peak_mem_mb",
+            "peak_reserved_gib",
             "best_valid_score",
             "valid_curve",
         ):

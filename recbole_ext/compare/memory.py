@@ -52,7 +52,9 @@ class PeakMemory:
     """Peak memory of one model's training and test, in MiB.
 
     - GPU: ``torch.cuda.max_memory_allocated`` after ``reset_peak_memory_stats`` (tensors only,
-      not the CUDA context or the allocator's cache).
+      not the CUDA context or the allocator's cache); beside it ``peak_reserved_gib``, the
+      allocator's peak reserved memory (``torch.cuda.max_memory_reserved``) in GiB, the figure
+      RecBole's own log prints (``None`` on the CPU).
     - CPU: peak resident memory of the process while the model ran: the kernel's ``VmHWM`` after
       resetting it through ``/proc/self/clear_refs``; where that is refused, ``psutil``/``VmRSS``
       sampled every 20 ms by a thread. ``peak_mb`` is the growth over the resident memory at the
@@ -65,6 +67,7 @@ class PeakMemory:
         self.device = torch.device(device)
         self.peak_mb: Optional[float] = None
         self.peak_rss_mb: Optional[float] = None
+        self.peak_reserved_gib: Optional[float] = None
         self.method = ""
         self._stop = threading.Event()
         self._thread: Optional[threading.Thread] = None
@@ -95,6 +98,7 @@ class PeakMemory:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
             self.peak_mb = torch.cuda.max_memory_allocated(self.device) / 2**20
+            self.peak_reserved_gib = torch.cuda.max_memory_reserved(self.device) / 2**30
             return
         if self._thread is not None:
             self._stop.set()

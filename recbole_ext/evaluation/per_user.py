@@ -38,6 +38,14 @@ class CapturingEvaluator(Evaluator):
         return super().evaluate(dataobject)
 
 
+def users_evaluated(struct) -> Optional[int]:
+    """How many users an evaluation ranked (the rows of its ``rec.topk``), or ``None`` when the
+    data hold no top-k ranking."""
+    if struct is None or "rec.topk" not in struct:
+        return None
+    return int(struct.get("rec.topk").shape[0])
+
+
 def per_user_metrics(struct, config) -> Dict[str, np.ndarray]:
     """``{"ndcg@10": [n_users], ...}`` for every top-k metric of ``config['metrics']``.
 

@@ -18,7 +18,11 @@ class RunRecord:
     ``valid_curve`` is ``[[epoch, validation score], ...]``; ``train_epoch_s`` the seconds of each
     training epoch; ``train_batches`` ``[[batches run, batches in the epoch], ...]`` per epoch
     (fewer run under ``train_batches_per_epoch``); ``eval_batch_ms`` the milliseconds per batch
-    of each evaluation; ``checkpoint`` the run's best-epoch checkpoint (``None`` without one).
+    of each evaluation (of the loader that ran), ``eval_recbole_batch_ms`` the same time per batch
+    of RecBole's own loader (``eval_batch_size`` candidate rows under sampled evaluation),
+    ``eval_ms_per_2048_users`` the evaluation's time / users evaluated * 2048 (``None`` without a
+    top-k ranking); ``peak_reserved_gib`` CUDA's peak reserved memory in GiB, RecBole's own figure
+    (``None`` on the CPU); ``checkpoint`` the run's best-epoch checkpoint (``None`` without one).
     """
 
     model: str
@@ -36,9 +40,12 @@ class RunRecord:
     n_params: Optional[int] = None
     train_epoch_s: List[float] = dataclasses.field(default_factory=list)
     eval_batch_ms: List[float] = dataclasses.field(default_factory=list)
+    eval_recbole_batch_ms: List[float] = dataclasses.field(default_factory=list)
+    eval_ms_per_2048_users: List[Optional[float]] = dataclasses.field(default_factory=list)
     train_batches: List[List[int]] = dataclasses.field(default_factory=list)
     peak_mem_mb: Optional[float] = None
     peak_rss_mb: Optional[float] = None
+    peak_reserved_gib: Optional[float] = None
     mem_method: Optional[str] = None
     device: Optional[str] = None
     valid_curve: List[List[float]] = dataclasses.field(default_factory=list)

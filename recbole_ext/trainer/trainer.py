@@ -16,8 +16,9 @@ our loop), so every model (ours and RecBole's) gets:
 - full-ranking evaluation whose memory does not grow with the catalogue: the top-k in item
   chunks above ``full_sort_memory_mb``, one tie rule for every top-k, scores in float32 for the
   metrics (:mod:`recbole_ext.evaluation.full_sort`);
-- per-epoch training time, evaluation time per batch and the validation score of each
-  evaluated epoch (``valid_curve``), kept in ``self.timings``.
+- per-epoch training time, evaluation time (per batch, per batch of RecBole's own loader and
+  per 2048 users) and the validation score of each evaluated epoch (``valid_curve``), kept in
+  ``self.timings``.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ from tqdm import tqdm
 from recbole_ext.distributed import as_one_process, rank
 from recbole_ext.errors import TrainingDiverged
 from recbole_ext.evaluation.full_sort import ChunkedFullSortMixin
-from recbole_ext.evaluation.per_user import CapturingEvaluator, per_user_metrics
+from recbole_ext.evaluation.per_user import CapturingEvaluator, per_user_metrics, users_evaluated
 from recbole_ext.evaluation.sampled import SampledEvalMixin, fast_path_on
 from recbole_ext.trainer.data_parallel import DataParallelMixin, no_rank_folders
 from recbole_ext.trainer.fast_path import LossTotal, autocast, check_precision, compile_forward, set_tf32
@@ -69,7 +70,14 @@ class CompatTrainerMixin(CheckpointMixin, DataParallelMixin, SampledEvalMixin, C
             os.path.join(os.path.dirname(stem), run_id + ext) if run_id else f"{stem}-{secrets.token_hex(4)}{ext}"
         )
         self._move_tensorboard(run_id, config["tensorboard_dir"])
-        timing_keys = ("train_epoch_s", "train_batches", "eval_batch_ms", "valid_curve")
+        timing_keys = (
+            "train_epoch_s",
+            "train_batches",
+            "eval_batch_ms",
+            "eval_recbole_batch_ms",
+            "eval_ms_per_2048_users",
+            "valid_curve",
+        )
         self.timings: Dict[str, List] = {k: [] for k in timing_keys}
         self.evaluator = CapturingEvaluator(config)  # keeps the last evaluation's per-user data
         self.fast_sampled_eval = fast_path_on(config)
@@ -274,9 +282,18 @@ class CompatTrainerMixin(CheckpointMixin, DataParallelMixin, SampledEvalMixin, C
         start = time.perf_counter()
         with self._autocast():
             result = super().evaluate(eval_data, load_best_model=False, show_progress=show_progress)
-        n_batches = max(len(eval_data), 1)
-        self.timings["eval_batch_ms"].append(1000.0 * (time.perf_counter() - start) / n_batches)
+        self._time_evaluation(eval_data, 1000.0 * (time.perf_counter() - start))
         return result
+
+    def _time_evaluation(self, eval_data, elapsed_ms: float) -> None:
+        """One evaluation's time three ways: per batch of the loader that ran, per batch of
+        RecBole's own loader over the same users (``eval_batch_size`` candidate rows under sampled
+        evaluation), and per 2048 users (``None`` without a top-k ranking to count users by)."""
+        self.timings["eval_batch_ms"].append(elapsed_ms / max(len(eval_data), 1))
+        recbole_batches = getattr(eval_data, "recbole_batches", None) or len(eval_data)
+        self.timings["eval_recbole_batch_ms"].append(elapsed_ms / max(recbole_batches, 1))
+        users = users_evaluated(getattr(self.evaluator, "last_struct", None))
+        self.timings["eval_ms_per_2048_users"].append(elapsed_ms / users * 2048 if users else None)
 
     def per_user_result(self) -> Dict[str, "np.ndarray"]:
         """The last evaluation's top-k metrics per user (:mod:`recbole_ext.evaluation.per_user`)."""

@@ -99,10 +99,17 @@ class CandidateEvalDataLoader(SharedCandidatesMixin, NegSampleEvalDataLoader):
 
     def _init_batch_size_and_step(self) -> None:
         super()._init_batch_size_and_step()
+        self.recbole_step = self.step  # users per batch of RecBole's own loader
         if self.compact:
             users = max(int(self.config["eval_batch_size"]), 1)
             self.step = users
             self.set_batch_size(users)
+
+    @property
+    def recbole_batches(self) -> int:
+        """How many batches RecBole's own loader makes over the same users (each of
+        ``eval_batch_size`` candidate rows at most: about 20 users under pop100 at 2048)."""
+        return -(-self.sample_size // max(self.recbole_step, 1))
 
     def collate_fn(self, index):
         if not self.compact:
