@@ -12,7 +12,8 @@ Commands (``train`` is the default, so ``run_recbole_ext.py --model=NAME --datas
   [--no-compare] [--no-plot]``: the same Optuna budget for every model on the validation split, then the
   comparison with the best settings
 - ``reproduce PAPER --dataset=NAME [--model=A,B] [--seeds=1,2,3] [--budget=BATCHES] [--jobs=N | --devices=0,1]
-  [--results-dir=DIR]``: a paper's models at its preset on one split, and its tables
+  [--results-dir=DIR] [--paper-dataset=NAME] [--plan]``: a paper's models at its preset on one split, and
+  its tables (``--plan``: every row's resolved settings, nothing run)
 - ``evaluate --checkpoint=CKPT [--device=DEV] [--eval_key=value ...]``: a trained model's validation and
   test metrics again, under its own evaluation keys or others (``--eval_neg_exclude=history``, ...)
 - ``report LOGDIR... [--out DIR] [--no-plot]``: the comparison table from existing log files

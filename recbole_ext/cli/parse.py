@@ -40,7 +40,7 @@ USAGE = (
     " [--devices=0,1]\n"
     f"       {PROG} tune --model=A,B,C --dataset=NAME --trials=T [--space=FILE] [--jobs=N] [--results-dir=DIR]\n"
     f"       {PROG} reproduce PAPER --dataset=NAME [--model=A,B] [--seeds=1,2,3] [--budget=BATCHES] [--jobs=N]"
-    " [--devices=0,1] [--results-dir=DIR]\n"
+    " [--devices=0,1] [--results-dir=DIR] [--paper-dataset=NAME] [--plan]\n"
     f"       {PROG} evaluate --checkpoint=CKPT [--device=DEV] [--eval_key=value ...]\n"
     f"       {PROG} report LOGDIR... [--out DIR] [--no-plot]\n"
     f"       {PROG} recommend --checkpoint=CKPT (--items=ID,ID,... | --items-file=IN --output=OUT) [--k=10]\n"
@@ -91,6 +91,14 @@ RUN_OPTIONS: Dict[str, Tuple[Tuple[str, ...], dict]] = {
         dict(type=int, metavar="BATCHES", help="train each run at most BATCHES batches an epoch, one epoch (CPU)"),
     ),
     "--plot": (("reproduce",), dict(action="store_true", help="draw comparison.png")),
+    "--plan": (
+        ("reproduce",),
+        dict(action="store_true", help="write every row's resolved settings (plan.json) and run nothing"),
+    ),
+    "--paper-dataset": (
+        ("reproduce",),
+        dict(metavar="NAME", help="the preset's data set to run at, for a copy under another name"),
+    ),
 }
 #: options of ``compare`` that ``train`` does not have: on a ``train`` line they make it compare
 COMPARE_ONLY = tuple(o for o, (cmds, _) in RUN_OPTIONS.items() if "compare" in cmds and "train" not in cmds)
@@ -223,6 +231,8 @@ def parse_reproduce(argv: List[str]) -> ReproduceRequest:
         plot=args.plot,
         jobs=args.jobs,
         devices=parse_devices(args.devices),
+        plan=args.plan,
+        paper_dataset=args.paper_dataset,
     )
 
 

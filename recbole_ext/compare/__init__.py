@@ -40,7 +40,7 @@ from typing import Callable, Dict, List, Optional
 from recbole_ext.command import CompareRequest
 from recbole_ext.compare.layout import ResultsLayout, default_results_dir
 from recbole_ext.compare.parallel import run_parallel
-from recbole_ext.compare.runner import lenient_keys, preflight, run_comparison
+from recbole_ext.compare.runner import lenient_keys, preflight, resolve_runs, run_comparison
 from recbole_ext.pipeline import Run
 from recbole_ext.results.record import RunRecord
 
@@ -54,6 +54,7 @@ __all__ = [
     "finish",
     "lenient_keys",
     "preflight",
+    "resolve_runs",
     "run",
 ]
 

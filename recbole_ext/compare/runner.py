@@ -134,11 +134,18 @@ class RunSpec:
         return None
 
 
-def preflight(request: CompareRequest, config_dict: Optional[dict] = None) -> Dict[str, Run]:
-    """Before the first run: every model name, every model's configuration and the data set
-    (:func:`recbole_ext.pipeline.resolve_all`); a mistake is a UserError, nothing has trained."""
+def resolve_runs(request: CompareRequest, config_dict: Optional[dict] = None) -> Dict[str, Run]:
+    """Every entry's configuration as its run resolves it (the config files, the entry's own
+    files, ``config_dict``, the options), without looking for the data set
+    (:func:`recbole_ext.pipeline.resolve_all`); a mistake is a UserError."""
     probe = RunSpec(request, "", config_dict=config_dict)
-    runs = resolve_all(request.models, request.dataset, probe.files_for, config_dict, request.config_args)
+    return resolve_all(request.models, request.dataset, probe.files_for, config_dict, request.config_args)
+
+
+def preflight(request: CompareRequest, config_dict: Optional[dict] = None) -> Dict[str, Run]:
+    """Before the first run: every model name, every model's configuration (:func:`resolve_runs`)
+    and the data set; a mistake is a UserError, nothing has trained."""
+    runs = resolve_runs(request, config_dict)
     for run in runs.values():
         run.locate_data()
     return runs
