@@ -99,6 +99,7 @@ def compared(ml100k_slice, tmp_path_factory):
     return out, records[0]
 
 
+@pytest.mark.slow
 def test_protocols_of_a_trained_run(compared, tmp_path, monkeypatch):
     """pop100 gives back the run's own test result (the candidates are shared); the full column
     is what ``evaluate --eval_args`` with mode full gives on the same checkpoint; the figures are
@@ -126,6 +127,7 @@ def test_protocols_of_a_trained_run(compared, tmp_path, monkeypatch):
     ]
 
 
+@pytest.mark.slow
 def test_a_changed_checkpoint_is_evaluated_again(compared, tmp_path):
     """The stored figures belong to the checkpoint's bytes: another checkpoint under the same
     name is evaluated anew; a run without a checkpoint is one line and left out."""
