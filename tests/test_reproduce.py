@@ -190,7 +190,16 @@ def test_small_preset_tables_and_resume(tmp_path, ml100k_slice):
     assert cells[("table4", "Light", "Recall@10")]["paper"] == "0.4"
     assert cells[("table3", "GRU4Rec", "train_s_epoch")]["paper"] == "3.0"
     assert cells[("table3", "GLINTRU", "infer_ms")]["ours"] != "" and ("table3", "GLINTRU", "mem_gb") not in cells
+    assert cells[("table3", "GLINTRU", "infer_ms_2048_users")]["ours"] != ""  # our measures beside the paper's
+    for row in ("GLINTRU", "GRU4Rec", "Light"):  # the same checkpoints under full ranking and uni100
+        table = "table4" if row == "Light" else "table2"
+        for protocol in ("full", "uni100"):
+            assert 0 <= float(cells[(table, row, f"NDCG@10 {protocol}")]["ours"]) <= 1
+    assert len(os.listdir(os.path.join(out, "protocols"))) == 6
+    agreement = open(os.path.join(out, "agreement.md")).read()
+    assert "Kendall's tau-b over 2 models" in agreement and "| full |" in agreement and "| uni100 |" in agreement
     table2 = open(os.path.join(out, "table2.md")).read()
+    assert "Recall@10 full" in table2 and "Recall@10 uni100" in table2 and "full ranking" in table2
     assert "BUDGET RUN" in table2 and "| GLINTRU |" in table2 and "| GRU4Rec |" in table2
     assert "| Light |" in open(os.path.join(out, "table4.md")).read()
     assert "- a note" in open(os.path.join(out, "reproduction.md")).read()
@@ -198,7 +207,8 @@ def test_small_preset_tables_and_resume(tmp_path, ml100k_slice):
 
     again = []
     assert reproduce(request, echo=again.append) == 0
-    assert sum("skipped" in line for line in again) == 6
+    assert sum("skipped" in line and "[protocols]" not in line for line in again) == 6
+    assert sum("[protocols]" in line and "skipped" in line for line in again) == 6  # nothing evaluated again
     assert read_csv(os.path.join(out, "tables.csv")) == list(cells.values())
 
 

@@ -13,16 +13,13 @@ from recbole_ext.data.cards import data_card
 from recbole_ext.data.fetch import file_sha256
 
 
-def dataset_stats(folder: str, name: str) -> Dict[str, object]:
-    """Users, items, interactions, mean and longest user sequence, sparsity, the held-out items
-    of a leave-one-out split by time (:func:`held_out_stats`, when there is a timestamp column),
-    the data set's card (:func:`recbole_ext.data.cards.data_card`: leakage, sequentiality,
-    popularity) and the sha256 of every atomic file of ``folder/name.*``."""
-    inter = read_interactions(folder, name)
+def interaction_counts(inter: pd.DataFrame) -> Dict[str, object]:
+    """Users, items and interactions as the file holds them (no padding id), the mean and
+    longest user sequence, and the sparsity ``1 - interactions / (users * items)``
+    (``inter``: :func:`read_interactions`)."""
     per_user = inter.groupby("user_id").size()
     users, items, n = len(per_user), int(inter["item_id"].nunique()), len(inter)
-    files = sorted(f for f in os.listdir(folder) if f.startswith(name + ".") and not f.endswith(".json"))
-    figures: Dict[str, object] = {
+    return {
         "users": users,
         "items": items,
         "interactions": n,
@@ -30,10 +27,20 @@ def dataset_stats(folder: str, name: str) -> Dict[str, object]:
         "max_sequence_length": int(per_user.max() if users else 0),
         "sparsity": round(1 - n / max(users * items, 1), 6),
     }
-    if "timestamp" in inter.columns and users:
+
+
+def dataset_stats(folder: str, name: str) -> Dict[str, object]:
+    """:func:`interaction_counts`, the held-out items of a leave-one-out split by time
+    (:func:`held_out_stats`, when there is a timestamp column), the data set's card
+    (:func:`recbole_ext.data.cards.data_card`: leakage, sequentiality, popularity) and the
+    sha256 of every atomic file of ``folder/name.*``."""
+    inter = read_interactions(folder, name)
+    figures = interaction_counts(inter)
+    if "timestamp" in inter.columns and figures["users"]:
         figures["held_out"] = held_out_stats(inter)
-    if users:
+    if figures["users"]:
         figures.update(data_card(inter))
+    files = sorted(f for f in os.listdir(folder) if f.startswith(name + ".") and not f.endswith(".json"))
     figures["sha256"] = {f: file_sha256(os.path.join(folder, f)) for f in files}
     return figures
 

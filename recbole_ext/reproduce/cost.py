@@ -12,7 +12,10 @@ the comparison runner stores).
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Dict, Iterable, List, Optional
+from typing import TYPE_CHECKING, Dict, Iterable, List, Optional
+
+if TYPE_CHECKING:
+    from recbole_ext.compare import RunRecord
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,27 +63,35 @@ COST_MEASURES: Dict[str, Measure] = {
 }
 
 
+#: a paper's cost column (the preset's key) -> the measure of :data:`COST_MEASURES` it stands beside
+PAPER_MEASURES: Dict[str, str] = {
+    "infer_ms": "infer_ms_recbole_batch",
+    "train_s_epoch": "train_s_epoch",
+    "mem_gb": "mem_reserved_gib",
+}
+
+
+def paper_measure(column: str) -> str:
+    """The measure compared with a paper's cost column (the column itself when it names one)."""
+    return PAPER_MEASURES.get(column, column)
+
+
 def _mean(values: Iterable[Optional[float]]) -> Optional[float]:
     kept = [float(v) for v in values if v is not None]
     return sum(kept) / len(kept) if kept else None
 
 
-def _field(record: Any, name: str) -> Any:
-    """A field of a run record (a dict, or a dataclass with the same names)."""
-    return record.get(name) if isinstance(record, dict) else getattr(record, name, None)
-
-
-def epoch_seconds(record: Any) -> List[float]:
+def epoch_seconds(record: "RunRecord") -> List[float]:
     """Seconds of each training epoch of a run, a budget epoch (fewer batches run than the
     epoch holds) scaled to the whole epoch."""
-    seconds = list(_field(record, "train_epoch_s") or [])
-    batches = list(_field(record, "train_batches") or [])
+    seconds = list(record.train_epoch_s or [])
+    batches = list(record.train_batches or [])
     if not batches:
         return [float(s) for s in seconds]
     return [float(s) * total / max(done, 1) for s, (done, total) in zip(seconds, batches)]
 
 
-def entry_costs(records: Iterable[Any]) -> Dict[str, Optional[float]]:
+def entry_costs(records: Iterable["RunRecord"]) -> Dict[str, Optional[float]]:
     """Every measure of :data:`COST_MEASURES` for one row, from its finished runs' records.
 
     Args:
@@ -89,20 +100,20 @@ def entry_costs(records: Iterable[Any]) -> Dict[str, Optional[float]]:
     Returns:
         ``{measure key: value or None}``: means over every epoch, evaluation or seed there is.
     """
-    ok = [r for r in records if _field(r, "status") == "ok"]
+    ok = [r for r in records if r.ok]
     evals = {
-        key: [v for r in ok for v in (_field(r, field) or [])]
+        key: [v for r in ok for v in (getattr(r, field) or [])]
         for key, field in (
             ("infer_ms_recbole_batch", "eval_recbole_batch_ms"),
             ("infer_ms_2048_users", "eval_ms_per_2048_users"),
             ("infer_ms_batch", "eval_batch_ms"),
         )
     }
-    peak_mb = [_field(r, "peak_mem_mb") for r in ok]
+    peak_mb = [r.peak_mem_mb for r in ok]
     return {
         "train_s_epoch": _mean(s for r in ok for s in epoch_seconds(r)),
         **{key: _mean(values) for key, values in evals.items()},
-        "mem_reserved_gib": _mean(_field(r, "peak_reserved_gib") for r in ok),
+        "mem_reserved_gib": _mean(r.peak_reserved_gib for r in ok),
         "mem_allocated_gib": None if _mean(peak_mb) is None else _mean(peak_mb) / 1024.0,
     }
 

@@ -21,7 +21,10 @@ import hashlib
 import json
 import math
 import os
-from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
+
+if TYPE_CHECKING:
+    from recbole_ext.compare import RunRecord
 
 PROTOCOL_DIR = "protocols"
 #: the paper's protocol: the order every other protocol is compared with
@@ -31,6 +34,33 @@ PROTOCOLS: Dict[str, str] = {"pop100": "pop100", "full": "full", "uni100": "uni1
 
 #: ``{protocol: {"valid": {metric: value}, "test": {metric: value}}}``
 ProtocolResults = Dict[str, Dict[str, Dict[str, float]]]
+
+
+def paper_protocol(protocol_keys: Mapping[str, Any]) -> str:
+    """The protocol a preset's runs evaluate under (its ``eval_args``' test mode), named as in
+    :data:`PROTOCOLS`; ``full`` when it names none."""
+    mode = (protocol_keys.get("eval_args") or {}).get("mode", "full")
+    if isinstance(mode, dict):
+        mode = mode.get("test", "full")
+    return str(mode)
+
+
+def other_protocols(paper: str) -> Tuple[str, ...]:
+    """The protocols of :data:`PROTOCOLS` a reproduction evaluates its checkpoints under again:
+    every one but the runs' own."""
+    return tuple(p for p in PROTOCOLS if p != paper)
+
+
+def with_own_results(
+    results: Mapping[Tuple[str, Any], ProtocolResults], records: Iterable["RunRecord"], paper: str
+) -> Dict[Tuple[str, Any], ProtocolResults]:
+    """``results`` with each finished run's own test result under its protocol ``paper``."""
+    out = {key: dict(value) for key, value in results.items()}
+    for rec in records:
+        if rec.ok:
+            key = (rec.model, rec.seed)
+            out.setdefault(key, {})[paper] = {"test": dict(rec.test_result or {})}
+    return out
 
 
 def protocol_args(saved_eval_args: Mapping[str, Any], protocol: str) -> List[str]:
@@ -124,11 +154,6 @@ def reevaluate_run(
     return {p: stored[p] for p in protocols}, bool(missing)
 
 
-def _field(record: Any, name: str) -> Any:
-    """A field of a run record (a dict, or a dataclass with the same names)."""
-    return record.get(name) if isinstance(record, dict) else getattr(record, name, None)
-
-
 def _find_checkpoint(results_dir: str, checkpoint: Optional[str]) -> Optional[str]:
     """The record's checkpoint path, or the file of that name in ``<results>/saved/`` (a
     relative path written from another working folder)."""
@@ -140,7 +165,7 @@ def _find_checkpoint(results_dir: str, checkpoint: Optional[str]) -> Optional[st
 
 def reevaluate_records(
     results_dir: str,
-    records: Iterable[Any],
+    records: Iterable["RunRecord"],
     protocols: Sequence[str] = tuple(PROTOCOLS),
     device: Optional[str] = None,
     echo: Callable[[str], None] = print,
@@ -154,8 +179,8 @@ def reevaluate_records(
     """
     out: Dict[Tuple[str, Any], ProtocolResults] = {}
     for rec in records:
-        entry, seed, checkpoint = _field(rec, "model"), _field(rec, "seed"), _field(rec, "checkpoint")
-        if _field(rec, "status") != "ok":
+        entry, seed, checkpoint = rec.model, rec.seed, rec.checkpoint
+        if not rec.ok:
             continue
         checkpoint = _find_checkpoint(results_dir, checkpoint)
         if not checkpoint or not os.path.isfile(checkpoint):

@@ -20,10 +20,11 @@ import os
 import shutil
 from typing import Any, Callable, Dict, List, Mapping, Optional
 
-from recbole_ext.command import ReproduceRequest, option_key
+from recbole_ext import compare
+from recbole_ext.command import ReproduceRequest
 from recbole_ext.errors import UserError
-from recbole_ext.fileio import atomic_write_text
-from recbole_ext.reproduce.plan import compare_request, default_results_dir, select_entries, write_common, write_rows
+from recbole_ext.fileio import atomic_write_text, missing_folders, remove_empty_folders
+from recbole_ext.reproduce.plan import compare_request, select_entries, write_common, write_rows
 from recbole_ext.reproduce.preset import DatasetPreset, Preset, load_preset
 
 PLAN_FILE = "plan.json"
@@ -134,21 +135,27 @@ def resolve_plan(request: ReproduceRequest, preset: Preset, results_dir: str, en
         results_dir: where the config files go (``preset/``).
         entries: the rows (:func:`recbole_ext.reproduce.plan.select_entries`).
     """
-    from recbole_ext.compare import ResultsLayout, resolve_runs
     from recbole_ext.pipeline import Run
     from recbole_ext.trainer.checkpoint import to_plain
 
     section = paper_section(preset, request)
     common = write_common(preset, section, results_dir)
-    keys = tuple(k for k in map(option_key, request.config_args) if k is not None)
     files = [common, *request.config_files]
-    probe = Run.resolve(preset.proposed, request.dataset, files, None, list(request.config_args), lenient_keys=keys)
+    probe = Run.resolve(
+        preset.proposed,
+        request.dataset,
+        files,
+        None,
+        list(request.config_args),
+        lenient_keys=compare.lenient_keys(request),
+    )
     has_items = _has_item_file(probe)
     rows = write_rows(preset, section, results_dir, entries, bool(has_items))
-    compare = compare_request(request, preset, results_dir, entries, common, rows)
+    comparison = compare_request(request, preset, results_dir, entries, common, rows)
     seed = (request.seeds or preset.seeds)[0]
-    compare = dataclasses.replace(compare, seeds=None, config_args=(*compare.config_args, f"--seed={seed}"))
-    runs = resolve_runs(compare, ResultsLayout(results_dir).run_outputs())
+    args = (*comparison.config_args, f"--seed={seed}")
+    comparison = dataclasses.replace(comparison, seeds=None, config_args=args)
+    runs = compare.resolve_runs(comparison, compare.ResultsLayout(results_dir).run_outputs())
     plain = {entry: to_plain(dict(run.config.final_config_dict)) for entry, run in runs.items()}
     return Plan(request.dataset, section.name, plain, has_items)
 
@@ -175,15 +182,15 @@ def run_plan(request: ReproduceRequest, echo: Callable[[str], None] = print) -> 
     """``reproduce ... --plan``: resolve and write the plan, print its summary, run nothing;
     a mistake is a UserError that leaves no folder it made."""
     preset = load_preset(request.paper)
-    paper_section(preset, request)
-    entries = select_entries(preset, request.models)
-    results_dir = request.results_dir or default_results_dir(preset, request.dataset)
-    created = not os.path.exists(results_dir)
+    entries = select_entries(preset, request.models, dataset=paper_section(preset, request).name)
+    results_dir = request.results_dir or compare.default_results_dir(preset.name, request.dataset)
+    made = missing_folders(results_dir)  # the folder and those above it this plan makes
     try:
         plan = resolve_plan(request, preset, results_dir, entries)
     except UserError:
-        if created:
+        if made:
             shutil.rmtree(results_dir, ignore_errors=True)
+            remove_empty_folders(made)
         raise
     echo(write_plan(results_dir, plan))
     return 0
