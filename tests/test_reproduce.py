@@ -6,6 +6,7 @@ on a slice of the paper's Beauty with a tiny budget."""
 from __future__ import annotations
 
 import csv
+import itertools
 import json
 import os
 
@@ -215,9 +216,11 @@ def test_small_preset_tables_and_resume(tmp_path, ml100k_slice):
 @pytest.mark.skipif(not SHARED, reason="$RECBOLE_EXT_TEST_DATA names no data folder")
 def test_glint_ru_preset_on_a_beauty_slice(tmp_path):
     """Every row of the shipped preset on Beauty, one batch each, on the first 120 users of the
-    paper's Beauty: each of Beauty's tables holds every row, with the paper's value beside ours."""
+    paper's Beauty: each of Beauty's tables holds every row, with the paper's value beside ours,
+    the accuracy tables the same checkpoints under full ranking and uni100, Table 1 our counts,
+    and every setting line says the slice differs from the paper's Beauty."""
     src = os.path.join(SHARED, "amazon-beauty", "amazon-beauty.inter")
-    folder = tmp_path / "data" / "amazon-beauty"
+    folder = tmp_path / "data" / "beauty-slice"
     folder.mkdir(parents=True)
     users, kept = set(), []
     with open(src) as f:
@@ -227,11 +230,12 @@ def test_glint_ru_preset_on_a_beauty_slice(tmp_path):
             if user in users or len(users) < 120:
                 users.add(user)
                 kept.append(line)
-    (folder / "amazon-beauty.inter").write_text("".join(kept))
+    (folder / "beauty-slice.inter").write_text("".join(kept))
     out = str(tmp_path / "out")
     args = [f"--data_path={tmp_path / 'data'}", *TINY_KEYS, "--d_state=4"]
     code = cli(
-        ["reproduce", "glint-ru", "--dataset=amazon-beauty", "--budget=1", "--seeds=1", f"--results-dir={out}"] + args
+        ["reproduce", "glint-ru", "--dataset=beauty-slice", "--paper-dataset=amazon-beauty", "--budget=1", "--seeds=1"]
+        + [f"--results-dir={out}", *args]
     )
     assert code == 0
     preset = load_preset("glint-ru")
@@ -241,12 +245,37 @@ def test_glint_ru_preset_on_a_beauty_slice(tmp_path):
         for entry in table.rows if table.kind != "dataset" else ():
             label = table.labels.get(entry, preset.label(entry))
             for column in table.columns:
-                assert cells[(name, label, column)]["ours"] != "", (name, label, column)
-                assert float(cells[(name, label, column)]["paper"]) == table.value(entry, column)
+                cell = cells[(name, label, column)]
+                assert float(cell["paper"]) == table.value(entry, column)
+                if column == "mem_gb" and cell["ours"] == "":  # CUDA's reserved GiB; on the CPU our peak only
+                    assert cells[(name, label, "mem_allocated_gib")]["ours"] != ""
+                    continue
+                assert cell["ours"] != "" and float(cell["diff"]) == pytest.approx(
+                    float(cell["ours"]) - float(cell["paper"])
+                )
     for variant in ("gru_layers2", "all_dropouts"):  # the readings' rows, held by no table of the paper
         assert cells[("other", preset.label(f"GLINTRU@{variant}"), "NDCG@10")]["ours"] != ""
     assert cells[("table2", "SASRec", "Recall@10")]["paper"] == "0.4332"
     assert cells[("table2", "SASRec", "Recall@10")]["test"] == "users"
+    for name, table in beauty.tables.items():  # the same checkpoints under full ranking and uni100
+        for entry in table.rows if table.kind == "accuracy" else ():
+            for column, protocol in itertools.product(table.columns, ("full", "uni100")):
+                value = cells[(name, table.labels.get(entry, preset.label(entry)), f"{column} {protocol}")]["ours"]
+                assert 0 <= float(value) <= 1, (name, entry, column, protocol)
+    for name, table in beauty.tables.items():
+        text = open(os.path.join(out, f"{name}.md")).read()
+        setting = text.splitlines()[0]
+        assert "data set beauty-slice run at the preset's amazon-beauty settings" in setting
+        assert "it differs from the paper's amazon-beauty: 120 users (paper 22,363)" in setting
+        diff = "| diff (ours − paper) |" if table.kind == "dataset" else "| paper"
+        assert diff in (text if table.kind == "dataset" else text.splitlines()[4])  # paper, ours, difference
+    assert cells[("table1", "beauty-slice (ours)", "users")]["ours"] == "121"  # with the padding id
+    assert cells[("table1", "beauty-slice (ours)", "users")]["paper"] == "22364.0"
+    table3 = open(os.path.join(out, "table3.md")).read()
+    assert "Infer ms/RecBole batch ours | paper (ms per batch of 2048 of what is not said) | diff" in table3
+    assert "Infer ms/2048 users ours" in table3 and "- Reserved GiB: CUDA only" in table3
+    agreement = open(os.path.join(out, "agreement.md")).read()
+    assert f"Kendall's tau-b over {len(preset.models)} models" in agreement and "| uni100 |" in agreement
     assert "no item file" in open(os.path.join(out, "reproduction.md")).read()
 
 

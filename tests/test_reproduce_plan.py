@@ -52,6 +52,14 @@ def test_plan_resolves_every_row_and_runs_nothing(tmp_path, ml100k_slice):
     assert "plan.json" in text and "no .item file" in text
 
 
+def test_reproduce_with_plan_runs_nothing(tmp_path, ml100k_slice, capsys):
+    out = tmp_path / "out"
+    args = [f"--data_path={ml100k_slice}", "--state=WARNING", f"--results-dir={out}", "--model=GRU4Rec"]
+    assert cli(["reproduce", small_preset(tmp_path), "--dataset=ml-slice", "--plan", *args]) == 0
+    assert sorted(os.listdir(out)) == ["plan.json", "preset"]
+    assert "1 rows on ml-slice; nothing was run" in capsys.readouterr().out
+
+
 def test_plan_option_on_the_command_line():
     request = parse_reproduce(["glint-ru", "--dataset=ml-1m-item5", "--paper-dataset=ml-1m", "--plan"])
     assert request.plan and request.paper_dataset == "ml-1m" and request.section == "ml-1m"
@@ -115,3 +123,32 @@ def test_copy_sentence():
         "data set ml-1m-item5 run at the preset's ml-1m settings; it differs from the paper's ml-1m: "
         "3,416 items (paper 3,706), 999,611 interactions (paper 1,000,209)"
     )
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("dataset", ["ml-1m", "amazon-beauty", "amazon-video-games"])
+def test_plan_agrees_with_the_presets_keys(tmp_path, dataset):
+    """Every key the shipped preset gives a row (:func:`recbole_ext.reproduce.plan.resolve_rows`,
+    which the Table 5 test reads) is the value ``--plan`` resolves for it through the run's own
+    config files, but for the two RecBole writes in its own form (the mode per split, no
+    negative sampling)."""
+    from recbole_ext.reproduce.plan import resolve_rows, select_entries
+    from recbole_ext.reproduce.preset import load_preset
+    from recbole_ext.reproduce.resolved import resolve_plan
+
+    preset = load_preset("glint-ru")
+    out = str(tmp_path / "out")
+    request = ReproduceRequest(paper="glint-ru", dataset=dataset, results_dir=out, config_args=("--state=WARNING",))
+    entries = select_entries(preset, (), dataset=dataset)
+    plan = resolve_plan(request, preset, out, entries)
+    assert list(plan.rows) == entries
+    for entry, keys in resolve_rows(preset, preset.dataset(dataset), entries, bool(plan.has_item_file)).items():
+        resolved = plan.rows[entry]
+        for key, value in keys.items():
+            if key == "eval_args":
+                mode = value["mode"]
+                value = {**value, "mode": {"valid": mode, "test": mode}}
+            if key == "train_neg_sample_args" and value is None:
+                assert resolved[key]["distribution"] == "none"
+                continue
+            assert resolved[key] == value, (entry, key)
