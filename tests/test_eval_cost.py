@@ -9,6 +9,7 @@ import math
 import pytest
 import torch
 
+from recbole_ext.compare import RunRecord
 from recbole_ext.compare.memory import PeakMemory
 from recbole_ext.reproduce.cost import COST_MEASURES, definitions_markdown, entry_costs
 
@@ -80,27 +81,30 @@ def test_reserved_memory_on_cuda():
 
 def test_entry_costs_are_means_of_the_records():
     runs = [
-        {
-            "status": "ok",
-            "train_epoch_s": [2.0, 4.0],
-            "train_batches": [[10, 10], [5, 10]],  # the second a budget epoch: 4 s for half of it
-            "eval_batch_ms": [10.0, 20.0],
-            "eval_recbole_batch_ms": [1.0, 2.0],
-            "eval_ms_per_2048_users": [100.0, None],
-            "peak_mem_mb": 1024.0,
-            "peak_reserved_gib": None,
-        },
-        {
-            "status": "ok",
-            "train_epoch_s": [3.0],
-            "train_batches": [],
-            "eval_batch_ms": [30.0],
-            "eval_recbole_batch_ms": [3.0],
-            "eval_ms_per_2048_users": [200.0],
-            "peak_mem_mb": 3072.0,
-            "peak_reserved_gib": 2.5,
-        },
-        {"status": "failed", "train_epoch_s": [100.0], "peak_mem_mb": 1e9},
+        RunRecord(
+            "A",
+            "d",
+            1,
+            train_epoch_s=[2.0, 4.0],
+            train_batches=[[10, 10], [5, 10]],  # the second a budget epoch: 4 s for half of it
+            eval_batch_ms=[10.0, 20.0],
+            eval_recbole_batch_ms=[1.0, 2.0],
+            eval_ms_per_2048_users=[100.0, None],
+            peak_mem_mb=1024.0,
+            peak_reserved_gib=None,
+        ),
+        RunRecord(
+            "A",
+            "d",
+            2,
+            train_epoch_s=[3.0],
+            eval_batch_ms=[30.0],
+            eval_recbole_batch_ms=[3.0],
+            eval_ms_per_2048_users=[200.0],
+            peak_mem_mb=3072.0,
+            peak_reserved_gib=2.5,
+        ),
+        RunRecord("A", "d", 3, status="failed", train_epoch_s=[100.0], peak_mem_mb=1e9),
     ]
     costs = entry_costs(runs)
     assert costs == {

@@ -6,6 +6,7 @@ stored once and skipped while the checkpoint is unchanged."""
 from __future__ import annotations
 
 import ast
+import dataclasses
 import json
 import math
 import os
@@ -73,8 +74,8 @@ def test_protocol_means_average_seeds():
 def compared(ml100k_slice, tmp_path_factory):
     """``(results_dir, record)`` of one GRU4Rec epoch on ml-slice under pop100 (shared candidates),
     trained through the comparison runner."""
+    from recbole_ext import compare
     from recbole_ext.command import CompareRequest
-    from recbole_ext.compare.runner import run_comparison
 
     out = str(tmp_path_factory.mktemp("protocols") / "out")
     args = (
@@ -94,8 +95,8 @@ def compared(ml100k_slice, tmp_path_factory):
         "--state=WARNING",
     )
     request = CompareRequest(models=("GRU4Rec",), dataset="ml-slice", config_args=args, seeds=(3,), results_dir=out)
-    records, _ = run_comparison(request, echo=lambda line: None, write_table=False)
-    assert records[0]["status"] == "ok", records[0]["reason"]
+    records = compare.run(request, echo=lambda line: None).records
+    assert records[0].ok, records[0].reason
     return out, records[0]
 
 
@@ -112,12 +113,12 @@ def test_protocols_of_a_trained_run(compared, tmp_path, monkeypatch):
     results = reevaluate_records(out, [rec], device="cpu", echo=lines.append)
     got = results[("GRU4Rec", 3)]
     assert set(got) == set(PROTOCOLS) and lines == []
-    assert got["pop100"]["test"] == pytest.approx(rec["test_result"], abs=1e-12)
-    assert got["pop100"]["valid"] == pytest.approx(rec["best_valid_result"], abs=1e-12)
-    full = evaluate_checkpoint(rec["checkpoint"], [f"--eval_args={dict(SPLIT, mode='full')!r}"], device="cpu")
+    assert got["pop100"]["test"] == pytest.approx(rec.test_result, abs=1e-12)
+    assert got["pop100"]["valid"] == pytest.approx(rec.best_valid_result, abs=1e-12)
+    full = evaluate_checkpoint(rec.checkpoint, [f"--eval_args={dict(SPLIT, mode='full')!r}"], device="cpu")
     assert got["full"] == full
     assert got["full"]["test"]["recall@10"] <= got["pop100"]["test"]["recall@10"]
-    assert set(got["uni100"]["test"]) == set(rec["test_result"])
+    assert set(got["uni100"]["test"]) == set(rec.test_result)
 
     path = protocol_path(out, "GRU4Rec", 3)
     assert json.load(open(path))["results"] == got
@@ -140,9 +141,9 @@ def test_a_changed_checkpoint_is_evaluated_again(compared, tmp_path):
     open(path, "w").write(json.dumps(stored))
     lines = []
     results = reevaluate_records(out, [rec], protocols=("pop100",), device="cpu", echo=lines.append)
-    assert results[("GRU4Rec", 3)]["pop100"]["test"] == pytest.approx(rec["test_result"], abs=1e-12)
+    assert results[("GRU4Rec", 3)]["pop100"]["test"] == pytest.approx(rec.test_result, abs=1e-12)
     assert lines == []
-    missing = dict(rec, checkpoint=str(tmp_path / "gone.pth"), model="SASRec")
+    missing = dataclasses.replace(rec, checkpoint=str(tmp_path / "gone.pth"), model="SASRec")
     assert reevaluate_records(out, [missing], device="cpu", echo=lines.append) == {}
     assert len(lines) == 1 and "SASRec seed 3: no checkpoint" in lines[0]
     assert not os.path.exists(protocol_path(out, "SASRec", 3))
