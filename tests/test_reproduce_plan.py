@@ -102,7 +102,7 @@ def test_section_mistakes_are_one_line_and_leave_no_folder(tmp_path, ml100k_slic
 def test_empty_paper_dataset_is_one_line(tmp_path, capsys):
     assert cli(["reproduce", "glint-ru", "--dataset=ml-1m", "--paper-dataset=", f"--results-dir={tmp_path / 'o'}"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("recbole_ext: error: --paper-dataset needs the name")
+    assert len(err) == 1 and err[0].startswith("recbole_ext: error: --paper-dataset is empty")
     assert not (tmp_path / "o").exists()
 
 
