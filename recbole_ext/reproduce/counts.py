@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Dict, Optional
 
+from recbole_ext.data.stats import interaction_counts, read_interactions
 from recbole_ext.reproduce.preset import DatasetPreset, PaperTable
 
 #: the columns the paper counts with the padding id
@@ -27,8 +28,6 @@ def our_counts(folder: str, name: str) -> Dict[str, float]:
     """``folder/name.inter``'s counts in Table 1's columns and units: users and items with the
     padding id, interactions, interactions per user, sparsity in percent (without the padding
     id, as the paper computes it)."""
-    from recbole_ext.data.stats import interaction_counts, read_interactions
-
     counts = interaction_counts(read_interactions(folder, name))
     users, items, n = int(counts["users"]), int(counts["items"]), int(counts["interactions"])
     return {

@@ -21,10 +21,14 @@ import hashlib
 import json
 import math
 import os
-from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
-if TYPE_CHECKING:
-    from recbole_ext.compare import RunRecord
+from scipy.stats import kendalltau
+
+from recbole_ext.compare import RunRecord
+from recbole_ext.fileio import atomic_write_text
+from recbole_ext.serving.evaluate import evaluate_checkpoint
+from recbole_ext.trainer.checkpoint import load_checkpoint
 
 PROTOCOL_DIR = "protocols"
 #: the paper's protocol: the order every other protocol is compared with
@@ -100,9 +104,6 @@ def evaluate_protocols(
     Returns:
         ``{protocol: {"valid": {metric: value}, "test": {metric: value}}}``.
     """
-    from recbole_ext.serving.evaluate import evaluate_checkpoint
-    from recbole_ext.trainer.checkpoint import load_checkpoint
-
     saved = load_checkpoint(checkpoint, map_location="cpu").config.get("eval_args") or {}
     return {p: evaluate_checkpoint(checkpoint, protocol_args(saved, p), device=device) for p in protocols}
 
@@ -141,8 +142,6 @@ def reevaluate_run(
         ``(results, evaluated)``: ``results`` holds ``protocols`` only; ``evaluated`` is False
         when every one was stored already.
     """
-    from recbole_ext.fileio import atomic_write_text
-
     path = protocol_path(results_dir, entry, seed)
     digest = file_digest(checkpoint)
     stored = load_stored(path, digest)
@@ -218,8 +217,6 @@ def protocol_means(
 def kendall_tau(a: Sequence[float], b: Sequence[float]) -> Optional[float]:
     """Kendall's tau-b between two scorings of the same models (ties counted as scipy counts
     them); ``None`` when it is undefined (fewer than two models, or a constant scoring)."""
-    from scipy.stats import kendalltau
-
     if len(a) != len(b):
         raise ValueError(f"two scorings of different lengths: {len(a)} and {len(b)}")
     if len(a) < 2 or len(set(a)) < 2 or len(set(b)) < 2:

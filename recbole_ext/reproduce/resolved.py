@@ -22,10 +22,13 @@ from typing import Any, Callable, Dict, List, Mapping, Optional
 
 from recbole_ext import compare
 from recbole_ext.command import ReproduceRequest
-from recbole_ext.errors import UserError
+from recbole_ext.data.locate import locate_dataset
+from recbole_ext.errors import DatasetNotFoundError, UserError
 from recbole_ext.fileio import atomic_write_text, missing_folders, remove_empty_folders
+from recbole_ext.pipeline import Run
 from recbole_ext.reproduce.plan import compare_request, select_entries, write_common, write_rows
 from recbole_ext.reproduce.preset import DatasetPreset, Preset, load_preset
+from recbole_ext.trainer.checkpoint import to_plain
 
 PLAN_FILE = "plan.json"
 #: the keys the summary shows for each row (those the row has)
@@ -114,9 +117,6 @@ def copy_sentence(
 def _has_item_file(run: Any) -> Optional[bool]:
     """Whether ``run``'s data set, where it would be found on disk, has an ``.item`` file;
     ``None`` when it is not on disk (nothing is fetched)."""
-    from recbole_ext.data.locate import locate_dataset
-    from recbole_ext.errors import DatasetNotFoundError
-
     cfg = run.config
     try:
         folder = locate_dataset(cfg["dataset"], cfg.requested_data_path, only_data_path=cfg.data_path_given)
@@ -135,9 +135,6 @@ def resolve_plan(request: ReproduceRequest, preset: Preset, results_dir: str, en
         results_dir: where the config files go (``preset/``).
         entries: the rows (:func:`recbole_ext.reproduce.plan.select_entries`).
     """
-    from recbole_ext.pipeline import Run
-    from recbole_ext.trainer.checkpoint import to_plain
-
     section = paper_section(preset, request)
     common = write_common(preset, section, results_dir)
     files = [common, *request.config_files]
