@@ -153,6 +153,9 @@ class ReproduceRequest:
             one epoch (``None``: the preset's training to early stopping).
         config_files, config_args: for every run, after the preset (they win).
         results_dir, force, plot, jobs, devices: as :class:`CompareRequest`'s.
+        plan: resolve every row and write its settings (``plan.json``), run nothing.
+        paper_dataset: the preset's data set whose settings and figures apply (``None``: the
+            one named ``dataset``); for a copy of a paper's data set under another name.
     """
 
     paper: str
@@ -167,6 +170,8 @@ class ReproduceRequest:
     plot: bool = False
     jobs: Optional[int] = None
     devices: Tuple[str, ...] = ()
+    plan: bool = False
+    paper_dataset: Optional[str] = None
 
     def __post_init__(self) -> None:
         need("paper", self.paper, "name one, e.g. 'reproduce glint-ru' (see 'recbole-ext reproduce --help')")
@@ -179,4 +184,11 @@ class ReproduceRequest:
             raise UserError(f"--budget must be at least 1 batch, got {self.budget}")
         if self.jobs is not None and self.jobs < 1:
             raise UserError(f"--jobs must be at least 1, got {self.jobs}")
+        if self.paper_dataset is not None and not self.paper_dataset.strip():
+            raise UserError("--paper-dataset needs the name of one of the preset's data sets, e.g. ml-1m")
         writable_folder("--results-dir", self.results_dir or "results")
+
+    @property
+    def section(self) -> str:
+        """The preset's data set whose settings and figures apply."""
+        return self.paper_dataset or self.dataset
