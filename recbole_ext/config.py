@@ -99,6 +99,8 @@ class Config(RecBoleConfig):
         self.unknown_cmd_keys: set = set()
         #: every key no default knows (files, ``config_dict``, the command line): it changes nothing
         self.unknown_keys: set = set()
+        #: the warnings of those a file or ``config_dict`` set (a comparison says them before any run)
+        self.file_key_warnings: list = []
         super().__init__(model, dataset, config_file_list, config_dict)
         self._warn_unknown_model_keys()
 
@@ -291,5 +293,7 @@ class Config(RecBoleConfig):
                 if key not in self._lenient_keys:
                     raise ConfigError(f"--{key}: {msg}")
                 self.unknown_cmd_keys.add(key)
+            else:
+                self.file_key_warnings.append(msg)
             # logged by the runner once its log file is open (quick_start, compare)
             self.unknown_key_warnings = getattr(self, "unknown_key_warnings", []) + [msg]

@@ -336,6 +336,26 @@ def test_a_search_space_typo_without_a_close_match_says_where_the_keys_are(empty
     assert tree(work) == []
 
 
+def test_a_misspelt_key_of_a_variant_file_is_said_before_the_first_run(empty):
+    from recbole_ext.command import CompareRequest
+    from recbole_ext.compare.runner import preflight
+
+    work, data = empty
+    configs = work.parent / "variants"
+    configs.mkdir()
+    (configs / "GRU4Rec@hi.yaml").write_text("dropout_prob: 0.5\ndropout_prop: 0.5\n")  # a real key and a typo
+    request = CompareRequest(
+        models=("GRU4Rec", "GRU4Rec@hi"),
+        dataset="ml-slice",
+        config_args=(*SLICE[1:], f"--data_path={data}"),
+        model_configs=str(configs),
+    )
+    said: list = []
+    assert list(preflight(request, echo=said.append)) == ["GRU4Rec", "GRU4Rec@hi"]
+    assert len(said) == 1 and said[0].startswith("[compare] GRU4Rec@hi: warning: config key 'dropout_prop'")
+    assert "did you mean 'dropout_prob'" in said[0]
+
+
 def test_a_variant_file_that_changes_nothing_is_refused_before_the_first_run(empty, capsys, monkeypatch):
     from recbole_ext.pipeline import Run
 

@@ -37,7 +37,7 @@ def run_parallel(
     results_dir)`` as :func:`~recbole_ext.compare.runner.run_comparison` does. Every model and
     setting is checked before the first job starts (:func:`~recbole_ext.compare.runner.preflight`;
     ``runs``: its result, when the caller ran it already); only this process writes the table."""
-    runs = preflight(request) if runs is None else runs
+    runs = preflight(request, echo=echo) if runs is None else runs
     spec = RunSpec.of(request, echo)
     os.makedirs(spec.layout.jobs_dir, exist_ok=True)
     os.makedirs(spec.layout.runs_dir, exist_ok=True)

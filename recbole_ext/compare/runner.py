@@ -142,12 +142,19 @@ def resolve_runs(request: CompareRequest, config_dict: Optional[dict] = None) ->
     return resolve_all(request.models, request.dataset, probe.files_for, config_dict, request.config_args)
 
 
-def preflight(request: CompareRequest, config_dict: Optional[dict] = None) -> Dict[str, Run]:
+def preflight(
+    request: CompareRequest, config_dict: Optional[dict] = None, echo: Optional[Callable[[str], None]] = None
+) -> Dict[str, Run]:
     """Before the first run: every model name, every model's configuration (:func:`resolve_runs`)
-    and the data set; a mistake is a UserError, nothing has trained."""
+    and the data set; a mistake is a UserError, nothing has trained. A key of a file that no
+    default knows (a misspelt key of a variant file) is a warning through ``echo``, here."""
     runs = resolve_runs(request, config_dict)
     for run in runs.values():
         run.locate_data()
+    if echo is not None:
+        for entry, run in runs.items():
+            for msg in getattr(run.config, "file_key_warnings", []):
+                echo(f"[compare] {entry}: warning: {msg}")
     return runs
 
 
@@ -176,7 +183,7 @@ def run_comparison(
         ``(records, results_dir)``: one record per model and seed, as stored in ``runs/``.
     """
     if not checked:
-        preflight(request, config_dict)
+        preflight(request, config_dict, echo)
     spec = RunSpec.of(request, echo, config_dict)
     os.makedirs(spec.layout.runs_dir, exist_ok=True)
     records: List[RunRecord] = []

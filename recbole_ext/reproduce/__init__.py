@@ -55,7 +55,7 @@ def run(request: ReproduceRequest, echo: Callable[[str], None] = print) -> int:
         has_items = os.path.isfile(os.path.join(folder, f"{request.dataset}.item"))
         rows = write_rows(preset, section, results_dir, entries, has_items)
         comparison = compare_request(request, preset, results_dir, entries, common, rows)
-        runs = compare.preflight(comparison)
+        runs = compare.preflight(comparison, echo=echo)
     except UserError:
         if made:
             shutil.rmtree(results_dir, ignore_errors=True)
