@@ -241,3 +241,17 @@ def test_mlstm_under_bf16_autocast_runs_in_float32(impl):
     for got, want in zip([h.detach(), c.detach(), x.grad], plain):
         # float32 round-off only (the scripted loop re-optimises between calls); bf16 is ~1e-3 off
         assert torch.allclose(got, want, rtol=1e-6, atol=1e-7)
+
+
+def test_a_stale_build_lock_is_removed_and_a_fresh_one_kept(tmp_path):
+    from recbole_ext.model.mlstm import native
+
+    lock = tmp_path / "lock"
+    lock.write_text("")
+    now = lock.stat().st_mtime
+    assert not native.clear_stale_lock(str(tmp_path), now=now + 60)  # a build in progress
+    assert lock.exists()
+    assert native.clear_stale_lock(str(tmp_path), now=now + native.STALE_LOCK_S + 1)  # a killed build's
+    assert not lock.exists()
+    assert not native.clear_stale_lock(str(tmp_path)) and not native.clear_stale_lock(None)
+    assert native._build_directory().endswith(native.EXTENSION_NAME)  # torch still says where it builds

@@ -12,12 +12,15 @@ backward of ``impl="fused"``, on CUDA too, and the fallback). It needs a C++ com
 time; the first use compiles it (about 30-70 s) into PyTorch's extension cache
 (``$TORCH_EXTENSIONS_DIR``, default ``~/.cache/torch_extensions``). When it cannot be built, or
 ``RECBOLE_EXT_NO_NATIVE=1`` is set, :func:`native_extension` returns ``None`` and the layer uses
-the TorchScript forward and backward (one warning, no error).
+the TorchScript forward and backward (one warning, no error). PyTorch's builder waits as long as
+its build folder holds a ``lock`` file; a process killed while building leaves one behind, so a
+lock older than :data:`STALE_LOCK_S` is removed first (:func:`clear_stale_lock`).
 """
 
 from __future__ import annotations
 
 import os
+import time
 import warnings
 from logging import getLogger
 from typing import Optional
@@ -27,6 +30,8 @@ import torch
 SOURCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "csrc", "mlstm_cpu.cpp")
 EXTENSION_NAME = "recbole_ext_mlstm_cpu"
 CFLAGS = ["-O3", "-march=native", "-ffast-math"]
+#: a build lock older than this (seconds) belongs to a build that died (a build takes about a minute)
+STALE_LOCK_S = 600
 
 _state = {"tried": False, "module": None, "error": None}
 
@@ -43,6 +48,7 @@ def native_extension():
         from torch.utils.cpp_extension import load  # noqa: PLC0415 - the C++ builder loads on first use only
 
         getLogger().info("mLSTM: loading its C++ recurrence (compiled on first use, about 30 s)")
+        clear_stale_lock(_build_directory())
         _state["module"] = load(name=EXTENSION_NAME, sources=[SOURCE], extra_cflags=CFLAGS, verbose=False)
     except Exception as exc:  # no compiler, no ninja, no headers: fall back, say so once
         _state["error"] = f"{type(exc).__name__}: {str(exc).strip().splitlines()[-1] if str(exc).strip() else ''}"
@@ -53,6 +59,36 @@ def native_extension():
             stacklevel=2,
         )
     return _state["module"]
+
+
+def _build_directory() -> Optional[str]:
+    """Where PyTorch's builder puts this extension (``None`` if this torch does not say)."""
+    try:
+        from torch.utils.cpp_extension import _get_build_directory  # noqa: PLC0415 - as load above
+
+        return _get_build_directory(EXTENSION_NAME, verbose=False)
+    except Exception:  # noqa: BLE001 - a private helper of torch's: without it, no clean-up
+        return None
+
+
+def clear_stale_lock(build_dir: Optional[str], now: Optional[float] = None) -> bool:
+    """Remove ``build_dir/lock`` when it is older than :data:`STALE_LOCK_S` (a killed build's);
+    returns whether it did. A younger lock is a build in progress and stays."""
+    if not build_dir:
+        return False
+    lock = os.path.join(build_dir, "lock")
+    try:
+        age = (time.time() if now is None else now) - os.path.getmtime(lock)
+    except OSError:
+        return False
+    if age <= STALE_LOCK_S:
+        return False
+    try:
+        os.remove(lock)
+    except OSError:
+        return False
+    getLogger().warning(f"mLSTM: removed a build lock left {age:.0f} s ago by a build that did not finish: {lock}")
+    return True
 
 
 def build_error() -> Optional[str]:
