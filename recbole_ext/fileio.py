@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import tempfile
-from typing import IO, Iterator, List, Optional
+from typing import IO, Iterator, List, Optional, Tuple, Type, Union
 
 
 @contextlib.contextmanager
@@ -62,6 +63,22 @@ def remove_empty_folders(folders: List[str]) -> None:
     for folder in folders:
         if os.path.isdir(folder) and not os.listdir(folder):
             os.rmdir(folder)
+
+
+@contextlib.contextmanager
+def folder_taken_back_on(
+    errors: Union[Type[BaseException], Tuple[Type[BaseException], ...]], path: str
+) -> Iterator[None]:
+    """Run the block; when it raises one of ``errors``, remove ``path`` with what the block wrote
+    into it, and the empty folders above it, if ``path`` did not exist before the block."""
+    made = missing_folders(path)
+    try:
+        yield
+    except errors:
+        if made:
+            shutil.rmtree(path, ignore_errors=True)
+            remove_empty_folders(made)
+        raise
 
 
 def write_failure(error: BaseException) -> str:

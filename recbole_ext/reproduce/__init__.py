@@ -19,18 +19,15 @@ epoch (one epoch unless ``--epochs`` is given): a CPU-sized run, marked as such 
 
 from __future__ import annotations
 
-import os
-import shutil
 from typing import Callable
 
 from recbole_ext import compare
 from recbole_ext.command import ReproduceRequest
 from recbole_ext.errors import UserError
-from recbole_ext.fileio import missing_folders, remove_empty_folders
-from recbole_ext.pipeline import Run
+from recbole_ext.fileio import folder_taken_back_on
 from recbole_ext.reproduce.counts import counts_table, our_counts
-from recbole_ext.reproduce.plan import compare_request, select_entries, write_common, write_rows
-from recbole_ext.reproduce.preset import Preset, load_preset
+from recbole_ext.reproduce.plan import prepare, select_entries
+from recbole_ext.reproduce.preset import load_preset
 from recbole_ext.reproduce.protocols import other_protocols, paper_protocol, reevaluate_records, with_own_results
 from recbole_ext.reproduce.resolved import paper_section, run_plan
 from recbole_ext.reproduce.write import write_tables
@@ -48,19 +45,10 @@ def run(request: ReproduceRequest, echo: Callable[[str], None] = print) -> int:
     section = paper_section(preset, request)
     entries = select_entries(preset, request.models, dataset=section.name)
     results_dir = request.results_dir or compare.default_results_dir(preset.name, request.dataset)
-    made = missing_folders(results_dir)  # the folder and those above it (results/) this run makes
-    try:
-        common = write_common(preset, section, results_dir)
-        folder = _data_folder(request, preset, common)
-        has_items = os.path.isfile(os.path.join(folder, f"{request.dataset}.item"))
-        rows = write_rows(preset, section, results_dir, entries, has_items)
-        comparison = compare_request(request, preset, results_dir, entries, common, rows)
+    with folder_taken_back_on(UserError, results_dir):
+        prepared = prepare(request, preset, section, results_dir, entries, fetch=True)
+        comparison, folder, has_items = prepared.comparison, prepared.folder, bool(prepared.has_item_file)
         runs = compare.preflight(comparison, echo=echo)
-    except UserError:
-        if made:
-            shutil.rmtree(results_dir, ignore_errors=True)
-            remove_empty_folders(made)
-        raise
     done = compare.run(comparison, echo, checked=runs)
     own = paper_protocol(preset.protocol)
     again = reevaluate_records(results_dir, done.records, other_protocols(own), echo=echo)
@@ -69,16 +57,3 @@ def run(request: ReproduceRequest, echo: Callable[[str], None] = print) -> int:
     text = write_tables(preset, request, done.records, results_dir, entries, has_items, results, counts)
     echo(text)
     return compare.finish("reproduce", results_dir, request.results_dir, done.ok, echo, "resume or extend this run")
-
-
-def _data_folder(request: ReproduceRequest, preset: Preset, common: str) -> str:
-    """The data set's folder, found or fetched as a run finds it."""
-    run = Run.resolve(
-        preset.proposed,
-        request.dataset,
-        [common, *request.config_files],
-        None,
-        list(request.config_args),
-        lenient_keys=compare.lenient_keys(request),
-    )
-    return run.locate_data()

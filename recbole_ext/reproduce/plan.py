@@ -4,14 +4,18 @@ folder (so they are part of every run's fingerprint), and the
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from typing import Any, Dict, List, Optional, Tuple
 
 import yaml
 
+from recbole_ext import compare
 from recbole_ext.command import CompareRequest, ReproduceRequest, option_key
-from recbole_ext.errors import UserError
+from recbole_ext.data.locate import locate_dataset
+from recbole_ext.errors import DatasetNotFoundError, UserError
 from recbole_ext.fileio import atomic_write_text
+from recbole_ext.pipeline import Run
 from recbole_ext.pipeline.resolve import model_of
 from recbole_ext.reproduce.preset import DatasetPreset, Preset
 
@@ -40,11 +44,6 @@ def budget_args(request: ReproduceRequest) -> List[str]:
     if "epochs" not in map(option_key, request.config_args):
         args.append("--epochs=1")
     return args
-
-
-def _write_yaml(path: str, keys: Dict, comment: str) -> str:
-    atomic_write_text(path, f"# {comment}\n" + yaml.safe_dump(keys, sort_keys=False, default_flow_style=None))
-    return path
 
 
 def common_keys(preset: Preset, ds: DatasetPreset) -> Dict[str, Any]:
@@ -126,3 +125,49 @@ def compare_request(
         devices=request.devices,
         model_configs=rows,
     )
+
+
+@dataclasses.dataclass(frozen=True)
+class Prepared:
+    """A reproduction's config files, written, and the comparison that runs them.
+
+    Attributes:
+        comparison: the rows as one comparison (:func:`compare_request`).
+        has_item_file: whether the data set has an ``.item`` file (``None``: not on disk, and
+            not fetched).
+        folder: the data set's folder (``None`` when it was not looked for with a fetch).
+    """
+
+    comparison: CompareRequest
+    has_item_file: Optional[bool]
+    folder: Optional[str]
+
+
+def prepare(
+    request: ReproduceRequest, preset: Preset, ds: DatasetPreset, results_dir: str, entries: List[str], fetch: bool
+) -> Prepared:
+    """Write ``preset/common.yaml``, find the data set (``fetch``: as a run finds it, fetching a
+    registry data set; else only on disk), write each row's file for what the data set holds
+    (SMLP4Rec's item features need an ``.item`` file), and build the comparison."""
+    common = write_common(preset, ds, results_dir)
+    probe = Run.resolve(
+        preset.proposed,
+        request.dataset,
+        [common, *request.config_files],
+        None,
+        list(request.config_args),
+        lenient_keys=compare.lenient_keys(request),
+    )
+    folder = probe.locate_data() if fetch else _on_disk(probe)
+    has_items = None if folder is None else os.path.isfile(os.path.join(folder, f"{request.dataset}.item"))
+    rows = write_rows(preset, ds, results_dir, entries, bool(has_items))
+    return Prepared(compare_request(request, preset, results_dir, entries, common, rows), has_items, folder)
+
+
+def _on_disk(run: Run) -> Optional[str]:
+    """Where ``run``'s data set is on disk (``None``: nowhere; nothing is fetched)."""
+    cfg = run.config
+    try:
+        return locate_dataset(cfg["dataset"], cfg.requested_data_path, only_data_path=cfg.data_path_given)
+    except DatasetNotFoundError:
+        return None

@@ -17,16 +17,13 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import shutil
 from typing import Any, Callable, Dict, List, Mapping, Optional
 
 from recbole_ext import compare
 from recbole_ext.command import ReproduceRequest
-from recbole_ext.data.locate import locate_dataset
-from recbole_ext.errors import DatasetNotFoundError, UserError
-from recbole_ext.fileio import atomic_write_text, missing_folders, remove_empty_folders
-from recbole_ext.pipeline import Run
-from recbole_ext.reproduce.plan import compare_request, select_entries, write_common, write_rows
+from recbole_ext.errors import UserError
+from recbole_ext.fileio import atomic_write_text, folder_taken_back_on
+from recbole_ext.reproduce.plan import prepare, select_entries
 from recbole_ext.reproduce.preset import DatasetPreset, Preset, load_preset
 from recbole_ext.trainer.checkpoint import to_plain
 
@@ -114,17 +111,6 @@ def copy_sentence(
     return "; ".join(parts)
 
 
-def _has_item_file(run: Any) -> Optional[bool]:
-    """Whether ``run``'s data set, where it would be found on disk, has an ``.item`` file;
-    ``None`` when it is not on disk (nothing is fetched)."""
-    cfg = run.config
-    try:
-        folder = locate_dataset(cfg["dataset"], cfg.requested_data_path, only_data_path=cfg.data_path_given)
-    except DatasetNotFoundError:
-        return None
-    return os.path.isfile(os.path.join(folder, f"{cfg['dataset']}.item"))
-
-
 def resolve_plan(request: ReproduceRequest, preset: Preset, results_dir: str, entries: List[str]) -> Plan:
     """Write the preset's config files into ``results_dir`` and resolve every row's config as
     its run would, for the first seed (a mistake is a UserError).
@@ -136,19 +122,9 @@ def resolve_plan(request: ReproduceRequest, preset: Preset, results_dir: str, en
         entries: the rows (:func:`recbole_ext.reproduce.plan.select_entries`).
     """
     section = paper_section(preset, request)
-    common = write_common(preset, section, results_dir)
-    files = [common, *request.config_files]
-    probe = Run.resolve(
-        preset.proposed,
-        request.dataset,
-        files,
-        None,
-        list(request.config_args),
-        lenient_keys=compare.lenient_keys(request),
-    )
-    has_items = _has_item_file(probe)
-    rows = write_rows(preset, section, results_dir, entries, bool(has_items))
-    comparison = compare_request(request, preset, results_dir, entries, common, rows)
+    prepared = prepare(request, preset, section, results_dir, entries, fetch=False)
+    has_items = prepared.has_item_file
+    comparison = prepared.comparison
     seed = (request.seeds or preset.seeds)[0]
     args = (*comparison.config_args, f"--seed={seed}")
     comparison = dataclasses.replace(comparison, seeds=None, config_args=args)
@@ -181,13 +157,7 @@ def run_plan(request: ReproduceRequest, echo: Callable[[str], None] = print) -> 
     preset = load_preset(request.paper)
     entries = select_entries(preset, request.models, dataset=paper_section(preset, request).name)
     results_dir = request.results_dir or compare.default_results_dir(preset.name, request.dataset)
-    made = missing_folders(results_dir)  # the folder and those above it this plan makes
-    try:
+    with folder_taken_back_on(UserError, results_dir):
         plan = resolve_plan(request, preset, results_dir, entries)
-    except UserError:
-        if made:
-            shutil.rmtree(results_dir, ignore_errors=True)
-            remove_empty_folders(made)
-        raise
     echo(write_plan(results_dir, plan))
     return 0
