@@ -136,7 +136,7 @@ def test_a_changed_checkpoint_is_evaluated_again(compared, tmp_path):
     path = protocol_path(out, "GRU4Rec", 3)
     reevaluate_records(out, [rec], protocols=("pop100",), device="cpu", echo=lambda line: None)
     stored = json.load(open(path))
-    stored["checkpoint_sha1"] = "0" * 40  # as if the checkpoint had been retrained since
+    stored["checkpoint_sha256"] = "0" * 64  # as if the checkpoint had been retrained since
     stored["results"]["pop100"]["test"]["recall@10"] = -1.0
     open(path, "w").write(json.dumps(stored))
     lines = []

@@ -7,7 +7,7 @@ of :data:`PROTOCOLS`: the paper's own (``pop100``, which gives back the run's te
 the candidates are shared), full ranking and 100 uniform negatives. Only ``eval_args``' mode
 changes; the split, the seed and, under ``eval_candidates: shared``, the negatives' draw are the
 run's. Each run's figures are stored as ``<results>/protocols/<Model>-seed<S>.json`` (written
-atomically) with the checkpoint's SHA-1, so a rerun skips the runs whose checkpoint has not
+atomically) with the checkpoint's SHA-256, so a rerun skips the runs whose checkpoint has not
 changed.
 
 :func:`agreement` then measures how well the models' order under the paper's protocol agrees
@@ -17,7 +17,6 @@ counts ties) per metric over the models' mean test values; :func:`agreement_mark
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
@@ -26,6 +25,7 @@ from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Seque
 from scipy.stats import kendalltau
 
 from recbole_ext.compare import RunRecord
+from recbole_ext.data.fetch import file_sha256
 from recbole_ext.fileio import atomic_write_text
 from recbole_ext.serving.evaluate import evaluate_checkpoint
 from recbole_ext.trainer.checkpoint import load_checkpoint
@@ -82,15 +82,6 @@ def protocol_args(saved_eval_args: Mapping[str, Any], protocol: str) -> List[str
     return [f"--eval_args={dict(saved_eval_args, mode=PROTOCOLS[protocol])!r}"]
 
 
-def file_digest(path: str) -> str:
-    """SHA-1 of a file's bytes (read in 1 MiB blocks)."""
-    sha = hashlib.sha1()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(2**20), b""):
-            sha.update(block)
-    return sha.hexdigest()
-
-
 def evaluate_protocols(
     checkpoint: str, protocols: Sequence[str] = tuple(PROTOCOLS), device: Optional[str] = None
 ) -> ProtocolResults:
@@ -114,14 +105,14 @@ def protocol_path(results_dir: str, entry: str, seed: Any) -> str:
 
 
 def load_stored(path: str, digest: str) -> ProtocolResults:
-    """The figures stored at ``path`` if they are of the checkpoint with SHA-1 ``digest``, else
+    """The figures stored at ``path`` if they are of the checkpoint with SHA-256 ``digest``, else
     ``{}``."""
     try:
         with open(path, encoding="utf-8") as f:
             stored = json.load(f)
     except (OSError, ValueError):
         return {}
-    if not isinstance(stored, dict) or stored.get("checkpoint_sha1") != digest:
+    if not isinstance(stored, dict) or stored.get("checkpoint_sha256") != digest:
         return {}
     results = stored.get("results")
     return results if isinstance(results, dict) else {}
@@ -135,7 +126,7 @@ def reevaluate_run(
     protocols: Sequence[str] = tuple(PROTOCOLS),
     device: Optional[str] = None,
 ) -> Tuple[ProtocolResults, bool]:
-    """One run's figures under ``protocols``: those stored for this checkpoint (same SHA-1) are
+    """One run's figures under ``protocols``: those stored for this checkpoint (same SHA-256) are
     kept, the others evaluated now and stored with them atomically.
 
     Returns:
@@ -143,12 +134,18 @@ def reevaluate_run(
         when every one was stored already.
     """
     path = protocol_path(results_dir, entry, seed)
-    digest = file_digest(checkpoint)
+    digest = file_sha256(checkpoint)
     stored = load_stored(path, digest)
     missing = [p for p in protocols if p not in stored]
     if missing:
         stored = {**stored, **evaluate_protocols(checkpoint, missing, device)}
-        record = {"model": entry, "seed": seed, "checkpoint": checkpoint, "checkpoint_sha1": digest, "results": stored}
+        record = {
+            "model": entry,
+            "seed": seed,
+            "checkpoint": checkpoint,
+            "checkpoint_sha256": digest,
+            "results": stored,
+        }
         atomic_write_text(path, json.dumps(record, indent=1))
     return {p: stored[p] for p in protocols}, bool(missing)
 
