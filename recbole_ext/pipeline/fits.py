@@ -13,7 +13,7 @@ import torch
 from recbole.utils import ModelType
 
 from recbole_ext.errors import ConfigError, UserError
-from recbole_ext.trainer.checkpoint import check_fits, load_checkpoint
+from recbole_ext.trainer.checkpoint import Checkpoint, check_fits
 
 #: bytes per weight while training, as a multiple of the weights alone: the weights and their
 #: gradients (the optimizer's state comes on top, so this is a lower bound)
@@ -72,12 +72,15 @@ def check_memory(model: torch.nn.Module, config) -> None:
     )
 
 
-def check_model_fits(model_class: type, config, dataset, resume_file: Optional[str] = None, trust: bool = False):
-    """Before the model is built: it fits the device's memory, and ``resume_file``'s weights
-    have its shapes (:func:`recbole_ext.trainer.checkpoint.check_fits`); one line otherwise."""
+def check_model_fits(
+    model_class: type, config, dataset, resume_file: Optional[str] = None, checkpoint: Optional[Checkpoint] = None
+):
+    """Before the model is built: it fits the device's memory, and the weights of
+    ``checkpoint`` (read from ``resume_file``) have its shapes
+    (:func:`recbole_ext.trainer.checkpoint.check_fits`); one line otherwise."""
     model = meta_model(model_class, config, dataset)
     if model is None:
         return
     check_memory(model, config)
-    if resume_file:
-        check_fits(resume_file, load_checkpoint(resume_file, trust, map_location="cpu"), model, config)
+    if resume_file and checkpoint is not None:
+        check_fits(resume_file, checkpoint, model, config)

@@ -86,7 +86,7 @@ class Run:
     def __init__(self, config: Config) -> None:
         self.config = config
         self._data_folder: Optional[str] = None
-        self._resume: tuple = ()  # (checkpoint, trust_checkpoint) the run continues
+        self._resume: tuple = ()  # (path, Checkpoint) the run continues, read once
         self._model_checked = False
         #: the process group this run joined or created (:meth:`attach_device`), left by :meth:`execute`
         self.group: Optional[Group] = None
@@ -234,7 +234,7 @@ class Run:
         checkpoint it continues (:func:`recbole_ext.pipeline.fits.check_model_fits`)."""
         if not self._model_checked:
             check_model_fits(self.config.model_class, self.config, dataset, *self._resume)
-            self._model_checked = True
+            self._model_checked, self._resume = True, ()  # the checkpoint read is not kept
 
     def build_model(self, train_set) -> torch.nn.Module:
         """The model (``config.model_class``, the class the configuration resolved) on
@@ -375,8 +375,10 @@ class Run:
                 if resume_file:  # a wrong or unreadable checkpoint stops the run before the data set is built
                     world = int(cfg["world_size"]) if is_distributed(cfg) else 1
                     # rank 0 reads the file and sends it to the others: only its machine needs it
-                    agree(lambda: check_resume(resume_file, cfg, trust_checkpoint, world) if rank() == 0 else None)
-                    self._resume = () if is_distributed(cfg) else (resume_file, trust_checkpoint)  # rank 0's file
+                    read = agree(
+                        lambda: check_resume(resume_file, cfg, trust_checkpoint, world) if rank() == 0 else None
+                    )
+                    self._resume = () if is_distributed(cfg) else (resume_file, read)  # rank 0's file
                 result = self._data_to_result(saved, resume_file, trust_checkpoint)
                 restart.forget(cfg, saved)
             except UserError:

@@ -252,13 +252,14 @@ def check_fits(path: str, checkpoint: "Checkpoint", model: torch.nn.Module, conf
     raise CheckpointError(f"{path} does not fit this model: {shown}{why}; resume with the settings it was trained with")
 
 
-def check_resume(path: str, config, trust_checkpoint: bool = False, world_size: int = 1) -> None:
+def check_resume(path: str, config, trust_checkpoint: bool = False, world_size: int = 1) -> "Checkpoint":
     """Before any data set or model is built: ``path`` must be a readable checkpoint of this
     model on this data set, trained by ``world_size`` processes (a one-line
-    :class:`CheckpointError` otherwise)."""
+    :class:`CheckpointError` otherwise). Returns the checkpoint, read once."""
     checkpoint = load_checkpoint(path, trust_checkpoint, map_location="cpu")
     check_identity(path, checkpoint.config, config)
     check_world_size(path, checkpoint, world_size)
+    return checkpoint
 
 
 def check_world_size(path: str, checkpoint: "Checkpoint", world_size: int) -> None:
