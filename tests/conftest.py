@@ -16,12 +16,16 @@ import dataclasses
 import os
 from typing import Any, Dict, Optional
 
-import pytest
-import torch
-from torch.utils._python_dispatch import TorchDispatchMode
+# One intra-op thread for the whole suite and every process it starts (set before torch is
+# imported, so subprocesses inherit it): the models here are tiny, the suite runs one worker per
+# core (`-n auto`), and OpenMP threads beyond the cores spin and make every process slower. A test
+# about threads sets its own value.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-# One intra-op thread for the whole suite: the models here are tiny, and on a 2-core machine that
-# also runs other jobs two OpenMP threads spin and make them many times slower.
+import pytest  # noqa: E402
+import torch  # noqa: E402
+from torch.utils._python_dispatch import TorchDispatchMode  # noqa: E402
+
 torch.set_num_threads(1)
 
 import recbole  # noqa: E402
@@ -29,6 +33,17 @@ import recbole  # noqa: E402
 from synthetic import rule_sequences, write_inter  # noqa: E402,F401  (tests import them from here)
 
 ML100K = os.path.join(os.path.dirname(recbole.__file__), "dataset_example", "ml-100k", "ml-100k.inter")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _start_outside_the_checkout(tmp_path_factory):
+    """Every test starts in a scratch folder: what RecBole writes relative to the working directory
+    (``log_tensorboard/``, ``saved/``) never lands in the checkout, and parallel test workers never
+    share it."""
+    cwd = os.getcwd()
+    os.chdir(tmp_path_factory.mktemp("cwd"))
+    yield
+    os.chdir(cwd)
 
 
 @pytest.fixture(scope="session")
