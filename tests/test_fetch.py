@@ -418,3 +418,25 @@ def test_stats_held_out_items_ties_and_popularity(tmp_path):
     import hashlib
 
     assert held["test_pairs_sha256"] == hashlib.sha256(b"a\ty\nb\tx\nc\tx").hexdigest()
+
+
+def test_stats_held_out_items_compare_times_as_a_run_does(tmp_path):
+    """Times near 1e9 seconds less than 64 s apart are one float32 value, as RecBole keeps a float
+    column: ``data stats`` holds out what a run holds out (file order decides), not the float64
+    order of the text, and agrees with the data card's leave-one-out figures."""
+    import numpy as np
+
+    from recbole_ext.data.cards import sequences
+    from recbole_ext.data.stats import dataset_stats, read_interactions
+
+    folder = tmp_path / "toy"
+    folder.mkdir()
+    # user a: z at 1e9+10 comes before y at 1e9+3 in the file; in float32 both are 1e9
+    rows = ["a\tx\t999999000", "a\tz\t1000000010", "a\ty\t1000000003", "b\tx\t5", "b\ty\t9"]
+    (folder / "toy.inter").write_text("user_id:token\titem_id:token\ttimestamp:float\n" + "\n".join(rows) + "\n")
+    assert float(np.float32(1000000010)) == float(np.float32(1000000003))
+    held = dataset_stats(str(folder), "toy")["held_out"]
+    assert held["test_pairs_sha256"] == hashlib.sha256(b"a\ty\nb\ty").hexdigest()  # float64 would say a -> z
+    assert held["test_time_tied_share"] == 0.5
+    seq = sequences(read_interactions(str(folder), "toy"))  # ids in file order: x 0, z 1, y 2
+    assert [int(seq.items[end - 1]) for end in seq.starts[1:]] == [2, 2]  # the card's last items: y, y

@@ -22,7 +22,7 @@ from typing import Dict
 import numpy as np
 import pandas as pd
 
-from recbole_ext.data.temporal_split import global_temporal_rows, leakage, resolve_cuts
+from recbole_ext.data.temporal_split import global_temporal_rows, leakage, resolve_cuts, run_times
 
 __all__ = ["Sequences", "data_card", "leakage_card", "popularity_card", "sequentiality_card", "sequences"]
 
@@ -57,7 +57,7 @@ def sequences(inter: pd.DataFrame) -> Sequences:
     users = pd.factorize(inter["user_id"])[0]
     items = pd.factorize(inter["item_id"])[0]
     if "timestamp" in inter.columns:
-        times = pd.to_numeric(inter["timestamp"], errors="coerce").to_numpy(dtype=np.float32).astype(np.float64)
+        times = run_times(inter["timestamp"])
     else:
         times = np.arange(len(inter), dtype=np.float64)
     order = np.lexsort((np.arange(len(users)), times, users))

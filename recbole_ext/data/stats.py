@@ -11,6 +11,7 @@ import pandas as pd
 from recbole_ext.data.atomic_files import check_interaction_columns, read_atomic_columns, read_header
 from recbole_ext.data.cards import data_card
 from recbole_ext.data.fetch import file_sha256
+from recbole_ext.data.temporal_split import run_times
 
 
 def interaction_counts(inter: pd.DataFrame) -> Dict[str, object]:
@@ -61,7 +62,9 @@ def read_interactions(folder: str, name: str) -> pd.DataFrame:
 
 def held_out_stats(inter: pd.DataFrame) -> Dict[str, object]:
     """The test and validation items of a leave-one-out split in time order (each user's last
-    and second-to-last interaction; equal times keep file order, as RecBole's stable sort does):
+    and second-to-last interaction; times compared as a run compares them (float32,
+    :func:`recbole_ext.data.temporal_split.run_times`), equal times in file order, as RecBole's
+    stable sort keeps them):
     how often equal times decide them, their popularity (interactions in the file, which the
     ``pop100`` negatives follow), and a hash of the ``(user, test item)`` pairs. Two copies of a
     data set with the same ids hold out the same items exactly when the hashes agree; with other
@@ -70,7 +73,7 @@ def held_out_stats(inter: pd.DataFrame) -> Dict[str, object]:
     Args:
         inter: ``user_id``, ``item_id`` and ``timestamp`` columns (strings), in file order.
     """
-    frame = inter.assign(_t=pd.to_numeric(inter["timestamp"], errors="coerce"), _row=range(len(inter)))
+    frame = inter.assign(_t=run_times(inter["timestamp"]), _row=range(len(inter)))
     frame = frame.sort_values(["user_id", "_t", "_row"], kind="stable")
     popularity = frame["item_id"].map(frame["item_id"].value_counts())
     rank = frame.groupby("user_id").cumcount(ascending=False)  # 0: the last interaction

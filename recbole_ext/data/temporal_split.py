@@ -25,6 +25,7 @@ from __future__ import annotations
 from typing import Dict, Optional, Sequence, Tuple
 
 import numpy as np
+import pandas as pd
 
 from recbole_ext.data.split_methods import GT, gt_cut_problem
 from recbole_ext.errors import ConfigError
@@ -33,6 +34,16 @@ __all__ = ["GT", "GlobalTemporalSplitMixin", "gt_cut_problem", "global_temporal_
 
 #: how a run's log carries the leakage figure (a JSON dict follows)
 LEAKAGE_LOG_PREFIX = "split leakage: "
+
+
+def run_times(values) -> np.ndarray:
+    """Times as a run compares them: RecBole keeps a float column as float32 (near 1e9 seconds,
+    times less than 64 s apart become equal), returned as float64 for arithmetic. ``values``:
+    numbers, or text read from an atomic file (a blank or malformed cell becomes NaN)."""
+    values = np.asarray(values)
+    if values.dtype.kind not in "fiu":
+        values = pd.to_numeric(pd.Series(values), errors="coerce").to_numpy()
+    return values.astype(np.float32).astype(np.float64)
 
 
 def resolve_cuts(times: np.ndarray, cuts: Sequence[float]) -> Tuple[float, float]:
@@ -168,8 +179,7 @@ class GlobalTemporalSplitMixin:
                 "invalid configuration: eval_args split GT is for sequential models on one interaction file"
             )
         frame = self.inter_feat  # every interaction, after the data set's filters
-        # the times as the data set keeps them (RecBole's float fields are float32)
-        times = np.asarray(frame[self.time_field], dtype=np.float32).astype(np.float64)
+        times = run_times(frame[self.time_field])
         first_time = np.full(self.user_num, np.inf)
         np.minimum.at(first_time, np.asarray(frame[self.uid_field], dtype=np.int64), times)
         valid_time, test_time = resolve_cuts(times, split[GT])
