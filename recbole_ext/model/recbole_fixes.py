@@ -159,12 +159,16 @@ LINEAR_CE_MODELS = (
 )  # fmt: skip
 
 
-class LinearCEFix:
-    """``loss_impl`` and ``full_sort_head`` for the models of :data:`LINEAR_CE_MODELS`."""
+class LossImplFix:
+    """Reads ``loss_impl`` (``chunked`` or ``dense``) for a mixin that serves both paths."""
 
     def __init__(self, config, dataset) -> None:
         super().__init__(config, dataset)
         self.loss_impl = loss_impl_of(config)
+
+
+class LinearCEFix(LossImplFix):
+    """``loss_impl`` and ``full_sort_head`` for the models of :data:`LINEAR_CE_MODELS`."""
 
     def full_sort_head(self, interaction) -> LinearHead:
         """``full_sort_predict``'s scores in parts. Shape: query ``[B, d]``, table ``[n_items, d]``."""
@@ -178,14 +182,10 @@ class LinearCEFix:
         return linear_softmax_ce(self.full_sort_head(interaction), interaction[self.POS_ITEM_ID], chunked=True)
 
 
-class BERT4RecCEFix:
+class BERT4RecCEFix(LossImplFix):
     """BERT4Rec's ``loss_impl`` and ``full_sort_head``. Its CE is over the
     masked positions: the query of each (row, position) of ``MASK_INDEX`` that is above 0
     (RecBole's rule: index 0 is its padding), the table without the mask token, its output bias."""
-
-    def __init__(self, config, dataset) -> None:
-        super().__init__(config, dataset)
-        self.loss_impl = loss_impl_of(config)
 
     def _table(self) -> Tuple[torch.Tensor, torch.Tensor]:
         return self.item_embedding.weight[: self.n_items], self.output_bias
