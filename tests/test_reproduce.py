@@ -213,6 +213,7 @@ def test_small_preset_tables_and_resume(tmp_path, ml100k_slice):
     assert read_csv(os.path.join(out, "tables.csv")) == list(cells.values())
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not SHARED, reason="$RECBOLE_EXT_TEST_DATA names no data folder")
 def test_glint_ru_preset_on_a_beauty_slice(tmp_path):
     """Every row of the shipped preset on Beauty, one batch each, on the first 120 users of the
