@@ -135,7 +135,7 @@ class Prepared:
         comparison: the rows as one comparison (:func:`compare_request`).
         has_item_file: whether the data set has an ``.item`` file (``None``: not on disk, and
             not fetched).
-        folder: the data set's folder (``None`` when it was not looked for with a fetch).
+        folder: the data set's folder (``None``: not on disk, and not fetched).
     """
 
     comparison: CompareRequest
